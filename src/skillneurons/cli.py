@@ -1,0 +1,312 @@
+"""The ``skillneurons`` command line: a thin layer over the public API.
+
+Errors caused by input (bad data, unknown model, mismatched artifact...) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from skillneurons.errors import SkillNeuronsError
+
+
+def _task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--task", required=required,
+                   help="built-in task (mr, pang_lee, fine_food, bbc_news, tweets), a CSV/TSV/JSONL/Parquet file, or hf:NAME[/CONFIG]")  # fmt: skip
+    p.add_argument("--text-column", help="column holding the text (files / hf datasets)")
+    p.add_argument("--text-b-column", help="column holding the second text of a pair task")
+    p.add_argument("--label-column", help="column holding the label")
+    p.add_argument("--label-names", help="comma-separated label set, in class order")
+    p.add_argument("--hf-split", help="split of an hf: dataset to read (default: train)")
+
+
+def _load_task_from(args: argparse.Namespace) -> Any:
+    from skillneurons.data import load_task
+
+    return load_task(
+        args.task,
+        text_column=args.text_column,
+        text_b_column=args.text_b_column,
+        label_column=args.label_column,
+        label_names=args.label_names.split(",") if args.label_names else None,
+        split=args.hf_split,
+    )
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from skillneurons.training import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+        eval_every=args.eval_every, patience=args.patience, seed=args.seed, precision=args.precision,
+    )  # fmt: skip
+
+
+def _tune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="minilm",
+        help="Hub id, local folder, .gguf file, or offline alias (see `skillneurons models`)",
+    )
+    p.add_argument("--prompt-length", type=int, default=20, help="number of soft prompt tokens P")
+    p.add_argument(
+        "--init", default="normal", choices=["normal", "vocab", "text"], help="prompt initialisation"
+    )
+    p.add_argument("--init-text", help="text for --init text")
+    p.add_argument("--head", default="auto", choices=["auto", "label_words", "linear", "similarity"],
+                   help="how labels are read (auto: label words through the LM head when the model has one, else similarity)")  # fmt: skip
+    p.add_argument("--layout", default="auto", choices=["auto", "slot_first", "prompt_first", "paper", "peft"],
+                   help="input layout (auto: slot_first = paper for encoders, prompt_first for causal LMs)")  # fmt: skip
+    p.add_argument(
+        "--template", help="text template with {text}, e.g. '{text} Overall it was' (useful for causal LMs)"
+    )
+    p.add_argument(
+        "--max-length", type=int, default=128, help="max sequence length incl. prompt (text is truncated)"
+    )
+    p.add_argument("--max-examples", type=int, help="stratified subsample of the task before splitting")
+    p.add_argument("--seed", type=int, default=0, help="training seed (prompt init, data order)")
+    p.add_argument("--split-seed", type=int, help="seed of the train/dev/test split (default: --seed)")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-2)
+    p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: twice per epoch)")
+    p.add_argument("--patience", type=int, help="early stopping: evaluations without improvement")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from skillneurons.runs import tune_prompt
+
+    res = tune_prompt(
+        args.model, _load_task_from(args), args.out, prompt_length=args.prompt_length, init=args.init,
+        init_text=args.init_text, head=args.head, layout=args.layout, template=args.template,
+        max_length=args.max_length, max_examples=args.max_examples, split_seed=args.split_seed,
+        config=_train_config(args), progress=not args.quiet,
+    )  # fmt: skip
+    print(f"test accuracy {res['test_accuracy']:.4f} (best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); "
+          f"prompt saved to {res['prompt']}")  # fmt: skip
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from skillneurons.runs import evaluate_prompt
+
+    task = _load_task_from(args) if args.task else None
+    res = evaluate_prompt(args.prompt, task, model=args.model, split=args.split, progress=not args.quiet)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_find(args: argparse.Namespace) -> int:
+    from skillneurons.artifacts import load_manifest
+    from skillneurons.backbones import load_backbone
+    from skillneurons.runs import find_skill_neurons
+
+    man = load_manifest(args.prompts[0])
+    bb = load_backbone(args.model or man["backbone"]["name"])
+    task = _load_task_from(args) if args.task else _load_task_named(man["task"]["name"])
+    res = find_skill_neurons(
+        bb, args.prompts, task, args.out, scheme=args.scheme, how=args.aggregate, auroc_bins=args.auroc_bins,
+        controls=not args.no_controls, hand_written=args.hand_written, batch_size=args.batch_size,
+        precision=args.precision, top_k=args.top, rho=args.rho, progress=not args.quiet,
+    )  # fmt: skip
+    print(res["text"])
+    print(f"skill neurons saved to {Path(args.out) / 'skill_neurons.safetensors'}")
+    return 0
+
+
+def _load_task_named(name: str) -> Any:
+    from skillneurons.data import load_task
+
+    return load_task(name)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from skillneurons.data import builtin_tasks, fetch_builtin_data
+
+    if args.action == "fetch":
+        path = fetch_builtin_data(args.names or None, force=args.force, quiet=args.quiet)
+        if not args.quiet:
+            print(f"built-in data ready under {path}")
+    else:
+        for name, desc in builtin_tasks().items():
+            print(f"{name:12s} {desc}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from skillneurons.backbones import known_architectures, offline_models
+
+    print("offline models:")
+    for name, desc in offline_models().items():
+        print(f"  {name:12s} {desc}")
+    print("architecture families (any Hub id or local folder of these):", ", ".join(known_architectures()))
+    return 0
+
+
+def cmd_peft(args: argparse.Namespace) -> int:
+    from skillneurons.artifacts import load_manifest
+    from skillneurons.backbones import load_backbone
+    from skillneurons.prompts import (
+        PromptModel,
+        build_head,
+        export_peft,
+        import_peft,
+        load_prompt,
+        save_prompt,
+    )
+
+    if args.action == "export":
+        man = load_manifest(args.prompt)
+        bb = load_backbone(args.model or man["backbone"]["name"])
+        pm, _ = load_prompt(args.prompt, bb)
+        out = export_peft(pm, args.out)
+        print(f"PEFT prompt-tuning adapter written to {out}")
+    else:
+        prompt, cfg = import_peft(args.adapter)
+        base = args.model or cfg.get("base_model_name_or_path")
+        if not base:
+            raise SkillNeuronsError(f"{args.adapter} does not name its base model: pass --model")
+        bb = load_backbone(str(base))
+        words = [w.split("|") for w in args.label_words.split(",")]
+        pm = PromptModel(bb, prompt, build_head(args.head, bb, words), layout="prompt_first")
+        path = save_prompt(args.out, pm, imported_from=str(args.adapter))
+        print(f"prompt saved to {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from skillneurons.demo import run_demo
+
+    run_demo(out_dir=Path(args.out), budget_minutes=args.budget_minutes, progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from skillneurons import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="skillneurons", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--version", action="version", version=f"skillneurons {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more (INFO)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    # the same two flags are accepted after the command too (`skillneurons data fetch --quiet`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more (INFO)"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return _add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+
+    p = sub.add_parser("tune", help="prompt-tune a frozen model on a task")
+    _tune_args(p)
+    _task_args(p)
+    p.add_argument(
+        "--out", required=True, help="run folder (resumes if it holds a checkpoint of the same run)"
+    )
+    p.set_defaults(fn=cmd_tune)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved prompt")
+    p.add_argument("--prompt", required=True, help="prompt artifact (RUN/prompt.safetensors)")
+    p.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
+    p.add_argument("--split", default="test", choices=["train", "dev", "test", "all"])
+    _task_args(p, required=False)
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("find", help="find the skill neurons of trained prompts (one per seed)")
+    p.add_argument(
+        "prompts", nargs="+", help="prompt artifacts (RUN/prompt.safetensors), each with its split.json"
+    )
+    p.add_argument("--out", required=True, help="output folder (skill_neurons.*, summary.json); resumes")
+    p.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
+    p.add_argument("--scheme", default="one_vs_rest", choices=["one_vs_rest", "pairwise", "paper"],
+                   help="binary subtasks of a multi-class task (paper: 0 vs 2 and 1 vs rest, 3 classes)")  # fmt: skip
+    p.add_argument("--aggregate", default="mean", choices=["mean", "min"], help="over prompts (seeds)")
+    p.add_argument(
+        "--auroc-bins", type=int, help="also compute the threshold-free AUROC score with this many bins"
+    )
+    p.add_argument(
+        "--no-controls", action="store_true", help="skip the pooled-text / random / hand-written controls"
+    )
+    p.add_argument("--hand-written", help="text of the hand-written control prompt")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--top", type=int, default=10, help="neurons listed in the summary")
+    p.add_argument(
+        "--rho", type=float, default=0.01, help="fraction for the per-layer distribution and stability"
+    )
+    _task_args(p, required=False)
+    p.set_defaults(fn=cmd_find)
+
+    p = sub.add_parser("data", help="built-in data: fetch it, or list the built-in tasks")
+    p.add_argument("action", choices=["fetch", "list"])
+    p.add_argument("names", nargs="*", help="fetch: only these built-in tasks (default: all)")
+    p.add_argument("--force", action="store_true", help="fetch: extract again even if already there")
+    p.set_defaults(fn=cmd_data)
+
+    p = sub.add_parser("models", help="list offline models and known architecture families")
+    p.set_defaults(fn=cmd_models)
+
+    p = sub.add_parser("peft", help="export a prompt to / import one from a PEFT prompt-tuning adapter")
+    p.add_argument("action", choices=["export", "import"])
+    p.add_argument("--prompt", help="export: the prompt artifact")
+    p.add_argument("--adapter", help="import: the PEFT adapter directory")
+    p.add_argument("--model", help="backbone (default: recorded in the artifact)")
+    p.add_argument("--head", default="auto", choices=["auto", "label_words", "similarity"])
+    p.add_argument(
+        "--label-words",
+        default="negative,positive",
+        help="import: class words, e.g. 'negative,positive' or 'bad|awful,good|great'",
+    )
+    p.add_argument("--out", required=True, help="export: adapter directory; import: prompt artifact path")
+    p.set_defaults(fn=cmd_peft)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default (offline MiniLM + MR)")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--budget-minutes", type=float, default=6.0, help="time budget for tuning on CPU")
+    p.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not args.verbose:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+    try:
+        return int(args.fn(args))
+    except SkillNeuronsError as e:
+        print(f"skillneurons: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "skillneurons: interrupted; the last checkpoint is kept: rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

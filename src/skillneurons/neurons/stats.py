@@ -1,0 +1,720 @@
+"""Streaming statistics for skill-neuron discovery (REFERENCE.md section 2).
+
+Two passes over a trained prompt's data, both *streaming*: only running sums and counts are kept,
+so memory does not depend on the number of examples, and every statistic is additive, so shards
+computed on different workers merge by summation (:meth:`BaselineStats.merge`,
+:meth:`PredictivityStats.merge`, or ``a + b``).
+
+1. :class:`BaselineStats`, TRAIN split: per (layer l, position t, neuron i) the sum and the sum of
+   squares of the activation (float64) and the number of examples; ``mean()`` is the baseline
+   ``a_bar(l,t,i)``.
+2. :class:`PredictivityStats`, DEV split: per class c the number of examples whose activation lies
+   strictly above the baseline, ``above[c,l,t,i] = #{x in class c : a(l,t,i|x) > a_bar(l,t,i)}``, and
+   the class totals. From these, for any binary subtask (a set of positive classes against a set of
+   negative classes):
+
+   ``Acc = (sum_{c in pos} above[c] + sum_{c in neg} (n_c - above[c])) / (n_pos + n_neg)``
+
+   i.e. the fraction of the subtask's examples with ``1[a > a_bar] == 1[y in pos]`` (REFERENCE.md
+   section 2 step 2), and ``Pred = max(Acc, 1 - Acc)`` (step 3). With ``balanced=True`` the accuracy is
+   the mean of the two per-side rates, ``(TP / n_pos + TN / n_neg) / 2``, which class imbalance cannot
+   inflate. Optional per-class histograms give a threshold-free score, the AUROC.
+
+Activations arrive as ``acts`` of shape ``[batch, n_layers, n_positions, d_ff]`` (any floating dtype,
+any device; they are converted to float64 chunk by chunk, so float32 values are compared with the
+baseline exactly). The "position" axis is generic: for prompt positions it has P+1 entries (mask slot
+and P soft tokens); for the paper's pooled-text controls feed ``[batch, n_layers, 2, d_ff]`` with the
+mean-pooled text-token activation at position 0 and the max-pooled one at position 1
+(:data:`POOLED_POSITIONS`) and build the statistics with ``n_positions=2``; every formula is the same.
+
+Memory (bytes), with ``LTN = n_layers * n_positions * d_ff`` and C classes:
+``BaselineStats``: ``16 * LTN``; ``PredictivityStats``: ``8 * LTN * (C + 1)`` plus, with histograms,
+``4 * C * LTN * (hist_bins + 2) + 16 * LTN`` (see :func:`predictivity_stats_bytes`). ``update`` also
+allocates transient buffers of at most about ``17 * MAX_CHUNK_ELEMENTS`` bytes (about 140 MB), or
+``33 *`` that with histograms, whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from skillneurons.artifacts import load_artifact, save_artifact
+from skillneurons.errors import ArtifactError, ConfigError, DataError
+
+__all__ = [
+    "MAX_CHUNK_ELEMENTS",
+    "POOLED_POSITIONS",
+    "BaselineStats",
+    "PredictivityStats",
+    "baseline_stats_bytes",
+    "histogram_bytes",
+    "predictivity_stats_bytes",
+]
+
+#: Names of the position axis for the pooled text-token controls: ``acts[:, :, 0]`` is the mean over
+#: the text tokens, ``acts[:, :, 1]`` the max (REFERENCE.md section 2, "reference controls").
+POOLED_POSITIONS: tuple[str, str] = ("mean", "max")
+
+#: At most this many activations are converted to float64 at once inside ``update`` (64 MiB).
+MAX_CHUNK_ELEMENTS = 1 << 23
+
+_INT32_MAX = 2**31 - 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# memory estimates
+
+
+def baseline_stats_bytes(n_layers: int, n_positions: int, d_ff: int) -> int:
+    """Bytes held by a :class:`BaselineStats` (two float64 tensors of shape [L, T, N])."""
+    return 16 * n_layers * n_positions * d_ff
+
+
+def histogram_bytes(num_classes: int, n_layers: int, n_positions: int, d_ff: int, hist_bins: int) -> int:
+    """Bytes of the AUROC histograms: ``4 * C * L * T * N * (hist_bins + 2)`` (int32, 2 overflow bins).
+
+    Example: RoBERTa-base (12 x 3072), 129 prompt positions, 2 classes, 64 bins: about 2.5 GB. Reduce
+    the bins, or the positions (e.g. the mask slot only), when this is too big.
+    """
+    return 4 * num_classes * n_layers * n_positions * d_ff * (hist_bins + 2)
+
+
+def predictivity_stats_bytes(
+    num_classes: int, n_layers: int, n_positions: int, d_ff: int, hist_bins: int | None = None
+) -> int:
+    """Bytes held by a :class:`PredictivityStats`: the float64 baseline, the int64 counts
+    ``[C, L, T, N]`` and, with ``hist_bins``, the int32 histograms and two float64 bin-range tensors."""
+    ltn = n_layers * n_positions * d_ff
+    total = 8 * ltn + 8 * num_classes * ltn + 8 * num_classes
+    if hist_bins is not None:
+        total += histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn
+    return total
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_geometry(n_layers: int, n_positions: int, d_ff: int) -> tuple[int, int, int]:
+    for name, v in (("n_layers", n_layers), ("n_positions", n_positions), ("d_ff", d_ff)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name}={v!r} is invalid: pass a positive integer")
+    return n_layers, n_positions, d_ff
+
+
+def _check_acts(acts: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """Validate ``acts`` [batch, L, T, N] (floating, matching geometry, finite)."""
+    if not isinstance(acts, Tensor):
+        raise ConfigError(f"activations must be a torch.Tensor, got {type(acts).__name__}: pass a tensor")
+    if acts.dim() != 4 or tuple(acts.shape[1:]) != shape:
+        raise ConfigError(
+            f"activations have shape {list(acts.shape)} but these statistics expect "
+            f"[batch, {shape[0]}, {shape[1]}, {shape[2]}] (batch, layers, positions, d_ff): "
+            "feed activations of the same model, layers and positions"
+        )
+    if not acts.is_floating_point():
+        raise ConfigError(f"activations have dtype {acts.dtype}: pass floating-point activations")
+    for bs, ls in _chunks(acts.shape[0], shape[0], shape[1] * shape[2], MAX_CHUNK_ELEMENTS):
+        finite = torch.isfinite(acts[bs, ls])
+        if not bool(finite.all()):
+            layer = (ls.start or 0) + int((~finite).flatten(2).any(-1).any(0).nonzero()[0, 0])
+            raise DataError(
+                f"activations contain NaN or inf (first in layer {layer}): run the backbone in float32 "
+                "or bfloat16 instead of float16, or check the inputs"
+            )
+    return acts
+
+
+def _chunks(batch: int, n_layers: int, per_layer: int, max_elements: int) -> Iterator[tuple[slice, slice]]:
+    """Yield ``(batch_slice, layer_slice)`` covering [batch, n_layers] with at most ``max_elements``
+    activations per chunk (but at least one layer of one example)."""
+    per_example = n_layers * per_layer
+    if per_example <= max_elements:
+        step = max_elements // per_example
+        for b in range(0, batch, step):
+            yield slice(b, min(b + step, batch)), slice(0, n_layers)
+        return
+    lstep = max(1, max_elements // per_layer)
+    for b in range(batch):
+        for layer in range(0, n_layers, lstep):
+            yield slice(b, b + 1), slice(layer, min(layer + lstep, n_layers))
+
+
+def _require(state: Mapping[str, Tensor], keys: Sequence[str], what: str) -> None:
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ArtifactError(
+            f"{what} state lacks {missing}: pass a state_dict written by {what}.state_dict() / save()"
+        )
+
+
+def _scalar_int(t: Tensor, name: str, what: str) -> int:
+    if t.numel() != 1 or t.is_floating_point() or t.dtype == torch.bool:
+        raise ArtifactError(
+            f"{what} state entry '{name}' is not an integer scalar: the state is corrupted; re-create it"
+        )
+    return int(t.reshape(()).item())
+
+
+# ----------------------------------------------------------------------------------------------------
+# pass 1
+
+
+class BaselineStats:
+    """Pass 1 (TRAIN split): running sum, sum of squares and count of every neuron activation.
+
+    Args:
+        n_layers: L, number of layers whose FFN neurons are recorded.
+        n_positions: T, number of recorded positions (prompt positions, or 2 for the pooled controls).
+        d_ff: N, neurons per layer (input width of the FFN down projection).
+        device: where the float64 accumulators live (the activations are moved there). Use ``"cpu"``
+            on backends without float64 (MPS).
+
+    Attributes:
+        sum: [L, T, N] float64, sum of activations.
+        sum_sq: [L, T, N] float64, sum of squared activations.
+        count: number of examples seen.
+
+    The variance is derived as ``sum_sq / n - mean^2`` (clamped at 0): in float64 this is accurate for
+    activations whose mean is not many orders of magnitude larger than their spread, the case for FFN
+    neurons; it keeps the statistics additive.
+    """
+
+    def __init__(
+        self, n_layers: int, n_positions: int, d_ff: int, device: str | torch.device = "cpu"
+    ) -> None:
+        self.shape = _check_geometry(n_layers, n_positions, d_ff)
+        self.device = torch.device(device)
+        self.sum = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
+        self.sum_sq = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
+        self.count = 0
+
+    @property
+    def n_layers(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_positions(self) -> int:
+        return self.shape[1]
+
+    @property
+    def d_ff(self) -> int:
+        return self.shape[2]
+
+    def __repr__(self) -> str:
+        return f"BaselineStats(n_layers={self.n_layers}, n_positions={self.n_positions}, d_ff={self.d_ff}, count={self.count})"
+
+    @torch.no_grad()
+    def update(self, acts: Tensor) -> None:
+        """Add a batch. ``acts``: [batch, L, T, N], any floating dtype and device.
+
+        Raises :class:`DataError` (and changes nothing) when the batch holds NaN or inf.
+        """
+        acts = _check_acts(acts, self.shape).to(self.device)
+        L, T, N = self.shape
+        for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
+            x = acts[bs, ls].to(torch.float64)
+            self.sum[ls] += x.sum(0)
+            self.sum_sq[ls] += x.square_().sum(0)
+        self.count += int(acts.shape[0])
+
+    def _require_data(self, minimum: int = 1) -> None:
+        if self.count < minimum:
+            raise ConfigError(
+                f"baseline statistics have seen {self.count} example(s), {minimum} needed: "
+                "call update() with the train split's activations first"
+            )
+
+    def mean(self) -> Tensor:
+        """The baseline ``a_bar``: [L, T, N] float64, mean activation over the examples seen."""
+        self._require_data()
+        return self.sum / self.count
+
+    def var(self, unbiased: bool = False) -> Tensor:
+        """Variance [L, T, N] float64 (population variance unless ``unbiased``)."""
+        self._require_data(2 if unbiased else 1)
+        m = self.sum / self.count
+        v = (self.sum_sq - self.sum * m).clamp_min_(0.0)
+        return v / (self.count - 1 if unbiased else self.count)
+
+    def std(self, unbiased: bool = False) -> Tensor:
+        """Standard deviation [L, T, N] float64 (population unless ``unbiased``)."""
+        return self.var(unbiased).sqrt_()
+
+    def hist_range(self, k: float = 4.0) -> tuple[Tensor, Tensor]:
+        """Histogram range ``(mean - k*std, mean + k*std)``, each [L, T, N] float64 (for AUROC bins)."""
+        if not k > 0:
+            raise ConfigError(f"hist_k={k!r} is invalid: pass a positive number of standard deviations")
+        m, s = self.mean(), self.std()
+        return m - k * s, m + k * s
+
+    # -- merging / serialisation -----------------------------------------------------------------------
+
+    def copy(self) -> BaselineStats:
+        """An independent copy."""
+        return BaselineStats.from_state_dict(
+            {k: v.clone() for k, v in self.state_dict().items()}, self.device
+        )
+
+    def merge(self, other: BaselineStats) -> BaselineStats:
+        """Add ``other``'s statistics (another shard of the same split) into ``self``; returns ``self``."""
+        if not isinstance(other, BaselineStats):
+            raise ConfigError(
+                f"cannot merge BaselineStats with {type(other).__name__}: merge BaselineStats shards"
+            )
+        if other.shape != self.shape:
+            raise ArtifactError(
+                f"cannot merge baseline statistics of shape {list(other.shape)} into {list(self.shape)}: "
+                "merge shards recorded from the same model, layers and positions"
+            )
+        self.sum += other.sum.to(self.device)
+        self.sum_sq += other.sum_sq.to(self.device)
+        self.count += other.count
+        return self
+
+    def __add__(self, other: BaselineStats) -> BaselineStats:
+        return self.copy().merge(other)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors only (safetensors-compatible): ``sum``, ``sum_sq`` [L,T,N] float64, ``count`` int64 scalar."""
+        return {"sum": self.sum, "sum_sq": self.sum_sq, "count": torch.tensor(self.count, dtype=torch.int64)}
+
+    @classmethod
+    def from_state_dict(
+        cls, state: Mapping[str, Tensor], device: str | torch.device = "cpu"
+    ) -> BaselineStats:
+        """Rebuild from :meth:`state_dict`; raises :class:`ArtifactError` on a malformed state."""
+        _require(state, ("sum", "sum_sq", "count"), "BaselineStats")
+        s, q = state["sum"], state["sum_sq"]
+        if s.dim() != 3 or q.shape != s.shape or s.dtype != torch.float64 or q.dtype != torch.float64:
+            raise ArtifactError(
+                "BaselineStats state has inconsistent 'sum'/'sum_sq' tensors (need two float64 [L,T,N]): "
+                "the state is corrupted; re-create it"
+            )
+        count = _scalar_int(state["count"], "count", "BaselineStats")
+        if count < 0:
+            raise ArtifactError(
+                "BaselineStats state has a negative count: the state is corrupted; re-create it"
+            )
+        out = cls(int(s.shape[0]), int(s.shape[1]), int(s.shape[2]), device)
+        out.sum.copy_(s)
+        out.sum_sq.copy_(q)
+        out.count = count
+        return out
+
+    def save(self, path: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None) -> Path:
+        """Save as a ``baseline_stats`` artifact (``manifest`` adds provenance: model, task, split, seed)."""
+        info = {
+            "n_layers": self.n_layers,
+            "n_positions": self.n_positions,
+            "d_ff": self.d_ff,
+            "count": self.count,
+        }
+        return save_artifact(
+            path, self.state_dict(), kind="baseline_stats", manifest={**info, **dict(manifest or {})}
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> BaselineStats:
+        """Load a ``baseline_stats`` artifact written by :meth:`save`."""
+        tensors, _ = load_artifact(path, kind="baseline_stats")
+        return cls.from_state_dict(tensors, device)
+
+
+# ----------------------------------------------------------------------------------------------------
+# pass 2
+
+
+class PredictivityStats:
+    """Pass 2 (DEV split): per class, how often each neuron's activation exceeds its baseline.
+
+    Args:
+        baseline: the pass-1 :class:`BaselineStats` (preferred: also gives the AUROC bin ranges), or the
+            baseline ``a_bar`` itself as a [L, T, N] tensor (converted to float64).
+        num_classes: C; labels must lie in ``[0, C)``.
+        hist_bins: if set, also keep per-class histograms of every activation for :meth:`auroc`:
+            ``hist_bins`` equal-width bins over ``[lo, hi)`` per (l,t,i) plus an underflow bin
+            (``a < lo``) and an overflow bin (``a >= hi``). Memory: :func:`histogram_bytes`.
+        hist_range: ``(lo, hi)``, each a float or a [L, T, N] tensor. Default (needs ``baseline`` to be
+            a :class:`BaselineStats`): ``mean -/+ hist_k * std`` from pass 1. Where ``hi <= lo`` (a
+            neuron constant on the train split) the range is widened to ``[lo, lo + 1)``.
+        hist_k: standard deviations on each side of the mean for the default ``hist_range``.
+        device: where the accumulators live (default: the baseline's device).
+
+    Attributes:
+        baseline: [L, T, N] float64.
+        class_counts: [C] int64, dev examples seen per class.
+        above: [C, L, T, N] int64, ``#{x in class c : a(l,t,i|x) > baseline(l,t,i)}``.
+        hist: [C, L, T, N, hist_bins + 2] int32 or None (bin 0 = underflow, last = overflow).
+        hist_lo, hist_hi: [L, T, N] float64 or None.
+    """
+
+    def __init__(
+        self,
+        baseline: Tensor | BaselineStats,
+        num_classes: int,
+        hist_bins: int | None = None,
+        hist_range: tuple[Tensor | float, Tensor | float] | None = None,
+        hist_k: float = 4.0,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(f"num_classes={num_classes!r} is invalid: a task needs at least 2 classes")
+        if isinstance(baseline, BaselineStats):
+            mean = baseline.mean()
+            if hist_bins is not None and hist_range is None:
+                hist_range = baseline.hist_range(hist_k)
+        elif isinstance(baseline, Tensor):
+            if baseline.dim() != 3 or not baseline.is_floating_point():
+                raise ConfigError(
+                    f"baseline has shape {list(baseline.shape)} and dtype {baseline.dtype}: "
+                    "pass the floating [L, T, N] mean from BaselineStats.mean()"
+                )
+            mean = baseline
+            if not bool(torch.isfinite(mean).all()):
+                raise ConfigError(
+                    "the baseline contains NaN or inf: recompute it from finite train activations"
+                )
+        else:
+            raise ConfigError(f"baseline must be BaselineStats or a tensor, got {type(baseline).__name__}")
+        self.device = torch.device(device) if device is not None else mean.device
+        self.baseline = mean.detach().to(device=self.device, dtype=torch.float64).clone()
+        self.shape: tuple[int, int, int] = tuple(self.baseline.shape)  # type: ignore[assignment]
+        self.num_classes = num_classes
+        self.class_counts = torch.zeros(num_classes, dtype=torch.int64, device=self.device)
+        self.above = torch.zeros((num_classes, *self.shape), dtype=torch.int64, device=self.device)
+        self.hist: Tensor | None = None
+        self.hist_lo: Tensor | None = None
+        self.hist_hi: Tensor | None = None
+        if hist_bins is not None:
+            if isinstance(hist_bins, bool) or not isinstance(hist_bins, int) or hist_bins < 1:
+                raise ConfigError(
+                    f"hist_bins={hist_bins!r} is invalid: pass a positive integer (e.g. 64) or None"
+                )
+            if hist_range is None:
+                raise ConfigError(
+                    "hist_bins needs bin ranges: pass the BaselineStats (not only its mean) or hist_range=(lo, hi)"
+                )
+            lo, hi = (
+                torch.as_tensor(r, dtype=torch.float64, device=self.device).expand(self.shape).clone()
+                for r in hist_range
+            )
+            if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
+                raise ConfigError("hist_range contains NaN or inf: pass finite bin ranges")
+            self.hist_lo, self.hist_hi = lo, hi
+            self.hist = torch.zeros(
+                (num_classes, *self.shape, hist_bins + 2), dtype=torch.int32, device=self.device
+            )
+        elif hist_range is not None:
+            raise ConfigError(
+                "hist_range was given without hist_bins: pass hist_bins too, or drop hist_range"
+            )
+
+    @property
+    def hist_bins(self) -> int | None:
+        """Inner histogram bins (None without histograms); the histograms have ``hist_bins + 2`` bins."""
+        return None if self.hist is None else int(self.hist.shape[-1]) - 2
+
+    @property
+    def count(self) -> int:
+        """Dev examples seen (all classes)."""
+        return int(self.class_counts.sum())
+
+    def __repr__(self) -> str:
+        L, T, N = self.shape
+        return (
+            f"PredictivityStats(n_layers={L}, n_positions={T}, d_ff={N}, num_classes={self.num_classes}, "
+            f"hist_bins={self.hist_bins}, class_counts={self.class_counts.tolist()})"
+        )
+
+    def _bin_width(self, ls: slice) -> Tensor:
+        assert self.hist_lo is not None and self.hist_hi is not None and self.hist_bins is not None
+        width = (self.hist_hi[ls] - self.hist_lo[ls]) / self.hist_bins
+        return torch.where(width > 0, width, torch.full_like(width, 1.0 / self.hist_bins))
+
+    @torch.no_grad()
+    def update(self, acts: Tensor, labels: Tensor | Sequence[int]) -> None:
+        """Add a batch. ``acts``: [batch, L, T, N] floating; ``labels``: [batch] integers in ``[0, C)``.
+
+        Raises :class:`DataError` (and changes nothing) on NaN/inf activations or out-of-range labels.
+        """
+        acts = _check_acts(acts, self.shape).to(self.device)
+        y = torch.as_tensor(labels, device=self.device)
+        if y.dim() != 1 or y.shape[0] != acts.shape[0]:
+            raise ConfigError(
+                f"labels have shape {list(y.shape)} for {acts.shape[0]} examples: pass one label per example"
+            )
+        if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+            raise ConfigError(f"labels have dtype {y.dtype}: pass integer class ids")
+        y = y.to(torch.int64)
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise DataError(
+                f"labels must lie in [0, {self.num_classes}) but range over [{int(y.min())}, {int(y.max())}]: "
+                "map the labels to class ids 0..C-1 or set num_classes"
+            )
+        batch_counts = torch.bincount(y, minlength=self.num_classes)
+        if self.hist is not None and int((self.class_counts + batch_counts).max()) > _INT32_MAX:
+            raise DataError(
+                f"more than {_INT32_MAX} examples of one class would overflow the int32 histograms: "
+                "merge fewer shards or drop hist_bins"
+            )
+        present = [c for c, n in enumerate(batch_counts.tolist()) if n > 0]
+        L, T, N = self.shape
+        per_elem_bins = self.hist_bins + 2 if self.hist_bins is not None else 0
+        for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
+            x = acts[bs, ls].to(torch.float64)
+            yb = y[bs]
+            gt = x > self.baseline[ls]
+            if self.hist is not None:
+                assert self.hist_lo is not None
+                idx = ((x - self.hist_lo[ls]) / self._bin_width(ls)).floor_().clamp_(-1, per_elem_bins - 2)
+                start, stop = (ls.start or 0) * T * N, ls.stop * T * N
+                offsets = (torch.arange(start, stop, device=self.device) * per_elem_bins).view(-1, T, N)
+                flat = idx.to(torch.int64).add_(1).add_(offsets)
+                hist_flat = self.hist.view(self.num_classes, -1)
+            for c in present:
+                sel = yb == c
+                if not bool(sel.any()):
+                    continue
+                self.above[c, ls] += gt[sel].sum(0)
+                if self.hist is not None:
+                    f = flat[sel].reshape(-1)
+                    hist_flat[c].index_add_(
+                        0, f, torch.ones(1, dtype=torch.int32, device=self.device).expand(f.numel())
+                    )
+        self.class_counts += batch_counts
+
+    # -- scores ----------------------------------------------------------------------------------------
+
+    def _sides(self, positive: Sequence[int], negative: Sequence[int] | None) -> tuple[list[int], list[int]]:
+        C = self.num_classes
+        pos = [int(c) for c in positive]
+        neg = [c for c in range(C) if c not in pos] if negative is None else [int(c) for c in negative]
+        for name, side in (("positive", pos), ("negative", neg)):
+            if not side:
+                raise ConfigError(
+                    f"the {name} side of the subtask is empty: give at least one class on each side"
+                )
+            if len(set(side)) != len(side) or any(not 0 <= c < C for c in side):
+                raise ConfigError(f"{name} classes {side} are invalid: give distinct class ids in [0, {C})")
+        if set(pos) & set(neg):
+            raise ConfigError(
+                f"classes {sorted(set(pos) & set(neg))} are on both sides: make the sides disjoint"
+            )
+        counts = self.class_counts.tolist()
+        for name, side in (("positive", pos), ("negative", neg)):
+            if sum(counts[c] for c in side) == 0:
+                raise DataError(
+                    f"the dev data has no examples of the {name} classes {side}: "
+                    "use a dev split that contains every class of the subtask"
+                )
+        return pos, neg
+
+    def accuracy(
+        self, positive: Sequence[int] = (1,), negative: Sequence[int] | None = None, balanced: bool = False
+    ) -> Tensor:
+        """Threshold accuracy [L, T, N] float64 of the binary subtask ``positive`` vs ``negative``.
+
+        ``negative=None`` means all other classes. Only examples of the subtask's classes count.
+        ``Acc = (TP + TN) / (n_pos + n_neg)``, ``TP = sum_{c in pos} above[c]``,
+        ``TN = sum_{c in neg} (n_c - above[c])``; ``balanced``: ``(TP / n_pos + TN / n_neg) / 2``.
+        """
+        pos, neg = self._sides(positive, negative)
+        n_pos = int(self.class_counts[pos].sum())
+        n_neg = int(self.class_counts[neg].sum())
+        tp = self.above[pos].sum(0)
+        tn = n_neg - self.above[neg].sum(0)
+        if balanced:
+            return 0.5 * (tp.to(torch.float64) / n_pos + tn.to(torch.float64) / n_neg)
+        return (tp + tn).to(torch.float64) / (n_pos + n_neg)
+
+    def predictivity(
+        self, positive: Sequence[int] = (1,), negative: Sequence[int] | None = None, balanced: bool = False
+    ) -> Tensor:
+        """Predictivity ``max(Acc, 1 - Acc)`` [L, T, N] float64 (see :meth:`accuracy`)."""
+        acc = self.accuracy(positive, negative, balanced)
+        return torch.maximum(acc, 1.0 - acc)
+
+    def _side_hist(self, sides: list[int], layer: int, balanced: bool) -> Tensor:
+        assert self.hist is not None
+        h = self.hist[sides, layer].to(torch.float64)  # [k, T, N, B+2]
+        if balanced:
+            n = self.class_counts[sides].to(torch.float64)
+            keep = n > 0
+            return (h[keep] / n[keep].view(-1, 1, 1, 1)).mean(0)
+        return h.sum(0)
+
+    def _auroc_parts(
+        self, positive: Sequence[int], negative: Sequence[int] | None, balanced: bool
+    ) -> tuple[Tensor, Tensor]:
+        if self.hist is None:
+            raise ConfigError("AUROC needs histograms: create PredictivityStats with hist_bins=... (e.g. 64)")
+        pos, neg = self._sides(positive, negative)
+        auc = torch.empty(self.shape, dtype=torch.float64, device=self.device)
+        tie = torch.empty_like(auc)
+        for layer in range(self.shape[0]):
+            p = self._side_hist(pos, layer, balanced)  # [T, N, B+2]
+            q = self._side_hist(neg, layer, balanced)
+            q_below = q.cumsum(-1) - q
+            norm = p.sum(-1) * q.sum(-1)
+            same = (p * q).sum(-1)
+            auc[layer] = ((p * q_below).sum(-1) + 0.5 * same) / norm
+            tie[layer] = same / norm
+        return auc, tie
+
+    def auroc(
+        self, positive: Sequence[int] = (1,), negative: Sequence[int] | None = None, balanced: bool = False
+    ) -> Tensor:
+        """AUROC [L, T, N] float64 of the activation as a score for ``positive`` vs ``negative``.
+
+        ``P(a_pos > a_neg) + P(a_pos, a_neg in the same bin) / 2`` from the histograms: pairs sharing a
+        bin count 1/2, so the difference to the exact Mann-Whitney AUROC (exact ties 1/2) is at most
+        :meth:`auroc_error_bound`; it is zero when every distinct value has a bin of its own.
+        ``balanced``: classes within a side weigh equally (matters only for sides of several classes).
+        """
+        return self._auroc_parts(positive, negative, balanced)[0]
+
+    def auroc_predictivity(
+        self, positive: Sequence[int] = (1,), negative: Sequence[int] | None = None, balanced: bool = False
+    ) -> Tensor:
+        """Threshold-free predictivity ``max(AUC, 1 - AUC)`` [L, T, N] float64."""
+        auc = self.auroc(positive, negative, balanced)
+        return torch.maximum(auc, 1.0 - auc)
+
+    def auroc_error_bound(
+        self, positive: Sequence[int] = (1,), negative: Sequence[int] | None = None, balanced: bool = False
+    ) -> Tensor:
+        """Upper bound [L, T, N] on ``|auroc() - exact AUROC|``: half the fraction of (pos, neg) pairs
+        that share a bin. Large values mean too few bins, or too much mass in the overflow bins."""
+        return 0.5 * self._auroc_parts(positive, negative, balanced)[1]
+
+    # -- merging / serialisation -----------------------------------------------------------------------
+
+    def copy(self) -> PredictivityStats:
+        """An independent copy."""
+        return PredictivityStats.from_state_dict(
+            {k: v.clone() for k, v in self.state_dict().items()}, self.device
+        )
+
+    def merge(self, other: PredictivityStats) -> PredictivityStats:
+        """Add ``other``'s counts (another shard of the same split, same baseline) into ``self``."""
+        if not isinstance(other, PredictivityStats):
+            raise ConfigError(
+                f"cannot merge PredictivityStats with {type(other).__name__}: merge PredictivityStats shards"
+            )
+        if (
+            other.shape != self.shape
+            or other.num_classes != self.num_classes
+            or other.hist_bins != self.hist_bins
+        ):
+            raise ArtifactError(
+                f"cannot merge predictivity statistics ({list(other.shape)}, {other.num_classes} classes, "
+                f"{other.hist_bins} bins) into ({list(self.shape)}, {self.num_classes} classes, {self.hist_bins} bins): "
+                "merge shards recorded with the same model, positions, task and options"
+            )
+        if not torch.equal(other.baseline.to(self.device), self.baseline):
+            raise ArtifactError(
+                "cannot merge predictivity statistics computed against different baselines: "
+                "give every shard the same pass-1 BaselineStats"
+            )
+        if self.hist is not None:
+            assert other.hist is not None and other.hist_lo is not None and other.hist_hi is not None
+            assert self.hist_lo is not None and self.hist_hi is not None
+            if not (
+                torch.equal(other.hist_lo.to(self.device), self.hist_lo)
+                and torch.equal(other.hist_hi.to(self.device), self.hist_hi)
+            ):
+                raise ArtifactError(
+                    "cannot merge histograms with different bin ranges: give every shard the same hist_range"
+                )
+            if int((self.class_counts + other.class_counts.to(self.device)).max()) > _INT32_MAX:
+                raise DataError(
+                    f"more than {_INT32_MAX} examples of one class would overflow the int32 histograms"
+                )
+            self.hist += other.hist.to(self.device)
+        self.class_counts += other.class_counts.to(self.device)
+        self.above += other.above.to(self.device)
+        return self
+
+    def __add__(self, other: PredictivityStats) -> PredictivityStats:
+        return self.copy().merge(other)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors only (safetensors-compatible): ``baseline``, ``class_counts``, ``above`` and, with
+        histograms, ``hist``, ``hist_lo``, ``hist_hi``."""
+        out = {"baseline": self.baseline, "class_counts": self.class_counts, "above": self.above}
+        if self.hist is not None:
+            assert self.hist_lo is not None and self.hist_hi is not None
+            out.update(hist=self.hist, hist_lo=self.hist_lo, hist_hi=self.hist_hi)
+        return out
+
+    @classmethod
+    def from_state_dict(
+        cls, state: Mapping[str, Tensor], device: str | torch.device = "cpu"
+    ) -> PredictivityStats:
+        """Rebuild from :meth:`state_dict`; raises :class:`ArtifactError` on a malformed state."""
+        _require(state, ("baseline", "class_counts", "above"), "PredictivityStats")
+        base, counts, above = state["baseline"], state["class_counts"], state["above"]
+        bad = "PredictivityStats state is inconsistent ({}): the state is corrupted; re-create it"
+        if base.dim() != 3 or base.dtype != torch.float64:
+            raise ArtifactError(bad.format("baseline must be float64 [L,T,N]"))
+        if counts.dim() != 1 or counts.dtype != torch.int64 or counts.shape[0] < 2:
+            raise ArtifactError(bad.format("class_counts must be int64 [C]"))
+        C = int(counts.shape[0])
+        if above.dtype != torch.int64 or tuple(above.shape) != (C, *base.shape):
+            raise ArtifactError(bad.format("above must be int64 [C,L,T,N]"))
+        has_hist = "hist" in state
+        if has_hist:
+            _require(state, ("hist_lo", "hist_hi"), "PredictivityStats")
+            hist = state["hist"]
+            if (
+                hist.dtype != torch.int32
+                or hist.dim() != 5
+                or tuple(hist.shape[:4]) != (C, *base.shape)
+                or hist.shape[4] < 3
+            ):
+                raise ArtifactError(bad.format("hist must be int32 [C,L,T,N,bins+2]"))
+            for k in ("hist_lo", "hist_hi"):
+                if state[k].shape != base.shape or state[k].dtype != torch.float64:
+                    raise ArtifactError(bad.format(f"{k} must be float64 [L,T,N]"))
+            out = cls(
+                base,
+                C,
+                hist_bins=int(hist.shape[4]) - 2,
+                hist_range=(state["hist_lo"], state["hist_hi"]),
+                device=device,
+            )
+            assert out.hist is not None
+            out.hist.copy_(hist)
+        else:
+            out = cls(base, C, device=device)
+        out.class_counts.copy_(counts)
+        out.above.copy_(above)
+        return out
+
+    def save(self, path: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None) -> Path:
+        """Save as a ``predictivity_stats`` artifact (``manifest`` adds provenance)."""
+        L, T, N = self.shape
+        info = {
+            "n_layers": L,
+            "n_positions": T,
+            "d_ff": N,
+            "num_classes": self.num_classes,
+            "hist_bins": self.hist_bins,
+            "class_counts": self.class_counts.tolist(),
+        }
+        return save_artifact(
+            path, self.state_dict(), kind="predictivity_stats", manifest={**info, **dict(manifest or {})}
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> PredictivityStats:
+        """Load a ``predictivity_stats`` artifact written by :meth:`save`."""
+        tensors, _ = load_artifact(path, kind="predictivity_stats")
+        return cls.from_state_dict(tensors, device)

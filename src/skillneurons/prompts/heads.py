@@ -1,0 +1,157 @@
+"""Heads: how a class is read from the backbone's hidden state at the read position.
+
+* :class:`LabelWordHead` - verbalizer through the model's own MLM / LM head, computed at the read
+  position only (mask slot for masked LMs, last token for causal LMs). No trainable parameters.
+* :class:`LinearHead` - a trainable linear layer on the read state (for encoders without an LM head).
+* :class:`SimilarityHead` - cosine between the read state and the backbone's encodings of the label
+  descriptions, times a fixed scale. No trainable parameters.
+
+All heads map ``hidden [batch, hidden]`` to ``logits [batch, num_classes]`` and describe themselves
+with :meth:`config` so a saved prompt can rebuild them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skillneurons.backbones import Backbone
+from skillneurons.errors import ConfigError
+
+HEAD_TYPES = ("label_words", "linear", "similarity")
+
+
+class Head(nn.Module):
+    """Base class: ``forward(hidden [B, H]) -> logits [B, C]``."""
+
+    kind: str = ""
+    num_classes: int
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class LabelWordHead(Head):
+    """Class score = mean over the class's label words of the word's LM-head logit.
+
+    A word that splits into several tokens is scored by its first piece (the original default).
+    """
+
+    kind = "label_words"
+
+    def __init__(self, backbone: Backbone, label_words: Sequence[Sequence[str]]) -> None:
+        super().__init__()
+        if not backbone.has_lm_head:
+            raise ConfigError(
+                f"{backbone.name} has no MLM/LM head, so label words cannot be scored: use --head linear or --head similarity"
+            )
+        self.backbone_ref = [backbone]  # not a submodule: the backbone is frozen and saved elsewhere
+        self.label_words = [list(ws) for ws in label_words]
+        ids, owner = [], []
+        for c, words in enumerate(self.label_words):
+            if not words:
+                raise ConfigError(f"class {c} has no label words: give at least one word per class")
+            for w in words:
+                ids.append(backbone.token_ids(w)[0])
+                owner.append(c)
+        self.num_classes = len(self.label_words)
+        self.register_buffer("token_ids", torch.tensor(ids), persistent=False)
+        member = torch.zeros(self.num_classes, len(ids))
+        member[torch.tensor(owner), torch.arange(len(ids))] = 1.0
+        self.register_buffer("membership", member / member.sum(1, keepdim=True), persistent=False)
+
+    token_ids: torch.Tensor
+    membership: torch.Tensor
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        word_logits = self.backbone_ref[0].lm_logits(hidden, self.token_ids)  # [B, W]
+        return word_logits.float() @ self.membership.T
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.kind, "label_words": self.label_words}
+
+
+class LinearHead(Head):
+    """A trainable ``Linear(hidden, num_classes)`` on the read state."""
+
+    kind = "linear"
+
+    def __init__(self, hidden_size: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.linear = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden.float())
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.kind, "num_classes": self.num_classes}
+
+
+class SimilarityHead(Head):
+    """``scale * cos(h_read, e_c)`` with ``e_c`` the backbone's mean-pooled encoding of class c's
+    description (its label words joined), computed once without the prompt."""
+
+    kind = "similarity"
+
+    def __init__(self, backbone: Backbone, descriptions: Sequence[str], scale: float = 20.0) -> None:
+        super().__init__()
+        self.descriptions = list(descriptions)
+        self.scale = float(scale)
+        self.num_classes = len(self.descriptions)
+        self.register_buffer("anchors", self._encode(backbone, self.descriptions), persistent=False)
+
+    @staticmethod
+    @torch.no_grad()
+    def _encode(backbone: Backbone, texts: Sequence[str]) -> torch.Tensor:
+        enc = backbone.tokenizer(list(texts), padding=True, return_tensors="pt").to(backbone.device)
+        emb = backbone.input_embeddings(enc["input_ids"])
+        h = backbone.encoder_forward(emb, enc["attention_mask"]).float()
+        m = enc["attention_mask"].unsqueeze(-1).float()
+        return F.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+
+    anchors: torch.Tensor
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.normalize(hidden.float(), dim=-1) @ self.anchors.T
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.kind, "descriptions": self.descriptions, "scale": self.scale}
+
+
+def build_head(
+    kind: str,
+    backbone: Backbone,
+    label_words: Sequence[Sequence[str]],
+    *,
+    scale: float = 20.0,
+) -> Head:
+    """Build a head of ``kind`` (``label_words``, ``linear``, ``similarity``; ``auto`` = label words
+    when the backbone has an LM head, else similarity)."""
+    if kind == "auto":
+        kind = "label_words" if backbone.has_lm_head else "similarity"
+    if kind == "label_words":
+        return LabelWordHead(backbone, label_words)
+    if kind == "linear":
+        return LinearHead(backbone.hidden_size, len(label_words))
+    if kind == "similarity":
+        return SimilarityHead(backbone, [" ".join(ws) for ws in label_words], scale=scale)
+    raise ConfigError(f"unknown head '{kind}': use one of auto, {', '.join(HEAD_TYPES)}")
+
+
+def head_from_config(cfg: dict[str, Any], backbone: Backbone) -> Head:
+    """Rebuild a head from :meth:`Head.config` (weights of a linear head are loaded separately)."""
+    kind = cfg.get("type")
+    if kind == "label_words":
+        return LabelWordHead(backbone, cfg["label_words"])
+    if kind == "linear":
+        return LinearHead(backbone.hidden_size, int(cfg["num_classes"]))
+    if kind == "similarity":
+        return SimilarityHead(backbone, cfg["descriptions"], scale=float(cfg.get("scale", 20.0)))
+    raise ConfigError(
+        f"unknown head type '{kind}' in the saved prompt: it was written by another version of skillneurons"
+    )

@@ -1,0 +1,121 @@
+"""Saving and loading trained prompts, and PEFT prompt-tuning adapter export/import.
+
+A prompt artifact is ``NAME.safetensors`` (``prompt`` ``[P, hidden]`` plus the head's trainable
+tensors as ``head.*``) and ``NAME.json`` (backbone identity, layout, head config, task, split,
+seed, metrics). Loading checks that the backbone matches what the prompt was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from skillneurons.artifacts import atomic_write_json, load_artifact, save_artifact
+from skillneurons.backbones import Backbone
+from skillneurons.errors import ArtifactError, ConfigError
+from skillneurons.prompts.heads import head_from_config
+from skillneurons.prompts.model import PromptModel
+from skillneurons.prompts.soft_prompt import SoftPrompt
+
+
+def save_prompt(path: str | os.PathLike[str], model: PromptModel, **manifest: Any) -> Path:
+    """Save a prompt model's trainable state with a manifest; returns the tensor file path."""
+    tensors = {"prompt": model.prompt.weight.detach()}
+    tensors.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
+    meta = {
+        "backbone": model.backbone.identity(),
+        "layout": model.layout,
+        "max_length": model.max_length,
+        "template": model.template,
+        "head": model.head.config(),
+        "prompt_length": model.prompt.length,
+        **manifest,
+    }
+    return save_artifact(path, tensors, kind="prompt", manifest=meta)
+
+
+def check_backbone(saved: dict[str, Any], backbone: Backbone, what: str = "prompt") -> None:
+    """ArtifactError unless ``backbone`` has the geometry an artifact was made for."""
+    cur = backbone.identity()
+    for key in ("hidden_size", "num_layers", "vocab_size", "model_type"):
+        if key in saved and saved[key] != cur[key]:
+            raise ArtifactError(
+                f"this {what} was made for {saved.get('name')} ({key} {saved[key]}) but the backbone is {cur['name']} "
+                f"({key} {cur[key]}): load it with --model {saved.get('name')}, or project it across models"
+            )
+
+
+def load_prompt(path: str | os.PathLike[str], backbone: Backbone) -> tuple[PromptModel, dict[str, Any]]:
+    """Rebuild a :class:`PromptModel` on ``backbone`` from a saved prompt; returns ``(model, manifest)``."""
+    tensors, manifest = load_artifact(path, kind="prompt")
+    check_backbone(manifest.get("backbone", {}), backbone)
+    head = head_from_config(manifest["head"], backbone)
+    head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
+    if head_state:
+        head.load_state_dict(head_state)
+    model = PromptModel(backbone, SoftPrompt(tensors["prompt"]), head, layout=manifest["layout"],
+                        max_length=int(manifest.get("max_length", 128)), template=manifest.get("template"))  # fmt: skip
+    return model.to(backbone.device), manifest
+
+
+# ---- PEFT interoperability -----------------------------------------------------------------
+
+_PEFT_WEIGHTS = "adapter_model.safetensors"
+
+
+def export_peft(
+    model: PromptModel, directory: str | os.PathLike[str], base_model_name: str | None = None
+) -> Path:
+    """Write the prompt as a PEFT ``PROMPT_TUNING`` adapter directory (``adapter_config.json`` +
+    ``adapter_model.safetensors`` with ``prompt_embeddings``), loadable with
+    ``peft.PeftModel.from_pretrained(base, directory)``. Only the ``prompt_first`` layout is PEFT's."""
+    from peft import PromptTuningConfig, TaskType
+
+    if model.layout != "prompt_first":
+        raise ConfigError(
+            "PEFT prompt tuning prepends the prompt with no read slot in front: only prompts trained with "
+            "--layout prompt_first can be exported"
+        )
+    bb = model.backbone
+    cfg = PromptTuningConfig(
+        task_type=TaskType.CAUSAL_LM if bb.is_causal else TaskType.FEATURE_EXTRACTION,
+        num_virtual_tokens=model.prompt.length,
+        token_dim=bb.hidden_size,
+        num_transformer_submodules=1,
+        num_attention_heads=getattr(bb.config, "num_attention_heads", None),
+        num_layers=bb.num_layers,
+        base_model_name_or_path=base_model_name or bb.name,
+    )
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{_PEFT_WEIGHTS}.tmp"
+    save_file({"prompt_embeddings": model.prompt.weight.detach().cpu().contiguous()}, str(tmp))
+    os.replace(tmp, out / _PEFT_WEIGHTS)
+    atomic_write_json(out / "adapter_config.json", cfg.to_dict())
+    return out
+
+
+def import_peft(directory: str | os.PathLike[str]) -> tuple[SoftPrompt, dict[str, Any]]:
+    """Read a PEFT prompt-tuning adapter directory; returns ``(prompt, adapter_config)``."""
+    d = Path(directory)
+    cfg_file, weights = d / "adapter_config.json", d / _PEFT_WEIGHTS
+    if not cfg_file.is_file() or not weights.is_file():
+        raise ArtifactError(
+            f"{d} is not a PEFT adapter directory (needs adapter_config.json and {_PEFT_WEIGHTS})"
+        )
+    cfg = json.loads(cfg_file.read_text())
+    if cfg.get("peft_type") != "PROMPT_TUNING":
+        raise ArtifactError(
+            f"{d} holds a {cfg.get('peft_type')} adapter, not PROMPT_TUNING: pass a prompt-tuning adapter"
+        )
+    state = load_file(str(weights))
+    key = next((k for k in state if k.endswith("prompt_embeddings")), None)
+    if key is None:
+        raise ArtifactError(f"{weights} has no prompt_embeddings tensor: it is not a prompt-tuning adapter")
+    w: torch.Tensor = state[key]
+    return SoftPrompt(w), cfg

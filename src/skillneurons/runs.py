@@ -1,0 +1,139 @@
+"""High-level runs: what the CLI commands do, as importable functions.
+
+A run folder holds everything needed to reproduce and to check a result::
+
+    RUN/split.json        the seeded train/dev/test split (indices + per-example hashes)
+    RUN/prompt.*          best prompt (.safetensors + manifest)
+    RUN/checkpoint.*      resumable training state
+    RUN/history.json      dev accuracy during training
+    RUN/results.json      final metrics
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from skillneurons.artifacts import atomic_write_json
+from skillneurons.backbones import Backbone, load_backbone
+from skillneurons.data import Task, TaskSplits, load_task
+from skillneurons.neurons.find import SkillNeurons, find_skill_neurons
+from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_prompt
+from skillneurons.training import TrainConfig, Trainer, evaluate
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SkillNeurons", "evaluate_prompt", "find_skill_neurons", "make_splits", "tune_prompt"]
+
+
+def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int | None = None) -> TaskSplits:
+    """The run's split: loaded from ``out_dir/split.json`` when present (resume), else drawn from
+    ``seed`` and saved there."""
+    path = out_dir / "split.json" if out_dir else None
+    if path is not None and path.is_file():
+        return TaskSplits.load(task, path)
+    splits = task.split(seed, max_examples=max_examples)
+    if path is not None:
+        splits.save(path)
+    return splits
+
+
+def tune_prompt(
+    model: str | Backbone,
+    task: str | Task,
+    out_dir: str | Path | None,
+    *,
+    prompt_length: int = 20,
+    init: str = "normal",
+    init_text: str | None = None,
+    head: str = "auto",
+    layout: str = "auto",
+    template: str | None = None,
+    max_length: int = 128,
+    max_examples: int | None = None,
+    split_seed: int | None = None,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prompt-tune ``model`` on ``task``; returns the results dict also written to ``out_dir/results.json``.
+
+    ``split_seed`` fixes the data split independently of the training seed (default: the training
+    seed), so several prompts (seeds) can share one split, as skill-neuron aggregation needs.
+    """
+    config = config or TrainConfig()
+    bb = load_backbone(model) if isinstance(model, str) else model
+    t = load_task(task) if isinstance(task, str) else task
+    out = Path(out_dir) if out_dir is not None else None
+    splits = make_splits(t, config.seed if split_seed is None else split_seed, out, max_examples)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    prompt = SoftPrompt.create(bb, prompt_length, init, text=init_text, generator=gen)  # type: ignore[arg-type]
+    h = build_head(head, bb, t.label_words)
+    pm = PromptModel(bb, prompt, h, layout=layout, max_length=max_length, template=template).to(bb.device)
+    train, dev, test = splits.part("train"), splits.part("dev"), splits.part("test")
+    manifest = {"task": {"name": t.name, "fingerprint": t.fingerprint(), "label_names": list(t.label_names),
+                         "source": t.source},
+                "split": {"seed": splits.seed, "sizes": [len(train), len(dev), len(test)], "file": "split.json"}}  # fmt: skip
+    trainer = Trainer(pm, train, dev, config, out, manifest=manifest, progress=progress)
+    result = trainer.fit()
+    t0 = time.perf_counter()
+    test_metrics = evaluate(
+        pm, test, config.eval_batch_size, precision=config.precision, progress=progress, desc="test"
+    )
+    results = {
+        "model": bb.identity(),
+        "task": t.name,
+        "seed": config.seed,
+        "split_seed": splits.seed,
+        "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
+        "prompt_length": prompt_length,
+        "head": h.kind,
+        "layout": pm.layout,
+        "best_dev_accuracy": result.best_dev_accuracy,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "test_accuracy": test_metrics["accuracy"],
+        "test_loss": test_metrics["loss"],
+        "train_seconds": result.seconds,
+        "test_seconds": time.perf_counter() - t0,
+        "resumed_from_step": result.resumed_from,
+        "train_config": asdict(config),
+        "prompt": str(result.prompt_path) if result.prompt_path else None,
+    }
+    if out is not None:
+        atomic_write_json(out / "results.json", results)
+    return results
+
+
+def evaluate_prompt(
+    prompt_path: str | Path,
+    task: str | Task | None = None,
+    *,
+    model: str | Backbone | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a saved prompt on a split of a task (by default the split saved with its run)."""
+    from skillneurons.artifacts import load_manifest
+
+    man = load_manifest(prompt_path)
+    bb = model if isinstance(model, Backbone) else load_backbone(model or man["backbone"]["name"])
+    pm, man = load_prompt(prompt_path, bb)
+    task_name = task if task is not None else man["task"]["name"]
+    t = load_task(task_name) if isinstance(task_name, str) else task_name
+    run_dir = Path(prompt_path).parent
+    split_file = run_dir / "split.json"
+    if split == "all":
+        part = t
+    elif split_file.is_file() and t.fingerprint() == man["task"]["fingerprint"]:
+        part = TaskSplits.load(t, split_file).part(split)  # type: ignore[arg-type]
+    else:
+        part = t.split(int(man.get("split", {}).get("seed", 0))).part(split)  # type: ignore[arg-type]
+    metrics = evaluate(pm, part, batch_size, progress=progress)
+    return {"prompt": str(prompt_path), "task": t.name, "split": split, **metrics}

@@ -1,0 +1,5 @@
+"""Training and evaluation loops."""
+
+from skillneurons.training.trainer import TrainConfig, Trainer, TrainResult, autocast_context, evaluate
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "autocast_context", "evaluate"]

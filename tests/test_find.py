@@ -1,0 +1,147 @@
+"""Skill-neuron discovery on tiny models: streaming == naive reference, shards merge, the chain runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import separable_task
+from skillneurons.backbones import record_neurons
+from skillneurons.data import Task
+from skillneurons.errors import DataError
+from skillneurons.neurons import PredictivityStats, decompose
+from skillneurons.neurons.collect import baseline_pass, predictivity_pass
+from skillneurons.neurons.find import SkillNeurons, find_skill_neurons, score_prompt
+from skillneurons.prompts import PromptModel, SoftPrompt, build_head, save_prompt
+from skillneurons.testing import tiny_model
+from skillneurons.training.trainer import encode_examples, iterate_batches
+
+
+def _pm(family: str = "bert", layout: str = "auto") -> PromptModel:
+    bb = tiny_model(family)
+    torch.manual_seed(0)
+    prompt = SoftPrompt.create(bb, 3, "normal", std=0.5)
+    head = build_head("linear" if family == "t5" else "auto", bb, [["bad"], ["good"]])
+    return PromptModel(bb, prompt, head, layout=layout, max_length=24)
+
+
+def _naive_prompt_acts(pm: PromptModel, task: Task) -> torch.Tensor:
+    """[n, L, P+1, N]: every prompt-position activation of every example, stored (the original's way)."""
+    rows = []
+    with torch.no_grad():
+        for idx in iterate_batches(task, 5):
+            batch = encode_examples(pm, task, idx)
+            with record_neurons(pm.backbone) as rec:
+                pm.hidden_states(batch)
+            pos = pm.prompt_positions(batch)
+            per_layer = [
+                torch.stack([rec[layer][b, pos[b]] for b in range(len(idx))]) for layer in sorted(rec)
+            ]
+            rows.append(torch.stack(per_layer, 1))
+    return torch.cat(rows)
+
+
+def _naive_predictivity(
+    train_acts: torch.Tensor, dev_acts: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    base = train_acts.double().mean(0)
+    above = (dev_acts.double() > base).double()  # [n, L, T, N]
+    acc = (above == labels.view(-1, 1, 1, 1).double()).double().mean(0)
+    return torch.maximum(acc, 1 - acc)
+
+
+@pytest.mark.parametrize(("family", "layout"), [("bert", "slot_first"), ("roberta", "prompt_first"), ("llama", "auto"), ("gpt2", "auto"), ("t5", "auto")])  # fmt: skip
+def test_streaming_equals_naive_reference(family: str, layout: str) -> None:
+    pm = _pm(family, layout)
+    train, dev = separable_task(30, seed=1), separable_task(22, seed=2)
+    expected = _naive_predictivity(
+        _naive_prompt_acts(pm, train), _naive_prompt_acts(pm, dev), torch.tensor(dev.labels)
+    )
+    got = score_prompt(pm, train, dev.subset(range(len(dev))), decompose(2), batch_size=7)
+    torch.testing.assert_close(got["pred.1_vs_0"], expected, rtol=0, atol=0)
+    assert got["pred.1_vs_0"].shape == (pm.backbone.num_layers, 4, pm.backbone.d_ff[0])
+
+
+def test_shards_merge_to_the_single_pass_result() -> None:
+    pm = _pm("bert")
+    train, dev = separable_task(30, seed=1), separable_task(24, seed=2)
+    base, _ = baseline_pass(pm, train, batch_size=8)
+    # shards cut at batch boundaries: the same batches (same padding) run, only the sums are split
+    a, b = train.subset(range(0, 16)), train.subset(range(16, 30))
+    merged = baseline_pass(pm, a, batch_size=8)[0] + baseline_pass(pm, b, batch_size=8)[0]
+    torch.testing.assert_close(merged.mean(), base.mean(), rtol=1e-12, atol=1e-12)
+    whole = predictivity_pass(pm, dev, base, batch_size=8)
+    parts: PredictivityStats = predictivity_pass(
+        pm, dev.subset(range(16)), base, batch_size=8
+    ) + predictivity_pass(pm, dev.subset(range(16, 24)), base, batch_size=8)
+    assert torch.equal(parts.above, whole.above) and torch.equal(parts.class_counts, whole.class_counts)
+    torch.testing.assert_close(parts.predictivity(), whole.predictivity(), rtol=0, atol=0)
+
+
+def test_memory_does_not_grow_with_examples() -> None:
+    pm = _pm("bert")
+    small, large = separable_task(16, seed=1), separable_task(64, seed=1)
+    s_small, _ = baseline_pass(pm, small)
+    s_large, _ = baseline_pass(pm, large)
+    size = lambda s: sum(t.numel() * t.element_size() for t in s.state_dict().values())  # noqa: E731
+    assert size(s_small) == size(s_large)
+
+
+def test_dev_overlapping_training_examples_is_refused() -> None:
+    pm = _pm("bert")
+    task = separable_task(20)
+    with pytest.raises(DataError, match="also occur"):
+        score_prompt(pm, task, task.subset(range(5)), decompose(2))
+
+
+def test_find_chain_saves_resumes_and_reports(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    task = separable_task(60)
+    splits = task.split(0)
+    bb = tiny_model("bert")
+    prompts = []
+    for seed in range(2):
+        run = tmp_path / f"seed{seed}"
+        splits.save(run / "split.json")
+        torch.manual_seed(seed)
+        pm = PromptModel(bb, SoftPrompt.create(bb, 3, "normal", std=0.5), build_head("auto", bb, task.label_words),
+                         max_length=24)  # fmt: skip
+        manifest = {
+            "task": {"name": task.name, "fingerprint": task.fingerprint()},
+            "split": {"seed": 0, "file": "split.json"},
+        }
+        prompts.append(save_prompt(run / "prompt", pm, seed=seed, **manifest))
+    res = find_skill_neurons(bb, prompts, task, tmp_path / "neurons", auroc_bins=16, progress=False, top_k=3)
+    summary = res["summary"]
+    assert 0.5 <= summary["top1_predictivity"] <= 1.0 and len(summary["top"]) == 3
+    assert set(summary["controls"]) == {
+        "text_mean_pooled",
+        "text_max_pooled",
+        "random_prompt",
+        "hand_written_prompt",
+    }
+    assert "seed_stability" in summary and "auroc_top1" in summary
+    assert "top-1 predictivity" in res["text"]
+    loaded = SkillNeurons.load(tmp_path / "neurons" / "skill_neurons")
+    assert torch.equal(loaded.mask(0.1), res["neurons"].mask(0.1))
+    assert loaded.mask(0.1).sum(1).tolist() == [5, 5]  # 10% of 48 per layer
+    # a rerun reuses the per-prompt scores (no forward pass needed) and gives the same ranking
+    again = find_skill_neurons(
+        bb, prompts, task, tmp_path / "neurons", auroc_bins=16, controls=False, progress=False
+    )
+    assert torch.equal(again["neurons"].scores(), res["neurons"].scores())
+
+
+def test_find_refuses_prompt_of_other_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    task = separable_task(40)
+    bb = tiny_model("bert")
+    pm = PromptModel(bb, SoftPrompt.create(bb, 3), build_head("auto", bb, task.label_words), max_length=24)
+    path = save_prompt(
+        tmp_path / "prompt", pm, task={"name": "other", "fingerprint": "0" * 64}, split={"seed": 0}
+    )
+    with pytest.raises(DataError, match="other data"):
+        find_skill_neurons(bb, [path], task, None, progress=False)
+
+
+def test_multiclass_union_splits_the_quota() -> None:
+    subs = decompose(3, "paper")
+    assert [s.name for s in subs] == ["0_vs_2", "1_vs_rest"]

@@ -1,0 +1,191 @@
+"""Prompt tuning: layouts, heads that learn, artifacts, PEFT round trip, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import separable_task
+from skillneurons.errors import ArtifactError, ConfigError
+from skillneurons.prompts import (
+    PromptModel,
+    SoftPrompt,
+    build_head,
+    export_peft,
+    import_peft,
+    load_prompt,
+    save_prompt,
+)
+from skillneurons.testing import tiny_model
+from skillneurons.training import TrainConfig, Trainer, evaluate
+
+
+def _model(family: str = "bert", head: str = "auto", layout: str = "auto", length: int = 4, **kw):  # type: ignore[no-untyped-def]
+    bb = tiny_model(family, **kw)
+    torch.manual_seed(0)
+    prompt = SoftPrompt.create(bb, length, "normal", std=0.5)
+    return PromptModel(bb, prompt, build_head(head, bb, [["bad"], ["good"]]), layout=layout, max_length=24)
+
+
+def test_paper_layout_reads_at_mask_slot() -> None:
+    m = _model("bert")
+    b = m.encode(["good movie", "bad"])
+    assert m.layout == "slot_first" and b.read_index.tolist() == [0, 0]
+    x, mask, _ = m.embed(b)
+    assert x.shape[1] == 1 + 4 + b.input_ids.shape[1]
+    torch.testing.assert_close(
+        x[0, 0], m.backbone.input_embeddings.weight[m.backbone.tokenizer.mask_token_id]
+    )
+    assert m.prompt_positions(b).tolist() == [[0, 1, 2, 3, 4]] * 2
+    assert mask[:, :5].all()
+
+
+def test_peft_layout_slot_before_closing_token_and_causal_last_token() -> None:
+    m = _model("bert", layout="prompt_first")
+    b = m.encode(["good movie", "bad"])
+    tok = m.backbone.tokenizer
+    for row, read in zip(b.input_ids, b.read_index, strict=True):
+        pos = int(read) - m.prefix_length
+        assert int(row[pos]) == tok.mask_token_id and int(row[pos + 1]) == tok.sep_token_id
+    c = _model("llama")
+    bc = c.encode(["good movie", "bad"])
+    assert c.layout == "prompt_first"
+    assert bc.read_index.tolist() == [4 + 2 - 1, 4 + 1 - 1]
+
+
+def test_causal_model_rejects_slot_first() -> None:
+    with pytest.raises(ConfigError, match="prompt_first"):
+        _model("gpt2", layout="slot_first")
+
+
+def test_text_truncated_never_prompt() -> None:
+    m = _model("roberta")
+    b = m.encode([" ".join(["good"] * 100)])
+    assert b.input_ids.shape[1] + m.prefix_length == m.max_length
+
+
+def test_pairs_are_real_pairs() -> None:
+    m = _model("bert")
+    b = m.encode(["good movie"], ["bad plot"])
+    tok = m.backbone.tokenizer
+    assert b.input_ids[0].tolist().count(tok.sep_token_id) == 2
+    assert b.token_type_ids is not None and b.token_type_ids.max() == 1
+    _, _, extra = m.embed(b)
+    assert extra["token_type_ids"].shape[1] == m.prefix_length + b.input_ids.shape[1]
+
+
+@pytest.mark.parametrize(
+    ("family", "head"),
+    [("bert", "label_words"), ("roberta", "label_words"), ("llama", "label_words"), ("gpt2", "label_words"),
+     ("bert", "linear"), ("t5", "linear"), ("bert", "similarity"), ("mpnet", "similarity")],
+)  # fmt: skip
+def test_heads_learn_separable_task(family: str, head: str) -> None:
+    task = separable_task(48)
+    m = _model(family, head=head, hidden=32, layers=2)
+    weights_before = {k: v.clone() for k, v in m.backbone.model.state_dict().items()}
+    before = evaluate(m, task)
+    cfg = TrainConfig(max_steps=200, batch_size=16, lr=0.1, head_lr=0.05, eval_every=1000, warmup_ratio=0.0)
+    Trainer(m, task, task, cfg, progress=False).fit()
+    after = evaluate(m, task)
+    assert after["loss"] < before["loss"]
+    assert after["accuracy"] >= 0.75, after
+    for k, v in m.backbone.model.state_dict().items():
+        assert torch.equal(v, weights_before[k]), f"backbone weight {k} changed"
+
+
+def test_prompt_artifact_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    m = _model("bert", head="linear")
+    path = save_prompt(tmp_path / "p", m, task={"name": "x"}, seed=3)
+    man = json.loads((tmp_path / "p.json").read_text())
+    assert man["kind"] == "prompt" and man["seed"] == 3 and man["shapes"]["prompt"] == [4, 32]
+    loaded, _ = load_prompt(path, m.backbone)
+    b = m.encode(["good movie", "bad"])
+    torch.testing.assert_close(loaded(b), m(b))
+
+
+def test_prompt_from_other_width_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    m = _model("bert", hidden=32)
+    path = save_prompt(tmp_path / "p", m)
+    other = tiny_model("bert", hidden=48)
+    with pytest.raises(ArtifactError) as e:
+        load_prompt(path, other)
+    assert "hidden_size 32" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="hidden size 48"):
+        PromptModel(other, m.prompt, build_head("linear", other, [["a"], ["b"]]))
+
+
+def test_corrupted_prompt_detected(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    m = _model("bert")
+    path = save_prompt(tmp_path / "p", m)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="hash"):
+        load_prompt(path, m.backbone)
+
+
+def test_peft_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from peft import PeftModel
+
+    m = _model("llama")
+    export_peft(m, tmp_path / "adapter")
+    prompt, cfg = import_peft(tmp_path / "adapter")
+    assert cfg["peft_type"] == "PROMPT_TUNING" and cfg["num_virtual_tokens"] == 4
+    torch.testing.assert_close(prompt.weight, m.prompt.weight)
+    # PEFT itself loads the adapter and holds the same prompt
+    peft_model = PeftModel.from_pretrained(m.backbone.model, str(tmp_path / "adapter"))
+    emb = peft_model.prompt_encoder["default"].embedding.weight
+    torch.testing.assert_close(emb, m.prompt.weight)
+    with pytest.raises(ConfigError, match="prompt_first"):
+        export_peft(_model("bert"), tmp_path / "x")
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    task = separable_task(40)
+    cfg = TrainConfig(max_steps=8, batch_size=8, lr=0.05, eval_every=2, seed=1)
+    full = _model("bert", head="linear")
+    Trainer(full, task, task, cfg, tmp_path / "a", progress=False).fit()
+
+    part = _model("bert", head="linear")
+    trainer = Trainer(part, task, task, cfg, tmp_path / "b", progress=False)
+    calls = {"n": 0}
+    real_step = trainer.train_step
+
+    def flaky(idx, step):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_step(idx, step)
+
+    trainer.train_step = flaky  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    resumed = _model("bert", head="linear")
+    res = Trainer(resumed, task, task, cfg, tmp_path / "b", progress=False).fit()
+    assert res.resumed_from == 5
+    torch.testing.assert_close(resumed.prompt.weight, full.prompt.weight)
+    torch.testing.assert_close(
+        resumed.head.state_dict()["linear.weight"], full.head.state_dict()["linear.weight"]
+    )
+
+
+def test_checkpoint_of_other_run_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    task = separable_task(16)
+    Trainer(
+        _model("bert"), task, task, TrainConfig(max_steps=2, batch_size=8), tmp_path, progress=False
+    ).fit()
+    with pytest.raises(ConfigError, match="different run"):
+        Trainer(
+            _model("bert"), task, task, TrainConfig(max_steps=3, batch_size=8), tmp_path, progress=False
+        ).fit()
+
+
+def test_same_seed_same_result() -> None:
+    task = separable_task(24)
+    cfg = TrainConfig(max_steps=4, batch_size=8, seed=5)
+    a, b = _model("bert"), _model("bert")
+    Trainer(a, task, task, cfg, progress=False).fit()
+    Trainer(b, task, task, cfg, progress=False).fit()
+    assert torch.equal(a.prompt.weight, b.prompt.weight)
