@@ -145,3 +145,28 @@ def test_find_refuses_prompt_of_other_data(tmp_path) -> None:  # type: ignore[no
 def test_multiclass_union_splits_the_quota() -> None:
     subs = decompose(3, "paper")
     assert [s.name for s in subs] == ["0_vs_2", "1_vs_rest"]
+
+
+def test_pooled_control_from_the_same_pass_equals_naive_pooling() -> None:
+    pm = _pm("bert")
+    train, dev = separable_task(20, seed=1), separable_task(16, seed=2)
+
+    def pooled(task: Task) -> torch.Tensor:
+        rows = []
+        with torch.no_grad():
+            for idx in iterate_batches(task, 64):
+                batch = encode_examples(pm, task, idx)
+                with record_neurons(pm.backbone) as rec:
+                    pm.hidden_states(batch)
+                m = pm.text_mask(batch)
+                for b in range(len(idx)):
+                    per_layer = [
+                        torch.stack([rec[la][b][m[b]].mean(0), rec[la][b][m[b]].amax(0)])
+                        for la in sorted(rec)
+                    ]
+                    rows.append(torch.stack(per_layer))
+        return torch.stack(rows)
+
+    expected = _naive_predictivity(pooled(train), pooled(dev), torch.tensor(dev.labels))
+    got = score_prompt(pm, train, dev, decompose(2), pooled=True)
+    torch.testing.assert_close(got["pooled.pred.1_vs_0"], expected, rtol=0, atol=0)

@@ -11,7 +11,7 @@ buffer feeds :class:`~skillneurons.neurons.stats.BaselineStats` (pass 1) or
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -48,44 +48,57 @@ def num_positions(model: PromptModel, positions: Positions) -> int:
 
 
 class _Gather:
-    """Hook body: writes each layer's reduced activations into ``out[:, layer]``."""
+    """Hook body: writes each layer's reduced activations into ``out[kind][:, layer]``, one buffer per
+    kind of positions (several statistics from ONE forward pass)."""
 
-    def __init__(self, model: PromptModel, positions: Positions, token_sums: Tensor | None) -> None:
+    def __init__(self, model: PromptModel, kinds: tuple[Positions, ...], token_sums: Tensor | None) -> None:
         self.model = model
-        self.positions = positions
+        self.kinds = kinds
         self.token_sums = token_sums  # [L, N] float64: running sum over ALL real tokens (pass 1 only)
-        self.out: Tensor | None = None
+        self.out: dict[str, Tensor] = {}
         self.index: Tensor | None = None
         self.mask: Tensor | None = None
+        self.full_mask: Tensor | None = None
 
     def start(self, batch: Batch) -> None:
         self.index = self.model.prompt_positions(batch)  # [B, P+1]
         self.mask = self.model.text_mask(batch)  # [B, S]
-        self.out = None
+        self.out = {}
         self.full_mask = torch.cat(
             [torch.ones(len(batch), self.model.prefix_length, dtype=torch.bool, device=batch.input_ids.device),
              batch.attention_mask.bool()], 1,
         )  # fmt: skip
 
-    def __call__(self, layer: int, acts: Tensor) -> None:
+    def reduce(self, kind: Positions, acts: Tensor) -> Tensor:
         assert self.index is not None and self.mask is not None
-        b, _, n = acts.shape
-        if self.positions == "prompt":
-            idx = self.index.unsqueeze(-1).expand(-1, -1, n)
-            red = torch.gather(acts, 1, idx)
-        else:
-            m = self.mask.unsqueeze(-1).to(acts.dtype)
-            count = m.sum(1).clamp(min=1)
-            mean = (acts * m).sum(1) / count
-            mx = acts.masked_fill(~self.mask.unsqueeze(-1), float("-inf")).amax(1)
-            red = torch.stack([mean, mx], 1)
-        if self.out is None:
-            L = self.model.backbone.num_layers
-            self.out = torch.empty((b, L, red.shape[1], n), dtype=torch.float32, device=acts.device)
-        self.out[:, layer] = red.float()
+        if kind == "prompt":
+            return torch.gather(acts, 1, self.index.unsqueeze(-1).expand(-1, -1, acts.shape[-1]))
+        m = self.mask.unsqueeze(-1)
+        mean = (acts * m.to(acts.dtype)).sum(1) / m.sum(1).clamp(min=1).to(acts.dtype)
+        mx = acts.masked_fill(~m, float("-inf")).amax(1)
+        return torch.stack([mean, mx], 1)
+
+    def __call__(self, layer: int, acts: Tensor) -> None:
+        for kind in self.kinds:
+            red = self.reduce(kind, acts)
+            if kind not in self.out:
+                shape = (acts.shape[0], self.model.backbone.num_layers, red.shape[1], acts.shape[-1])
+                self.out[kind] = torch.empty(shape, dtype=torch.float32, device=acts.device)
+            self.out[kind][:, layer] = red.float()
         if self.token_sums is not None:
-            fm = self.full_mask.unsqueeze(-1).to(torch.float64)
-            self.token_sums[layer] += (acts.double() * fm).sum((0, 1)).to(self.token_sums.device)
+            assert self.full_mask is not None
+            fm = self.full_mask.unsqueeze(-1).float()
+            self.token_sums[layer] += (
+                (acts.float() * fm).sum((0, 1)).to(self.token_sums.device, torch.float64)
+            )
+
+
+def _kinds(positions: Positions | tuple[Positions, ...]) -> tuple[Positions, ...]:
+    kinds = (positions,) if isinstance(positions, str) else tuple(positions)
+    for k in kinds:
+        if k not in ("prompt", "pooled"):
+            raise ConfigError(f"unknown positions {k!r}: use 'prompt' or 'pooled'")
+    return kinds
 
 
 @torch.inference_mode()
@@ -93,15 +106,16 @@ def activation_batches(
     model: PromptModel,
     task: Task,
     *,
-    positions: Positions = "prompt",
+    positions: Positions | tuple[Positions, ...] = "prompt",
     batch_size: int = 64,
     precision: str = "auto",
     token_sums: Tensor | None = None,
     progress: bool = False,
     desc: str = "activations",
-) -> Iterator[tuple[Tensor, Tensor, int]]:
-    """Yield ``(acts [B, L, T, N] float32, labels [B], real_tokens)`` batch by batch.
+) -> Iterator[tuple[dict[str, Tensor], Tensor, int]]:
+    """Yield ``({kind: acts [B, L, T, N] float32}, labels [B], real_tokens)`` batch by batch.
 
+    ``positions`` is one kind or several (each gets its buffer from the same forward pass).
     ``token_sums`` ([L, N] float64), when given, accumulates the sum of every neuron's activation
     over all real (non-padding) tokens, prompt included; ``real_tokens`` counts them.
     """
@@ -109,7 +123,7 @@ def activation_batches(
         raise DataError(f"task '{task.name}' has no examples in this split: use a larger split")
     uniform_width(model)
     device = model.backbone.device
-    gather = _Gather(model, positions, token_sums)
+    gather = _Gather(model, _kinds(positions), token_sums)
     bar = tqdm(total=len(task), desc=desc, disable=not progress, leave=False, unit="ex")
     with neuron_hooks(model.backbone, gather):
         for idx in iterate_batches(task, batch_size):
@@ -117,16 +131,17 @@ def activation_batches(
             gather.start(batch)
             with autocast_context(device, precision):
                 model.hidden_states(batch)
-            assert gather.out is not None and batch.labels is not None
-            acts = gather.out
-            if not bool(torch.isfinite(acts).all()):
-                raise DataError(
-                    f"NaN or inf neuron activations in task '{task.name}' (batch starting at example {idx[0]}): "
-                    "check the prompt for NaN values, or use --precision fp32"
-                )
+            assert batch.labels is not None and gather.full_mask is not None
+            out = gather.out
+            for acts in out.values():
+                if not bool(torch.isfinite(acts).all()):
+                    raise DataError(
+                        f"NaN or inf neuron activations in task '{task.name}' (batch starting at example {idx[0]}): "
+                        "check the prompt for NaN values, or use --precision fp32"
+                    )
             real = int(gather.full_mask.sum())
-            gather.out = None
-            yield acts, batch.labels, real
+            gather.out = {}
+            yield out, batch.labels, real
             bar.update(len(idx))
     bar.close()
 
@@ -135,43 +150,54 @@ def baseline_pass(
     model: PromptModel,
     train: Task,
     *,
-    positions: Positions = "prompt",
+    positions: Positions | tuple[Positions, ...] = "prompt",
     batch_size: int = 64,
     precision: str = "auto",
     progress: bool = False,
-) -> tuple[BaselineStats, Tensor]:
-    """Pass 1 over the TRAIN split: ``(BaselineStats [L, T, N], token_mean [L, N])``.
+) -> tuple[Any, Tensor]:
+    """Pass 1 over the TRAIN split: ``(BaselineStats [L, T, N], token_mean [L, N])``; with several
+    ``positions`` kinds, a ``{kind: BaselineStats}`` dict from the same forward passes.
 
     ``token_mean`` is every neuron's mean activation over all real tokens of the train split (the
     constant a pruned neuron is replaced by).
     """
-    L, T, N = model.backbone.num_layers, num_positions(model, positions), uniform_width(model)
+    kinds = _kinds(positions)
+    L, N = model.backbone.num_layers, uniform_width(model)
     device = model.backbone.device
-    stats = BaselineStats(L, T, N, device=device if device.type != "mps" else "cpu")
-    sums = torch.zeros(L, N, dtype=torch.float64, device=stats.device)
+    acc_device = device if device.type != "mps" else torch.device("cpu")
+    stats = {k: BaselineStats(L, num_positions(model, k), N, device=acc_device) for k in kinds}
+    sums = torch.zeros(L, N, dtype=torch.float64, device=acc_device)
     tokens = 0
-    for acts, _, real in activation_batches(model, train, positions=positions, batch_size=batch_size,
+    for acts, _, real in activation_batches(model, train, positions=kinds, batch_size=batch_size,
                                            precision=precision, token_sums=sums, progress=progress,
                                            desc="pass 1 (train)"):  # fmt: skip
-        stats.update(acts)
+        for k in kinds:
+            stats[k].update(acts[k])
         tokens += real
-    return stats, (sums / max(tokens, 1)).cpu()
+    token_mean = (sums / max(tokens, 1)).cpu()
+    return (stats if not isinstance(positions, str) else stats[positions]), token_mean
 
 
 def predictivity_pass(
     model: PromptModel,
     dev: Task,
-    baseline: BaselineStats,
+    baseline: Any,
     *,
-    positions: Positions = "prompt",
+    positions: Positions | tuple[Positions, ...] = "prompt",
     batch_size: int = 64,
     hist_bins: int | None = None,
     precision: str = "auto",
     progress: bool = False,
-) -> PredictivityStats:
-    """Pass 2 over the DEV split: per-class counts of activations above the baseline (+ histograms)."""
-    stats = PredictivityStats(baseline, dev.num_classes, hist_bins=hist_bins)
-    for acts, labels, _ in activation_batches(model, dev, positions=positions, batch_size=batch_size,
+) -> Any:
+    """Pass 2 over the DEV split: per-class counts of activations above the baseline (+ histograms).
+
+    With several ``positions`` kinds, ``baseline`` and the result are ``{kind: stats}`` dicts.
+    """
+    kinds = _kinds(positions)
+    bases = baseline if not isinstance(positions, str) else {positions: baseline}
+    stats = {k: PredictivityStats(bases[k], dev.num_classes, hist_bins=hist_bins) for k in kinds}
+    for acts, labels, _ in activation_batches(model, dev, positions=kinds, batch_size=batch_size,
                                              precision=precision, progress=progress, desc="pass 2 (dev)"):  # fmt: skip
-        stats.update(acts, labels)
-    return stats
+        for k in kinds:
+            stats[k].update(acts[k], labels)
+    return stats if not isinstance(positions, str) else stats[positions]

@@ -138,21 +138,31 @@ def score_prompt(
     dev: Task,
     subtasks: Sequence[Subtask],
     *,
-    positions: Positions = "prompt",
+    pooled: bool = False,
     hist_bins: int | None = None,
     batch_size: int = 64,
     precision: str = "auto",
     progress: bool = False,
 ) -> dict[str, Tensor]:
-    """Both passes for one prompt: predictivity per subtask ([L, T, N]), ``baseline`` [L, T, N],
-    ``token_mean`` [L, N] and ``class_counts`` [C] of the dev split."""
+    """Both passes for one prompt: ``pred.<subtask>`` [L, T, N] at the prompt positions (and
+    ``auroc.<subtask>`` with ``hist_bins``), ``baseline`` [L, T, N], ``token_mean`` [L, N] and
+    ``class_counts`` [C] of the dev split. ``pooled`` adds the paper's text-token control from the SAME
+    forward passes: ``pooled.pred.<subtask>`` [L, 2, N] (position 0: mean-pooled, 1: max-pooled)."""
     check_disjoint(train, dev, "prompt's training", "ranking (dev)")
-    base, token_mean = baseline_pass(model, train, positions=positions, batch_size=batch_size,
+    kinds: tuple[Positions, ...] = ("prompt", "pooled") if pooled else ("prompt",)
+    base, token_mean = baseline_pass(model, train, positions=kinds, batch_size=batch_size,
                                      precision=precision, progress=progress)  # fmt: skip
-    stats = predictivity_pass(model, dev, base, positions=positions, batch_size=batch_size, hist_bins=hist_bins,
+    stats = predictivity_pass(model, dev, base, positions=kinds, batch_size=batch_size, hist_bins=hist_bins,
                               precision=precision, progress=progress)  # fmt: skip
-    out = score_stats(stats, subtasks, auroc=hist_bins is not None)
-    out.update(baseline=base.mean().cpu(), token_mean=token_mean, class_counts=stats.class_counts.cpu())
+    out = score_stats(stats["prompt"], subtasks, auroc=hist_bins is not None)
+    if pooled:
+        out.update({f"pooled.{k}": v for k, v in score_stats(stats["pooled"], subtasks).items()})
+    prompt_stats = stats["prompt"]
+    out.update(
+        baseline=base["prompt"].mean().cpu(),
+        token_mean=token_mean,
+        class_counts=prompt_stats.class_counts.cpu(),
+    )
     return out
 
 
@@ -262,17 +272,18 @@ def find_skill_neurons(
                 cman.get("prompt_sha256") == digest
                 and cman.get("scheme") == scheme
                 and cman.get("auroc_bins") == auroc_bins
+                and (cman.get("pooled", False) or not (controls and i == 0))
             ):
                 scores = tensors
                 log.info("reusing the scores of %s from %s", path, cache)
         if scores is None:
             if progress:
                 print(f"find: scoring prompt {i + 1}/{len(prompts)} ({path})")
-            scores = score_prompt(model, splits.part("train"), splits.part("dev"), subtasks, hist_bins=auroc_bins,
-                                  batch_size=batch_size, precision=precision, progress=progress)  # fmt: skip
+            scores = score_prompt(model, splits.part("train"), splits.part("dev"), subtasks, pooled=controls and i == 0,
+                                  hist_bins=auroc_bins, batch_size=batch_size, precision=precision, progress=progress)  # fmt: skip
             if cache is not None:
                 save_artifact(cache, scores, kind="prompt_scores", manifest={
-                    "prompt": str(path), "prompt_sha256": digest, "scheme": scheme, "auroc_bins": auroc_bins,
+                    "prompt": str(path), "prompt_sha256": digest, "scheme": scheme, "auroc_bins": auroc_bins, "pooled": controls and i == 0,
                     "task": task.name, "split_seed": splits.seed, "backbone": backbone.identity()})  # fmt: skip
         per_prompt_scores.append(scores)
         infos.append({"prompt": str(path), "seed": man.get("seed"), "split_seed": splits.seed,
@@ -319,8 +330,8 @@ def find_skill_neurons(
             "overlap_mean": sum(o.intersection / max(o.size_a, 1) for o in pairs) / len(pairs),
         }
     if controls:
-        summary["controls"] = _controls(first_model, first_split, task, subtasks, hand_written, batch_size,
-                                        precision, progress)  # fmt: skip
+        summary["controls"] = _controls(first_model, first_split, task, subtasks, per_prompt_scores[0], hand_written,
+                                        batch_size, precision, progress)  # fmt: skip
     if out is not None:
         neurons.save(out / "skill_neurons", manifest={"summary_file": "summary.json"})
         from skillneurons.artifacts import atomic_write_json
@@ -334,16 +345,18 @@ def _controls(
     splits: TaskSplits,
     task: Task,
     subtasks: Sequence[Subtask],
+    first: Mapping[str, Tensor],
     hand_written: str | None,
     batch_size: int,
     precision: str,
     progress: bool,
 ) -> dict[str, dict[str, float]]:
-    """The paper's controls, scored like the trained prompt on the same split."""
+    """The paper's controls, scored like the trained prompt on the same split: the pooled text tokens
+    (from the first prompt's own passes), a random prompt and a hand-written prompt."""
     train, dev = splits.part("train"), splits.part("dev")
     kw: dict[str, Any] = dict(batch_size=batch_size, precision=precision, progress=progress)
     out: dict[str, dict[str, float]] = {}
-    pooled = score_prompt(model, train, dev, subtasks, positions="pooled", **kw)
+    pooled = {k.removeprefix("pooled."): v for k, v in first.items() if k.startswith("pooled.")}
     out["text_mean_pooled"] = _control_summary(pooled, subtasks, t=0)
     out["text_max_pooled"] = _control_summary(pooled, subtasks, t=1)
     bb = model.backbone

@@ -1,0 +1,162 @@
+"""Cost of `find` (both streaming passes) vs plain forward passes vs caching every activation.
+
+Side by side in one run, same model, prompt, examples and batch size, repetitions interleaved:
+
+* ``forward``   - the physical limit: the same forward passes with no hook at all;
+* ``find``      - skillneurons' streaming passes (baseline on "train", predictivity on "dev");
+* ``cache_all`` - the original code's approach: per batch, copy every prompt-position activation to
+  host memory, compute the statistics at the end from the stored tensor.
+
+Then peak memory (max RSS of a fresh process) of ``find`` and ``cache_all`` at 1x and 4x examples.
+
+    .venv/bin/python bench/find_speed.py --examples 256 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from skillneurons.backbones import load_backbone, neuron_hooks
+from skillneurons.data import Task, load_task
+from skillneurons.neurons import BaselineStats, PredictivityStats
+from skillneurons.neurons.collect import baseline_pass, predictivity_pass
+from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_prompt
+from skillneurons.training.trainer import encode_examples, iterate_batches
+
+
+def build(model: str, prompt: str | None, length: int) -> PromptModel:
+    bb = load_backbone(model)
+    if prompt:
+        return load_prompt(prompt, bb)[0]
+    gen = torch.Generator().manual_seed(0)
+    return PromptModel(
+        bb, SoftPrompt.create(bb, length, generator=gen), build_head("auto", bb, [["negative"], ["positive"]])
+    )
+
+
+def examples(n: int) -> tuple[Task, Task]:
+    task = load_task("mr")
+    return task.subset(range(n)), task.subset(range(n, 2 * n))
+
+
+@torch.inference_mode()
+def run_forward(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
+    for part in (train, dev):
+        for idx in iterate_batches(part, bs):
+            pm.hidden_states(encode_examples(pm, part, idx))
+
+
+def run_find(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
+    base, _ = baseline_pass(pm, train, batch_size=bs)
+    predictivity_pass(pm, dev, base, batch_size=bs).predictivity()
+
+
+@torch.inference_mode()
+def _cache(pm: PromptModel, part: Task, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    store: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    cur: dict[int, torch.Tensor] = {}
+    pos_holder: list[torch.Tensor] = []
+
+    def hook(layer: int, acts: torch.Tensor) -> None:
+        idx = pos_holder[0].unsqueeze(-1).expand(-1, -1, acts.shape[-1])
+        cur[layer] = torch.gather(acts, 1, idx).detach().cpu().clone()
+
+    with neuron_hooks(pm.backbone, hook):
+        for idx in iterate_batches(part, bs):
+            batch = encode_examples(pm, part, idx)
+            pos_holder[:] = [pm.prompt_positions(batch)]
+            pm.hidden_states(batch)
+            store.append(torch.stack([cur[layer] for layer in sorted(cur)], 1))
+            assert batch.labels is not None
+            labels.append(batch.labels)
+    return torch.cat(store), torch.cat(labels)
+
+
+def run_cache_all(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
+    acts, _ = _cache(pm, train, bs)
+    base = BaselineStats(*acts.shape[1:])
+    base.update(acts)
+    del acts
+    dacts, dlab = _cache(pm, dev, bs)
+    stats = PredictivityStats(base, 2)
+    stats.update(dacts, dlab)
+    stats.predictivity()
+
+
+METHODS = {"forward": run_forward, "find": run_find, "cache_all": run_cache_all}
+
+
+def peak_rss_mb(method: str, n: int, args: argparse.Namespace) -> float:
+    cmd = [sys.executable, __file__, "--child", method, "--examples", str(n), "--batch-size", str(args.batch_size),
+           "--model", args.model, "--prompt-length", str(args.prompt_length)] + (["--prompt", args.prompt] if args.prompt else [])  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument(
+        "--prompt",
+        help="a trained prompt (default: a random 20-token prompt; speed does not depend on training)",
+    )
+    ap.add_argument("--prompt-length", type=int, default=20)
+    ap.add_argument("--examples", type=int, default=256, help="examples per pass (train and dev each)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="bench/results/find_speed.json")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    pm = build(args.model, args.prompt, args.prompt_length)
+    train, dev = examples(args.examples)
+    if args.child:
+        METHODS[args.child](pm, train, dev, args.batch_size)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
+    run_forward(pm, train.subset(range(32)), dev.subset(range(32)), args.batch_size)  # warm-up
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    for _ in range(args.repeats):
+        for name, fn in METHODS.items():
+            t0 = time.perf_counter()
+            fn(pm, train, dev, args.batch_size)
+            times[name].append(time.perf_counter() - t0)
+    med = {m: statistics.median(t) for m, t in times.items()}
+    mem = {
+        f"{m}_{k}x": peak_rss_mb(m, k * args.examples, args) for m in ("find", "cache_all") for k in (1, 4)
+    }
+    result = {
+        "machine": {"cpu": _cpu(), "cores": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
+        "model": args.model, "examples_per_pass": args.examples, "batch_size": args.batch_size,
+        "prompt_positions": pm.prompt.length + 1, "neurons": pm.backbone.num_neurons,
+        "median_seconds": med, "find_over_forward": med["find"] / med["forward"],
+        "cache_all_over_forward": med["cache_all"] / med["forward"], "peak_rss_mb": mem,
+    }  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

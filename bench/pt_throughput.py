@@ -1,0 +1,132 @@
+"""Prompt-tuning throughput: this package's trainer vs Hugging Face PEFT prompt tuning.
+
+Same backbone, data, batch size, prompt length and head (a linear head read at a mask slot inserted
+before the closing token), both in the PEFT layout ``[prompt][text]``; each step = tokenise + forward +
+backward + optimizer step. Repetitions are interleaved and the median examples/s is reported with
+the ratio (ours / PEFT): the machine is noisy, only the ratio is meaningful.
+
+    .venv/bin/python bench/pt_throughput.py --steps 20 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from skillneurons.backbones import load_backbone
+from skillneurons.data import load_task
+from skillneurons.prompts import PromptModel, SoftPrompt, build_head
+from skillneurons.training import TrainConfig, Trainer, autocast_context
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--prompt-length", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per repetition")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="bench/results/pt_throughput.json")
+    args = ap.parse_args()
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    torch.manual_seed(0)
+    bb = load_backbone(args.model)
+    task = load_task("mr").subset(range(args.batch_size * args.steps))
+    device = bb.device
+
+    # ---- ours ---------------------------------------------------------------------------------
+    pm = PromptModel(bb, SoftPrompt.create(bb, args.prompt_length), build_head("linear", bb, task.label_words),
+                     layout="prompt_first", max_length=128).to(device)  # fmt: skip
+    trainer = Trainer(
+        pm,
+        task,
+        task.subset(range(8)),
+        TrainConfig(max_steps=10**6, batch_size=args.batch_size),
+        progress=False,
+    )
+    order = list(range(len(task)))
+
+    def ours() -> None:
+        for s in range(args.steps):
+            trainer.train_step(order[s * args.batch_size : (s + 1) * args.batch_size], s)
+
+    # ---- PEFT ---------------------------------------------------------------------------------
+    cfg = PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=args.prompt_length,
+                             token_dim=bb.hidden_size, num_transformer_submodules=1)  # fmt: skip
+    peft_model = get_peft_model(bb.model.base_model, cfg)
+    head = torch.nn.Linear(bb.hidden_size, task.num_classes).to(device)
+    params = [p for p in peft_model.parameters() if p.requires_grad] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-2, betas=(0.9, 0.98))
+    tok = bb.tokenizer
+    mask_id = tok.mask_token_id
+
+    def peft_step(s: int) -> None:
+        idx = order[s * args.batch_size : (s + 1) * args.batch_size]
+        texts = [task.texts[i] for i in idx]
+        enc = tok(
+            texts, truncation=True, max_length=128 - args.prompt_length - 1, padding=True, return_tensors="pt"
+        )
+        ids, am = enc["input_ids"], enc["attention_mask"]
+        lengths = am.sum(1)
+        # the same read slot as ours: a mask token before the closing [SEP]
+        ids = torch.cat([ids, torch.full_like(ids[:, :1], tok.pad_token_id)], 1)
+        am = torch.cat([am, torch.zeros_like(am[:, :1])], 1)
+        rows = torch.arange(len(idx))
+        ids[rows, lengths] = ids[rows, lengths - 1]
+        ids[rows, lengths - 1] = mask_id
+        am[rows, lengths] = 1
+        labels = torch.tensor([task.labels[i] for i in idx], device=device)
+        with autocast_context(device):
+            h = peft_model(input_ids=ids.to(device), attention_mask=am.to(device)).last_hidden_state
+            logits = head(h[rows, lengths - 1 + args.prompt_length].float())
+        loss = F.cross_entropy(logits, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    def peft() -> None:
+        for s in range(args.steps):
+            peft_step(s)
+
+    ours_t: list[float] = []
+    peft_t: list[float] = []
+    ours(), peft()  # warm-up
+    for _ in range(args.repeats):
+        for fn, store in ((ours, ours_t), (peft, peft_t)):
+            t0 = time.perf_counter()
+            fn()
+            store.append(time.perf_counter() - t0)
+    n = args.steps * args.batch_size
+    res = {
+        "machine": {"device": str(device), "cpu": _cpu(), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+                    "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
+        "model": args.model, "batch_size": args.batch_size, "prompt_length": args.prompt_length, "steps": args.steps,
+        "ours_examples_per_s": n / statistics.median(ours_t), "peft_examples_per_s": n / statistics.median(peft_t),
+    }  # fmt: skip
+    res["ratio_ours_over_peft"] = res["ours_examples_per_s"] / res["peft_examples_per_s"]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
