@@ -170,3 +170,18 @@ def test_pooled_control_from_the_same_pass_equals_naive_pooling() -> None:
     expected = _naive_predictivity(pooled(train), pooled(dev), torch.tensor(dev.labels))
     got = score_prompt(pm, train, dev, decompose(2), pooled=True)
     torch.testing.assert_close(got["pooled.pred.1_vs_0"], expected, rtol=0, atol=0)
+
+
+def test_bad_options_and_wrong_artifacts_fail_before_any_pass(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from skillneurons.errors import ArtifactError, ConfigError
+    from skillneurons.neurons.stats import BaselineStats
+
+    task = separable_task(20)
+    bb = tiny_model("bert")
+    pm = PromptModel(bb, SoftPrompt.create(bb, 3), build_head("auto", bb, task.label_words), max_length=24)
+    path = save_prompt(tmp_path / "prompt", pm)
+    with pytest.raises(ConfigError, match="rho"):
+        find_skill_neurons(bb, [path], task, None, rho=2.0, progress=False)
+    BaselineStats(1, 1, 1).save(tmp_path / "stats")
+    with pytest.raises(ArtifactError, match="not a 'prompt'"):
+        find_skill_neurons(bb, [tmp_path / "stats"], task, None, progress=False)

@@ -107,8 +107,8 @@ def save_artifact(
     return tfile
 
 
-def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read an artifact's manifest (no tensors, no hash check)."""
+def load_manifest(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
+    """Read an artifact's manifest (no tensors, no hash check); with ``kind``, check what it holds."""
     _, mfile = artifact_paths(path)
     if not mfile.is_file():
         raise ArtifactError(
@@ -124,6 +124,10 @@ def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ArtifactError(
             f"{mfile} is not a skillneurons manifest: pass the path of an artifact saved by skillneurons"
         )
+    if kind is not None and manifest.get("kind") != kind:
+        raise ArtifactError(
+            f"{mfile} holds a '{manifest.get('kind')}' artifact, not a '{kind}': pass a {kind} artifact"
+        )
     return manifest
 
 
@@ -132,11 +136,7 @@ def load_artifact(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load ``(tensors, manifest)``; checks the kind and the tensor file's SHA-256."""
     tfile, mfile = artifact_paths(path)
-    manifest = load_manifest(path)
-    if kind is not None and manifest.get("kind") != kind:
-        raise ArtifactError(
-            f"{mfile} holds a '{manifest.get('kind')}' artifact, not a '{kind}': pass a {kind} artifact"
-        )
+    manifest = load_manifest(path, kind)
     if not tfile.is_file():
         raise ArtifactError(f"tensor file {tfile} is missing next to its manifest: copy both files together")
     if sha256_file(tfile) != manifest.get("sha256"):

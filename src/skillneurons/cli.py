@@ -110,7 +110,7 @@ def cmd_find(args: argparse.Namespace) -> int:
     from skillneurons.backbones import load_backbone
     from skillneurons.runs import find_skill_neurons
 
-    man = load_manifest(args.prompts[0])
+    man = load_manifest(args.prompts[0], "prompt")
     bb = load_backbone(args.model or man["backbone"]["name"])
     task = _load_task_from(args) if args.task else _load_task_named(man["task"]["name"])
     res = find_skill_neurons(
@@ -165,7 +165,7 @@ def cmd_peft(args: argparse.Namespace) -> int:
     )
 
     if args.action == "export":
-        man = load_manifest(args.prompt)
+        man = load_manifest(args.prompt, "prompt")
         bb = load_backbone(args.model or man["backbone"]["name"])
         pm, _ = load_prompt(args.prompt, bb)
         out = export_peft(pm, args.out)

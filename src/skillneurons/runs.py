@@ -122,7 +122,7 @@ def evaluate_prompt(
     """Evaluate a saved prompt on a split of a task (by default the split saved with its run)."""
     from skillneurons.artifacts import load_manifest
 
-    man = load_manifest(prompt_path)
+    man = load_manifest(prompt_path, "prompt")
     bb = model if isinstance(model, Backbone) else load_backbone(model or man["backbone"]["name"])
     pm, man = load_prompt(prompt_path, bb)
     task_name = task if task is not None else man["task"]["name"]

@@ -32,6 +32,7 @@ from skillneurons.neurons.ranking import (
     decompose,
     overlap,
     per_prompt,
+    quota_size,
     union_mask,
 )
 from skillneurons.neurons.stats import PredictivityStats
@@ -250,6 +251,13 @@ def find_skill_neurons(
     """
     if not prompts:
         raise ConfigError("no prompts given: pass at least one trained prompt (RUN/prompt.safetensors)")
+    quota_size(rho, 1)  # validate every option before the first (long) pass
+    if auroc_bins is not None and (isinstance(auroc_bins, bool) or auroc_bins < 1):
+        raise ConfigError(f"--auroc-bins {auroc_bins} is invalid: give a positive number of bins (e.g. 64)")
+    if top_k < 0 or batch_size < 1:
+        raise ConfigError("--top must be >= 0 and --batch-size >= 1")
+    for p in prompts:
+        load_manifest(p, "prompt")
     out = Path(out_dir) if out_dir is not None else None
     subtasks = decompose(task.num_classes, scheme)
     per_prompt_scores: list[dict[str, Tensor]] = []
@@ -258,7 +266,7 @@ def find_skill_neurons(
     first_split: TaskSplits | None = None
     for i, p in enumerate(prompts):
         path = Path(p)
-        man = load_manifest(path)
+        man = load_manifest(path, "prompt")
         model, man = load_prompt(path, backbone)
         splits = prompt_splits(path, man, task)
         if i == 0:
