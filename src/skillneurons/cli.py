@@ -295,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import transformers
 
         transformers.logging.set_verbosity_error()
+    from skillneurons.distributed import init_from_env, is_main
+
+    if init_from_env() and not is_main():
+        args.quiet = True  # launched by torchrun: only rank 0 shows progress
     try:
         return int(args.fn(args))
     except SkillNeuronsError as e:

@@ -22,6 +22,7 @@ import torch
 from skillneurons.artifacts import atomic_write_json
 from skillneurons.backbones import Backbone, load_backbone
 from skillneurons.data import Task, TaskSplits, load_task
+from skillneurons.distributed import is_main
 from skillneurons.neurons.find import SkillNeurons, find_skill_neurons
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_prompt
 from skillneurons.training import TrainConfig, Trainer, evaluate
@@ -38,7 +39,7 @@ def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int |
     if path is not None and path.is_file():
         return TaskSplits.load(task, path)
     splits = task.split(seed, max_examples=max_examples)
-    if path is not None:
+    if path is not None and is_main():
         splits.save(path)
     return splits
 
@@ -105,7 +106,7 @@ def tune_prompt(
         "train_config": asdict(config),
         "prompt": str(result.prompt_path) if result.prompt_path else None,
     }
-    if out is not None:
+    if out is not None and is_main():
         atomic_write_json(out / "results.json", results)
     return results
 

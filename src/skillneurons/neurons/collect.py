@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from skillneurons.backbones.sites import neuron_hooks
 from skillneurons.data import Task
+from skillneurons.distributed import all_reduce_sum, is_main, my_share
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.neurons.stats import BaselineStats, PredictivityStats
 from skillneurons.prompts.model import Batch, PromptModel
@@ -124,9 +125,12 @@ def activation_batches(
     uniform_width(model)
     device = model.backbone.device
     gather = _Gather(model, _kinds(positions), token_sums)
-    bar = tqdm(total=len(task), desc=desc, disable=not progress, leave=False, unit="ex")
+    batches = my_share(iterate_batches(task, batch_size))  # data parallel: whole batches per rank
+    bar = tqdm(
+        total=sum(map(len, batches)), desc=desc, disable=not progress or not is_main(), leave=False, unit="ex"
+    )
     with neuron_hooks(model.backbone, gather):
-        for idx in iterate_batches(task, batch_size):
+        for idx in batches:
             batch = encode_examples(model, task, idx).to(device)
             gather.start(batch)
             with autocast_context(device, precision):
@@ -174,7 +178,11 @@ def baseline_pass(
         for k in kinds:
             stats[k].update(acts[k])
         tokens += real
-    token_mean = (sums / max(tokens, 1)).cpu()
+    count = torch.tensor([float(tokens)], dtype=torch.float64, device=sums.device)
+    all_reduce_sum(sums, count)
+    for st in stats.values():
+        st.reduce_across_ranks()
+    token_mean = (sums / count.clamp(min=1)).cpu()
     return (stats if not isinstance(positions, str) else stats[positions]), token_mean
 
 
@@ -200,4 +208,6 @@ def predictivity_pass(
                                              precision=precision, progress=progress, desc="pass 2 (dev)"):  # fmt: skip
         for k in kinds:
             stats[k].update(acts[k], labels)
+    for st in stats.values():
+        st.reduce_across_ranks()
     return stats if not isinstance(positions, str) else stats[positions]

@@ -23,6 +23,7 @@ from torch import Tensor
 from skillneurons.artifacts import load_artifact, load_manifest, save_artifact, sha256_file
 from skillneurons.backbones import Backbone
 from skillneurons.data import Task, TaskSplits, check_disjoint
+from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError, DataError
 from skillneurons.neurons.collect import Positions, baseline_pass, predictivity_pass
 from skillneurons.neurons.ranking import (
@@ -285,11 +286,11 @@ def find_skill_neurons(
                 scores = tensors
                 log.info("reusing the scores of %s from %s", path, cache)
         if scores is None:
-            if progress:
+            if progress and is_main():
                 print(f"find: scoring prompt {i + 1}/{len(prompts)} ({path})")
             scores = score_prompt(model, splits.part("train"), splits.part("dev"), subtasks, pooled=controls and i == 0,
                                   hist_bins=auroc_bins, batch_size=batch_size, precision=precision, progress=progress)  # fmt: skip
-            if cache is not None:
+            if cache is not None and is_main():
                 save_artifact(cache, scores, kind="prompt_scores", manifest={
                     "prompt": str(path), "prompt_sha256": digest, "scheme": scheme, "auroc_bins": auroc_bins, "pooled": controls and i == 0,
                     "task": task.name, "split_seed": splits.seed, "backbone": backbone.identity()})  # fmt: skip
@@ -340,7 +341,7 @@ def find_skill_neurons(
     if controls:
         summary["controls"] = _controls(first_model, first_split, task, subtasks, per_prompt_scores[0], hand_written,
                                         batch_size, precision, progress)  # fmt: skip
-    if out is not None:
+    if out is not None and is_main():
         neurons.save(out / "skill_neurons", manifest={"summary_file": "summary.json"})
         from skillneurons.artifacts import atomic_write_json
 

@@ -281,6 +281,16 @@ class BaselineStats:
     def __add__(self, other: BaselineStats) -> BaselineStats:
         return self.copy().merge(other)
 
+    def reduce_across_ranks(self) -> BaselineStats:
+        """Sum the shards of all ``torch.distributed`` ranks into every rank (no-op single-process)."""
+        from skillneurons.distributed import all_reduce_sum, world_size
+
+        if world_size() > 1:
+            count = torch.tensor([self.count], dtype=torch.float64, device=self.device)
+            all_reduce_sum(self.sum, self.sum_sq, count)
+            self.count = int(count.item())
+        return self
+
     def state_dict(self) -> dict[str, Tensor]:
         """Tensors only (safetensors-compatible): ``sum``, ``sum_sq`` [L,T,N] float64, ``count`` int64 scalar."""
         return {"sum": self.sum, "sum_sq": self.sum_sq, "count": torch.tensor(self.count, dtype=torch.int64)}
@@ -644,6 +654,14 @@ class PredictivityStats:
 
     def __add__(self, other: PredictivityStats) -> PredictivityStats:
         return self.copy().merge(other)
+
+    def reduce_across_ranks(self) -> PredictivityStats:
+        """Sum the counts (and histograms) of all ``torch.distributed`` ranks into every rank; every rank
+        must have used the same baseline (:meth:`BaselineStats.reduce_across_ranks` gives it)."""
+        from skillneurons.distributed import all_reduce_sum
+
+        all_reduce_sum(self.class_counts, self.above, *(() if self.hist is None else (self.hist,)))
+        return self
 
     def state_dict(self) -> dict[str, Tensor]:
         """Tensors only (safetensors-compatible): ``baseline``, ``class_counts``, ``above`` and, with

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from skillneurons.artifacts import atomic_write_json, load_artifact, save_artifact
 from skillneurons.data import Task
+from skillneurons.distributed import all_reduce_sum, barrier, is_main, my_share, rank, world_size
 from skillneurons.errors import ConfigError, SkillNeuronsError
 from skillneurons.prompts.io import save_prompt
 from skillneurons.prompts.model import PromptModel
@@ -113,19 +114,24 @@ def evaluate(
         raise ConfigError(f"cannot evaluate on an empty split of task '{task.name}'")
     _check_classes(model, task)
     device = model.backbone.device
-    correct, loss_sum, n = 0, 0.0, 0
-    bar = tqdm(total=len(task), desc=desc, disable=not progress, leave=False, unit="ex")
-    for idx in iterate_batches(task, batch_size):
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, n
+    batches = my_share(iterate_batches(task, batch_size))  # data parallel: whole batches per rank
+    bar = tqdm(
+        total=sum(map(len, batches)), desc=desc, disable=not progress or not is_main(), leave=False, unit="ex"
+    )
+    for idx in batches:
         batch = encode_examples(model, task, idx).to(device)
         with autocast_context(device, precision):
             logits = model(batch).float()
         assert batch.labels is not None
-        loss_sum += float(F.cross_entropy(logits, batch.labels, reduction="sum"))
-        correct += int((logits.argmax(-1) == batch.labels).sum())
-        n += len(idx)
+        totals[0] += (logits.argmax(-1) == batch.labels).sum()
+        totals[1] += F.cross_entropy(logits, batch.labels, reduction="sum").double()
+        totals[2] += len(idx)
         bar.update(len(idx))
     bar.close()
-    return {"accuracy": correct / n, "loss": loss_sum / n, "n": float(n)}
+    all_reduce_sum(totals)
+    correct, loss_sum, n = totals.tolist()
+    return {"accuracy": correct / n, "loss": loss_sum / n, "n": n}
 
 
 def _check_classes(model: PromptModel, task: Task) -> None:
@@ -220,7 +226,7 @@ class Trainer:
         self, step: int, best: float, best_step: int, history: list[dict[str, float]]
     ) -> None:
         path = self._ckpt()
-        if path is None:
+        if path is None or not is_main():
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt = self.optimizer.state_dict()
@@ -298,8 +304,9 @@ class Trainer:
             bar.close()
             raise
         bar.close()
-        if self.out_dir:
+        if self.out_dir and is_main():
             atomic_write_json(self.out_dir / "history.json", history)
+        barrier()
         prompt_path = self.out_dir / "prompt.safetensors" if self.out_dir else None
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
@@ -317,7 +324,7 @@ class Trainer:
 
     def _save_best(self, best: float, step: int) -> None:
         self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        if self.out_dir:
+        if self.out_dir and is_main():
             self.save_fn(self.out_dir / "prompt", self.model, **{
                 **self.manifest, "seed": self.config.seed, "train_config": asdict(self.config),
                 "best_step": step, "dev_accuracy": best})  # fmt: skip
@@ -328,21 +335,31 @@ class Trainer:
         f = lr_factor(step, self.total_steps, self.warmup)
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * f
-        batch = encode_examples(self.model, self.train_task, idx).to(device)
-        with autocast_context(device, c.precision):
-            logits = self.model(batch).float()
-        assert batch.labels is not None
-        loss = F.cross_entropy(logits, batch.labels)
-        if not torch.isfinite(loss):
-            raise SkillNeuronsError(
-                f"the training loss became {loss.item()} at step {step}: lower --lr (now {c.lr}) or use --precision fp32"
-            )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # data parallel: each rank takes its share of the global batch; the loss is the global mean
+        local = idx[rank() :: world_size()]
+        total = torch.zeros(1, dtype=torch.float64, device=device)
+        if local:
+            batch = encode_examples(self.model, self.train_task, local).to(device)
+            with autocast_context(device, c.precision):
+                logits = self.model(batch).float()
+            assert batch.labels is not None
+            loss = F.cross_entropy(logits, batch.labels, reduction="sum") / len(idx)
+            loss.backward()
+            total += loss.detach().double()
+        if world_size() > 1:
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            all_reduce_sum(total, *(p.grad for p in self.params if p.grad is not None))
+        if not torch.isfinite(total).all():
+            raise SkillNeuronsError(
+                f"the training loss became {total.item()} at step {step}: lower --lr (now {c.lr}) or use --precision fp32"
+            )
         if c.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
         self.optimizer.step()
-        return float(loss.detach())
+        return float(total.item())
 
 
 def _index_of_step(history: list[dict[str, float]], step: int) -> int:
