@@ -82,14 +82,47 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
 
 
+def _backbone_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="weights dtype (default float32; bfloat16 halves memory for large models)")  # fmt: skip
+    p.add_argument(
+        "--device-map", help="transformers device_map, e.g. 'auto' to spread a large model over the GPUs"
+    )
+    p.add_argument(
+        "--ffn", help="FFN layout of an unknown architecture: 'layers=PATH,down=PATH,up=PATH[,gate=PATH]'"
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model repository's own code (off by default)",
+    )
+
+
+def _backbone(args: argparse.Namespace, name: str) -> Any:
+    from skillneurons.backbones import load_backbone, parse_ffn_option, register_architecture
+    from skillneurons.backbones.architectures import known_architectures
+
+    if getattr(args, "ffn", None):
+        from transformers import AutoConfig
+
+        model_type = AutoConfig.from_pretrained(name, trust_remote_code=args.trust_remote_code).model_type
+        register_architecture(
+            model_type, parse_ffn_option(args.ffn), overwrite=model_type in known_architectures()
+        )
+    return load_backbone(name, dtype=getattr(args, "dtype", None), device_map=getattr(args, "device_map", None),
+                         trust_remote_code=getattr(args, "trust_remote_code", False))  # fmt: skip
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from skillneurons.runs import tune_prompt
 
+    task = _load_task_from(args)  # data errors first, before the (slow) model load
+    config = _train_config(args)
     res = tune_prompt(
-        args.model, _load_task_from(args), args.out, prompt_length=args.prompt_length, init=args.init,
+        _backbone(args, args.model), task, args.out, prompt_length=args.prompt_length, init=args.init,
         init_text=args.init_text, head=args.head, layout=args.layout, template=args.template,
         max_length=args.max_length, max_examples=args.max_examples, split_seed=args.split_seed,
-        config=_train_config(args), progress=not args.quiet,
+        config=config, progress=not args.quiet,
     )  # fmt: skip
     print(f"test accuracy {res['test_accuracy']:.4f} (best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); "
           f"prompt saved to {res['prompt']}")  # fmt: skip
@@ -100,19 +133,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from skillneurons.runs import evaluate_prompt
 
     task = _load_task_from(args) if args.task else None
-    res = evaluate_prompt(args.prompt, task, model=args.model, split=args.split, progress=not args.quiet)
+    model = _backbone(args, args.model) if args.model else None
+    res = evaluate_prompt(args.prompt, task, model=model, split=args.split, progress=not args.quiet)
     print(json.dumps(res, indent=2))
     return 0
 
 
 def cmd_find(args: argparse.Namespace) -> int:
     from skillneurons.artifacts import load_manifest
-    from skillneurons.backbones import load_backbone
     from skillneurons.runs import find_skill_neurons
 
     man = load_manifest(args.prompts[0], "prompt")
-    bb = load_backbone(args.model or man["backbone"]["name"])
     task = _load_task_from(args) if args.task else _load_task_named(man["task"]["name"])
+    bb = _backbone(args, args.model or man["backbone"]["name"])
     res = find_skill_neurons(
         bb, args.prompts, task, args.out, scheme=args.scheme, how=args.aggregate, auroc_bins=args.auroc_bins,
         controls=not args.no_controls, hand_written=args.hand_written, batch_size=args.batch_size,
@@ -217,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="prompt-tune a frozen model on a task")
     _tune_args(p)
+    _backbone_args(p)
     _task_args(p)
     p.add_argument(
         "--out", required=True, help="run folder (resumes if it holds a checkpoint of the same run)"
@@ -227,10 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="prompt artifact (RUN/prompt.safetensors)")
     p.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
     p.add_argument("--split", default="test", choices=["train", "dev", "test", "all"])
+    _backbone_args(p)
     _task_args(p, required=False)
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("find", help="find the skill neurons of trained prompts (one per seed)")
+    _backbone_args(p)
     p.add_argument(
         "prompts", nargs="+", help="prompt artifacts (RUN/prompt.safetensors), each with its split.json"
     )
@@ -295,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import transformers
 
         transformers.logging.set_verbosity_error()
+        if args.quiet:
+            transformers.utils.logging.disable_progress_bar()
     from skillneurons.distributed import init_from_env, is_main
 
     if init_from_env() and not is_main():

@@ -339,6 +339,8 @@ def find_skill_neurons(
             "overlap_mean": sum(o.intersection / max(o.size_a, 1) for o in pairs) / len(pairs),
         }
     if controls:
+        # the controls are scored on the first prompt's split: compare them with that prompt alone
+        summary["first_prompt"] = _control_summary(per_prompt_scores[0], subtasks)
         summary["controls"] = _controls(first_model, first_split, task, subtasks, per_prompt_scores[0], hand_written,
                                         batch_size, precision, progress)  # fmt: skip
     if out is not None and is_main():
@@ -408,6 +410,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         st = summary["seed_stability"]
         lines.append(f"  seed stability of the top {st['rho']:.0%}: mean pairwise Jaccard {st['jaccard_mean']:.3f}, "
                      f"overlap {st['overlap_mean']:.3f}")  # fmt: skip
+    if "first_prompt" in summary:
+        c = summary["first_prompt"]
+        lines.append(
+            f"  first trained prompt alone          top-1 {c['top1']:.4f}, top 1% {c['top1pct_mean']:.4f}"
+        )
     for name, c in summary.get("controls", {}).items():
         lines.append(f"  control {name:20s} top-1 {c['top1']:.4f}, top 1% {c['top1pct_mean']:.4f}")
     return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""The command line end to end on a tiny model saved to a folder: tune -> evaluate -> find."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import separable_task
+from skillneurons.cli import main
+from skillneurons.testing import tiny_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("tiny-bert")
+    bb = tiny_model("bert")
+    bb.model.save_pretrained(d)
+    bb.tokenizer.save_pretrained(d)
+    return d
+
+
+def _csv(path: Path, n: int = 60) -> Path:
+    task = separable_task(n)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for t, y in zip(task.texts, task.labels):
+            w.writerow([t, ["negative", "positive"][y]])
+    return path
+
+
+def test_tune_evaluate_find(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _csv(tmp_path / "d.csv")
+    run = tmp_path / "run"
+    args = ["-q", "tune", "--model", str(model_dir), "--task", str(data), "--out", str(run), "--prompt-length", "3",
+            "--max-length", "24", "--max-steps", "4", "--batch-size", "8", "--head", "linear", "--dtype", "float32"]  # fmt: skip
+    assert main(args) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert {"split.json", "prompt.json", "results.json", "history.json"} <= {p.name for p in run.iterdir()}
+    assert main(["-q", "evaluate", "--prompt", str(run / "prompt.safetensors"), "--task", str(data)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["split"] == "test" and 0 <= res["accuracy"] <= 1
+    assert main(["find", "-q", str(run / "prompt.safetensors"), "--out", str(tmp_path / "n"), "--task", str(data),
+                 "--no-controls", "--top", "3"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "top-1 predictivity" in out and (tmp_path / "n" / "skill_neurons.safetensors").is_file()
+
+
+def test_errors_are_one_line_with_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "tune", "--task", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("skillneurons: error:") and "\n" not in err
