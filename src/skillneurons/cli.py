@@ -318,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--budget-minutes", type=float, default=6.0, help="time budget for tuning on CPU")
     p.set_defaults(fn=cmd_demo)
+    # commands whose parsers live with their package
+    from skillneurons.report.cli import register as register_report
+
+    register_report(sub)
     return parser
 
 

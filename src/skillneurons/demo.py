@@ -72,5 +72,10 @@ def run_demo(
     }
     atomic_write_json(out / "summary.json", summary)
     print(found["text"])
+    from skillneurons.report import write_report
+
+    report = write_report(out, backbone=bb, task=task, progress=progress)
+    summary["report"] = str(report)
+    print(f"demo: report written to {report} (open it in a browser; no network needed)")
     print(f"demo: done in {summary['minutes']:.1f} min; results under {out}/ (summary.json)")
     return json.loads(json.dumps(summary, default=str))

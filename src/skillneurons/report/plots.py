@@ -1,0 +1,321 @@
+"""The report's figures: matplotlib's object API on the Agg canvas (no pyplot, no global backend
+switch, no display), each returned as an inline ``data:image/png;base64`` URI."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "layer_distribution",
+    "matrix",
+    "perturb_sweep",
+    "position_layer",
+    "predictivity_map",
+    "prune_bench",
+    "training_curves",
+]
+
+WIDTH = 10.5  # inches: about the page's content width at the PNG resolution below
+DPI = 110
+COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"]
+_RC: dict[str, Any] = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+}
+
+
+@contextmanager
+def _figure(width: float, height: float, **subplots: Any) -> Iterator[tuple[Any, Any]]:
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with rc_context(_RC):  # type: ignore[arg-type]
+        fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(**subplots) if subplots else fig.subplots()
+        yield fig, axes
+
+
+def _uri(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _grid(ax: Any) -> None:
+    ax.grid(alpha=0.25, linewidth=0.6)
+    ax.set_axisbelow(True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# prompt tuning
+
+
+def training_curves(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Dev accuracy and train loss vs step, one colour per run (``label``, ``history``, ``best_step``)."""
+    with _figure(WIDTH, 3.3, ncols=2) as (fig, (acc, loss)):
+        for i, r in enumerate(runs):
+            c = COLORS[i % len(COLORS)]
+            h = [x for x in r["history"] if isinstance(x.get("step"), (int, float))]
+            steps = [x["step"] for x in h]
+            da = [x.get("dev_accuracy") for x in h]
+            if any(v is not None for v in da):
+                acc.plot(steps, [math.nan if v is None else v for v in da], "o-", color=c, ms=3, lw=1.4,
+                         label=r["label"])  # fmt: skip
+            best = r.get("best_step")
+            if best is not None and best in steps and da[steps.index(best)] is not None:
+                acc.plot([best], [da[steps.index(best)]], "*", color=c, ms=11, mec="white", mew=0.8)
+            tl = [x.get("train_loss") for x in h]
+            if any(v is not None for v in tl):
+                loss.plot(steps, [math.nan if v is None else v for v in tl], "-", color=c, lw=1.4,
+                          label=f"{r['label']} train")  # fmt: skip
+            dl = [x.get("dev_loss") for x in h]
+            if any(v is not None for v in dl):
+                loss.plot(steps, [math.nan if v is None else v for v in dl], "--", color=c, lw=1.0, alpha=0.7,
+                          label=f"{r['label']} dev")  # fmt: skip
+        acc.set(xlabel="step", ylabel="dev accuracy", title="Dev accuracy (★ best checkpoint)")
+        loss.set(xlabel="step", ylabel="loss", title="Loss (solid: train, dashed: dev)")
+        for ax in (acc, loss):
+            _grid(ax)
+        acc.legend(loc="lower right")
+        return _uri(fig)
+
+
+# ----------------------------------------------------------------------------------------------------
+# skill neurons
+
+
+def layer_distribution(counts: Mapping[float, Sequence[int]], scores: np.ndarray) -> str:
+    """Left: skill neurons per layer for several global fractions rho; right: per-layer quantiles of
+    the predictivity of all neurons of the layer. ``scores``: [L, N]."""
+    L = scores.shape[0]
+    with _figure(WIDTH, 3.2, ncols=2) as (fig, (bars, qs)):
+        x = np.arange(L)
+        w = 0.8 / max(len(counts), 1)
+        for j, (rho, cnt) in enumerate(counts.items()):
+            bars.bar(x + (j - (len(counts) - 1) / 2) * w, cnt, width=w, color=COLORS[j % len(COLORS)],
+                     label=f"top {rho:.0%}")  # fmt: skip
+        bars.set(xticks=x, xlabel="layer", ylabel="skill neurons in the layer",
+                 title="Where the top neurons are (global top fraction of all neurons)")  # fmt: skip
+        bars.legend()
+        _grid(bars)
+        for q, style, lab in ((100, "o-", "max"), (99, "s-", "99th percentile"), (90, "^-", "90th percentile"),
+                              (50, "v--", "median")):  # fmt: skip
+            qs.plot(x, np.percentile(scores, q, axis=1), style, ms=4, lw=1.3, label=lab)
+        qs.set(xticks=x, xlabel="layer", ylabel="predictivity", title="Predictivity of the layer's neurons")
+        qs.legend(ncols=2)
+        _grid(qs)
+        return _uri(fig)
+
+
+def _pool_max(row: np.ndarray, bins: int) -> np.ndarray:
+    n = row.shape[-1]
+    if n <= bins:
+        return row
+    width = math.ceil(n / bins)
+    pad = width * math.ceil(n / width) - n
+    padded = np.concatenate([row, np.full((*row.shape[:-1], pad), -np.inf)], -1) if pad else row
+    return padded.reshape(*row.shape[:-1], -1, width).max(-1)
+
+
+def predictivity_map(scores: np.ndarray, marks: Sequence[tuple[int, int]] = ()) -> str:
+    """Layer x neuron map of predictivity [L, N]: in neuron order (max over blocks of neighbouring
+    neurons when N is wide; ``marks`` circled) and with each layer sorted (the layer's profile)."""
+    L, N = scores.shape
+    bins = 768
+    pooled = _pool_max(scores, bins)
+    width = math.ceil(N / pooled.shape[1])
+    vmin = 0.5
+    vmax = max(float(scores.max()), vmin + 1e-3)
+    h = 0.9 + 0.28 * L
+    with _figure(WIDTH, 2 * h + 0.2, nrows=2) as (fig, (raw, srt)):
+        kw = dict(aspect="auto", interpolation="nearest", cmap="magma", vmin=vmin, vmax=vmax, origin="lower")
+        im = raw.imshow(pooled, extent=(0, N, -0.5, L - 0.5), **kw)
+        if marks:
+            from matplotlib import patheffects
+
+            raw.scatter([i + 0.5 for _, i in marks], [layer for layer, _ in marks], s=60, facecolors="none",
+                        edgecolors="white", linewidths=1.4,
+                        path_effects=[patheffects.withStroke(linewidth=3.2, foreground="black")])  # fmt: skip
+        block = f" (max over blocks of {width} neurons)" if width > 1 else ""
+        raw.set(ylabel="layer", xlabel="neuron index", yticks=range(L),
+                title=f"Predictivity of every neuron{block}")  # fmt: skip
+        srt.imshow(-np.sort(-scores, axis=1), extent=(0, N, -0.5, L - 0.5), **kw)
+        srt.set(ylabel="layer", xlabel="neuron rank within the layer", yticks=range(L),
+                title="Each layer sorted by predictivity")  # fmt: skip
+        if N >= 64:
+            srt.set_xscale("symlog", linthresh=10)
+            srt.set_xlim(0, N)
+        fig.colorbar(im, ax=[raw, srt], label="predictivity", shrink=0.9, pad=0.01)
+        return _uri(fig)
+
+
+def position_layer(
+    top_mean: np.ndarray | None, best_counts: np.ndarray, names: Sequence[str], k_label: str
+) -> str:
+    """Prompt position x layer: mean predictivity of the layer's top neurons at each position
+    (``top_mean`` [L, T], None without per-position scores) and where the top skill neurons are
+    most predictive (``best_counts`` [L, T])."""
+    L, T = best_counts.shape
+    panels = 2 if top_mean is not None else 1
+    h = 0.9 + 0.3 * L
+    step = max(1, math.ceil(T / 40))
+    with _figure(WIDTH, panels * h + 0.3, nrows=panels, squeeze=False) as (fig, axes):
+        axs = list(axes[:, 0])
+        kw = dict(aspect="auto", interpolation="nearest", origin="lower")
+        if top_mean is not None:
+            ax = axs.pop(0)
+            im = ax.imshow(top_mean, cmap="viridis", **kw)
+            ax.set(title=f"Mean predictivity of the {k_label} most predictive neurons of the layer at each position",
+                   ylabel="layer")  # fmt: skip
+            fig.colorbar(im, ax=ax, pad=0.01, label="predictivity")
+            _ticks(ax, names, step, L)
+        ax = axs.pop(0)
+        im = ax.imshow(best_counts, cmap="Blues", **kw)
+        ax.set(title="Best position of the top skill neurons (count per layer and position)", ylabel="layer")
+        fig.colorbar(im, ax=ax, pad=0.01, label="neurons")
+        _ticks(ax, names, step, L)
+        ax.set_xlabel("prompt position")
+        return _uri(fig)
+
+
+def _ticks(ax: Any, names: Sequence[str], step: int, L: int) -> None:
+    ax.set_xticks(range(0, len(names), step), [names[i] for i in range(0, len(names), step)],
+                  rotation=90 if step > 1 or len(names) > 24 else 0)  # fmt: skip
+    ax.set_yticks(range(L))
+
+
+# ----------------------------------------------------------------------------------------------------
+# other experiments
+
+
+def _num(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
+
+
+def perturb_sweep(res: Mapping[str, Any]) -> str:
+    """Accuracy vs perturbed fraction: skill neurons (solid) and the random control's mean (dashed)
+    with its 95% interval as a band."""
+    pts = sorted(res["points"], key=lambda p: _num(p.get("rho")))
+    x = [100 * _num(p.get("rho")) for p in pts]
+    with _figure(6.4, 3.6) as (fig, ax):
+        ax.plot(x, [_num(p.get("skill")) for p in pts], "o-", color=COLORS[1], lw=1.8, label="skill neurons")
+        rnd = [p.get("random") if isinstance(p.get("random"), dict) else {} for p in pts]
+        mean = [_num(r.get("mean")) for r in rnd]
+        if any(not math.isnan(m) for m in mean):
+            ci = [r.get("ci95") if isinstance(r.get("ci95"), list) and len(r["ci95"]) == 2 else [None, None]
+                  for r in rnd]  # fmt: skip
+            lo = [_num(c[0]) if c[0] is not None else m for c, m in zip(ci, mean)]
+            hi = [_num(c[1]) if c[1] is not None else m for c, m in zip(ci, mean)]
+            draws = res.get("draws")
+            ax.fill_between(x, lo, hi, color=COLORS[0], alpha=0.18, lw=0, label="random: 95% interval")
+            ax.plot(x, mean, "s--", color=COLORS[0], lw=1.4, ms=4,
+                    label=f"random neurons (mean of {draws} draws)" if draws else "random neurons")  # fmt: skip
+        if isinstance(res.get("unperturbed"), (int, float)):
+            ax.axhline(res["unperturbed"], color="#6b7280", lw=0.8, ls=":", label="unperturbed")
+        ax.set(xlabel="perturbed neurons per layer (%)" if res.get("per_layer", True) else "perturbed neurons (%)",
+               ylabel="accuracy")  # fmt: skip
+        _grid(ax)
+        ax.legend(loc="lower left")
+        return _uri(fig)
+
+
+def matrix(
+    m: Sequence[Sequence[Any]],
+    rows: Sequence[str],
+    cols: Sequence[str],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    cmap: str = "viridis",
+    center: float | None = None,
+    fmt: str = "{:.2f}",
+) -> str:
+    """A labelled heatmap with every value written in its cell (None left blank)."""
+    a = np.array([[_num(v) for v in row] for row in m], dtype=float)
+    R, C = a.shape
+    kw: dict[str, Any] = {}
+    finite = a[np.isfinite(a)]
+    if center is not None and finite.size:
+        span = float(np.max(np.abs(finite - center))) or 1.0
+        kw = dict(vmin=center - span, vmax=center + span)
+    longest = max((len(str(x)) for x in [*rows, *cols]), default=1)
+    w = min(WIDTH, max(5.0, 2.4 + 0.8 * C + 0.055 * longest))
+    tilt = C > 3 or max((len(str(x)) for x in cols), default=1) > 8
+    with _figure(w, 1.4 + 0.45 * R + (0.05 * longest if tilt else 0)) as (fig, ax):
+        im = ax.imshow(a, cmap=cmap, aspect="auto", interpolation="nearest", **kw)
+        ax.set_xticks(range(C), list(cols), rotation=30 if tilt else 0, ha="right" if tilt else "center")
+        ax.set_yticks(range(R), list(rows))
+        for i in range(R):
+            for j in range(C):
+                if math.isfinite(a[i, j]):
+                    r, g, b, _ = im.cmap(im.norm(a[i, j]))
+                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                    ax.text(j, i, fmt.format(a[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")  # fmt: skip
+        ax.set(title=textwrap.fill(title, 60), xlabel=xlabel, ylabel=ylabel)
+        ax.spines[:].set_visible(False)
+        fig.colorbar(im, ax=ax, pad=0.02, shrink=0.9)
+        return _uri(fig)
+
+
+def _pct_ticks(ax: Any, x: Sequence[float]) -> None:
+    ticks = sorted({v for v in x if v > 0})
+    ax.set_xticks(ticks, [f"{v:g}%" for v in ticks])
+    ax.minorticks_off()
+
+
+def prune_bench(entry: Mapping[str, Any]) -> str:
+    """Pruning: speedup (median, quartiles) and accuracy vs kept fraction."""
+    rows = [
+        r for r in entry.get("rows", []) if isinstance(r, dict) and isinstance(r.get("rho"), (int, float))
+    ]
+    rows.sort(key=lambda r: r["rho"])
+    x = [100 * r["rho"] for r in rows]
+    with _figure(WIDTH, 3.2, ncols=2) as (fig, (spd, acc)):
+        med = [_num(r.get("speedup_median")) for r in rows]
+        q1 = [_num(r.get("speedup_q1", r.get("speedup_median"))) for r in rows]
+        q3 = [_num(r.get("speedup_q3", r.get("speedup_median"))) for r in rows]
+        err = np.array([[max(m - a, 0) for m, a in zip(med, q1)], [max(b - m, 0) for m, b in zip(med, q3)]])
+        spd.errorbar(x, med, yerr=np.nan_to_num(err), fmt="o-", color=COLORS[0], capsize=3, lw=1.5)
+        spd.axhline(1.0, color="#6b7280", lw=0.8, ls=":")
+        spd.set(xscale="log", xlabel="kept neurons per pruned layer (%)", ylabel="speedup (x)",
+                title="Inference speedup (median, quartiles)")  # fmt: skip
+        _pct_ticks(spd, x)
+        _grid(spd)
+        plotted = False
+        for key, style, lab, c in (("accuracy", "o-", "skill neurons kept", COLORS[1]),
+                                   ("accuracy_random_neurons", "s--", "random neurons kept", COLORS[0]),
+                                   ("accuracy_retuned", "^-", "skill neurons, prompt re-tuned", COLORS[2])):  # fmt: skip
+            ys = [_num(r.get(key)) for r in rows]
+            if any(not math.isnan(y) for y in ys):
+                acc.plot(x, ys, style, color=c, lw=1.5, ms=4, label=lab)
+                plotted = True
+        if plotted:
+            acc.set(xscale="log", xlabel="kept neurons per pruned layer (%)", ylabel="accuracy",
+                    title="Accuracy after pruning")  # fmt: skip
+            _pct_ticks(acc, x)
+            acc.legend()
+            _grid(acc)
+        else:
+            acc.axis("off")
+            acc.text(0.5, 0.5, "speed only: no accuracy measured", ha="center", va="center", color="#6b7280")
+        return _uri(fig)

@@ -1,0 +1,504 @@
+"""What a report is made of: the readers that find and load a run folder's results.
+
+A **RUN_DIR** is any folder written by the package's runs, or one holding them:
+
+* the demo's output (``runs/demo``): prompt-tuning runs in sub-folders (``seed0/``, ``seed1/`` ...,
+  each with ``results.json``, ``history.json``, ``prompt.json``, ``split.json``) and a ``find``
+  output in a sub-folder (``neurons/``);
+* a ``find`` output (``skill_neurons.json``, ``scores_<i>.json``, ``summary.json``): its prompt-tuning
+  runs are found through the prompt paths recorded in ``skill_neurons.json``;
+* a ``tune`` output (``prompt.json`` / ``results.json`` / ``history.json``), with or without a
+  ``neurons/`` sub-folder.
+
+Besides these (the core, loaded by :func:`discover`), result JSON files of other experiments are
+picked up from the folder tree (three levels deep) and from extra paths: each kind is recognised by
+its *content* by a small predicate in :data:`RESULT_KINDS` (perturbation sweeps, cross-task
+matrices, task similarity, pruning, transfer). Unknown JSON files are ignored; a file of a known
+kind that cannot be read becomes a note in the report instead of an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from skillneurons.errors import ConfigError, SkillNeuronsError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "RESULT_KINDS",
+    "NeuronsRun",
+    "ReportData",
+    "ResultFile",
+    "TuneRun",
+    "classify",
+    "discover",
+    "position_names",
+    "resolve_recorded",
+]
+
+#: JSON files that belong to the core artifacts (read by their own loaders, never classified)
+_CORE_FILES = {"prompt.json", "checkpoint.json", "split.json", "history.json", "skill_neurons.json"}
+#: files of saved models and tokenizers: never results
+_SKIP_FILES = {"config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+               "generation_config.json", "vocab.json", "pruning.json", "adapter_config.json"}  # fmt: skip
+_MAX_JSON_BYTES = 20 << 20
+_SCAN_DEPTH = 3
+
+
+def _read_json(path: Path) -> Any:
+    """Parsed JSON, or None when missing/unreadable/too large (logged)."""
+    try:
+        if not path.is_file() or path.stat().st_size > _MAX_JSON_BYTES:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("skipping %s: %s", path, e)
+        return None
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """``seed2`` before ``seed10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# core: prompt-tuning runs
+
+
+@dataclass
+class TuneRun:
+    """One prompt-tuning run folder (``skillneurons tune``): any of its files may be missing."""
+
+    path: Path
+    results: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+    prompt: dict[str, Any] | None = None  #: the prompt artifact's manifest
+    history_from_checkpoint: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def get(self, key: str) -> Any:
+        """``key`` from results.json, else from the prompt manifest."""
+        for src in (self.results, self.prompt):
+            if src and src.get(key) is not None:
+                return src[key]
+        return None
+
+    @property
+    def seed(self) -> Any:
+        return self.get("seed")
+
+    @property
+    def prompt_path(self) -> Path | None:
+        p = self.path / "prompt.safetensors"
+        return p if p.is_file() and (self.path / "prompt.json").is_file() else None
+
+    @property
+    def sizes(self) -> dict[str, int] | None:
+        if self.results and isinstance(self.results.get("sizes"), dict):
+            return dict(self.results["sizes"])
+        sizes = (self.prompt or {}).get("split", {}).get("sizes")
+        if isinstance(sizes, list) and len(sizes) == 3:
+            return dict(zip(("train", "dev", "test"), sizes))
+        return None
+
+    @property
+    def backbone(self) -> dict[str, Any]:
+        b = (self.results or {}).get("model") or (self.prompt or {}).get("backbone") or {}
+        return dict(b) if isinstance(b, dict) else {}
+
+
+def _is_tune_results(obj: Any) -> bool:
+    return isinstance(obj, dict) and "best_dev_accuracy" in obj
+
+
+def is_tune_dir(path: Path) -> bool:
+    """A prompt-tuning run folder (a pruned-model folder's ``results.json`` does not count)."""
+    if not path.is_dir():
+        return False
+    if any((path / f).is_file() for f in ("prompt.json", "history.json", "checkpoint.json")):
+        return True
+    return (path / "results.json").is_file() and _is_tune_results(_read_json(path / "results.json"))
+
+
+def load_tune_run(path: Path) -> TuneRun:
+    """A :class:`TuneRun` from its folder; the training history falls back to the checkpoint's
+    (a run still in progress)."""
+    run = TuneRun(path)
+    res = _read_json(path / "results.json")
+    run.results = res if _is_tune_results(res) else None
+    man = _read_json(path / "prompt.json")
+    run.prompt = man if isinstance(man, dict) and man.get("kind") == "prompt" else None
+    hist = _read_json(path / "history.json")
+    if not isinstance(hist, list):
+        ck = _read_json(path / "checkpoint.json")
+        hist = ck.get("history") if isinstance(ck, dict) else None
+        run.history_from_checkpoint = isinstance(hist, list)
+    run.history = [h for h in hist if isinstance(h, dict) and "step" in h] if isinstance(hist, list) else None
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------
+# core: skill neurons (a `find` output)
+
+
+def position_names(layout: str | None, prompt_length: int) -> list[str]:
+    """Names of the P+1 prompt positions, as ``skillneurons find`` prints them."""
+    if layout == "prompt_first":
+        return [f"p{t + 1}" for t in range(prompt_length)] + ["read"]
+    return ["slot"] + [f"p{t}" for t in range(1, prompt_length + 1)]
+
+
+@dataclass
+class NeuronsRun:
+    """A ``find`` output folder, loaded (hash-checked, never unpickled)."""
+
+    path: Path
+    neurons: Any  #: skillneurons.neurons.find.SkillNeurons
+    manifest: dict[str, Any]
+    summary: dict[str, Any] | None
+    #: [P, L, T, N] per-prompt predictivity (max over subtasks), from scores_<i>; None without them
+    per_position: Tensor | None = None
+    #: [L, N] threshold-free AUROC predictivity, mean over prompts (when find ran with --auroc-bins)
+    auroc: Tensor | None = None
+    score_files: list[Path] = field(default_factory=list)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(self.neurons.meta)
+
+    @property
+    def position_names(self) -> list[str]:
+        return position_names(self.meta.get("layout"), int(self.meta.get("prompt_length") or 0))
+
+    def per_prompt_scores(self) -> Tensor | None:
+        """[P, L, N]: each prompt's predictivity (max over positions and subtasks)."""
+        return None if self.per_position is None else self.per_position.amax(2)
+
+
+def load_neurons_run(path: Path) -> NeuronsRun:
+    """Load ``skill_neurons.*`` (errors are one line: a corrupted core artifact is fatal) and, when
+    present, the per-prompt ``scores_<i>`` files (skipped with a warning when unreadable)."""
+    from skillneurons.artifacts import load_artifact, load_manifest
+    from skillneurons.neurons.find import SkillNeurons
+    from skillneurons.neurons.ranking import per_prompt
+
+    sn = SkillNeurons.load(path / "skill_neurons")
+    man = load_manifest(path / "skill_neurons")
+    summary = _read_json(path / "summary.json")
+    run = NeuronsRun(path, sn, man, summary if isinstance(summary, dict) else None)
+    subs = [s.name for s in sn.subtasks]
+    preds: list[Tensor] = []
+    aucs: list[Tensor] = []
+    for f in sorted(path.glob("scores_*.json"), key=_natural_key):
+        try:
+            tensors, _ = load_artifact(f, kind="prompt_scores")
+            pred = torch.stack([tensors[f"pred.{s}"].double() for s in subs]).amax(0)  # [L, T, N]
+        except (SkillNeuronsError, KeyError) as e:
+            log.warning("skipping %s: %s", f, e)
+            continue
+        if tuple(pred.shape[::2]) != (sn.n_layers, sn.d_ff):
+            log.warning("skipping %s: shape %s does not match the skill neurons", f, tuple(pred.shape))
+            continue
+        preds.append(pred)
+        run.score_files.append(f)
+        if all(f"auroc.{s}" in tensors for s in subs):
+            aucs.append(torch.stack([per_prompt(tensors[f"auroc.{s}"].double())[0] for s in subs]).amax(0))
+    if preds and len({tuple(p.shape) for p in preds}) == 1:
+        run.per_position = torch.stack(preds)
+    if aucs and len(aucs) == len(preds):
+        run.auroc = torch.stack(aucs).mean(0)
+    return run
+
+
+def is_neurons_dir(path: Path) -> bool:
+    return (path / "skill_neurons.json").is_file()
+
+
+def resolve_recorded(recorded: str, near: Path) -> Path | None:
+    """A path recorded in an artifact (absolute, or relative to the working folder of the run that
+    wrote it): tried as is, then relative to each ancestor of ``near``, then as a sibling folder."""
+    p = Path(recorded)
+    candidates = [p] if p.is_absolute() else [p, *(a / p for a in [near, *near.parents])]
+    if len(p.parts) >= 2:
+        candidates.append(near.parent / p.parent.name / p.name)
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# optional results: one small predicate per kind. A new kind = a predicate here + a renderer in
+# skillneurons.report.render (RENDERERS); both are keyed by the same name.
+
+
+def _matrix(x: Any) -> bool:
+    return isinstance(x, list) and bool(x) and all(isinstance(r, list) for r in x)
+
+
+def _is_perturb_sweep(d: Any, name: str) -> bool:
+    pts = d.get("points")
+    return (
+        isinstance(pts, list)
+        and bool(pts)
+        and all(isinstance(p, dict) and "rho" in p and "skill" in p for p in pts)
+    )
+
+
+def _is_perturb_cross(d: Any, name: str) -> bool:
+    return isinstance(d.get("tasks"), list) and _matrix(d.get("drop")) and _matrix(d.get("accuracy"))
+
+
+def _is_similarity(d: Any, name: str) -> bool:
+    return isinstance(d.get("tasks"), list) and _matrix(d.get("spearman"))
+
+
+def _is_prune_bench(d: Any, name: str) -> bool:
+    ents = d.get("entries")
+    return isinstance(ents, list) and any(
+        isinstance(e, dict) and isinstance(e.get("rows"), list) for e in ents
+    )
+
+
+def _is_prune_run(d: Any, name: str) -> bool:
+    return isinstance(d.get("parameters"), dict) and "pruned_layers" in d
+
+
+TRANSFER_MATRIX_KEYS = ("relative_accuracy", "relative", "accuracy", "matrix", "speedup")
+
+
+def _is_transfer(d: Any, name: str) -> bool:
+    kind = str(d.get("kind", "")) + " " + name
+    return "transfer" in kind.lower() and any(_matrix(d.get(k)) for k in TRANSFER_MATRIX_KEYS)
+
+
+#: kind -> predicate(parsed JSON dict, file name); checked in this order, the first match wins
+RESULT_KINDS: dict[str, Callable[[dict[str, Any], str], bool]] = {
+    "perturb_sweep": _is_perturb_sweep,
+    "perturb_cross": _is_perturb_cross,
+    "similarity": _is_similarity,
+    "prune_bench": _is_prune_bench,
+    "prune_run": _is_prune_run,
+    "transfer": _is_transfer,
+}
+
+
+def classify(data: Any, name: str = "") -> str | None:
+    """The kind of a parsed result JSON (a key of :data:`RESULT_KINDS`), or None."""
+    if not isinstance(data, dict):
+        return None
+    for kind, test in RESULT_KINDS.items():
+        try:
+            if test(data, name):
+                return kind
+        except (TypeError, AttributeError, ValueError):
+            continue
+    return None
+
+
+@dataclass
+class ResultFile:
+    """A result JSON of another experiment, with its kind."""
+
+    kind: str
+    path: Path
+    data: dict[str, Any]
+
+
+def _json_files(root: Path, depth: int) -> Iterator[Path]:
+    """``*.json`` under ``root`` down to ``depth`` levels, sorted, skipping hidden folders."""
+    try:
+        entries = sorted(root.iterdir(), key=_natural_key)
+    except OSError:
+        return
+    for p in entries:
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and p.suffix == ".json":
+            yield p
+        elif p.is_dir() and depth > 1:
+            yield from _json_files(p, depth - 1)
+
+
+def _strings(obj: Any, limit: int = 20000) -> Iterator[str]:
+    stack = [obj]
+    seen = 0
+    while stack and seen < limit:
+        x = stack.pop()
+        seen += 1
+        if isinstance(x, str):
+            yield x
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+
+
+def _refers_to(data: Any, root: Path, digests: set[str]) -> bool:
+    """True when a result JSON names a file inside ``root`` or the SHA-256 of one of its artifacts."""
+    root = root.resolve()
+    for s in _strings(data):
+        if s in digests:
+            return True
+        if ("/" in s or os.sep in s) and len(s) < 4096:
+            try:
+                if Path(s).resolve().is_relative_to(root):
+                    return True
+            except (OSError, ValueError):
+                continue
+    return False
+
+
+# ----------------------------------------------------------------------------------------------------
+# everything together
+
+
+@dataclass
+class ReportData:
+    """Everything found for one report."""
+
+    root: Path
+    tunes: list[TuneRun] = field(default_factory=list)
+    neurons: NeuronsRun | None = None
+    results: list[ResultFile] = field(default_factory=list)
+    demo_summary: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[ResultFile]:
+        return [r for r in self.results if r.kind == kind]
+
+    @property
+    def backbone(self) -> dict[str, Any]:
+        if self.neurons is not None and isinstance(self.neurons.meta.get("backbone"), dict):
+            return dict(self.neurons.meta["backbone"])
+        for t in self.tunes:
+            if t.backbone:
+                return t.backbone
+        return {}
+
+    @property
+    def task_name(self) -> str | None:
+        if self.neurons is not None and self.neurons.meta.get("task"):
+            return str(self.neurons.meta["task"])
+        for t in self.tunes:
+            name = t.get("task")
+            if isinstance(name, dict):
+                name = name.get("name")
+            if name:
+                return str(name)
+        return None
+
+
+def _invalid(root: Path, why: str) -> ConfigError:
+    return ConfigError(
+        f"{root} {why}: pass a folder written by `skillneurons demo`, `tune` or `find` (or a folder holding them)"
+    )
+
+
+def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLike[str]] = ()) -> ReportData:
+    """Find and load everything a report of ``run_dir`` can show (see the module docstring).
+
+    ``include``: more result JSON files (always shown when their kind is known) or folders (their
+    files that refer to this run: a path inside ``run_dir`` or the hash of one of its artifacts).
+    Raises a one-line :class:`ConfigError` when ``run_dir`` is missing or holds no run.
+    """
+    root = Path(run_dir)
+    if not root.exists():
+        raise _invalid(root, "does not exist")
+    if not root.is_dir():
+        raise _invalid(root, "is not a folder")
+    data = ReportData(root)
+    subdirs = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_natural_key
+    )
+
+    neuron_dirs = [root] if is_neurons_dir(root) else [p for p in subdirs if is_neurons_dir(p)]
+    if neuron_dirs:
+        pick = next((p for p in neuron_dirs if p.name == "neurons"), neuron_dirs[0])
+        data.neurons = load_neurons_run(pick)
+        for other in neuron_dirs:
+            if other != pick:
+                data.notes.append(f"{other} also holds skill neurons: report it separately")
+
+    tune_dirs = ([root] if is_tune_dir(root) else []) + [p for p in subdirs if is_tune_dir(p)]
+    if not tune_dirs and data.neurons is not None:  # a `find` output: follow the recorded prompts
+        for info in data.neurons.meta.get("prompts", []):
+            recorded = info.get("prompt") if isinstance(info, dict) else None
+            found = resolve_recorded(str(recorded), data.neurons.path) if recorded else None
+            if found is not None and found.parent not in tune_dirs:
+                tune_dirs.append(found.parent)
+            elif found is None and recorded:
+                data.notes.append(
+                    f"prompt-tuning run of {recorded} not found: its training curve is left out"
+                )
+    data.tunes = [load_tune_run(p) for p in tune_dirs]
+    if data.neurons is None and not data.tunes:
+        raise _invalid(
+            root, "holds no run (no prompt.json, results.json, history.json or skill_neurons.json)"
+        )
+
+    demo = _read_json(root / "summary.json")
+    if isinstance(demo, dict) and "minutes" in demo and "seeds" in demo:
+        data.demo_summary = demo
+
+    seen: set[Path] = set()
+
+    def add(path: Path, explicit: bool, related: Callable[[Any], bool] | None) -> None:
+        rp = path.resolve()
+        if (
+            rp in seen
+            or path.name in _CORE_FILES
+            or path.name in _SKIP_FILES
+            or path.name.startswith("scores_")
+        ):
+            return
+        seen.add(rp)
+        obj = _read_json(path)
+        kind = classify(obj, path.name)
+        if kind is None:
+            if explicit:
+                data.notes.append(f"{path}: not a result this report knows how to show")
+            return
+        if related is not None and not related(obj):
+            return
+        data.results.append(ResultFile(kind, path, obj))
+
+    for f in _json_files(root, _SCAN_DEPTH):
+        add(f, explicit=False, related=None)
+    digests = _artifact_digests(data)
+    for inc in include:
+        p = Path(inc)
+        if p.is_file():
+            add(p, explicit=True, related=None)
+        elif p.is_dir():
+            for f in _json_files(p, _SCAN_DEPTH):
+                add(f, explicit=False, related=lambda obj: _refers_to(obj, root, digests))
+        else:
+            raise ConfigError(f"--include {p} does not exist: pass result JSON files or folders holding them")
+    return data
+
+
+def _artifact_digests(data: ReportData) -> set[str]:
+    """SHA-256 of the run's artifacts, as recorded in their manifests (no file is re-hashed)."""
+    out: set[str] = set()
+    manifests: Iterable[Any] = [t.prompt for t in data.tunes]
+    if data.neurons is not None:
+        manifests = [*manifests, data.neurons.manifest]
+    for m in manifests:
+        if isinstance(m, dict) and isinstance(m.get("sha256"), str):
+            out.add(m["sha256"])
+    return out
