@@ -53,3 +53,17 @@ def test_errors_are_one_line_with_status_2(tmp_path: Path, capsys: pytest.Captur
     assert main(["-q", "tune", "--task", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("skillneurons: error:") and "\n" not in err
+
+
+def test_tune_with_a_knowledgeable_verbalizer(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _csv(tmp_path / "d.csv")
+    words = tmp_path / "words.txt"
+    words.write_text("negative: bad, awful, worst\npositive: good, great, best\n")
+    run = tmp_path / "kpt"
+    args = ["-q", "tune", "--model", str(model_dir), "--task", str(data), "--out", str(run), "--prompt-length", "3",
+            "--max-length", "24", "--max-steps", "3", "--batch-size", "8", "--verbalizer", "kpt", "--words", str(words)]  # fmt: skip
+    assert main(args) == 0
+    man = json.loads((run / "prompt.json").read_text())
+    assert man["head"]["type"] == "kpt" and "head.word_weights" in man["shapes"]

@@ -80,6 +80,12 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: twice per epoch)")
     p.add_argument("--patience", type=int, help="early stopping: evaluations without improvement")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--verbalizer", default="single", choices=["single", "kpt"],
+                   help="label words through the LM head: one word per class, or a knowledgeable verbalizer (KPT)")  # fmt: skip
+    p.add_argument("--words", help="kpt: label-word file ('class: w1, w2' lines or JSON)")
+    p.add_argument("--expand", type=int, default=0, help="kpt: add this many embedding neighbours per class")
+    p.add_argument("--calibrate", action="store_true", help="kpt: divide by the contextual prior")
+    p.add_argument("--relevance", action="store_true", help="kpt: also apply the relevance refinement")
 
 
 def _backbone_args(p: argparse.ArgumentParser) -> None:
@@ -122,7 +128,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         _backbone(args, args.model), task, args.out, prompt_length=args.prompt_length, init=args.init,
         init_text=args.init_text, head=args.head, layout=args.layout, template=args.template,
         max_length=args.max_length, max_examples=args.max_examples, split_seed=args.split_seed,
-        config=config, progress=not args.quiet,
+        config=config, verbalizer=args.verbalizer, words=args.words, expand=args.expand, calibrate=args.calibrate,
+        relevance=args.relevance, progress=not args.quiet,
     )  # fmt: skip
     print(f"test accuracy {res['test_accuracy']:.4f} (best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); "
           f"prompt saved to {res['prompt']}")  # fmt: skip
@@ -319,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=float, default=6.0, help="time budget for tuning on CPU")
     p.set_defaults(fn=cmd_demo)
     # commands whose parsers live with their package
+    from skillneurons.verbalizers.cli import register as register_kpt
+
+    register_kpt(sub)
     from skillneurons.report.cli import register as register_report
 
     register_report(sub)

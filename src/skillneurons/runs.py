@@ -23,8 +23,9 @@ from skillneurons.artifacts import atomic_write_json
 from skillneurons.backbones import Backbone, load_backbone
 from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.distributed import is_main
+from skillneurons.errors import ConfigError
 from skillneurons.neurons.find import SkillNeurons, find_skill_neurons
-from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_prompt
+from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head, load_prompt
 from skillneurons.training import TrainConfig, Trainer, evaluate
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,22 @@ def tune_prompt(
     max_examples: int | None = None,
     split_seed: int | None = None,
     config: TrainConfig | None = None,
+    verbalizer: str = "single",
+    words: Any = None,
+    expand: int = 0,
+    calibrate: bool = False,
+    relevance: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Prompt-tune ``model`` on ``task``; returns the results dict also written to ``out_dir/results.json``.
 
     ``split_seed`` fixes the data split independently of the training seed (default: the training
     seed), so several prompts (seeds) can share one split, as skill-neuron aggregation needs.
+    ``verbalizer="kpt"`` reads the label through a knowledgeable verbalizer (many words per class:
+    ``words`` file/mapping or the task's label words, plus ``expand`` embedding neighbours), refined on
+    200 unlabelled training texts before tuning, with learned per-word weights; ``calibrate`` divides
+    by the contextual prior read at the initial prompt (off by default: it goes stale as the prompt
+    trains), ``relevance`` adds the relevance refinement.
     """
     config = config or TrainConfig()
     bb = load_backbone(model) if isinstance(model, str) else model
@@ -74,9 +85,25 @@ def tune_prompt(
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     prompt = SoftPrompt.create(bb, prompt_length, init, text=init_text, generator=gen)  # type: ignore[arg-type]
-    h = build_head(head, bb, t.label_words)
-    pm = PromptModel(bb, prompt, h, layout=layout, max_length=max_length, template=template).to(bb.device)
     train, dev, test = splits.part("train"), splits.part("dev"), splits.part("test")
+    h: Head
+    if verbalizer == "kpt":
+        from skillneurons.verbalizers.kpt import KnowledgeableHead
+        from skillneurons.verbalizers.zero_shot import (
+            refine_in_prompt_model,
+            unlabelled_contexts,
+            verbalizer_words,
+        )
+
+        h = KnowledgeableHead(bb, verbalizer_words(bb, t, words=words, expand=expand), aggregate="learned",
+                              calibrate=calibrate)  # fmt: skip
+    elif verbalizer == "single":
+        h = build_head(head, bb, t.label_words)
+    else:
+        raise ConfigError(f"unknown verbalizer '{verbalizer}': use single or kpt")
+    pm = PromptModel(bb, prompt, h, layout=layout, max_length=max_length, template=template).to(bb.device)
+    if verbalizer == "kpt":
+        refine_in_prompt_model(pm, unlabelled_contexts(train, 200, config.seed), relevance=relevance)
     manifest = {"task": {"name": t.name, "fingerprint": t.fingerprint(), "label_names": list(t.label_names),
                          "source": t.source},
                 "split": {"seed": splits.seed, "sizes": [len(train), len(dev), len(test)], "file": "split.json"}}  # fmt: skip

@@ -22,7 +22,7 @@ from torch import nn
 from skillneurons.backbones import Backbone
 from skillneurons.errors import ConfigError
 
-HEAD_TYPES = ("label_words", "linear", "similarity")
+HEAD_TYPES = ("label_words", "linear", "similarity", "kpt")
 
 
 class Head(nn.Module):
@@ -130,8 +130,8 @@ def build_head(
     *,
     scale: float = 20.0,
 ) -> Head:
-    """Build a head of ``kind`` (``label_words``, ``linear``, ``similarity``; ``auto`` = label words
-    when the backbone has an LM head, else similarity)."""
+    """Build a head of ``kind`` (``label_words``, ``linear``, ``similarity``, ``kpt``; ``auto`` = label
+    words when the backbone has an LM head, else similarity)."""
     if kind == "auto":
         kind = "label_words" if backbone.has_lm_head else "similarity"
     if kind == "label_words":
@@ -140,6 +140,10 @@ def build_head(
         return LinearHead(backbone.hidden_size, len(label_words))
     if kind == "similarity":
         return SimilarityHead(backbone, [" ".join(ws) for ws in label_words], scale=scale)
+    if kind == "kpt":  # unrefined, learned word weights (refined: skillneurons.verbalizers)
+        from skillneurons.verbalizers.kpt import KnowledgeableHead
+
+        return KnowledgeableHead(backbone, label_words, calibrate=False, aggregate="learned")
     raise ConfigError(f"unknown head '{kind}': use one of auto, {', '.join(HEAD_TYPES)}")
 
 
@@ -152,6 +156,10 @@ def head_from_config(cfg: dict[str, Any], backbone: Backbone) -> Head:
         return LinearHead(backbone.hidden_size, int(cfg["num_classes"]))
     if kind == "similarity":
         return SimilarityHead(backbone, cfg["descriptions"], scale=float(cfg.get("scale", 20.0)))
+    if kind == "kpt":
+        from skillneurons.verbalizers.kpt import KnowledgeableHead
+
+        return KnowledgeableHead.from_config(cfg, backbone)
     raise ConfigError(
         f"unknown head type '{kind}' in the saved prompt: it was written by another version of skillneurons"
     )
