@@ -45,8 +45,9 @@ def build(model: str, prompt: str | None, length: int) -> PromptModel:
 
 
 def examples(n: int) -> tuple[Task, Task]:
-    task = load_task("mr")
-    return task.subset(range(n)), task.subset(range(n, 2 * n))
+    task = load_task("mr")  # the file is sorted by label: take a seeded shuffle
+    order = torch.randperm(len(task), generator=torch.Generator().manual_seed(0)).tolist()
+    return task.subset(order[:n]), task.subset(order[n : 2 * n])
 
 
 @torch.inference_mode()
