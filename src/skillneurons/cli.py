@@ -326,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=float, default=6.0, help="time budget for tuning on CPU")
     p.set_defaults(fn=cmd_demo)
     # commands whose parsers live with their package
+    from skillneurons.perturb.cli import register as register_perturb
+    from skillneurons.pruning.cli import register as register_prune
+
+    register_perturb(sub)
+    register_prune(sub)
     from skillneurons.verbalizers.cli import register as register_kpt
 
     register_kpt(sub)

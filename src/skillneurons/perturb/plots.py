@@ -1,0 +1,113 @@
+"""Figures of the perturbation and similarity experiments (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_matrix", "plot_sweep"]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sweep(
+    results: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Accuracy vs perturbed fraction: one solid line per sweep (skill neurons) and its random
+    control (dashed, mean) with the control's 95% interval as a band."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, res in enumerate(results):
+        c = colors[i % len(colors)]
+        x = [100 * p["rho"] for p in res["points"]]
+        lab = (
+            labels[i]
+            if labels
+            else f"{res['mode']}" + (f" (sigma {res['sigma']})" if res.get("sigma") else "")
+        )
+        ax.plot(x, [p["skill"] for p in res["points"]], "o-", color=c, label=f"skill neurons, {lab}")
+        mean = [p["random"]["mean"] for p in res["points"]]
+        ax.plot(x, mean, "s--", color=c, alpha=0.8, label=f"random neurons (k={res['draws']}), {lab}")
+        lo = [p["random"]["ci95"][0] if p["random"]["ci95"][0] is not None else m
+              for p, m in zip(res["points"], mean)]  # fmt: skip
+        hi = [p["random"]["ci95"][1] if p["random"]["ci95"][1] is not None else m
+              for p, m in zip(res["points"], mean)]  # fmt: skip
+        ax.fill_between(x, lo, hi, color=c, alpha=0.18, linewidth=0)
+    first = results[0]
+    ax.set_xlabel(
+        "perturbed neurons per layer (%)" if first.get("per_layer", True) else "perturbed neurons (%)"
+    )
+    ax.set_ylabel(f"test accuracy ({first['task']}, n={first['n_eval']})")
+    ax.set_title(
+        title or f"{first['model']} on {first['task']}: perturbing skill vs random neurons", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_matrix(
+    matrix: Sequence[Sequence[float | None]],
+    labels: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    cmap: str = "viridis",
+    center: float | None = None,
+    fmt: str = "{:.3f}",
+    col_labels: Sequence[str] | None = None,
+) -> Path:
+    """A labelled heatmap with the value written in every cell (None/NaN cells left blank)."""
+    plt = _pyplot()
+    import numpy as np
+
+    m = np.array([[math.nan if v is None else float(v) for v in row] for row in matrix], dtype=float)
+    cols = list(col_labels) if col_labels is not None else list(labels)
+    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2.4, 0.9 * len(labels) + 1.6), dpi=120)
+    kw: dict[str, Any] = {}
+    finite = m[np.isfinite(m)]
+    if center is not None and finite.size:
+        span = float(np.max(np.abs(finite - center))) or 1.0
+        kw = dict(vmin=center - span, vmax=center + span)
+    im = ax.imshow(m, cmap=cmap, **kw)
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), list(labels))
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if math.isfinite(m[i, j]):
+                r, g, b, _ = im.cmap(im.norm(m[i, j]))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
