@@ -15,17 +15,16 @@ Then peak memory (max RSS of a fresh process) of ``find`` and ``cache_all`` at 1
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
+from common import cpu_model, write_json
 from skillneurons.backbones import load_backbone, neuron_hooks
 from skillneurons.data import Task, load_task
 from skillneurons.neurons import BaselineStats, PredictivityStats
@@ -138,25 +137,13 @@ def main() -> None:
         f"{m}_{k}x": peak_rss_mb(m, k * args.examples, args) for m in ("find", "cache_all") for k in (1, 4)
     }
     result = {
-        "machine": {"cpu": _cpu(), "cores": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
+        "machine": {"cpu": cpu_model(), "cores": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
         "model": args.model, "examples_per_pass": args.examples, "batch_size": args.batch_size,
         "prompt_positions": pm.prompt.length + 1, "neurons": pm.backbone.num_neurons,
         "median_seconds": med, "find_over_forward": med["find"] / med["forward"],
         "cache_all_over_forward": med["cache_all"] / med["forward"], "peak_rss_mb": mem,
     }  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import transformers
 
+from common import cpu_model
 from skillneurons.artifacts import artifact_paths, load_manifest, sha256_file
 from skillneurons.backbones import Backbone, load_backbone
 from skillneurons.data import Task, load_task
@@ -52,16 +53,6 @@ from skillneurons.pruning import (
 )
 from skillneurons.training import TrainConfig, Trainer
 from skillneurons.training.trainer import encode_examples, iterate_batches
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def random_keep(L: int, N: int, rho: float, first_layer: int, seed: int) -> torch.Tensor:

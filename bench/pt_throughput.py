@@ -11,15 +11,14 @@ the ratio (ours / PEFT): the machine is noisy, only the ratio is meaningful.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from common import cpu_model, write_json
 from skillneurons.backbones import load_backbone
 from skillneurons.data import load_task
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head
@@ -107,25 +106,13 @@ def main() -> None:
             store.append(time.perf_counter() - t0)
     n = args.steps * args.batch_size
     res = {
-        "machine": {"device": str(device), "cpu": _cpu(), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+        "machine": {"device": str(device), "cpu": cpu_model(), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
                     "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
         "model": args.model, "batch_size": args.batch_size, "prompt_length": args.prompt_length, "steps": args.steps,
         "ours_examples_per_s": n / statistics.median(ours_t), "peft_examples_per_s": n / statistics.median(peft_t),
     }  # fmt: skip
     res["ratio_ours_over_peft"] = res["ours_examples_per_s"] / res["peft_examples_per_s"]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps(res, indent=2))
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    write_json(args.out, res)
 
 
 if __name__ == "__main__":
