@@ -8,7 +8,7 @@ For tasks with one run each (``RUNS/TASK/prompt.safetensors`` with its ``split.j
 * cross-task matrix: perturb task A's top-``--rho`` skill neurons while evaluating task B's prompt
   on B's test split, with a random control per column (``skillneurons.perturb.run_cross``).
 
-Writes ``OUT/perturb_similarity*.{json,png}`` and ``OUT/perturb_cross_<mode>.{json,png}`` and prints
+Writes ``OUT/perturb_similarity*.{json,png}`` and ``OUT/perturb_cross_<mode>_rho<percent>.{json,png}`` and prints
 markdown tables.
 
     .venv/bin/python bench/perturb_tasks.py --runs runs/tasks --tasks mr,pang_lee,fine_food,bbc_news,tweets
@@ -90,7 +90,7 @@ def main() -> None:
         t0 = time.perf_counter()
         res = run_cross([prompts[t] for t in tasks], neurons, out, model=bb, rho=args.rho,
                         mode=mode, positions=args.positions, sigma=args.sigma, control_draws=args.draws,
-                        name=f"perturb_cross_{mode}", progress=True)  # fmt: skip
+                        name=f"perturb_cross_{mode}_rho{args.rho * 100:g}", progress=True)  # fmt: skip
         print(f"\ncross-task matrix, {mode}, top {args.rho:.0%} per layer, {args.positions} positions "
               f"({time.perf_counter() - t0:.0f} s)\n")  # fmt: skip
         print("unperturbed accuracy: " + ", ".join(f"{t} {a:.4f} (n={n})"
