@@ -11,6 +11,16 @@ from typing import Any
 __all__ = ["plot_matrix", "plot_sweep"]
 
 
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Lay out, write (creating the folder) and close a figure; returns the file's path."""
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    _pyplot().close(fig)
+    return out
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -58,12 +68,7 @@ def plot_sweep(
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def plot_matrix(
@@ -105,9 +110,4 @@ def plot_matrix(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
