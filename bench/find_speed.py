@@ -30,7 +30,7 @@ from skillneurons.data import Task, load_task
 from skillneurons.neurons import BaselineStats, PredictivityStats
 from skillneurons.neurons.collect import baseline_pass, predictivity_pass
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_prompt
-from skillneurons.training.trainer import encode_examples, iterate_batches
+from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
 
 
 def build(model: str, prompt: str | None, length: int) -> PromptModel:
@@ -51,9 +51,11 @@ def examples(n: int) -> tuple[Task, Task]:
 
 @torch.inference_mode()
 def run_forward(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
-    for part in (train, dev):
-        for idx in iterate_batches(part, bs):
-            pm.hidden_states(encode_examples(pm, part, idx))
+    dev_ = pm.backbone.device
+    with autocast_context(dev_):  # the same precision as find's passes (bf16 on a GPU)
+        for part in (train, dev):
+            for idx in iterate_batches(part, bs):
+                pm.hidden_states(encode_examples(pm, part, idx).to(dev_))
 
 
 def run_find(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
@@ -74,12 +76,13 @@ def _cache(pm: PromptModel, part: Task, bs: int) -> tuple[torch.Tensor, torch.Te
 
     with neuron_hooks(pm.backbone, hook):
         for idx in iterate_batches(part, bs):
-            batch = encode_examples(pm, part, idx)
+            batch = encode_examples(pm, part, idx).to(pm.backbone.device)
             pos_holder[:] = [pm.prompt_positions(batch)]
-            pm.hidden_states(batch)
+            with autocast_context(pm.backbone.device):
+                pm.hidden_states(batch)
             store.append(torch.stack([cur[layer] for layer in sorted(cur)], 1))
             assert batch.labels is not None
-            labels.append(batch.labels)
+            labels.append(batch.labels.cpu())
     return torch.cat(store), torch.cat(labels)
 
 
@@ -116,6 +119,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="bench/results/find_speed.json")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -127,17 +131,26 @@ def main() -> None:
         return
     run_forward(pm, train.subset(range(32)), dev.subset(range(32)), args.batch_size)  # warm-up
     times: dict[str, list[float]] = {m: [] for m in METHODS}
+    sync = torch.cuda.synchronize if pm.backbone.device.type == "cuda" else (lambda: None)
     for _ in range(args.repeats):
         for name, fn in METHODS.items():
+            sync()
             t0 = time.perf_counter()
             fn(pm, train, dev, args.batch_size)
+            sync()
             times[name].append(time.perf_counter() - t0)
     med = {m: statistics.median(t) for m, t in times.items()}
-    mem = {
-        f"{m}_{k}x": peak_rss_mb(m, k * args.examples, args) for m in ("find", "cache_all") for k in (1, 4)
-    }
+    mem = (
+        {}
+        if args.no_memory
+        else {
+            f"{m}_{k}x": peak_rss_mb(m, k * args.examples, args)
+            for m in ("find", "cache_all")
+            for k in (1, 4)
+        }
+    )
     result = {
-        "machine": {"cpu": cpu_model(), "cores": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
+        "machine": {"cpu": cpu_model(), "gpu": torch.cuda.get_device_name() if pm.backbone.device.type == "cuda" else None, "cores": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
         "model": args.model, "examples_per_pass": args.examples, "batch_size": args.batch_size,
         "prompt_positions": pm.prompt.length + 1, "neurons": pm.backbone.num_neurons,
         "median_seconds": med, "find_over_forward": med["find"] / med["forward"],

@@ -52,7 +52,7 @@ from skillneurons.pruning import (
     skill_keep_mask,
 )
 from skillneurons.training import TrainConfig, Trainer
-from skillneurons.training.trainer import encode_examples, iterate_batches
+from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
 
 
 def random_keep(L: int, N: int, rho: float, first_layer: int, seed: int) -> torch.Tensor:
@@ -78,16 +78,25 @@ def prompt_model(bb: Backbone, prompt: str | None, ref: PromptModel | None, task
                        max_length=ref.max_length, template=ref.template)  # fmt: skip
 
 
+PRECISION = "auto"  # set from --precision: bf16 autocast on a GPU, fp32 on the CPU
+
+
 @torch.inference_mode()
 def timed_pass(pm: PromptModel, batches: list[Batch]) -> tuple[float, int]:
     """Seconds for one pass over ``batches``, and the number of correct predictions."""
-    correct = 0
+    dev = pm.backbone.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    hits = []
     t0 = time.perf_counter()
-    for b in batches:
-        logits = pm(b)
-        assert b.labels is not None
-        correct += int((logits.argmax(-1) == b.labels).sum())
-    return time.perf_counter() - t0, correct
+    with autocast_context(dev, PRECISION):
+        for b in batches:
+            logits = pm(b)
+            assert b.labels is not None
+            hits.append((logits.argmax(-1) == b.labels).sum())
+    sync()
+    seconds = time.perf_counter() - t0
+    return seconds, int(sum(int(h) for h in hits))
 
 
 @torch.inference_mode()
@@ -121,6 +130,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="interleaved timed repetitions")
     ap.add_argument("--threads", type=int, default=1, help="torch threads, the same for every model")
     ap.add_argument(
+        "--device", default="cpu", help="cpu (default), cuda, ... - every model on the same device"
+    )
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="autocast (auto: bf16 on a GPU, fp32 on the CPU)")  # fmt: skip
+    ap.add_argument(
         "--no-random-control", action="store_true", help="skip the random-neuron accuracy control"
     )
     ap.add_argument(
@@ -134,6 +148,8 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/prune_speed", help="writes OUT.json (merged) and OUT.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global PRECISION
+    PRECISION = args.precision
     rhos = [float(r) for r in args.rhos.split(",") if r.strip()]
 
     # ---- model, prompt, inputs -------------------------------------------------------------
@@ -144,7 +160,7 @@ def main() -> None:
         or pman.get("backbone", {}).get("name")
         or (sn.meta.get("backbone", {}).get("name") if sn else None)
     )
-    bb = load_backbone(name or "minilm", device="cpu")
+    bb = load_backbone(name or "minilm", device=args.device)
     task = load_task(args.task or pman.get("task", {}).get("name") or "mr")
     ppath: Path | None = None
     if args.prompt:
@@ -156,10 +172,14 @@ def main() -> None:
         part = task.split(0).part(args.split)
     if args.examples:
         part = part.subset(range(min(args.examples, len(part))))
-    batches = [encode_examples(full, part, idx) for idx in iterate_batches(part, args.batch_size)]
+    batches = [
+        encode_examples(full, part, idx).to(bb.device) for idx in iterate_batches(part, args.batch_size)
+    ]
     n = len(part)
     timed = part.subset(range(min(args.time_examples or n, n)))
-    time_batches = [encode_examples(full, timed, idx) for idx in iterate_batches(timed, args.batch_size)]
+    time_batches = [
+        encode_examples(full, timed, idx).to(bb.device) for idx in iterate_batches(timed, args.batch_size)
+    ]
     n_timed = len(timed)
     L, N = bb.num_layers, bb.d_ff[0]
     l0 = default_first_layer(L) if args.first_layer is None else args.first_layer
@@ -180,7 +200,7 @@ def main() -> None:
         folder = save_pruned(
             prune_backbone(bb, keep, base), Path(tmp.name) / f"rho{rho}", keep, source=bb, rho=rho
         )
-        small = load_pruned(folder, device="cpu")
+        small = load_pruned(folder, device=args.device)
         key = f"rho={rho:g}"
         variants[key] = prompt_model(small, str(ppath) if ppath else None, full, task)
         info[key] = {"rho": rho, "kept_per_pruned_layer": small.d_ff[l0], "d_ff": small.d_ff,
@@ -246,7 +266,8 @@ def main() -> None:
             row.pop("accuracy_random_neurons", None)
         rows.append(row)
     entry = {
-        "key": f"{bb.name}|{'accuracy' if args.prompt else 'speed-only'}|l0={l0}",
+        "key": f"{bb.name}|{'accuracy' if args.prompt else 'speed-only'}|l0={l0}"
+        + ("" if bb.device.type == "cpu" else f"|{bb.device.type}"),
         "model": bb.name,
         "geometry": f"{L} x {N}",
         "prompt": str(args.prompt) if args.prompt else "random prompt (speed only)",
@@ -266,6 +287,8 @@ def main() -> None:
         "prompt_length": full.prompt.length,
         "machine": {
             "cpu": cpu_model(),
+            "gpu": torch.cuda.get_device_name(bb.device) if bb.device.type == "cuda" else None,
+            "precision": args.precision,
             "cores": os.cpu_count(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,

@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per repetition")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="autocast for both sides (auto: bf16 on a GPU that supports it, else fp32)")  # fmt: skip
     ap.add_argument("--out", default="bench/results/pt_throughput.json")
     args = ap.parse_args()
     from peft import PromptTuningConfig, TaskType, get_peft_model
@@ -48,7 +50,7 @@ def main() -> None:
         pm,
         task,
         task.subset(range(8)),
-        TrainConfig(max_steps=10**6, batch_size=args.batch_size),
+        TrainConfig(max_steps=10**6, batch_size=args.batch_size, precision=args.precision),
         progress=False,
     )
     order = list(range(len(task)))
@@ -83,7 +85,7 @@ def main() -> None:
         ids[rows, lengths - 1] = mask_id
         am[rows, lengths] = 1
         labels = torch.tensor([task.labels[i] for i in idx], device=device)
-        with autocast_context(device):
+        with autocast_context(device, args.precision):
             h = peft_model(input_ids=ids.to(device), attention_mask=am.to(device)).last_hidden_state
             logits = head(h[rows, lengths - 1 + args.prompt_length].float())
         loss = F.cross_entropy(logits, labels)
@@ -99,16 +101,20 @@ def main() -> None:
     ours_t: list[float] = []
     peft_t: list[float] = []
     ours(), peft()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     for _ in range(args.repeats):
         for fn, store in ((ours, ours_t), (peft, peft_t)):
             t0 = time.perf_counter()
             fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             store.append(time.perf_counter() - t0)
     n = args.steps * args.batch_size
     res = {
         "machine": {"device": str(device), "cpu": cpu_model(), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
                     "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
-        "model": args.model, "batch_size": args.batch_size, "prompt_length": args.prompt_length, "steps": args.steps,
+        "model": args.model, "precision": args.precision, "batch_size": args.batch_size, "prompt_length": args.prompt_length, "steps": args.steps,
         "ours_examples_per_s": n / statistics.median(ours_t), "peft_examples_per_s": n / statistics.median(peft_t),
     }  # fmt: skip
     res["ratio_ours_over_peft"] = res["ours_examples_per_s"] / res["peft_examples_per_s"]

@@ -1,0 +1,55 @@
+"""The whole pipeline on a CUDA device (skipped without one): tune, find, perturb, prune.
+
+Each step runs on a tiny model moved to the GPU, with bf16 autocast where the library uses it, and
+its result is checked against the same step on the CPU (exactly where no autocast is involved).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import separable_task
+from skillneurons.neurons.find import SkillNeurons, find_skill_neurons
+from skillneurons.perturb import perturbation_sweep
+from skillneurons.prompts import load_prompt
+from skillneurons.pruning import prune_backbone, skill_keep_mask
+from skillneurons.runs import tune_prompt
+from skillneurons.testing import tiny_model
+from skillneurons.training import TrainConfig, evaluate
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
+def test_pipeline_on_cuda(tmp_path, family: str) -> None:  # type: ignore[no-untyped-def]
+    task = separable_task(64)
+    bb = tiny_model(family)
+    bb.model.to("cuda")
+    assert bb.device.type == "cuda"
+    cfg = TrainConfig(max_steps=6, batch_size=16, eval_every=3, seed=0)
+    res = tune_prompt(bb, task, tmp_path / "run", prompt_length=4, max_length=24, config=cfg, progress=False)
+    assert 0.0 <= res["test_accuracy"] <= 1.0 and res["steps"] == 6
+    prompt = tmp_path / "run" / "prompt.safetensors"
+
+    # the saved prompt evaluates the same on the GPU in fp32 as on the CPU
+    pm_gpu, _ = load_prompt(prompt, bb)
+    cpu = tiny_model(family)
+    pm_cpu, _ = load_prompt(prompt, cpu)
+    part = task.subset(range(32))
+    a_gpu = evaluate(pm_gpu, part, 16, precision="fp32", progress=False)
+    a_cpu = evaluate(pm_cpu, part, 16, precision="fp32", progress=False)
+    assert a_gpu["accuracy"] == a_cpu["accuracy"]
+    assert a_gpu["loss"] == pytest.approx(a_cpu["loss"], abs=1e-4)
+
+    found = find_skill_neurons(bb, [prompt], task, tmp_path / "neurons", controls=False, progress=False)
+    neurons: SkillNeurons = found["neurons"]
+    assert neurons.scores().shape[0] == bb.num_layers
+
+    sweep = perturbation_sweep(pm_gpu, part, neurons, rhos=[0.1], mode="zero", draws=2, batch_size=16)
+    assert len(sweep["points"]) == 1
+
+    small = prune_backbone(bb, skill_keep_mask(neurons.mask(0.25), first_layer=0), neurons.token_mean)
+    assert small.device.type == "cuda" and small.d_ff[0] < bb.d_ff[0]
+    pm_small, _ = load_prompt(prompt, small)
+    assert 0.0 <= evaluate(pm_small, part, 16, progress=False)["accuracy"] <= 1.0
