@@ -234,14 +234,19 @@ class BaselineStats:
     def mean(self) -> Tensor:
         """The baseline ``a_bar``: [L, T, N] float64, mean activation over the examples seen."""
         self._require_data()
-        return self.sum / self.count
+        return self.sum / self._scalar(self.count)
+
+    def _scalar(self, value: int) -> Tensor:
+        # a 0-d tensor, not a Python number: CUDA divides by a Python scalar through its reciprocal,
+        # which differs from the CPU's true division in the last bit; tensor / tensor is exact on both
+        return torch.tensor(float(value), dtype=torch.float64, device=self.sum.device)
 
     def var(self, unbiased: bool = False) -> Tensor:
         """Variance [L, T, N] float64 (population variance unless ``unbiased``)."""
         self._require_data(2 if unbiased else 1)
-        m = self.sum / self.count
+        m = self.sum / self._scalar(self.count)
         v = (self.sum_sq - self.sum * m).clamp_min_(0.0)
-        return v / (self.count - 1 if unbiased else self.count)
+        return v / self._scalar(self.count - 1 if unbiased else self.count)
 
     def std(self, unbiased: bool = False) -> Tensor:
         """Standard deviation [L, T, N] float64 (population unless ``unbiased``)."""

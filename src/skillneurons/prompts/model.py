@@ -113,6 +113,7 @@ class PromptModel(nn.Module):
             raise ConfigError(
                 f"max_length {self.max_length} leaves no room for text after the {self.prefix_length}-token prefix: raise --max-length"
             )
+        self.to(backbone.device)  # prompt and head live where the backbone's embeddings are
 
     # ---- structure -------------------------------------------------------------------------
     @property
