@@ -60,6 +60,7 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
         "--init", default="normal", choices=["normal", "vocab", "text"], help="prompt initialisation"
     )
     p.add_argument("--init-text", help="text for --init text")
+    p.add_argument("--init-prompt", help="start from this prompt of the model (another task's, projected)")
     p.add_argument("--head", default="auto", choices=["auto", "label_words", "linear", "similarity"],
                    help="how labels are read (auto: label words through the LM head when the model has one, else similarity)")  # fmt: skip
     p.add_argument("--layout", default="auto", choices=["auto", "slot_first", "prompt_first", "paper", "peft"],
@@ -86,6 +87,12 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expand", type=int, default=0, help="kpt: add this many embedding neighbours per class")
     p.add_argument("--calibrate", action="store_true", help="kpt: divide by the contextual prior")
     p.add_argument("--relevance", action="store_true", help="kpt: also apply the relevance refinement")
+    from skillneurons.fpt.cli import add_arguments as _fpt_arguments
+
+    _fpt_arguments(p)  # --progressive ... (fast prompt tuning)
+    from skillneurons.delta.cli import add_method_args
+
+    add_method_args(p)  # --method prompt|bitfit|adapter|lora and the methods' options
 
 
 def _backbone_args(p: argparse.ArgumentParser) -> None:
@@ -120,16 +127,20 @@ def _backbone(args: argparse.Namespace, name: str) -> Any:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from skillneurons.delta.cli import method_options as _method_options
+    from skillneurons.fpt.cli import schedule_from_args as _fpt_schedule
     from skillneurons.runs import tune_prompt
 
     task = _load_task_from(args)  # data errors first, before the (slow) model load
     config = _train_config(args)
+    progressive = _fpt_schedule(args)
     res = tune_prompt(
         _backbone(args, args.model), task, args.out, prompt_length=args.prompt_length, init=args.init,
-        init_text=args.init_text, head=args.head, layout=args.layout, template=args.template,
+        init_text=args.init_text, init_prompt=args.init_prompt, head=args.head, layout=args.layout, template=args.template,
         max_length=args.max_length, max_examples=args.max_examples, split_seed=args.split_seed,
         config=config, verbalizer=args.verbalizer, words=args.words, expand=args.expand, calibrate=args.calibrate,
-        relevance=args.relevance, progress=not args.quiet,
+        relevance=args.relevance, progressive=progressive, progress=not args.quiet,
+        method=args.method, method_options=_method_options(args),
     )  # fmt: skip
     print(f"test accuracy {res['test_accuracy']:.4f} (best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); "
           f"prompt saved to {res['prompt']}")  # fmt: skip
@@ -337,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     from skillneurons.report.cli import register as register_report
 
     register_report(sub)
+    from skillneurons.transfer.cli import register as register_transfer
+
+    register_transfer(sub)
+    from skillneurons.delta.cli import register as register_delta
+
+    register_delta(sub)
     return parser
 
 

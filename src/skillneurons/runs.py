@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from skillneurons.backbones import Backbone, load_backbone
 from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.distributed import is_main
 from skillneurons.errors import ConfigError
+from skillneurons.fpt.schedule import ProgressiveSchedule
 from skillneurons.neurons.find import SkillNeurons, find_skill_neurons
 from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head, load_prompt
 from skillneurons.training import TrainConfig, Trainer, evaluate
@@ -53,6 +55,7 @@ def tune_prompt(
     prompt_length: int = 20,
     init: str = "normal",
     init_text: str | None = None,
+    init_prompt: str | Path | SoftPrompt | None = None,
     head: str = "auto",
     layout: str = "auto",
     template: str | None = None,
@@ -60,11 +63,14 @@ def tune_prompt(
     max_examples: int | None = None,
     split_seed: int | None = None,
     config: TrainConfig | None = None,
+    method: str = "prompt",
+    method_options: Mapping[str, Any] | None = None,
     verbalizer: str = "single",
     words: Any = None,
     expand: int = 0,
     calibrate: bool = False,
     relevance: bool = False,
+    progressive: ProgressiveSchedule | str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Prompt-tune ``model`` on ``task``; returns the results dict also written to ``out_dir/results.json``.
@@ -75,7 +81,16 @@ def tune_prompt(
     ``words`` file/mapping or the task's label words, plus ``expand`` embedding neighbours), refined on
     200 unlabelled training texts before tuning, with learned per-word weights; ``calibrate`` divides
     by the contextual prior read at the initial prompt (off by default: it goes stale as the prompt
-    trains), ``relevance`` adds the relevance refinement.
+    trains), ``relevance`` adds the relevance refinement. ``init_prompt`` (a prompt artifact of this
+    backbone, e.g. another task's or a projected one, or a :class:`SoftPrompt`) starts tuning from
+    that prompt's vectors instead of ``init`` (transferable prompt tuning); its length must be
+    ``prompt_length``. ``progressive`` (a :class:`~skillneurons.fpt.ProgressiveSchedule` or its string,
+    e.g. ``"25,50,75,full"``) trains with fast prompt tuning: the early steps on partial models,
+    the prompt and optimizer state carried over (``results["progressive"]`` describes the stages).
+    ``method`` (``prompt``, ``bitfit``, ``adapter``, ``lora``; :mod:`skillneurons.delta`) tunes the
+    method's tensors with ``config.lr`` instead of a soft prompt (no prompt then: ``prompt_length``
+    and the init options are unused), with ``method_options`` its keyword arguments; the artifact is
+    still ``prompt.safetensors`` and loads through :func:`~skillneurons.prompts.load_prompt`.
     """
     config = config or TrainConfig()
     bb = load_backbone(model) if isinstance(model, str) else model
@@ -85,6 +100,10 @@ def tune_prompt(
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     prompt = SoftPrompt.create(bb, prompt_length, init, text=init_text, generator=gen)  # type: ignore[arg-type]
+    if init_prompt is not None:  # transfer as initialisation (TPT): start from a trained prompt
+        from skillneurons.transfer.tpt import initial_prompt
+
+        prompt = initial_prompt(bb, init_prompt, prompt_length)
     train, dev, test = splits.part("train"), splits.part("dev"), splits.part("test")
     h: Head
     if verbalizer == "kpt":
@@ -102,12 +121,23 @@ def tune_prompt(
     else:
         raise ConfigError(f"unknown verbalizer '{verbalizer}': use single or kpt")
     pm = PromptModel(bb, prompt, h, layout=layout, max_length=max_length, template=template).to(bb.device)
+    if method != "prompt":  # BitFit / adapter / LoRA: the same head and layout, no soft prompt (P=0)
+        from skillneurons.delta.model import delta_model
+
+        if progressive is not None:
+            raise ConfigError(f"progressive training tunes prompts: drop it for --method {method}")
+        pm = delta_model(pm, method, method_options)
     if verbalizer == "kpt":
         refine_in_prompt_model(pm, unlabelled_contexts(train, 200, config.seed), relevance=relevance)
     manifest = {"task": {"name": t.name, "fingerprint": t.fingerprint(), "label_names": list(t.label_names),
                          "source": t.source},
                 "split": {"seed": splits.seed, "sizes": [len(train), len(dev), len(test)], "file": "split.json"}}  # fmt: skip
-    trainer = Trainer(pm, train, dev, config, out, manifest=manifest, progress=progress)
+    hooks = None
+    if progressive is not None:  # fast prompt tuning: progressive partial models (skillneurons.fpt)
+        from skillneurons.fpt import ProgressiveTraining
+
+        hooks = ProgressiveTraining(pm, train, progressive, precision=config.precision, progress=progress)
+    trainer = Trainer(pm, train, dev, config, out, manifest=manifest, progress=progress, hooks=hooks)
     result = trainer.fit()
     t0 = time.perf_counter()
     test_metrics = evaluate(
@@ -133,6 +163,11 @@ def tune_prompt(
         "train_config": asdict(config),
         "prompt": str(result.prompt_path) if result.prompt_path else None,
     }
+    if hooks is not None:
+        results["progressive"] = hooks.summary(result.steps)
+    if method != "prompt":
+        results.update(prompt_length=0, **pm.artifact_manifest())  # type: ignore[operator]
+        pm.release()  # type: ignore[operator]  # the backbone is the caller's: take a LoRA back out of it
     if out is not None and is_main():
         atomic_write_json(out / "results.json", results)
     return results

@@ -32,6 +32,10 @@ class FFNSpec:
             ``Conv1D`` (weight ``[in, out]``).
         lm_head: module paths, from the top model, applied in sequence to hidden states to get
             vocabulary logits (the MLM or LM head); empty when the family has none.
+        attn_out: path inside a block of the self-attention output projection (where Houlsby
+            adapters go), or None when unknown.
+        attn_query, attn_value: paths inside a block of the attention query and value projections
+            (LoRA's default targets; GPT-2 fuses them in one ``c_attn``), or None when unknown.
     """
 
     layers: str
@@ -40,28 +44,58 @@ class FFNSpec:
     gate: str | None = None
     linear_kind: Literal["linear", "conv1d"] = "linear"
     lm_head: tuple[str, ...] = ()
+    attn_out: str | None = None
+    attn_query: str | None = None
+    attn_value: str | None = None
 
 
-_BERT_LIKE: dict[str, Any] = dict(layers="encoder.layer", down="output.dense", up="intermediate.dense")
+_BERT_LIKE: dict[str, Any] = dict(layers="encoder.layer", down="output.dense", up="intermediate.dense",
+                                  attn_out="attention.output.dense", attn_query="attention.self.query",
+                                  attn_value="attention.self.value")  # fmt: skip
 _LLAMA_LIKE = FFNSpec(
-    layers="layers", down="mlp.down_proj", up="mlp.up_proj", gate="mlp.gate_proj", lm_head=("lm_head",)
-)
+    layers="layers", down="mlp.down_proj", up="mlp.up_proj", gate="mlp.gate_proj", lm_head=("lm_head",),
+    attn_out="self_attn.o_proj", attn_query="self_attn.q_proj", attn_value="self_attn.v_proj",
+)  # fmt: skip
+_T5_ATTN: dict[str, Any] = dict(attn_out="layer.0.SelfAttention.o", attn_query="layer.0.SelfAttention.q",
+                                attn_value="layer.0.SelfAttention.v")  # fmt: skip
 
 _REGISTRY: dict[str, FFNSpec] = {
     "bert": FFNSpec(**_BERT_LIKE, lm_head=("cls",)),
     "roberta": FFNSpec(**_BERT_LIKE, lm_head=("lm_head",)),
     "xlm-roberta": FFNSpec(**_BERT_LIKE, lm_head=("lm_head",)),
     "camembert": FFNSpec(**_BERT_LIKE, lm_head=("lm_head",)),
-    "mpnet": FFNSpec(**_BERT_LIKE, lm_head=("lm_head",)),
+    "mpnet": FFNSpec(
+        **{
+            **_BERT_LIKE,
+            "attn_out": "attention.attn.o",
+            "attn_query": "attention.attn.q",
+            "attn_value": "attention.attn.v",
+        },
+        lm_head=("lm_head",),
+    ),
     "electra": FFNSpec(**_BERT_LIKE, lm_head=("generator_predictions", "generator_lm_head")),
     "distilbert": FFNSpec(
         layers="transformer.layer",
         down="ffn.lin2",
         up="ffn.lin1",
         lm_head=("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector"),
+        attn_out="attention.out_lin",
+        attn_query="attention.q_lin",
+        attn_value="attention.v_lin",
     ),
-    "t5": FFNSpec(layers="encoder.block", down="layer.1.DenseReluDense.wo", up="layer.1.DenseReluDense.wi"),
-    "gpt2": FFNSpec(layers="h", down="mlp.c_proj", up="mlp.c_fc", linear_kind="conv1d", lm_head=("lm_head",)),
+    "t5": FFNSpec(
+        layers="encoder.block", down="layer.1.DenseReluDense.wo", up="layer.1.DenseReluDense.wi", **_T5_ATTN
+    ),
+    "gpt2": FFNSpec(
+        layers="h",
+        down="mlp.c_proj",
+        up="mlp.c_fc",
+        linear_kind="conv1d",
+        lm_head=("lm_head",),
+        attn_out="attn.c_proj",
+        attn_query="attn.c_attn",
+        attn_value="attn.c_attn",
+    ),
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
     "qwen2": _LLAMA_LIKE,
@@ -80,6 +114,7 @@ _GATED_T5 = FFNSpec(
     down="layer.1.DenseReluDense.wo",
     up="layer.1.DenseReluDense.wi_1",
     gate="layer.1.DenseReluDense.wi_0",
+    **_T5_ATTN,
 )
 
 
@@ -132,11 +167,12 @@ def parse_ffn_option(text: str) -> FFNSpec:
             )
         k, v = part.split("=", 1)
         fields[k.strip()] = v.strip()
-    unknown = set(fields) - {"layers", "down", "up", "gate", "linear_kind", "lm_head"}
+    unknown = set(fields) - {"layers", "down", "up", "gate", "linear_kind", "lm_head", "attn_out", "attn_query",
+                             "attn_value"}  # fmt: skip
     missing = {"layers", "down", "up"} - set(fields)
     if unknown or missing:
         raise ModelError(
-            f"--ffn needs layers, down and up (optional gate, linear_kind, lm_head); got {sorted(fields)}"
+            f"--ffn needs layers, down and up (optional gate, linear_kind, lm_head, attn_out, attn_query, attn_value); got {sorted(fields)}"
         )
     lm_head = tuple(p for p in fields.pop("lm_head", "").split("+") if p)
     kind = fields.pop("linear_kind", "linear")
@@ -149,4 +185,7 @@ def parse_ffn_option(text: str) -> FFNSpec:
         gate=fields.get("gate"),
         linear_kind=cast(Literal["linear", "conv1d"], kind),
         lm_head=lm_head,
+        attn_out=fields.get("attn_out"),
+        attn_query=fields.get("attn_query"),
+        attn_value=fields.get("attn_value"),
     )

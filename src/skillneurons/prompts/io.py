@@ -2,7 +2,9 @@
 
 A prompt artifact is ``NAME.safetensors`` (``prompt`` ``[P, hidden]`` plus the head's trainable
 tensors as ``head.*``) and ``NAME.json`` (backbone identity, layout, head config, task, split,
-seed, metrics). Loading checks that the backbone matches what the prompt was trained on.
+seed, metrics). Loading checks that the backbone matches what the prompt was trained on. Models
+tuned with another method (:mod:`skillneurons.delta`) use the same format with ``method``,
+``method_options`` and ``delta.*`` tensors; :func:`load_prompt` rebuilds them transparently.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def save_prompt(path: str | os.PathLike[str], model: PromptModel, **manifest: An
         "prompt_length": model.prompt.length,
         **manifest,
     }
+    delta: Any = model
+    if hasattr(delta, "artifact_tensors"):  # a delta-tuned model (skillneurons.delta): method and its tensors
+        tensors.update(delta.artifact_tensors())
+        meta.update(delta.artifact_manifest())
     return save_artifact(path, tensors, kind="prompt", manifest=meta)
 
 
@@ -58,6 +64,10 @@ def load_prompt(path: str | os.PathLike[str], backbone: Backbone) -> tuple[Promp
     head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
     if head_state:
         head.load_state_dict(head_state)
+    if manifest.get("method", "prompt") != "prompt":  # BitFit / adapter / LoRA: rebuild the method too
+        from skillneurons.delta.model import delta_from_artifact
+
+        return delta_from_artifact(backbone, head, tensors, manifest), manifest
     model = PromptModel(backbone, SoftPrompt(tensors["prompt"]), head, layout=manifest["layout"],
                         max_length=int(manifest.get("max_length", 128)), template=manifest.get("template"))  # fmt: skip
     return model.to(backbone.device), manifest
@@ -76,6 +86,11 @@ def export_peft(
     ``peft.PeftModel.from_pretrained(base, directory)``. Only the ``prompt_first`` layout is PEFT's."""
     from peft import PromptTuningConfig, TaskType
 
+    if getattr(model, "delta", None) is not None:
+        raise ConfigError(
+            f"this model was tuned with --method {getattr(model, 'method', '?')} and holds no soft prompt: "
+            "only prompt-tuned models can be exported as a PEFT prompt-tuning adapter"
+        )
     if model.layout != "prompt_first":
         raise ConfigError(
             "PEFT prompt tuning prepends the prompt with no read slot in front: only prompts trained with "

@@ -149,6 +149,34 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+class TrainHooks:
+    """Extension points of :class:`Trainer`; the defaults change nothing. Fast prompt tuning
+    (:mod:`skillneurons.fpt`) uses them to run each step on a partial model.
+
+    Every method is a pure function of the step (plus state set in :meth:`attach`), so a resumed
+    run behaves exactly like an uninterrupted one.
+    """
+
+    def attach(self, trainer: Trainer) -> None:
+        """Called once at the end of ``Trainer.__init__`` (``total_steps``, ``optimizer`` are set)."""
+
+    def step_context(self, step: int) -> contextlib.AbstractContextManager[Any]:
+        """Context in which training step ``step`` (0-based) runs."""
+        return contextlib.nullcontext()
+
+    def evaluate_at(self, step: int) -> bool:
+        """Whether the dev evaluation due after ``step`` steps runs (the checkpoint is saved anyway)."""
+        return True
+
+    def history_fields(self, step: int) -> dict[str, float]:
+        """Extra fields of the history row written after ``step`` steps."""
+        return {}
+
+    def identity(self) -> dict[str, Any]:
+        """Settings that make a run different (part of the checkpoint's run key)."""
+        return {}
+
+
 class Trainer:
     """Trains the trainable parameters of a :class:`PromptModel` on a task, picking the best
     checkpoint by dev accuracy.
@@ -161,6 +189,7 @@ class Trainer:
             already holds a checkpoint of the same run, training resumes from it.
         manifest: extra fields recorded in the saved prompt's manifest (task, split, ...).
         save_fn: how to save the best model (default: :func:`save_prompt`).
+        hooks: extension points (:class:`TrainHooks`), e.g. progressive partial models.
     """
 
     def __init__(
@@ -174,8 +203,10 @@ class Trainer:
         manifest: dict[str, Any] | None = None,
         progress: bool = True,
         save_fn: Callable[..., Path] | None = None,
+        hooks: TrainHooks | None = None,
     ) -> None:
         self.model = model
+        self.hooks = hooks
         self.train_task, self.dev_task = train, dev
         self.config = config or TrainConfig()
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -193,7 +224,9 @@ class Trainer:
         self.total_steps = c.max_steps or max(1, round(c.epochs * self.steps_per_epoch))
         self.warmup = int(c.warmup_ratio * self.total_steps)
         self.eval_every = c.eval_every or max(1, self.steps_per_epoch // 2)
-        prompt_params = {id(p) for p in getattr(model, "prompt", torch.nn.Module()).parameters()}
+        # lr: the tuned part (the prompt, or a delta method's tensors: skillneurons.delta); head_lr: the head
+        tuned = [m for m in (getattr(model, "prompt", None), getattr(model, "delta", None)) if m is not None]
+        prompt_params = {id(p) for m in tuned for p in m.parameters()}
         groups = [{"params": [p for p in self.params if id(p) in prompt_params], "lr": c.lr, "base_lr": c.lr}]
         rest = [p for p in self.params if id(p) not in prompt_params]
         if rest:
@@ -202,6 +235,8 @@ class Trainer:
         groups = [g for g in groups if g["params"]]
         opt_cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(groups, betas=c.betas, weight_decay=c.weight_decay)
+        if hooks is not None:
+            hooks.attach(self)
 
     # ---- identity of a run (a checkpoint only resumes the same run) -----------------------
     def run_key(self) -> str:
@@ -212,6 +247,11 @@ class Trainer:
             "backbone": self.model.backbone.identity(),
             "shapes": {k: list(v.shape) for k, v in self.model.state_dict().items()},
         }
+        if self.hooks is not None:
+            obj["hooks"] = self.hooks.identity()
+        delta = getattr(self.model, "delta", None)  # delta-tuned: the method and its options
+        if delta is not None:
+            obj["method"] = [delta.name, delta.options()]
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def epoch_order(self, epoch: int) -> list[int]:
@@ -270,29 +310,34 @@ class Trainer:
             log.info("resuming %s from step %d/%d", self.out_dir, step, self.total_steps)
         bar = tqdm(total=self.total_steps, initial=step, desc="tune", disable=not self.progress, unit="step")
         running = 0.0
+        hooks = self.hooks or TrainHooks()
         try:
             while step < self.total_steps:
                 epoch, offset = divmod(step, self.steps_per_epoch)
                 order = self.epoch_order(epoch)
                 batches = list(iterate_batches(self.train_task, c.batch_size, order))[offset:]
                 for idx in batches:
-                    loss = self.train_step(idx, step)
+                    with hooks.step_context(step):
+                        loss = self.train_step(idx, step)
                     running = loss if step == 0 or not running else 0.9 * running + 0.1 * loss
                     step += 1
                     bar.update(1)
                     bar.set_postfix(loss=f"{running:.4f}", best=f"{max(best, 0):.4f}")
                     if step % self.eval_every == 0 or step == self.total_steps:
-                        metrics = evaluate(
-                            self.model, self.dev_task, c.eval_batch_size, precision=c.precision
-                        )
-                        history.append({"step": step, "train_loss": running, "dev_accuracy": metrics["accuracy"],
-                                        "dev_loss": metrics["loss"]})  # fmt: skip
-                        if metrics["accuracy"] > best:
-                            best, best_step = metrics["accuracy"], step
-                            self._save_best(best, step)
+                        evaluated = hooks.evaluate_at(step)
+                        if evaluated:
+                            metrics = evaluate(
+                                self.model, self.dev_task, c.eval_batch_size, precision=c.precision
+                            )
+                            history.append({"step": step, "train_loss": running, "dev_accuracy": metrics["accuracy"],
+                                            "dev_loss": metrics["loss"], **hooks.history_fields(step)})  # fmt: skip
+                            if metrics["accuracy"] > best:
+                                best, best_step = metrics["accuracy"], step
+                                self._save_best(best, step)
                         self.save_checkpoint(step, best, best_step, history)
                         if (
-                            c.patience is not None
+                            evaluated
+                            and c.patience is not None
                             and len(history) - 1 - _index_of_step(history, best_step) >= c.patience
                         ):
                             log.info("early stopping at step %d (best %.4f at %d)", step, best, best_step)

@@ -1,0 +1,172 @@
+"""LoRA (Hu et al., 2022) through PEFT: low-rank updates ``W + (alpha / r) B A`` of chosen projections.
+
+PEFT's :func:`peft.inject_adapter_in_model` wraps each target module in a ``peft`` LoRA layer
+(``A`` Kaiming-uniform, ``B`` zero: the tuned model starts exactly at the backbone). Each
+:class:`LoRA` instance injects its own named adapter and keeps the wrapped layers switched off
+except inside :meth:`~skillneurons.delta.methods.DeltaMethod.attached`, so a shared backbone
+behaves as the plain pre-trained model everywhere else; :meth:`LoRA.release` deletes the adapter
+and unwraps layers left without adapters.
+
+Default targets: the attention query and value projections of every block
+(``FFNSpec.attn_query`` / ``attn_value``; GPT-2's fused ``attn.c_attn``). The FFN up/gate/down
+matrices are refused as targets: a low-rank update there changes the neuron weights this package
+keeps frozen (and the down projection's input is the neuron site).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from skillneurons.backbones import Backbone
+from skillneurons.delta.methods import DeltaMethod
+from skillneurons.errors import ConfigError
+
+_names = itertools.count()
+
+
+class LoRA(DeltaMethod):
+    """Low-rank adapters on projections of every block.
+
+    Args:
+        r: rank.
+        alpha: scale numerator (the update is ``alpha / r * B A``).
+        dropout: dropout on the LoRA branch's input while training (the backbone runs in eval
+            mode, so PEFT's dropout module stays inactive; kept for PEFT parity).
+        targets: module paths inside a block (e.g. ``["attention.self.query", "attention.self.key"]``);
+            default: the registry's query and value projections.
+    """
+
+    name = "lora"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        r: int = 8,
+        alpha: float = 16.0,
+        dropout: float = 0.0,
+        targets: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(backbone)
+        from peft import LoraConfig, inject_adapter_in_model
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        if (
+            isinstance(r, bool)
+            or not isinstance(r, int)
+            or r < 1
+            or not float(alpha) > 0
+            or not 0 <= dropout < 1
+        ):
+            raise ConfigError(
+                f"LoRA r={r!r}, alpha={alpha!r}, dropout={dropout!r} invalid: pass an integer r >= 1, alpha > 0 and dropout in [0, 1)"
+            )
+        spec = backbone.spec
+        paths = list(
+            dict.fromkeys(targets if targets else [p for p in (spec.attn_query, spec.attn_value) if p])
+        )
+        if not paths:
+            raise ConfigError(
+                f"the architecture registry does not know {backbone.config.model_type}'s attention query/value projections: "
+                "pass LoRA targets (--lora-targets PATH,PATH, paths inside a block)"
+            )
+        ffn = {p for p in (spec.up, spec.down, spec.gate) if p}
+        bad = [p for p in paths if p in ffn]
+        if bad:
+            raise ConfigError(
+                f"LoRA target {bad[0]!r} is an FFN matrix: a low-rank update there changes the neuron weights "
+                "(and the down projection's input is the neuron site); target attention projections instead"
+            )
+        self.r, self.alpha, self.dropout, self.targets = int(r), float(alpha), float(dropout), paths
+        self.adapter_name = f"skillneurons_lora_{next(_names)}"
+        full: dict[str, str] = {}  # key -> module name from the top model
+        conv = []
+        for layer, block in enumerate(backbone.blocks):
+            for i, p in enumerate(paths):
+                try:
+                    m = block.get_submodule(p)
+                except AttributeError:
+                    raise ConfigError(
+                        f"block {layer} of {backbone.name} has no module {p!r}: pass LoRA targets that exist in every block"
+                    ) from None
+                base = m.get_base_layer() if isinstance(m, BaseTunerLayer) else m
+                if not isinstance(base, (nn.Linear, Conv1D)):
+                    raise ConfigError(
+                        f"LoRA target {p!r} is a {type(base).__name__}, not a linear layer: pass linear projections"
+                    )
+                conv.append(isinstance(base, Conv1D))
+                full[f"{layer}_{i}"] = f"{backbone.layers_path}.{layer}.{p}"
+        if len(set(conv)) > 1:
+            raise ConfigError("LoRA targets mix Linear and GPT-2 Conv1D layers: target one kind at a time")
+        kw: dict[str, Any] = {"lora_alpha": self.alpha}  # typed int in PEFT; a float scales the same
+        cfg = LoraConfig(r=self.r, lora_dropout=self.dropout, target_modules=list(full.values()),
+                         fan_in_fan_out=conv[0], bias="none", **kw)  # fmt: skip
+        # "Already found a peft_config attribute": several adapters in one model, on purpose
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inject_adapter_in_model(cfg, backbone.model, adapter_name=self.adapter_name)
+        self._full = full
+        self.layers = nn.ModuleDict()
+        for key, name in full.items():
+            w = backbone.model.get_submodule(name)
+            a, b = cast(nn.ModuleDict, w.lora_A), cast(nn.ModuleDict, w.lora_B)
+            self.layers[key] = nn.ModuleDict({"A": a[self.adapter_name], "B": b[self.adapter_name]})
+        self._switch(False)
+        for param in self.parameters():
+            param.requires_grad_(True)
+
+    def options(self) -> dict[str, object]:
+        return {"r": self.r, "alpha": self.alpha, "dropout": self.dropout, "targets": list(self.targets)}
+
+    def _wrapped(self) -> list[nn.Module]:
+        return [self.backbone.model.get_submodule(n) for n in self._full.values()]
+
+    def _switch(self, on: bool) -> None:
+        """Turn the wrapped layers on (this adapter active) or off; requires_grad flags, which PEFT's
+        switches rewrite, are restored."""
+        layers = self._wrapped()
+        flags = [(p, p.requires_grad) for m in layers for p in m.parameters()]
+        for m in layers:
+            m.enable_adapters(on)  # type: ignore[operator]
+            if on:
+                m.set_adapter(self.adapter_name)  # type: ignore[operator]
+        for p, f in flags:
+            p.requires_grad_(f)
+
+    def _install(self) -> list[Callable[[], None]]:
+        self._switch(True)
+        return [lambda: self._switch(False)]
+
+    def release(self) -> None:
+        if not self._full:
+            return
+        model = self.backbone.model
+        for name in self._full.values():
+            m = model.get_submodule(name)
+            if self.adapter_name in getattr(m, "lora_A", {}):
+                with warnings.catch_warnings():  # "was active which is now deleted": switched off anyway
+                    warnings.simplefilter("ignore")
+                    m.delete_adapter(self.adapter_name)  # type: ignore[operator]
+            if not len(m.lora_A):  # type: ignore[arg-type]
+                parent, _, attr = name.rpartition(".")
+                setattr(model.get_submodule(parent), attr, m.get_base_layer())  # type: ignore[operator]
+        cfgs = getattr(model, "peft_config", None)
+        if isinstance(cfgs, dict):
+            cfgs.pop(self.adapter_name, None)
+        self._full = {}
+        self.layers = nn.ModuleDict()
+
+
+def lora_layers_active(model: torch.nn.Module) -> list[str]:
+    """Names of PEFT-wrapped layers currently switched on (tests / debugging)."""
+    return [
+        n
+        for n, m in model.named_modules()
+        if hasattr(m, "lora_A") and not getattr(m, "disable_adapters", True)
+    ]

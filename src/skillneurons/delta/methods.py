@@ -1,0 +1,125 @@
+"""Delta-tuning methods: trainable additions to a frozen backbone that never touch its neuron weights.
+
+A :class:`DeltaMethod` is an ``nn.Module`` holding only the method's own trainable tensors. It edits
+the backbone's forward pass only while :meth:`DeltaMethod.attached` is active (forward hooks, or
+PEFT's adapter switch for LoRA), so one frozen :class:`~skillneurons.backbones.Backbone` can be shared
+by plain prompt models and by any number of delta-tuned models (e.g. in a perturbation experiment)
+without one leaking into another. The backbone's own parameters are never written:
+
+* ``bitfit`` (:class:`~skillneurons.delta.bitfit.BitFit`): every bias term of the transformer body;
+* ``adapter`` (:class:`~skillneurons.delta.adapters.Adapters`): bottleneck adapters after the FFN
+  (Pfeiffer) or after the attention output and the FFN (Houlsby);
+* ``lora`` (:class:`~skillneurons.delta.lora.LoRA`): low-rank updates of the attention query/value
+  projections through PEFT.
+
+The FFN up/gate/down weights (the neurons, REFERENCE.md section 0) stay frozen under every method,
+which is what makes skill neurons found by prompt tuning comparable across methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from skillneurons.backbones import Backbone
+from skillneurons.errors import ConfigError
+
+#: the tuning methods, ``prompt`` included (it is the plain :class:`~skillneurons.prompts.PromptModel`)
+METHODS: tuple[str, ...] = ("prompt", "bitfit", "adapter", "lora")
+
+__all__ = ["METHODS", "DeltaMethod", "build_method", "output_hook"]
+
+
+class DeltaMethod(nn.Module):
+    """Base class of a delta-tuning method on a frozen backbone.
+
+    Subclasses set :attr:`name`, create their trainable tensors in ``__init__``, implement
+    :meth:`_install` (put the edits on the backbone; return callables that take them off) and
+    :meth:`options` (the keyword arguments that rebuild the method: saved in artifacts).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self._backbone = [backbone]  # not a submodule: frozen and saved elsewhere
+        self._depth = 0
+
+    @property
+    def backbone(self) -> Backbone:
+        return self._backbone[0]
+
+    def options(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _install(self) -> list[Callable[[], None]]:
+        raise NotImplementedError
+
+    @contextmanager
+    def attached(self) -> Iterator[None]:
+        """Apply the method to every backbone forward pass inside the block (re-entrant: a nested
+        ``attached()`` is a no-op); the backbone is plain again on exit, even when the block raises."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        undo = self._install()
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            for fn in reversed(undo):
+                fn()
+
+    def release(self) -> None:
+        """Take anything the method left in the backbone's module tree out of it (LoRA); the
+        method is unusable afterwards. A no-op for hook-based methods."""
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+
+
+def output_hook(module: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]) -> RemovableHandle:
+    """A forward hook replacing ``module``'s output ``y`` (or ``y[0]`` of a tuple) by ``fn(y)``."""
+
+    def hook(_m: nn.Module, _args: Any, out: Any) -> Any:
+        if isinstance(out, tuple):
+            return (fn(out[0]), *out[1:])
+        return fn(out)
+
+    return module.register_forward_hook(hook)
+
+
+def build_method(name: str, backbone: Backbone, options: Mapping[str, Any] | None = None) -> DeltaMethod:
+    """The delta method ``name`` (``bitfit``, ``adapter``, ``lora``) on ``backbone`` with ``options``
+    (its keyword arguments; unknown ones are a :class:`ConfigError`)."""
+    from skillneurons.delta.adapters import Adapters
+    from skillneurons.delta.bitfit import BitFit
+    from skillneurons.delta.lora import LoRA
+
+    classes: dict[str, type[DeltaMethod]] = {"bitfit": BitFit, "adapter": Adapters, "lora": LoRA}
+    if name not in classes:
+        raise ConfigError(f"unknown tuning method '{name}': use one of {', '.join(METHODS)}")
+    cls = classes[name]
+    opts = dict(options or {})
+    import inspect
+
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "backbone")]
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"method '{name}' has no option {', '.join(map(repr, unknown))}: its options are {', '.join(allowed) or 'none'}"
+        )
+    return cls(backbone, **opts)

@@ -1,0 +1,275 @@
+"""Cross-task zero-shot prompt transfer (REFERENCE.md section 6).
+
+Every source prompt is evaluated on every target task, reading the label with the TARGET's head
+(its verbalizer: label words, similarity anchors or trained linear head) in the target's input
+format (layout, template, max length), on the part (default: test) of the target run's own split.
+``relative = accuracy / own`` where ``own`` is the target prompt's accuracy there. A source prompt
+with another width (another model) is an error: project it first (:mod:`.projector`).
+
+Tasks of one type share label words (sentiment: negative/positive), which is what makes reuse
+meaningful; the result records per pair whether source and target heads are the same
+(``same_head``) and whether they are the same task (``same_task``), so analyses can restrict to
+those pairs. The computation is resumable: finished cells of an existing ``transfer_matrix.json``
+with the same settings are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from skillneurons.artifacts import atomic_write_json, load_artifact, load_manifest
+from skillneurons.backbones import Backbone, load_backbone
+from skillneurons.data import Task, load_task
+from skillneurons.distributed import is_main
+from skillneurons.errors import ArtifactError, ConfigError, DataError, SkillNeuronsError
+from skillneurons.neurons.find import prompt_splits
+from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
+from skillneurons.prompts.io import check_backbone
+from skillneurons.training import evaluate
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "TransferTarget",
+    "load_target",
+    "prompt_names",
+    "run_transfer_matrix",
+    "task_of",
+    "transfer_accuracy",
+    "transfer_matrix",
+]
+
+
+@dataclass
+class TransferTarget:
+    """A target task: its own prompt model (head, layout, template) and the part evaluated on."""
+
+    name: str
+    path: Path
+    model: PromptModel
+    manifest: dict[str, Any]
+    part: Task
+
+
+def prompt_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Display names: the task recorded in each prompt's manifest; where several prompts share a
+    task, ``task/RUNFOLDER`` (e.g. ``mr/seed0``)."""
+    tasks = [
+        str(load_manifest(p, "prompt").get("task", {}).get("name") or Path(p).parent.name) for p in paths
+    ]
+    names = [t if tasks.count(t) == 1 else f"{t}/{Path(p).parent.name}" for t, p in zip(tasks, paths)]
+    if len(set(names)) != len(names):
+        names = [f"{n}#{i}" for i, n in enumerate(names)]
+    return names
+
+
+def load_target(
+    path: str | os.PathLike[str], backbone: Backbone, *, name: str | None = None, split: str = "test",
+    task: Task | None = None,
+) -> TransferTarget:  # fmt: skip
+    """Load a target prompt on ``backbone`` with the ``split`` part of its run's split."""
+    p = Path(path)
+    model, man = load_prompt(p, backbone)
+    if task is None:
+        task = task_of(p, man)
+    if split not in ("train", "dev", "test"):
+        raise ConfigError(f"split {split!r} is unknown: use train, dev or test")
+    part = prompt_splits(p, man, task).part(split)  # type: ignore[arg-type]
+    model.eval()
+    return TransferTarget(name or task.name, p, model, man, part)
+
+
+def task_of(
+    path: str | os.PathLike[str], manifest: dict[str, Any], tasks: Mapping[str, Task] | None = None
+) -> Task:
+    """The task a prompt was trained on: from ``tasks`` (by name), a built-in task of that name, or
+    the data file recorded as its source."""
+    rec = manifest.get("task", {})
+    name, source = rec.get("name"), rec.get("source")
+    if not name:
+        raise DataError(f"{path} does not name its task: it cannot serve as a transfer target")
+    if tasks and name in tasks:
+        return tasks[name]
+    try:
+        return load_task(name)
+    except SkillNeuronsError:
+        if source and Path(str(source)).is_file():
+            return load_task(str(source))
+        raise DataError(
+            f"task '{name}' of {path} is neither built in nor a readable file ({source}): pass the task (tasks=...)"
+        ) from None
+
+
+def _source_weight(path: str | os.PathLike[str], backbone: Backbone) -> tuple[torch.Tensor, dict[str, Any]]:
+    tensors, man = load_artifact(path, kind="prompt")
+    check_backbone(man.get("backbone", {}), backbone, what=f"source prompt {path}")
+    if "prompt" not in tensors:
+        raise ArtifactError(f"{path} holds no 'prompt' tensor: pass a prompt artifact")
+    return tensors["prompt"], man
+
+
+def transfer_accuracy(
+    source: torch.Tensor | SoftPrompt,
+    target: TransferTarget,
+    *,
+    batch_size: int = 64,
+    precision: str = "auto",
+    progress: bool = False,
+) -> dict[str, float]:
+    """Evaluate the prompt vectors ``source`` ``[P, hidden]`` with ``target``'s head and input format
+    on ``target.part``: ``{"accuracy", "loss", "n"}``."""
+    w = source.weight.detach() if isinstance(source, SoftPrompt) else source
+    t = target.model
+    bb = t.backbone
+    if w.dim() != 2 or w.shape[1] != bb.hidden_size:
+        raise ConfigError(
+            f"a source prompt of shape {list(w.shape)} cannot run on {bb.name} (hidden size {bb.hidden_size}): "
+            "project it across models first (skillneurons project apply)"
+        )
+    model = PromptModel(bb, SoftPrompt(w), t.head, layout=t.layout, max_length=t.max_length,
+                        template=t.template).to(bb.device)  # fmt: skip
+    return evaluate(model, target.part, batch_size, precision=precision, progress=progress, desc="transfer")
+
+
+def _settings_key(backbone: Backbone, split: str) -> dict[str, Any]:
+    return {"backbone": backbone.identity(), "split": split}
+
+
+def transfer_matrix(
+    sources: Sequence[str | os.PathLike[str]],
+    backbone: Backbone,
+    *,
+    targets: Sequence[str | os.PathLike[str]] | None = None,
+    names: Sequence[str] | None = None,
+    target_names: Sequence[str] | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+    precision: str = "auto",
+    progress: bool = True,
+    previous: dict[str, Any] | None = None,
+    on_target_done: Any = None,
+    tasks: Mapping[str, Task] | None = None,
+) -> dict[str, Any]:
+    """Accuracy of every source prompt on every target task (default targets: the sources).
+
+    Returns a JSON-able dict: ``sources``/``targets`` (names), ``source_paths``/``target_paths``,
+    ``accuracy`` and ``relative`` ``[S, T]``, ``own`` ``[T]`` (each target prompt on its own task,
+    computed through the same transfer path), ``n_eval`` and ``majority`` ``[T]`` (the majority-class
+    rate of each evaluated part: chance level), ``same_task`` and ``same_head`` ``[S, T]`` booleans,
+    and the settings. ``previous`` (an earlier result with the same settings) supplies cells already
+    computed; ``on_target_done(result_so_far)`` is called after every target column (checkpointing).
+    ``tasks`` (name -> :class:`Task`) supplies targets' tasks that are not built in or in a file.
+    """
+    if not sources:
+        raise ConfigError("no source prompts given: pass at least one prompt artifact")
+    src_paths = [str(p) for p in sources]
+    tgt_paths = [str(p) for p in (targets if targets is not None else sources)]
+    src_names = list(names) if names is not None else prompt_names(src_paths)
+    tgt_names = list(target_names) if target_names is not None else (
+        src_names if targets is None else prompt_names(tgt_paths))  # fmt: skip
+    if len(src_names) != len(src_paths) or len(tgt_names) != len(tgt_paths):
+        raise ConfigError("give one name per prompt (--names)")
+    settings = _settings_key(backbone, split)
+    done: dict[tuple[str, str], float] = {}
+    own_done: dict[str, float] = {}
+    if previous and previous.get("settings") == settings:
+        for i, sp in enumerate(previous.get("source_paths", [])):
+            for j, tp in enumerate(previous.get("target_paths", [])):
+                v = previous["accuracy"][i][j]
+                if v is not None:
+                    done[(sp, tp)] = float(v)
+        own_done = {tp: float(v) for tp, v in zip(previous.get("target_paths", []), previous.get("own", []))
+                    if v is not None}  # fmt: skip
+    weights, smans = {}, {}
+    for p in src_paths:
+        weights[p], smans[p] = _source_weight(p, backbone)
+    S, T = len(src_paths), len(tgt_paths)
+    acc: list[list[float | None]] = [[None] * T for _ in range(S)]
+    res: dict[str, Any] = {
+        "sources": src_names, "targets": tgt_names, "source_paths": src_paths, "target_paths": tgt_paths,
+        "settings": settings, "accuracy": acc, "relative": [[None] * T for _ in range(S)],
+        "own": [None] * T, "n_eval": [None] * T, "majority": [None] * T,
+        "same_task": [[False] * T for _ in range(S)], "same_head": [[False] * T for _ in range(S)],
+        "seconds": 0.0,
+    }  # fmt: skip
+    start = time.perf_counter()
+    bar = tqdm(total=S * T, desc="transfer matrix", disable=not progress or not is_main(), unit="pair")
+    for j, tp in enumerate(tgt_paths):
+        target = load_target(tp, backbone, name=tgt_names[j], split=split,
+                             task=task_of(tp, load_manifest(tp, "prompt"), tasks))  # fmt: skip
+        labels = torch.tensor(target.part.labels)
+        res["n_eval"][j] = len(target.part)
+        res["majority"][j] = float(torch.bincount(labels).max()) / len(labels)
+        tw, _ = _source_weight(tp, backbone)
+        own = own_done.get(tp)
+        if own is None:
+            own = float(transfer_accuracy(tw, target, batch_size=batch_size, precision=precision)["accuracy"])
+        res["own"][j] = own
+        for i, sp in enumerate(src_paths):
+            sman = smans[sp]
+            res["same_task"][i][j] = sman.get("task", {}).get("fingerprint") == target.manifest.get("task", {}).get(
+                "fingerprint")  # fmt: skip
+            res["same_head"][i][j] = sman.get("head") == target.manifest.get("head")
+            if sman.get("layout") != target.model.layout:
+                log.warning("%s was trained with layout %s; evaluated in the target's layout %s", sp,
+                            sman.get("layout"), target.model.layout)  # fmt: skip
+            if (sp, tp) in done:
+                a = done[(sp, tp)]
+            elif Path(sp).resolve() == Path(tp).resolve():
+                a = own
+            else:
+                a = float(transfer_accuracy(weights[sp], target, batch_size=batch_size,
+                                            precision=precision)["accuracy"])  # fmt: skip
+            acc[i][j] = a
+            res["relative"][i][j] = a / own if own > 0 else None
+            bar.update(1)
+        res["seconds"] = time.perf_counter() - start
+        if on_target_done is not None:
+            on_target_done(res)
+    bar.close()
+    return res
+
+
+def run_transfer_matrix(
+    sources: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    model: str | Backbone | None = None,
+    targets: Sequence[str | os.PathLike[str]] | None = None,
+    names: Sequence[str] | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+    precision: str = "auto",
+    progress: bool = True,
+    tasks: Mapping[str, Task] | None = None,
+) -> dict[str, Any]:
+    """:func:`transfer_matrix` written to ``OUT/transfer_matrix.json`` after every target column
+    (an interrupted run resumes from it); the backbone defaults to the first prompt's."""
+    out = Path(out_dir)
+    if isinstance(model, Backbone):
+        bb = model
+    else:
+        bb = load_backbone(model or load_manifest(sources[0], "prompt")["backbone"]["name"])
+    path = out / "transfer_matrix.json"
+    previous = json.loads(path.read_text()) if path.is_file() else None
+
+    def save(res: dict[str, Any]) -> None:
+        if is_main():
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, res)
+
+    res = transfer_matrix(sources, bb, targets=targets, names=names, split=split, batch_size=batch_size,
+                          precision=precision, progress=progress, previous=previous, on_target_done=save,
+                          tasks=tasks)  # fmt: skip
+    save(res)
+    return res

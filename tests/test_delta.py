@@ -1,0 +1,431 @@
+"""Delta tuning (BitFit, adapters, LoRA) on tiny models: only the method's tensors train, the backbone is
+never written and is plain outside the tuned model's forward passes, artifacts reload exactly, runs
+resume, and the skill-neuron perturbation experiment runs end to end."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import separable_task
+from skillneurons.backbones import Backbone, has_hooks, record_neurons
+from skillneurons.cli import main
+from skillneurons.delta import (
+    Adapters,
+    BitFit,
+    DeltaModel,
+    LoRA,
+    NoPrompt,
+    build_method,
+    delta_model,
+    delta_perturbation,
+)
+from skillneurons.delta.lora import lora_layers_active
+from skillneurons.errors import ConfigError
+from skillneurons.neurons import SkillRanking, decompose
+from skillneurons.neurons.find import SkillNeurons
+from skillneurons.perturb import Perturbation, perturbation_sweep, perturbed
+from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_prompt, save_prompt
+from skillneurons.runs import evaluate_prompt, tune_prompt
+from skillneurons.testing import tiny_model
+from skillneurons.training import TrainConfig, Trainer
+
+FAMILIES = ["bert", "roberta", "gpt2"]  # BERT-, RoBERTa- and GPT-2-style
+METHODS = [("bitfit", {}), ("adapter", {"placement": "pfeiffer"}), ("adapter", {"placement": "houlsby"}),
+           ("lora", {"r": 4})]  # fmt: skip
+IDS = ["bitfit", "pfeiffer", "houlsby", "lora"]
+
+
+def _plain(bb: Backbone, layout: str = "auto") -> PromptModel:
+    return PromptModel(bb, NoPrompt(bb.hidden_size), build_head("auto", bb, [["bad"], ["good"]]), layout=layout,
+                       max_length=24)  # fmt: skip
+
+
+def _dm(family: str, method: str, options: dict, bb: Backbone | None = None) -> DeltaModel:  # type: ignore[type-arg]
+    bb = bb or tiny_model(family)
+    torch.manual_seed(0)
+    dm = delta_model(_plain(bb), method, options)
+    assert isinstance(dm, DeltaModel)
+    return dm
+
+
+def _randomise(dm: DeltaModel, seed: int = 1, scale: float = 0.3) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in dm.delta.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+
+
+def _batch(dm: PromptModel, n: int = 6):  # type: ignore[no-untyped-def]
+    t = separable_task(n)
+    return dm.encode(list(t.texts), None, list(t.labels))
+
+
+def _backbone_state(bb: Backbone) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in bb.model.state_dict().items() if "lora_" not in k}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("method", "options"), METHODS, ids=IDS)
+def test_a_step_trains_only_the_method(family: str, method: str, options: dict) -> None:  # type: ignore[type-arg]
+    dm = _dm(family, method, options)
+    bb = dm.backbone
+    before_bb = _backbone_state(bb)
+    before_head = {k: v.clone() for k, v in dm.head.state_dict().items()}
+    before_delta = {k: v.clone() for k, v in dm.delta.state_dict().items()}
+    task = separable_task(16)
+    trainer = Trainer(dm, task, task, TrainConfig(max_steps=1, batch_size=8, lr=1e-2), progress=False)
+    assert {id(p) for p in trainer.params} == {id(p) for p in dm.delta.parameters()}  # the head here has none
+    assert trainer.optimizer.param_groups[0]["lr"] == 1e-2  # the method's tensors train at lr, not head_lr
+    trainer.train_step(list(range(8)), 0)
+    after_bb = _backbone_state(bb)
+    assert before_bb.keys() == after_bb.keys()
+    assert all(
+        torch.equal(before_bb[k], after_bb[k]) for k in before_bb
+    )  # neuron weights and biases untouched
+    assert all(torch.equal(v, dm.head.state_dict()[k]) for k, v in before_head.items())
+    assert dm.prompt.length == 0
+    changed = [k for k, v in dm.delta.state_dict().items() if not torch.equal(v, before_delta[k])]
+    assert changed, "the method's own tensors did not move"
+    if method == "lora":  # B starts at 0: only B gets a gradient on the first step
+        assert all(k.endswith("B.weight") for k in changed)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("method", "options"), METHODS, ids=IDS)
+def test_starts_at_the_backbone_and_is_scoped(
+    family: str, method: str, options: dict, tmp_path: Path
+) -> None:  # type: ignore[type-arg]
+    bb = tiny_model(family)
+    plain = _plain(bb)
+    batch = _batch(plain)
+    with torch.no_grad():
+        ref = plain.hidden_states(batch)
+    dm = _dm(family, method, options, bb)
+    with torch.no_grad():
+        assert torch.allclose(dm.hidden_states(batch), ref, atol=1e-6)  # zero init: the backbone itself
+        _randomise(dm)
+        tuned = dm.hidden_states(batch)
+        assert not torch.allclose(tuned, ref, atol=1e-3)
+        # outside the tuned model's forward pass the shared backbone is the plain pre-trained model
+        assert torch.equal(plain.hidden_states(batch), ref)
+    assert not has_hooks(bb) and not lora_layers_active(bb.model)
+    # save and reload (on the same backbone) give identical predictions
+    path = save_prompt(tmp_path / "m", dm, task={"name": "tiny-sentiment"})
+    man = json.loads((tmp_path / "m.json").read_text())
+    assert (
+        man["method"] == method and man["method_options"] == dm.delta.options() and man["prompt_length"] == 0
+    )
+    again, _ = load_prompt(path, bb)
+    assert isinstance(again, DeltaModel) and again.method == method
+    with torch.no_grad():
+        assert torch.equal(again(batch), dm(batch))
+        assert torch.equal(again.hidden_states(batch), tuned)
+    again.release()
+    dm.release()
+    with torch.no_grad():
+        assert torch.equal(plain.hidden_states(batch), ref)
+    if method == "lora":  # released: the backbone's modules are its own again
+        assert not any(hasattr(m, "lora_A") for m in bb.model.modules())
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_bitfit_is_exactly_training_the_biases(family: str) -> None:
+    dm = _dm(family, "bitfit", {})
+    _randomise(dm, scale=0.5)
+    batch = _batch(dm)
+    with torch.no_grad():
+        got = dm.hidden_states(batch)
+    merged = copy.deepcopy(dm.backbone)
+    body = merged.model.base_model
+    assert isinstance(dm.delta, BitFit)
+    with torch.no_grad():
+        for name in dm.delta.module_names:
+            body.get_submodule(name).bias += dm.delta.biases[name.replace(".", "__")]
+    ref = PromptModel(merged, NoPrompt(merged.hidden_size), dm.head, layout=dm.layout, max_length=24)
+    with torch.no_grad():
+        assert torch.allclose(got, ref.hidden_states(batch), atol=1e-5)
+    names = set(dm.delta.module_names)
+    assert not any(n.startswith("pooler") for n in names)
+    up = f"{dm.backbone.layers_path.removeprefix(dm.backbone.model.base_model_prefix + '.')}.0.{dm.backbone.spec.up}"
+    assert up in names  # the FFN biases are biases too (as in BitFit); their weights stay frozen
+
+
+def test_adapter_shapes_and_placements() -> None:
+    bb = tiny_model("bert", layers=3)
+    pf = build_method("adapter", bb, {"placement": "pfeiffer", "reduction": 8})
+    ho = build_method("adapter", bb, {"placement": "houlsby", "reduction": 8, "activation": "gelu"})
+    assert isinstance(pf, Adapters) and isinstance(ho, Adapters)
+    assert sorted(pf.adapters) == ["0_ffn", "1_ffn", "2_ffn"]
+    assert len(ho.adapters) == 6 and pf.bottleneck == 4  # hidden 32 / 8
+    a = pf.adapters["0_ffn"]
+    assert a.down.weight.shape == (4, 32) and a.up.weight.shape == (32, 4) and not a.up.weight.any()
+    assert pf.trainable_parameters() == 3 * (32 * 4 + 4 + 4 * 32 + 32)
+
+
+def test_lora_targets_defaults_and_refusals() -> None:
+    bb = tiny_model("bert")
+    lo = build_method("lora", bb, {"r": 2, "alpha": 4})
+    assert isinstance(lo, LoRA) and lo.targets == ["attention.self.query", "attention.self.value"]
+    assert lo.layers["0_0"]["A"].weight.shape == (2, 32) and not lo.layers["0_0"]["B"].weight.any()
+    lo.release()
+    g = tiny_model("gpt2")
+    assert build_method("lora", g).targets == ["attn.c_attn"]  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="FFN matrix"):
+        build_method("lora", bb, {"targets": ["output.dense"]})
+    with pytest.raises(ConfigError, match="FFN matrix"):
+        build_method("lora", tiny_model("llama"), {"targets": ["mlp.gate_proj"]})
+    with pytest.raises(ConfigError, match="has no module"):
+        build_method("lora", bb, {"targets": ["attention.self.nothing"]})
+    with pytest.raises(ConfigError, match="integer r"):
+        build_method("lora", bb, {"r": 0})
+
+
+def test_bad_methods_and_options_are_config_errors() -> None:
+    bb = tiny_model("bert")
+    with pytest.raises(ConfigError, match="unknown tuning method"):
+        build_method("prefix", bb)
+    with pytest.raises(ConfigError, match="has no option 'rank'"):
+        build_method("lora", bb, {"rank": 4})
+    with pytest.raises(ConfigError, match="no bias terms"):
+        build_method("bitfit", tiny_model("llama"))
+    with pytest.raises(ConfigError, match="placement"):
+        build_method("adapter", bb, {"placement": "parallel"})
+    with pytest.raises(ConfigError, match="no method options"):
+        delta_model(_plain(bb), "prompt", {"r": 1})
+
+
+@pytest.mark.parametrize("family", ["llama", "t5", "distilbert", "mpnet"])
+def test_other_families_run_adapters_and_lora(family: str) -> None:
+    bb = tiny_model(family)
+    for method, opts in [("adapter", {"placement": "houlsby"}), ("lora", {})]:
+        head = build_head("linear" if family == "t5" else "auto", bb, [["bad"], ["good"]])
+        dm = delta_model(PromptModel(bb, NoPrompt(bb.hidden_size), head, max_length=24), method, opts)
+        _randomise(dm)  # type: ignore[arg-type]
+        with torch.no_grad():
+            assert dm(_batch(dm)).shape == (6, 2)
+        dm.release()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("method", "options"), METHODS, ids=IDS)
+def test_neuron_sites_and_perturbation_see_the_tuned_model(method: str, options: dict) -> None:  # type: ignore[type-arg]
+    dm = _dm("bert", method, options)
+    _randomise(dm)
+    batch = _batch(dm)
+    mask = torch.zeros(dm.backbone.num_layers, dm.backbone.d_ff[0], dtype=torch.bool)
+    mask[0, :10] = True
+    with torch.no_grad(), record_neurons(dm.backbone) as acts:
+        clean = dm(batch)
+    assert acts[0].shape == (6, batch.input_ids.shape[1] + 1, dm.backbone.d_ff[0])  # + the read slot
+    with torch.no_grad(), perturbed(dm, Perturbation("zero", mask)), record_neurons(dm.backbone) as pacts:
+        pert = dm(batch)
+    assert not pacts[0][..., :10].any() and torch.equal(pacts[0][..., 10:], acts[0][..., 10:])
+    assert not torch.equal(pert, clean)
+    assert not has_hooks(dm.backbone)
+    # positions="prompt" of a model without soft prompt = the read slot only
+    with torch.no_grad(), perturbed(dm, Perturbation("zero", mask, positions="prompt")), \
+            record_neurons(dm.backbone) as sacts:  # fmt: skip
+        dm(batch)
+    assert not sacts[0][:, 0, :10].any() and torch.equal(sacts[0][:, 1:], acts[0][:, 1:])
+    dm.release()
+
+
+def test_tune_resume_and_evaluate(tmp_path: Path) -> None:
+    task = separable_task(64)
+    cfg = TrainConfig(max_steps=6, batch_size=8, lr=5e-3, eval_every=2, seed=0)
+    kw = dict(method="adapter", method_options={"placement": "houlsby"}, head="linear", max_length=24,
+              config=cfg, progress=False)  # fmt: skip
+    full = tune_prompt(tiny_model("bert"), task, tmp_path / "full", **kw)  # type: ignore[arg-type]
+    assert full["method"] == "adapter" and full["prompt_length"] == 0 and full["trainable_parameters"] > 0
+    assert full["method_options"]["placement"] == "houlsby"
+    # an interrupted run (Ctrl-C after the step-4 checkpoint) resumes to the same tensors
+    real = Trainer.train_step
+
+    def stop(self: Trainer, idx: list[int], step: int) -> float:
+        if step == 4:
+            raise KeyboardInterrupt
+        return real(self, idx, step)
+
+    Trainer.train_step = stop  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tune_prompt(tiny_model("bert"), task, tmp_path / "cut", **kw)  # type: ignore[arg-type]
+    finally:
+        Trainer.train_step = real  # type: ignore[method-assign]
+    resumed = tune_prompt(tiny_model("bert"), task, tmp_path / "cut", **kw)  # type: ignore[arg-type]
+    assert resumed["resumed_from_step"] == 4
+    a, _ = load_prompt(tmp_path / "full" / "prompt.safetensors", tiny_model("bert"))
+    b, _ = load_prompt(tmp_path / "cut" / "prompt.safetensors", tiny_model("bert"))
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.allclose(va, vb, atol=1e-6), ka
+    ev = evaluate_prompt(
+        tmp_path / "full" / "prompt.safetensors", task, model=tiny_model("bert"), progress=False
+    )
+    assert ev["accuracy"] == pytest.approx(full["test_accuracy"])
+
+
+def _neurons(bb: Backbone, task: str = "tiny-sentiment") -> SkillNeurons:
+    g = torch.Generator().manual_seed(0)
+    L, N = bb.num_layers, bb.d_ff[0]
+    subs = decompose(2)
+    scores = 0.5 + 0.5 * torch.rand(L, N, generator=g, dtype=torch.float64)
+    return SkillNeurons(subs, {subs[0].name: SkillRanking(scores)}, {subs[0].name: torch.zeros(L, N, dtype=torch.int64)},
+                        torch.zeros(L, N, dtype=torch.float64), {"task": task})  # fmt: skip
+
+
+def _saved_runs(tmp_path: Path, bb: Backbone) -> list[Path]:
+    task = separable_task(40)
+    splits = task.split(0)
+    out = []
+    for method, opts in METHODS:
+        d = tmp_path / f"{method}-{opts.get('placement', '')}"
+        d.mkdir()
+        splits.save(d / "split.json")
+        dm = _dm("bert", method, opts, bb)
+        _randomise(dm, scale=0.2)
+        out.append(save_prompt(d / "prompt", dm, task={"name": task.name, "fingerprint": task.fingerprint()},
+                               split={"seed": 0, "file": "split.json"}))  # fmt: skip
+        dm.release()
+    return out
+
+
+def test_delta_perturbation_experiment(tmp_path: Path) -> None:
+    bb = tiny_model("bert", layers=2, d_ff=40)
+    sn = _neurons(bb)
+    paths = _saved_runs(tmp_path, bb)
+    task = separable_task(40)
+    res = delta_perturbation(sn, paths, bb, task=task, rhos=[0.0, 0.1, 0.5], draws=3, out_dir=tmp_path / "o")
+    assert [m["method"] for m in res["models"]] == ["bitfit", "adapter", "adapter", "lora"]
+    for m in res["models"]:
+        sw = m["sweep"]
+        assert sw["mode"] == "zero" and sw["positions"] == "all" and sw["draws"] == 3
+        s0 = m["summary"][0]
+        assert s0["rho"] == 0.0 and s0["skill_drop"] == 0.0 and s0["random_drop"] == 0.0
+        top = m["summary"][-1]
+        assert top["neurons"] == 2 * 20
+        assert top["skill_drop"] == pytest.approx(sw["unperturbed"] - sw["points"][-1]["skill"])
+        assert top["random_drop"] == pytest.approx(sw["unperturbed"] - sw["points"][-1]["random"]["mean"])
+        assert top["random_drop_ci95"][0] <= top["random_drop"] <= top["random_drop_ci95"][1]
+    assert not any(hasattr(m, "lora_A") for m in bb.model.modules())  # every loaded model was released
+    # the same numbers as a direct sweep on the loaded model
+    lo, _ = load_prompt(paths[3], bb)
+    direct = perturbation_sweep(
+        lo, task.split(0).part("test"), sn, rhos=[0.0, 0.1, 0.5], draws=3, mode="zero"
+    )
+    assert direct["points"] == res["models"][3]["sweep"]["points"]
+    lo.release()  # type: ignore[attr-defined]
+    # a rerun reuses the finished sweeps
+    before = (tmp_path / "o" / "sweep_0.json").stat().st_mtime_ns
+    again = delta_perturbation(
+        sn, paths[:1], bb, task=task, rhos=[0.0, 0.1, 0.5], draws=3, out_dir=tmp_path / "o"
+    )
+    assert (tmp_path / "o" / "sweep_0.json").stat().st_mtime_ns == before
+    assert again["models"][0] == res["models"][0]
+    with pytest.raises(ConfigError, match="found on task 'other'"):
+        delta_perturbation(_neurons(bb, "other"), paths[:1], bb, task=task, rhos=[0.1], draws=1)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("tiny-bert")
+    bb = tiny_model("bert")
+    bb.model.save_pretrained(d)
+    bb.tokenizer.save_pretrained(d)
+    return d
+
+
+def test_cli_tune_methods_and_delta_perturb(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = separable_task(60)
+    data = tmp_path / "d.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([t, ["negative", "positive"][y]] for t, y in zip(task.texts, task.labels))
+    common = ["-q", "tune", "--model", str(model_dir), "--task", str(data), "--max-length", "24", "--max-steps", "2",
+              "--batch-size", "8", "--head", "linear", "--lr", "1e-3", "--split-seed", "0"]  # fmt: skip
+    runs = {}
+    for method, extra in [("prompt", ["--prompt-length", "3"]), ("bitfit", []),
+                          ("adapter", ["--adapter-placement", "houlsby", "--adapter-reduction", "8"]),
+                          ("lora", ["--lora-r", "2", "--lora-targets", "attention.self.query"])]:  # fmt: skip
+        runs[method] = tmp_path / method
+        assert main([*common, "--out", str(runs[method]), "--method", method, *extra]) == 0
+        res = json.loads((runs[method] / "results.json").read_text())
+        assert res.get("method", "prompt") == method
+    opts = json.loads((runs["lora"] / "prompt.json").read_text())["method_options"]
+    assert opts["r"] == 2 and opts["targets"] == ["attention.self.query"]
+    assert json.loads((runs["adapter"] / "prompt.json").read_text())["method_options"]["reduction"] == 8.0
+    capsys.readouterr()
+    assert (
+        main(["-q", "evaluate", "--prompt", str(runs["lora"] / "prompt.safetensors"), "--task", str(data)])
+        == 0
+    )
+    assert 0 <= json.loads(capsys.readouterr().out)["accuracy"] <= 1
+    assert main(["-q", "find", str(runs["prompt"] / "prompt.safetensors"), "--out", str(tmp_path / "n"),
+                 "--task", str(data), "--no-controls"]) == 0  # fmt: skip
+    capsys.readouterr()
+    models = [str(runs[m] / "prompt.safetensors") for m in ("bitfit", "adapter", "lora")]
+    assert main(["-q", "delta-perturb", "--neurons", str(tmp_path / "n" / "skill_neurons.safetensors"),
+                 "--models", *models, "--out", str(tmp_path / "dp"), "--rho", "0,0.1", "--draws", "2", "--task", str(data)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "bitfit" in out and "adapter-houlsby" in out and "lora" in out
+    saved = json.loads((tmp_path / "dp" / "delta_perturb.json").read_text())
+    assert [m["method"] for m in saved["models"]] == ["bitfit", "adapter", "lora"]
+    assert saved["settings"]["mode"] == "zero" and (tmp_path / "dp" / "delta_perturb.png").is_file()
+    assert main(["-q", "tune", "--model", str(model_dir), "--task", str(data), "--out", str(tmp_path / "bad"),
+                 "--method", "lora", "--lora-targets", "output.dense", "--max-steps", "1"]) == 2  # fmt: skip
+
+
+def test_no_prompt_module() -> None:
+    p = NoPrompt(8)
+    assert isinstance(p, SoftPrompt) and p.length == 0 and p().shape == (0, 8) and not p.weight.requires_grad
+    assert isinstance(p, nn.Module)
+
+
+def test_peft_export_refuses_delta_models(tmp_path: Path) -> None:
+    from skillneurons.prompts import export_peft
+
+    dm = _dm("gpt2", "lora", {})
+    with pytest.raises(ConfigError, match="holds no soft prompt"):
+        export_peft(dm, tmp_path / "x")
+    dm.release()
+
+
+def test_a_checkpoint_of_other_method_options_is_not_resumed(tmp_path: Path) -> None:
+    task = separable_task(32)
+    cfg = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, eval_every=1)
+    kw = dict(method="lora", head="linear", max_length=24, config=cfg, progress=False)
+    tune_prompt(tiny_model("bert"), task, tmp_path, method_options={"alpha": 16.0}, **kw)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="different run"):
+        tune_prompt(tiny_model("bert"), task, tmp_path, method_options={"alpha": 32.0}, **kw)  # type: ignore[arg-type]
+
+
+def test_methods_on_a_backbone_still_holding_another_lora(tmp_path: Path) -> None:
+    bb = tiny_model("bert")
+    ref = build_method("bitfit", bb)
+    keys = set(ref.state_dict())
+    held = _dm("bert", "lora", {}, bb)  # not released: its PEFT wrappers stay in the shared backbone
+    _randomise(held)
+    bf = _dm("bert", "bitfit", {}, bb)
+    # the same keys as on a clean backbone (no base_layer, no lora_)
+    assert set(bf.delta.state_dict()) == keys
+    _randomise(bf)
+    batch = _batch(bf)
+    with torch.no_grad():
+        out = bf(batch)
+    path = save_prompt(tmp_path / "b", bf)
+    held.release()
+    again, _ = load_prompt(path, bb)  # reloads on the clean backbone to the same predictions
+    with torch.no_grad():
+        assert torch.allclose(again(batch), out, atol=1e-6)
+    # tune_prompt gives the backbone back clean
+    tune_prompt(bb, separable_task(32), None, method="lora", head="linear", max_length=24, progress=False,
+                config=TrainConfig(max_steps=1, batch_size=8, lr=1e-3))  # fmt: skip
+    assert not any(hasattr(m, "lora_A") for m in bb.model.modules())
