@@ -53,3 +53,41 @@ def test_pipeline_on_cuda(tmp_path, family: str) -> None:  # type: ignore[no-unt
     assert small.device.type == "cuda" and small.d_ff[0] < bb.d_ff[0]
     pm_small, _ = load_prompt(prompt, small)
     assert 0.0 <= evaluate(pm_small, part, 16, progress=False)["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("method", ["bitfit", "adapter", "lora"])
+def test_delta_methods_on_cuda_reload_equal_to_cpu(tmp_path, method: str) -> None:  # type: ignore[no-untyped-def]
+    task = separable_task(64)
+    bb = tiny_model("bert")
+    bb.model.to("cuda")
+    cfg = TrainConfig(max_steps=4, batch_size=16, eval_every=2, seed=0, lr=1e-2)
+    res = tune_prompt(bb, task, tmp_path / method, method=method, max_length=24, config=cfg, progress=False)
+    assert res["steps"] == 4
+    prompt = tmp_path / method / "prompt.safetensors"
+    part = task.subset(range(32))
+    on_gpu = evaluate(load_prompt(prompt, bb)[0], part, 16, precision="fp32", progress=False)
+    on_cpu = evaluate(load_prompt(prompt, tiny_model("bert"))[0], part, 16, precision="fp32", progress=False)
+    assert on_gpu["accuracy"] == on_cpu["accuracy"]
+    assert on_gpu["loss"] == pytest.approx(on_cpu["loss"], abs=1e-4)
+
+
+def test_progressive_tuning_and_projector_on_cuda(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from skillneurons.transfer.projector import apply_projector, train_projector
+
+    task = separable_task(64)
+    bb = tiny_model("bert")
+    bb.model.to("cuda")
+    cfg = TrainConfig(max_steps=8, batch_size=16, eval_every=4, seed=0)
+    res = tune_prompt(bb, task, tmp_path / "fpt", prompt_length=3, max_length=24, config=cfg,
+                      progressive="50,full", progress=False)  # fmt: skip
+    stages = res["progressive"]["stages"]
+    assert len(stages) == 2 and stages[0]["flops_per_step"] < stages[1]["flops_per_step"]
+    target = tiny_model("roberta", hidden=48)
+    target.model.to("cuda")
+    proj = train_projector(tmp_path / "fpt" / "prompt.safetensors", target, tmp_path / "proj", task=task, inner=16,
+                           max_length=24, config=TrainConfig(max_steps=4, batch_size=16, eval_every=2, lr=1e-3),
+                           progress=False)  # fmt: skip
+    assert 0.0 <= proj["test_accuracy"] <= 1.0
+    out = apply_projector(tmp_path / "proj" / "projector.safetensors", tmp_path / "fpt" / "prompt.safetensors",
+                          target, tmp_path / "applied", task=task, progress=False)  # fmt: skip
+    assert out is not None
