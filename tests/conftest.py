@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,16 @@ from skillneurons.testing import FAMILIES, tiny_model  # noqa: E402
 
 ALL_FAMILIES = sorted(FAMILIES)
 LM_FAMILIES = [f for f in ALL_FAMILIES if f != "t5"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT saved as a Hugging Face folder (for commands that take a model path)."""
+    d = tmp_path_factory.mktemp("tiny-bert")
+    bb = tiny_model("bert")
+    bb.model.save_pretrained(d)
+    bb.tokenizer.save_pretrained(d)
+    return d
 
 
 @pytest.fixture(params=ALL_FAMILIES)

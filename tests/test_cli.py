@@ -10,16 +10,6 @@ import pytest
 
 from conftest import separable_task
 from skillneurons.cli import main
-from skillneurons.testing import tiny_model
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("tiny-bert")
-    bb = tiny_model("bert")
-    bb.model.save_pretrained(d)
-    bb.tokenizer.save_pretrained(d)
-    return d
 
 
 def _csv(path: Path, n: int = 60) -> Path:

@@ -331,15 +331,6 @@ def test_delta_perturbation_experiment(tmp_path: Path) -> None:
         delta_perturbation(_neurons(bb, "other"), paths[:1], bb, task=task, rhos=[0.1], draws=1)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("tiny-bert")
-    bb = tiny_model("bert")
-    bb.model.save_pretrained(d)
-    bb.tokenizer.save_pretrained(d)
-    return d
-
-
 def test_cli_tune_methods_and_delta_perturb(
     tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
