@@ -420,3 +420,180 @@ def test_methods_on_a_backbone_still_holding_another_lora(tmp_path: Path) -> Non
     tune_prompt(bb, separable_task(32), None, method="lora", head="linear", max_length=24, progress=False,
                 config=TrainConfig(max_steps=1, batch_size=8, lr=1e-3))  # fmt: skip
     assert not any(hasattr(m, "lora_A") for m in bb.model.modules())
+
+
+@pytest.mark.parametrize(("method", "options"), METHODS, ids=IDS)
+def test_delta_tensors_are_float32_on_a_bf16_backbone(method: str, options: dict) -> None:  # type: ignore[type-arg]
+    bb = tiny_model("bert")
+    nn.Module.to(bb.model, torch.bfloat16)
+    assert bb.dtype == torch.bfloat16
+    dm = _dm("bert", method, options, bb)
+    params = dict(dm.delta.named_parameters())
+    assert params and {p.dtype for p in params.values()} == {torch.float32}
+    _randomise(dm)
+    batch = _batch(dm)
+    with torch.no_grad():
+        out = dm(batch)
+    assert out.shape == (6, 2) and torch.isfinite(out).all()
+    # the method changes the output (its float32 tensors really take part)
+    with torch.no_grad():
+        plain = _plain(bb)(batch)
+    assert not torch.allclose(out.float(), plain.float())
+    dm.release()
+
+
+def test_lora_dropout_is_refused(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bb = tiny_model("bert")
+    with pytest.raises(ConfigError, match=r"LoRA dropout 0\.1 is not supported"):
+        build_method("lora", bb, {"dropout": 0.1})
+    assert not any(hasattr(m, "lora_A") for m in bb.model.modules())  # refused before injection
+    ok = build_method("lora", bb, {"dropout": 0.0})
+    assert ok.options()["dropout"] == 0.0
+    ok.release()
+    data = tmp_path / "d.csv"
+    task = separable_task(20)
+    with open(data, "w", newline="") as f:
+        csv.writer(f).writerows([["text", "label"], *([t, str(y)] for t, y in zip(task.texts, task.labels))])
+    capsys.readouterr()
+    assert main(["-q", "tune", "--model", str(model_dir), "--task", str(data), "--out", str(tmp_path / "o"),
+                 "--method", "lora", "--lora-dropout", "0.1", "--max-steps", "1"]) == 2  # fmt: skip
+    assert "LoRA dropout 0.1 is not supported" in capsys.readouterr().err
+
+
+def test_tune_releases_the_lora_when_training_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    bb = tiny_model("bert")
+
+    def boom(self: Trainer) -> None:
+        assert any(hasattr(m, "lora_A") for m in bb.model.modules())  # the LoRA is in while training
+        raise RuntimeError("training failed")
+
+    monkeypatch.setattr(Trainer, "fit", boom)
+    with pytest.raises(RuntimeError, match="training failed"):
+        tune_prompt(bb, separable_task(32), None, method="lora", head="linear", max_length=24, progress=False,
+                    config=TrainConfig(max_steps=1, batch_size=8, lr=1e-3))  # fmt: skip
+    assert not any(hasattr(m, "lora_A") or hasattr(m, "base_layer") for m in bb.model.modules())
+    assert not lora_layers_active(bb.model)
+
+
+@pytest.mark.parametrize("method", ["bitfit", "adapter", "lora"])
+def test_tune_refuses_an_initial_prompt_for_delta_methods(method: str, tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=f"--init-prompt starts a soft prompt; --method {method} tunes no prompt"
+    ):
+        tune_prompt(tiny_model("bert"), separable_task(32), tmp_path, method=method, init_prompt=tmp_path / "p",
+                    progress=False)  # fmt: skip
+    assert not (tmp_path / "split.json").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("method", ["bitfit", "adapter", "lora"])
+def test_a_failing_install_leaves_the_backbone_plain(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    dm = _dm("bert", method, {})
+    bb = dm.backbone
+
+    def hooked() -> int:
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in bb.model.modules())
+
+    base = hooked()
+    delta = dm.delta
+    if isinstance(delta, BitFit):  # the last bias has no tensor: fails after every other hook is on
+        del delta.biases[list(delta.biases.keys())[-1]]
+        err: type[Exception] = AttributeError  # ParameterDict's missing key
+    elif isinstance(delta, Adapters):  # the last site does not exist
+        layer, key, _ = delta.sites[-1]
+        delta.sites[-1] = (layer, key, "no.such.module")
+        err = AttributeError
+    else:  # the last wrapped layer cannot switch on
+        assert isinstance(delta, LoRA)
+        last = delta._wrapped()[-1]
+        real = getattr(type(last), "set_adapter")  # noqa: B009
+
+        def fail(self: nn.Module, name: str, *a: object, **k: object) -> None:
+            if self is last:
+                raise RuntimeError("cannot switch")
+            real(self, name, *a, **k)
+
+        monkeypatch.setattr(type(last), "set_adapter", fail)
+        err = RuntimeError
+    with pytest.raises(err):
+        with delta.attached():
+            pass
+    assert hooked() == base and not lora_layers_active(bb.model)
+    monkeypatch.undo()
+    dm.release()
+
+
+def test_delta_perturb_resume_keys_on_neurons_and_task(tmp_path: Path) -> None:
+    bb = tiny_model("bert", layers=2, d_ff=40)
+    paths = _saved_runs(tmp_path, bb)[:1]
+    task = separable_task(40)
+    a, b = _neurons(bb), _neurons(bb)
+    b.rankings[b.subtasks[0].name] = SkillRanking(1.0 - a.rankings[a.subtasks[0].name].scores + 0.5)
+    na, nb = a.save(tmp_path / "na"), b.save(tmp_path / "nb")
+    kw = dict(task=task, rhos=[0.0, 0.5], draws=2, out_dir=tmp_path / "o")
+    first = delta_perturbation(na, paths, bb, **kw)  # type: ignore[arg-type]
+    key = first["models"][0]["settings"]
+    assert key["neurons"] == str(na) and len(key["neurons_sha256"]) == 64
+    assert key["task_fingerprint"] == task.fingerprint()
+    sweep = tmp_path / "o" / "sweep_0.json"
+    stamp = sweep.stat().st_mtime_ns
+    assert delta_perturbation(na, paths, bb, **kw)["models"][0] == first["models"][0]  # type: ignore[arg-type]
+    assert sweep.stat().st_mtime_ns == stamp  # reused
+    # other neurons into the same folder: recomputed, with their own skill points
+    other = delta_perturbation(nb, paths, bb, **kw)["models"][0]  # type: ignore[arg-type]
+    assert (
+        other["settings"]["neurons"] == str(nb)
+        and other["settings"]["neurons_sha256"] != key["neurons_sha256"]
+    )
+    assert (
+        other["sweep"]["points"][1]["skill"]
+        == perturbation_sweep(
+            load_prompt(paths[0], bb)[0], task.split(0).part("test"), b, rhos=[0.0, 0.5], draws=2, mode="zero"
+        )["points"][1]["skill"]
+    )
+    # the same path rewritten with other neurons: recomputed too
+    b.save(tmp_path / "na")
+    again = delta_perturbation(na, paths, bb, **kw)["models"][0]  # type: ignore[arg-type]
+    assert again["settings"]["neurons_sha256"] == other["settings"]["neurons_sha256"]
+    assert again["sweep"] == other["sweep"]
+    # in-memory neurons: keyed on their tensors
+    m1 = delta_perturbation(a, paths, bb, **kw)["models"][0]  # type: ignore[arg-type]
+    m2 = delta_perturbation(b, paths, bb, **kw)["models"][0]  # type: ignore[arg-type]
+    assert (
+        m1["settings"]["neurons"] is None
+        and m1["settings"]["neurons_sha256"] != m2["settings"]["neurons_sha256"]
+    )
+    assert m1["sweep"] == first["models"][0]["sweep"] and m2["sweep"] == other["sweep"]
+    # the same model path re-tuned on another task (other texts): recomputed
+    task2 = separable_task(80)
+    task2.split(0).save(paths[0].parent / "split.json")
+    dm = _dm("bert", "bitfit", {}, bb)
+    _randomise(dm, scale=0.2)
+    save_prompt(paths[0].parent / "prompt", dm, task={"name": task2.name, "fingerprint": task2.fingerprint()},
+                split={"seed": 0, "file": "split.json"})  # fmt: skip
+    t2 = delta_perturbation(b, paths, bb, **{**kw, "task": task2})["models"][0]  # type: ignore[arg-type]
+    assert t2["settings"]["task_fingerprint"] == task2.fingerprint() != task.fingerprint()
+    assert t2["settings"]["artifact_sha256"] != m2["settings"]["artifact_sha256"]
+    assert t2["sweep"]["n_eval"] == len(task2.split(0).part("test")) != m2["sweep"]["n_eval"]
+    assert not any(hasattr(m, "lora_A") for m in bb.model.modules())
+
+
+def test_delta_perturb_cli_loads_the_manifest_backbone_with_the_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import skillneurons.backbones as backbones
+
+    bb = tiny_model("bert", layers=2, d_ff=40)
+    paths = _saved_runs(tmp_path, bb)[:1]
+    sn = _neurons(bb).save(tmp_path / "n")
+    seen: dict[str, object] = {}
+
+    def load(name: str, **kw: object) -> Backbone:
+        seen.update(kw, name=name)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(backbones, "load_backbone", load)
+    assert main(["-q", "delta-perturb", "--neurons", str(sn), "--models", str(paths[0]), "--out", str(tmp_path / "o"),
+                 "--dtype", "bfloat16", "--device-map", "auto"]) == 2  # fmt: skip
+    manifest = json.loads(paths[0].with_suffix(".json").read_text())
+    assert seen["name"] == manifest["backbone"]["name"]
+    assert seen["dtype"] == "bfloat16" and seen["device_map"] == "auto" and seen["trust_remote_code"] is False

@@ -418,3 +418,28 @@ def test_tune_prompt_progressive_writes_the_stages(tmp_path) -> None:  # type: i
     assert (tmp_path / "prompt.safetensors").is_file()
     assert json.loads((tmp_path / "results.json").read_text())["progressive"]["flops"] == p["flops"]
     assert res["best_step"] > 4  # selected in the full stage
+
+
+@torch.no_grad()
+def test_depth_stage_gives_kept_layers_their_own_layer_types() -> None:
+    """Qwen2 reads ``config.layer_types[i]`` for the i-th running layer: with layers dropped, each
+    kept layer must still get its own (sliding-window or full) attention mask."""
+    types = ["full_attention", "full_attention", "full_attention", "sliding_attention"]
+    bb = tiny_model("qwen2", layers=4, layer_types=list(types), use_sliding_window=True, sliding_window=2,
+                    max_window_layers=3)  # fmt: skip
+    assert list(bb.config.layer_types) == types
+    emb, mask = _inputs(bb)
+    keep = [0, 3]
+    ref: Any = _reference_shallow(bb, keep)
+    ref.config.layer_types = [types[i] for i in keep]
+    want = ref.base_model(inputs_embeds=emb, attention_mask=mask)[0]
+    with PartialModel(bb, keep):
+        assert bb.config.layer_types == ["full_attention", "sliding_attention"]
+        got = bb.encoder_forward(emb, mask)
+    assert list(bb.config.layer_types) == types  # restored
+    real = mask.bool()
+    torch.testing.assert_close(got[real], want[real], rtol=1e-5, atol=1e-5)
+    # the window matters here: with the first two entries (both full) layer 3 would see too much
+    ref.config.layer_types = types[:2]
+    wrong = ref.base_model(inputs_embeds=emb, attention_mask=mask)[0]
+    assert not torch.allclose(wrong[real], want[real])

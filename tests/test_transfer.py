@@ -176,7 +176,7 @@ def test_transfer_matrix_file_resumes(runs: dict, tmp_path: Path, monkeypatch: p
         [runs["pa"], runs["pb"]], tmp_path, model=runs["bb"], tasks=tasks, progress=False
     )
     calls = []
-    monkeypatch.setattr(m, "transfer_accuracy", lambda *a, **k: calls.append(1) or {"accuracy": 0.0})
+    monkeypatch.setattr(m, "transfer_accuracy", lambda *a, **k: calls.append(1) or {"accuracy": 0.0})  # type: ignore[func-returns-value]
     again = run_transfer_matrix(
         [runs["pa"], runs["pb"]], tmp_path, model=runs["bb"], tasks=tasks, progress=False
     )
@@ -390,3 +390,199 @@ def test_cli_commands(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         and 0 <= applied["accuracy"] <= 1
         and Path(applied["prompt_path"]).is_file()
     )
+
+
+# ---- review fixes: resume identity, projector head, delta artifacts, CLI options, seconds ------
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src.parent, dst)
+    return dst / src.name
+
+
+def test_transfer_matrix_recomputes_a_prompt_overwritten_in_place(
+    runs: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import skillneurons.transfer.matrix as m
+    from skillneurons.prompts import save_prompt
+
+    pa, pb = _copy_run(runs["pa"], tmp_path / "a"), _copy_run(runs["pb"], tmp_path / "b")
+    tasks = {"tiny-sentiment": runs["a"], "tiny-b": runs["b"]}
+    first = run_transfer_matrix([pa, pb], tmp_path / "m", model=runs["bb"], tasks=tasks, progress=False)
+    assert first["settings"]["precision"] == "auto" and len(set(first["source_ids"])) == 2
+    # b's prompt is re-tuned in place: same path, other vectors
+    pm_b, man = load_prompt(pb, runs["bb"])
+    pm_b.prompt = SoftPrompt(pm_b.prompt.weight + 1.0)
+    save_prompt(pb.with_suffix(""), pm_b, **{k: man[k] for k in ("task", "split")})
+    calls: list[float] = []
+
+    def fake(w: torch.Tensor, target: object, **kw: object) -> dict[str, float]:
+        calls.append(float(w.sum()))
+        return {"accuracy": 0.5}
+
+    monkeypatch.setattr(m, "transfer_accuracy", fake)
+    again = run_transfer_matrix([pa, pb], tmp_path / "m", model=runs["bb"], tasks=tasks, progress=False)
+    # recomputed: b -> a, b's own accuracy (also the b -> b cell), a -> b; a's own and a -> a reused
+    assert len(calls) == 3
+    assert again["accuracy"][0][0] == first["accuracy"][0][0] and again["own"][0] == first["own"][0]
+    assert again["accuracy"][1][0] == 0.5 and again["accuracy"][0][1] == 0.5 and again["own"][1] == 0.5
+    assert again["accuracy"][1][1] == 0.5 and again["source_ids"][1] != first["source_ids"][1]
+    # another precision is another setting: nothing reused
+    calls.clear()
+    transfer_matrix([pa, pb], runs["bb"], tasks=tasks, progress=False, precision="fp32", previous=again)
+    assert len(calls) == 4  # 2 own + 2 off-diagonal
+
+
+def test_projector_keeps_its_trained_linear_head(runs: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    from skillneurons.data import Task
+    from skillneurons.prompts import LinearHead
+    from skillneurons.transfer.projector import projector_head_state
+
+    target = tiny_model("mpnet", layers=2, d_ff=24, hidden=48)
+    cfg = TrainConfig(max_steps=2, batch_size=8, eval_every=1, lr=1e-3, head_lr=0.5)
+    train_projector(runs["pa"], target, tmp_path / "proj", task=runs["a"], inner=8, head="linear", max_length=24,
+                    config=cfg, progress=False)  # fmt: skip
+    path = tmp_path / "proj" / "projector.safetensors"
+    _, man = load_projector(path)  # the head tensors do not disturb the projector's
+    assert man["head"] == {"kind": "linear", "config": {"type": "linear", "num_classes": 2}}
+    state = projector_head_state(path)
+    trained, _ = load_prompt(tmp_path / "proj" / "prompt.safetensors", target)
+    assert torch.equal(state["linear.weight"], trained.head.state_dict()["linear.weight"])
+    # apply defaults to the trained head, with its weights
+    out = apply_projector(
+        path, runs["pb"], target, task=runs["b"], batch_size=4, precision="fp32", progress=False
+    )
+    assert isinstance(out["model"].head, LinearHead)
+    assert torch.equal(out["model"].head.state_dict()["linear.weight"], state["linear.weight"])
+    # another number of classes: refused; a fixed head can still be asked for
+    three = Task(name="three", texts=tuple(f"text {i}" for i in range(30)), labels=tuple(i % 3 for i in range(30)),
+                 label_names=("a", "b", "c"), label_words=(("bad",), ("fine",), ("good",)), source="tests")  # fmt: skip
+    with pytest.raises(ConfigError, match="linear head of 2 classes"):
+        apply_projector(path, runs["pb"], target, task=three, split=None, progress=False)
+    sim = apply_projector(path, runs["pb"], target, task=three, head="similarity", split=None, progress=False)
+    assert sim["model"].head.kind == "similarity"
+
+
+def test_delta_artifacts_are_refused_before_loading(runs: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    from skillneurons.transfer import load_target
+
+    lora = _copy_run(runs["pa"], tmp_path / "lora")
+    man_file = lora.with_suffix(".json")
+    man_file.write_text(json.dumps({**json.loads(man_file.read_text()), "method": "lora"}))
+    bb, pb = runs["bb"], runs["pb"]
+    msg = r"was tuned with --method lora and has no soft prompt to transfer"
+    target = tiny_model("mpnet", layers=2, d_ff=24, hidden=48)
+    calls = [
+        lambda: transferability([lora, pb], bb),
+        lambda: load_target(lora, bb, task=runs["a"]),
+        lambda: transfer_matrix([pb], bb, targets=[lora], progress=False),
+        lambda: transfer_matrix([lora, pb], bb, progress=False),
+        lambda: train_projector(lora, target, None, task=runs["a"], inner=8, progress=False),
+        lambda: initial_prompt(bb, lora, 3),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError, match=msg):
+            call()
+    # a real delta-tuned artifact (BitFit)
+    res = tune_prompt(bb, runs["a"], tmp_path / "bitfit", method="bitfit", max_length=24, config=CONFIG,
+                      progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="--method bitfit and has no soft prompt"):
+        initial_prompt(bb, res["prompt"], 3)
+
+
+def test_tpt_init_prompt_is_part_of_the_run(runs: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    from skillneurons.training import Trainer
+
+    bb = runs["bb"]
+    kw = {"prompt_length": 3, "max_length": 24, "progress": False}
+    tune_prompt(bb, runs["b"], tmp_path / "t", init_prompt=runs["pa"], config=CONFIG, **kw)  # type: ignore[arg-type]
+    # the same run resumes; another start of the same shape is another run
+    again = tune_prompt(bb, runs["b"], tmp_path / "t", init_prompt=runs["pa"], config=CONFIG, **kw)  # type: ignore[arg-type]
+    assert again["resumed_from_step"] == 3
+    with pytest.raises(ConfigError, match="different run"):
+        tune_prompt(bb, runs["b"], tmp_path / "t", init_prompt=runs["pb"], config=CONFIG, **kw)  # type: ignore[arg-type]
+    # plain runs keep their key: only the init/source entries add to it
+    pm, _ = load_prompt(runs["pa"], bb)
+    split = runs["b"].split(0)
+    tr, dv = split.part("train"), split.part("dev")
+    plain = Trainer(pm, tr, dv, CONFIG, progress=False).run_key()
+    assert Trainer(pm, tr, dv, CONFIG, manifest={"task": {"name": "x"}}, progress=False).run_key() == plain
+    keyed = Trainer(pm, tr, dv, CONFIG, manifest={"init_prompt": {"sha256": "abc"}}, progress=False).run_key()
+    assert keyed != plain
+
+
+def test_compare_runs_seconds_of_a_resumed_run() -> None:
+    hist = [{"step": 10, "dev_accuracy": 0.5}, {"step": 20, "dev_accuracy": 0.8}]
+    base = {
+        "history": hist,
+        "best_dev_accuracy": 0.8,
+        "best_step": 20,
+        "steps": 40,
+        "train_seconds": 30.0,
+        "test_accuracy": 0.8,
+        "resumed_from_step": 30,
+    }  # 30 s for the 10 steps after the resume
+    res = compare_runs(base, {})
+    assert res["runs"]["baseline"]["seconds_to_threshold"] == pytest.approx(20 * 30.0 / 10)
+    assert compare_runs({**base, "resumed_from_step": None}, {})["runs"]["baseline"][
+        "seconds_to_threshold"
+    ] == pytest.approx(20 * 30.0 / 40)
+
+
+def test_empty_on_layer_windows_are_refused() -> None:
+    from skillneurons.transfer.cli import _layers
+
+    assert _layers("1:3") == [1, 2] and _layers("0,2") == [0, 2] and _layers(None) is None
+    for text in ("1:1", "5:3", ","):
+        with pytest.raises(ConfigError, match="selects no layer"):
+            _layers(text)
+    with pytest.raises(ConfigError, match="layer window is empty"):
+        OnOptions(layers=[])
+
+
+def test_project_cli_options(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+    import skillneurons.cli as cli
+    import skillneurons.transfer.projector as pj
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-q", "--quiet", action="store_true")
+    register(parser.add_subparsers(dest="command", required=True))
+    for opt in (["--method", "lora"], ["--progressive", "50,full"], ["--init-prompt", "x"], ["--verbalizer", "kpt"],
+                ["--prompt-length", "3"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            parser.parse_args(["project", "apply", *opt])
+    loaded: list[str] = []
+
+    def fake_backbone(args: argparse.Namespace, name: str) -> object:
+        loaded.append(name)
+        return runs["bb"]
+
+    monkeypatch.setattr(cli, "_backbone", fake_backbone)
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(pj, "apply_projector", lambda *a, **k: seen.update(k) or {"accuracy": 1.0})
+    proj = tmp_path / "projector.json"
+    proj.write_text(
+        json.dumps(
+            {
+                "format": "skillneurons-artifact",
+                "kind": "projector",
+                "target_backbone": {"name": "the-target"},
+            }
+        )
+    )
+    args = parser.parse_args(["-q", "project", "apply", "--projector", str(proj), "--prompt", str(runs["pa"]),
+                              "--batch-size", "7", "--precision", "fp32", "--dtype", "bfloat16"])  # fmt: skip
+    assert args.fn(args) == 0
+    assert seen["batch_size"] == 7 and seen["precision"] == "fp32" and seen["head"] is None
+    assert loaded == ["the-target"]  # the manifest's backbone, through the CLI loader
+    args = parser.parse_args(["-q", "transfer-matrix", str(runs["pa"]), "--out", str(tmp_path / "m")])
+    import skillneurons.transfer.matrix as m
+
+    monkeypatch.setattr(m, "run_transfer_matrix", lambda *a, **k: seen.update(model=k["model"]) or {
+        "settings": {"split": "test"}, "sources": ["a"], "targets": ["a"], "accuracy": [[1.0]],
+        "relative": [[1.0]]})  # fmt: skip
+    assert args.fn(args) == 0 and seen["model"] is runs["bb"] and loaded[-1] == runs["bb"].name  # type: ignore[attr-defined]

@@ -93,6 +93,10 @@ def tune_prompt(
     still ``prompt.safetensors`` and loads through :func:`~skillneurons.prompts.load_prompt`.
     """
     config = config or TrainConfig()
+    if method != "prompt" and init_prompt is not None:
+        raise ConfigError(
+            f"--init-prompt starts a soft prompt; --method {method} tunes no prompt: drop one of them"
+        )
     bb = load_backbone(model) if isinstance(model, str) else model
     t = load_task(task) if isinstance(task, str) else task
     out = Path(out_dir) if out_dir is not None else None
@@ -127,47 +131,55 @@ def tune_prompt(
         if progressive is not None:
             raise ConfigError(f"progressive training tunes prompts: drop it for --method {method}")
         pm = delta_model(pm, method, method_options)
-    if verbalizer == "kpt":
-        refine_in_prompt_model(pm, unlabelled_contexts(train, 200, config.seed), relevance=relevance)
-    manifest = {"task": {"name": t.name, "fingerprint": t.fingerprint(), "label_names": list(t.label_names),
-                         "source": t.source},
-                "split": {"seed": splits.seed, "sizes": [len(train), len(dev), len(test)], "file": "split.json"}}  # fmt: skip
-    hooks = None
-    if progressive is not None:  # fast prompt tuning: progressive partial models (skillneurons.fpt)
-        from skillneurons.fpt import ProgressiveTraining
+    try:  # a LoRA is taken back out of the caller's backbone even when training fails
+        if verbalizer == "kpt":
+            refine_in_prompt_model(pm, unlabelled_contexts(train, 200, config.seed), relevance=relevance)
+        manifest = {"task": {"name": t.name, "fingerprint": t.fingerprint(), "label_names": list(t.label_names),
+                             "source": t.source},
+                    "split": {"seed": splits.seed, "sizes": [len(train), len(dev), len(test)], "file": "split.json"}}  # fmt: skip
+        if init_prompt is not None:  # the start is part of the run: a checkpoint resumes only the same init
+            from skillneurons.transfer.tpt import prompt_digest
 
-        hooks = ProgressiveTraining(pm, train, progressive, precision=config.precision, progress=progress)
-    trainer = Trainer(pm, train, dev, config, out, manifest=manifest, progress=progress, hooks=hooks)
-    result = trainer.fit()
-    t0 = time.perf_counter()
-    test_metrics = evaluate(
-        pm, test, config.eval_batch_size, precision=config.precision, progress=progress, desc="test"
-    )
-    results = {
-        "model": bb.identity(),
-        "task": t.name,
-        "seed": config.seed,
-        "split_seed": splits.seed,
-        "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
-        "prompt_length": prompt_length,
-        "head": h.kind,
-        "layout": pm.layout,
-        "best_dev_accuracy": result.best_dev_accuracy,
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "test_accuracy": test_metrics["accuracy"],
-        "test_loss": test_metrics["loss"],
-        "train_seconds": result.seconds,
-        "test_seconds": time.perf_counter() - t0,
-        "resumed_from_step": result.resumed_from,
-        "train_config": asdict(config),
-        "prompt": str(result.prompt_path) if result.prompt_path else None,
-    }
-    if hooks is not None:
-        results["progressive"] = hooks.summary(result.steps)
-    if method != "prompt":
-        results.update(prompt_length=0, **pm.artifact_manifest())  # type: ignore[operator]
-        pm.release()  # type: ignore[operator]  # the backbone is the caller's: take a LoRA back out of it
+            manifest["init_prompt"] = {"path": None if isinstance(init_prompt, SoftPrompt) else str(init_prompt),
+                                       "sha256": prompt_digest(prompt)}  # fmt: skip
+        hooks = None
+        if progressive is not None:  # fast prompt tuning: progressive partial models (skillneurons.fpt)
+            from skillneurons.fpt import ProgressiveTraining
+
+            hooks = ProgressiveTraining(pm, train, progressive, precision=config.precision, progress=progress)
+        trainer = Trainer(pm, train, dev, config, out, manifest=manifest, progress=progress, hooks=hooks)
+        result = trainer.fit()
+        t0 = time.perf_counter()
+        test_metrics = evaluate(
+            pm, test, config.eval_batch_size, precision=config.precision, progress=progress, desc="test"
+        )
+        results = {
+            "model": bb.identity(),
+            "task": t.name,
+            "seed": config.seed,
+            "split_seed": splits.seed,
+            "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
+            "prompt_length": prompt_length,
+            "head": h.kind,
+            "layout": pm.layout,
+            "best_dev_accuracy": result.best_dev_accuracy,
+            "best_step": result.best_step,
+            "steps": result.steps,
+            "test_accuracy": test_metrics["accuracy"],
+            "test_loss": test_metrics["loss"],
+            "train_seconds": result.seconds,
+            "test_seconds": time.perf_counter() - t0,
+            "resumed_from_step": result.resumed_from,
+            "train_config": asdict(config),
+            "prompt": str(result.prompt_path) if result.prompt_path else None,
+        }
+        if hooks is not None:
+            results["progressive"] = hooks.summary(result.steps)
+        if method != "prompt":
+            results.update(prompt_length=0, **pm.artifact_manifest())  # type: ignore[operator]
+    finally:
+        if method != "prompt":
+            pm.release()  # type: ignore[operator]  # the backbone is the caller's: take a LoRA back out of it
     if out is not None and is_main():
         atomic_write_json(out / "results.json", results)
     return results

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from skillneurons.backbones import Backbone
-from skillneurons.delta.methods import DeltaMethod, output_hook
+from skillneurons.delta.methods import DeltaMethod, output_hooks
 from skillneurons.errors import ConfigError
 
 PLACEMENTS: tuple[str, ...] = ("pfeiffer", "houlsby")
@@ -113,8 +113,6 @@ class Adapters(DeltaMethod):
 
     def _install(self) -> list[Callable[[], None]]:
         bb = self.backbone
-        handles = [
-            output_hook(bb.blocks[layer].get_submodule(path), self.adapters[key])
-            for layer, key, path in self.sites
-        ]
-        return [h.remove for h in handles]
+        return output_hooks(
+            (bb.blocks[layer].get_submodule(path), self.adapters[key]) for layer, key, path in self.sites
+        )

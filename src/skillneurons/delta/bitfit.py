@@ -11,14 +11,14 @@ WEIGHTS stay frozen.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from skillneurons.backbones import Backbone
-from skillneurons.delta.methods import DeltaMethod, output_hook
+from skillneurons.delta.methods import DeltaMethod, output_hooks
 from skillneurons.errors import ConfigError
 
 #: module types whose bias is added to the output's last dimension
@@ -73,15 +73,16 @@ class BitFit(DeltaMethod):
         return {}
 
     def _install(self) -> list[Callable[[], None]]:
-        handles = []
-        for n, m in bias_modules(self.backbone):  # resolved now: a LoRA may have wrapped a module since
-            delta = self.biases[_key(_canonical(n))]
+        def hooks() -> Iterator[tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]]:
+            for n, m in bias_modules(self.backbone):  # resolved now: a LoRA may have wrapped a module since
+                delta = self.biases[_key(_canonical(n))]
 
-            def add(y: torch.Tensor, d: nn.Parameter = delta) -> torch.Tensor:
-                return y + d.to(y.dtype)
+                def add(y: torch.Tensor, d: nn.Parameter = delta) -> torch.Tensor:
+                    return y + d.to(y.dtype)
 
-            handles.append(output_hook(m, add))
-        return [h.remove for h in handles]
+                yield m, add
+
+        return output_hooks(hooks())
 
 
 def _key(name: str) -> str:

@@ -26,7 +26,12 @@ def add_method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lora-alpha", type=float, default=16.0, help="lora: scale numerator (update = alpha/r * BA)"
     )
-    p.add_argument("--lora-dropout", type=float, default=0.0, help="lora: dropout on the LoRA branch")
+    p.add_argument(
+        "--lora-dropout",
+        type=float,
+        default=0.0,
+        help="lora: dropout on the LoRA branch (only 0: training steps are deterministic)",
+    )
     p.add_argument("--lora-targets",
                    help="lora: comma-separated module paths inside a block (default: attention query and value)")  # fmt: skip
 
@@ -55,7 +60,10 @@ def cmd_delta_perturb(args: argparse.Namespace) -> int:
     from skillneurons.cli import _load_task_from
 
     task = _load_task_from(args) if args.task else None
-    bb = _backbone(args, args.model) if args.model else None
+    from skillneurons.artifacts import load_manifest
+
+    # the backbone named by --model, else the one the first tuned model names; --dtype etc. apply to both
+    bb = _backbone(args, args.model or load_manifest(args.models[0], "prompt")["backbone"]["name"])
     res = run_delta_perturbation(args.neurons, args.models, args.out, model=bb, task=task, split=args.split,
                                  rhos=_floats(args.rho, "--rho"), draws=args.draws, mode=mode,
                                  positions=positions, **opts)  # fmt: skip

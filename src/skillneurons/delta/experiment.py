@@ -15,14 +15,17 @@ reads works, so the prompt the neurons came from can be passed as a reference.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from skillneurons.artifacts import atomic_write_json, load_manifest
+import torch
+
+from skillneurons.artifacts import artifact_paths, atomic_write_json, load_manifest, sha256_file
 from skillneurons.backbones import Backbone, load_backbone
-from skillneurons.data import Task
+from skillneurons.data import Task, load_task
 from skillneurons.errors import ConfigError
 from skillneurons.neurons.find import SkillNeurons
 from skillneurons.perturb.experiments import DEFAULT_RHOS, load_prompt_run, perturbation_sweep
@@ -80,7 +83,8 @@ def delta_perturbation(
         rhos, mode, draws, positions, options: passed to :func:`perturbation_sweep` (``sigma``,
             ``seed``, ``layers``, ``per_layer``, ``batch_size``, ``precision``).
         out_dir: when given, each model's sweep is written to ``out_dir/sweep_<i>.json`` as soon as it
-            is done, and reused by a rerun with the same settings (resume).
+            is done, and reused by a rerun with the same settings, the same neurons (path and
+            content), the same task (fingerprint) and the same model artifact (content): resume.
 
     Returns:
         ``{"neurons", "settings", "models": [{"artifact", "label", "method", "method_options",
@@ -90,19 +94,26 @@ def delta_perturbation(
         raise ConfigError("no tuned models given: pass at least one artifact (RUN/prompt.safetensors)")
     sn = SkillNeurons.load(neurons) if isinstance(neurons, (str, os.PathLike)) else neurons
     found_on = sn.meta.get("task") if isinstance(sn.meta, dict) else None
+    if isinstance(task, str):
+        task = load_task(task)
     settings = {"split": split, "rhos": list(rhos), "mode": mode, "draws": draws, "positions": positions,
-                **{k: v for k, v in options.items() if k not in ("batch_size",)}}  # fmt: skip
+                **{k: v for k, v in options.items() if k not in ("batch_size",)}, **_neurons_identity(neurons, sn),
+                "task_fingerprint": task.fingerprint() if task is not None else None}  # fmt: skip
     out = Path(out_dir) if out_dir is not None else None
     rows = []
     for i, path in enumerate(map(Path, models)):
         man = load_manifest(path, "prompt")
         label = _label(man, path)
+        # what a stored sweep must match to be reused: the settings, the neurons, the task, this artifact
+        key = {**settings, "artifact_sha256": [sha256_file(f) for f in artifact_paths(path)]}
+        if task is None:  # evaluated on the task the model was tuned on
+            key["task_fingerprint"] = (man.get("task") or {}).get("fingerprint")
         done = out / f"sweep_{i}.json" if out is not None else None
         if done is not None and done.is_file():
             import json
 
             prev = json.loads(done.read_text())
-            if prev.get("artifact") == str(path) and prev.get("settings") == settings:
+            if prev.get("artifact") == str(path) and prev.get("settings") == key:
                 rows.append(prev)
                 continue
         run = load_prompt_run(path, backbone, task=task, neurons=sn, split=split)
@@ -118,13 +129,30 @@ def delta_perturbation(
         finally:
             _release(run.model)
         row = {"artifact": str(path), "label": label, "method": man.get("method", "prompt"),
-               "method_options": man.get("method_options") or {}, "settings": settings, "sweep": sweep,
+               "method_options": man.get("method_options") or {}, "settings": key, "sweep": sweep,
                "summary": summarise(sweep)}  # fmt: skip
         if done is not None:
             atomic_write_json(done, row)
         rows.append(row)
     return {"neurons": str(neurons) if not isinstance(neurons, SkillNeurons) else None, "task": found_on,
             "settings": settings, "models": rows}  # fmt: skip
+
+
+def _neurons_identity(neurons: SkillNeurons | str | os.PathLike[str], sn: SkillNeurons) -> dict[str, Any]:
+    """The neurons' artifact path and a sha256 of their tensors (of the ``.safetensors`` file for
+    an artifact, of the scores/positions/token means in memory otherwise)."""
+    if isinstance(neurons, (str, os.PathLike)):
+        return {"neurons": str(neurons), "neurons_sha256": sha256_file(artifact_paths(neurons)[0])}
+    h = hashlib.sha256()
+    tensors = {"token_mean": sn.token_mean}
+    for s in sn.subtasks:
+        tensors[f"scores.{s.name}"] = sn.rankings[s.name].scores
+        tensors[f"best_position.{s.name}"] = sn.best_position[s.name]
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return {"neurons": None, "neurons_sha256": h.hexdigest()}
 
 
 def _release(model: Any) -> None:

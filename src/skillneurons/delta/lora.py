@@ -37,8 +37,9 @@ class LoRA(DeltaMethod):
     Args:
         r: rank.
         alpha: scale numerator (the update is ``alpha / r * B A``).
-        dropout: dropout on the LoRA branch's input while training (the backbone runs in eval
-            mode, so PEFT's dropout module stays inactive; kept for PEFT parity).
+        dropout: must be 0 (kept for PEFT parity and old manifests): the backbone runs in eval
+            mode and every training step is a pure function of the seed and step (exact resume),
+            so dropout on the LoRA branch is refused rather than silently ignored.
         targets: module paths inside a block (e.g. ``["attention.self.query", "attention.self.key"]``);
             default: the registry's query and value projections.
     """
@@ -66,6 +67,11 @@ class LoRA(DeltaMethod):
         ):
             raise ConfigError(
                 f"LoRA r={r!r}, alpha={alpha!r}, dropout={dropout!r} invalid: pass an integer r >= 1, alpha > 0 and dropout in [0, 1)"
+            )
+        if dropout:
+            raise ConfigError(
+                f"LoRA dropout {dropout!r} is not supported: the backbone runs in eval mode and training steps are "
+                "deterministic (exact resume); pass dropout 0 (--lora-dropout 0)"
             )
         spec = backbone.spec
         paths = list(
@@ -116,6 +122,10 @@ class LoRA(DeltaMethod):
         for key, name in full.items():
             w = backbone.model.get_submodule(name)
             a, b = cast(nn.ModuleDict, w.lora_A), cast(nn.ModuleDict, w.lora_B)
+            # PEFT gives A/B the backbone's dtype (bf16 under --dtype bfloat16); train them in float32
+            # like the other methods' tensors (PEFT's forward casts the input to A's dtype and back)
+            a[self.adapter_name].float()
+            b[self.adapter_name].float()
             self.layers[key] = nn.ModuleDict({"A": a[self.adapter_name], "B": b[self.adapter_name]})
         self._switch(False)
         for param in self.parameters():
@@ -140,7 +150,11 @@ class LoRA(DeltaMethod):
             p.requires_grad_(f)
 
     def _install(self) -> list[Callable[[], None]]:
-        self._switch(True)
+        try:
+            self._switch(True)
+        except BaseException:  # switched on part-way: leave the backbone plain
+            self._switch(False)
+            raise
         return [lambda: self._switch(False)]
 
     def release(self) -> None:

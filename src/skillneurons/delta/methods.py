@@ -18,7 +18,7 @@ which is what makes skill neurons found by prompt tuning comparable across metho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -32,7 +32,7 @@ from skillneurons.errors import ConfigError
 #: the tuning methods, ``prompt`` included (it is the plain :class:`~skillneurons.prompts.PromptModel`)
 METHODS: tuple[str, ...] = ("prompt", "bitfit", "adapter", "lora")
 
-__all__ = ["METHODS", "DeltaMethod", "build_method", "output_hook"]
+__all__ = ["METHODS", "DeltaMethod", "build_method", "output_hook", "output_hooks"]
 
 
 class DeltaMethod(nn.Module):
@@ -41,6 +41,7 @@ class DeltaMethod(nn.Module):
     Subclasses set :attr:`name`, create their trainable tensors in ``__init__``, implement
     :meth:`_install` (put the edits on the backbone; return callables that take them off) and
     :meth:`options` (the keyword arguments that rebuild the method: saved in artifacts).
+    :meth:`_install` must leave the backbone plain when it raises (see :func:`output_hooks`).
     """
 
     name: ClassVar[str] = ""
@@ -100,6 +101,23 @@ def output_hook(module: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]) -
         return fn(out)
 
     return module.register_forward_hook(hook)
+
+
+def output_hooks(
+    hooks: Iterable[tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]],
+) -> list[Callable[[], None]]:
+    """:func:`output_hook` on each ``(module, fn)`` of ``hooks`` (iterated lazily); returns the
+    callables removing them. If the iteration or a registration raises, the hooks already put on
+    are removed before the error propagates."""
+    handles: list[RemovableHandle] = []
+    try:
+        for module, fn in hooks:
+            handles.append(output_hook(module, fn))
+    except BaseException:
+        for h in reversed(handles):
+            h.remove()
+        raise
+    return [h.remove for h in handles]
 
 
 def build_method(name: str, backbone: Backbone, options: Mapping[str, Any] | None = None) -> DeltaMethod:

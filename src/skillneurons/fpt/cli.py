@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--progressive-depth", default="even", choices=["even", "first"],
                    help="which layers a depth stage keeps: even (first and last, evenly spread) or first (the first k)")  # fmt: skip
     g.add_argument("--progressive-width-by", default="mean_abs", choices=["mean_abs", "skill"],
-                   help="which neurons a width stage keeps: the top by mean |activation| over training examples, "
+                   help="which neurons a width stage keeps: the top by mean |activation| over a seeded sample of the "
+                   "TRAINING split (unsupervised; the dev split is kept for model selection only), "
                    "or by skill-neuron predictivity (--progressive-neurons)")  # fmt: skip
     g.add_argument("--progressive-neurons", metavar="PATH",
                    help="skill-neuron artifact (NEURONS/skill_neurons.safetensors) for --progressive-width-by skill")  # fmt: skip

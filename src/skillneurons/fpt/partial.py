@@ -11,7 +11,10 @@ Narrowing reuses :func:`skillneurons.pruning.prune_backbone`: the kept rows of t
 projection and the kept columns of the down projection are sliced copies (the only weights copied,
 a fraction of the FFN), and each removed neuron's constant baseline (its mean activation, by
 default) is folded into the down-projection bias. Layer indices keep their original meaning:
-causal-LM attention layers keep their ``layer_idx``, and the config is not changed.
+causal-LM attention layers keep their ``layer_idx``. The config is not changed, except that a
+per-layer ``config.layer_types`` list (e.g. Qwen2/Mistral-style sliding-window layers, which the
+model reads by position in the running layer list) is temporarily cut to the kept layers' entries
+inside the context, with ``config.use_cache`` off (a KV cache is sized by ``layer_types``).
 
 Layer selection rules (:func:`select_layers`):
 
@@ -29,7 +32,7 @@ import math
 import weakref
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -217,6 +220,7 @@ class PartialModel:
                 raise ConfigError("narrowing the FFN needs a baseline per layer (mean activations, or zeros)")
             self._build_narrow(keep, baseline)
         self._active = False
+        self._layer_types: Any = None  # the full config.layer_types while a depth-partial model is active
 
     # ---- geometry ---------------------------------------------------------------------------
     @property
@@ -275,6 +279,13 @@ class PartialModel:
                 _set_submodule(self.backbone.blocks[i], p, m)
         if self._partial_list is not None:
             setattr(self._parent, self._attr, self._partial_list)
+            types = getattr(self.backbone.config, "layer_types", None)
+            if isinstance(types, (list, tuple)) and len(types) == len(self._full_list):
+                # the model reads layer_types[i] for the i-th RUNNING layer: give each kept layer its own
+                # (and no KV cache: caches are sized by layer_types, kept layers keep their layer_idx)
+                self._layer_types = (types, getattr(self.backbone.config, "use_cache", None))
+                self.backbone.config.layer_types = [types[i] for i in self.layers]
+                self.backbone.config.use_cache = False
         self._active = True
         return self
 
@@ -284,6 +295,9 @@ class PartialModel:
         if not self._active:
             return
         setattr(self._parent, self._attr, self._full_list)
+        if self._layer_types is not None:
+            self.backbone.config.layer_types, self.backbone.config.use_cache = self._layer_types
+            self._layer_types = None
         for i, mods in self._orig.items():
             for p, m in mods.items():
                 _set_submodule(self.backbone.blocks[i], p, m)

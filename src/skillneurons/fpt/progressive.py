@@ -17,6 +17,16 @@ everything else (dev evaluation, checkpoints, the saved prompt) sees the full mo
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` on one representative
 batch (the first ``batch_size`` examples of the epoch-0 order) per stage, forward + backward,
 and multiplied by the stage's steps; dev evaluation is not counted.
+
+Two deliberate choices:
+
+* the width ranking (``width_by="mean_abs"``) reads mean |activation| on a seeded sample of the
+  TRAINING split (``width_examples`` examples), not on a validation sample as REFERENCE.md
+  section 7 describes: the ranking is unsupervised (no labels are read), and keeping the dev
+  split untouched by anything but model selection leaves it an unbiased selector;
+* seconds (``stage_seconds``, the history's ``train_seconds``, the summary's ``seconds``) are not
+  checkpointed: after a resume they count the training steps run by THIS process only (FLOPs, a
+  pure function of the step, are exact across resumes).
 """
 
 from __future__ import annotations
@@ -183,7 +193,8 @@ class ProgressiveTraining(TrainHooks):
 
     def summary(self, steps_done: int | None = None) -> dict[str, Any]:
         """JSON-ready description: stages (layers, widths, steps, FLOPs per step), FLOPs against the
-        same steps on the full model, seconds per stage."""
+        same steps on the full model, seconds per stage (seconds since this process started: not
+        carried over a resume)."""
         done = self.total_steps if steps_done is None else steps_done
         full = self.flops_per_step[-1] if self.flops_per_step else 0
         flops = self.flops_until(done)

@@ -187,7 +187,9 @@ class Trainer:
         config: optimisation settings.
         out_dir: where ``checkpoint.*``, ``prompt.*`` (best) and ``history.json`` go. When it
             already holds a checkpoint of the same run, training resumes from it.
-        manifest: extra fields recorded in the saved prompt's manifest (task, split, ...).
+        manifest: extra fields recorded in the saved prompt's manifest (task, split, ...). Its
+            ``init_prompt`` / ``source_prompt`` entries (``{"sha256": ...}``: a transfer-initialised
+            run's starting prompt, a projector's source prompt) are part of the run key.
         save_fn: how to save the best model (default: :func:`save_prompt`).
         hooks: extension points (:class:`TrainHooks`), e.g. progressive partial models.
     """
@@ -249,6 +251,10 @@ class Trainer:
         }
         if self.hooks is not None:
             obj["hooks"] = self.hooks.identity()
+        for key in ("init_prompt", "source_prompt"):  # transfer: the starting / projected prompt's content
+            ident = self.manifest.get(key)
+            if isinstance(ident, dict) and ident.get("sha256"):
+                obj[key] = ident["sha256"]
         delta = getattr(self.model, "delta", None)  # delta-tuned: the method and its options
         if delta is not None:
             obj["method"] = [delta.name, delta.options()]

@@ -20,12 +20,18 @@ def _layers(text: str | None) -> list[int] | None:
     try:
         if ":" in text:
             a, b = text.split(":", 1)
-            return list(range(int(a), int(b)))
-        return [int(x) for x in text.split(",") if x.strip()]
+            layers = list(range(int(a), int(b)))
+        else:
+            layers = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(
             f"--layers {text!r} is not a window 'A:B' or a list '0,1,2' of layer indices"
         ) from None
+    if not layers:
+        raise ConfigError(
+            f"--layers {text!r} selects no layer: give a window 'A:B' with A < B, or a list '0,1,2'"
+        )
+    return layers
 
 
 def _table(rows: list[str], cols: list[str], m: list[list[Any]], fmt: str = "{:.3f}") -> str:
@@ -39,13 +45,12 @@ def _table(rows: list[str], cols: list[str], m: list[list[Any]], fmt: str = "{:.
 
 
 def cmd_transfer_matrix(args: argparse.Namespace) -> int:
+    from skillneurons.artifacts import load_manifest
+    from skillneurons.cli import _backbone
     from skillneurons.transfer.matrix import run_transfer_matrix
 
-    model = None
-    if args.model:
-        from skillneurons.cli import _backbone
-
-        model = _backbone(args, args.model)
+    # through the CLI's loader (--dtype, --device-map, --ffn, --trust-remote-code), also for the default
+    model = _backbone(args, args.model or load_manifest(args.prompts[0], "prompt")["backbone"]["name"])
     names = args.names.split(",") if args.names else None
     res = run_transfer_matrix(args.prompts, args.out, model=model, targets=args.targets, names=names,
                               split=args.split, batch_size=args.batch_size, precision=args.precision,
@@ -111,13 +116,13 @@ def cmd_project(args: argparse.Namespace) -> int:
             )
         task = _load_task_from(args) if args.task else None
         res = train_projector(args.prompt, _backbone(args, args.model), args.out, task=task, inner=args.inner,
-                              head=args.head, layout=args.layout, template=args.template,
+                              head=args.head or "auto", layout=args.layout, template=args.template,
                               max_length=args.max_length, max_examples=args.max_examples,
                               split_seed=args.split_seed, config=_train_config(args), progress=not args.quiet)  # fmt: skip
         print(f"projected {res['task']} prompt: test accuracy {res['test_accuracy']:.4f} "
               f"(best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); projector saved to {res['projector_path']}")  # fmt: skip
         return 0
-    from skillneurons.transfer.projector import apply_projector
+    from skillneurons.transfer.projector import apply_projector, projector_manifest
 
     if not args.projector or not args.prompt:
         raise ConfigError(
@@ -128,9 +133,10 @@ def cmd_project(args: argparse.Namespace) -> int:
         from skillneurons.cli import _load_task_from
 
         task = _load_task_from(args)
-    res = apply_projector(args.projector, args.prompt, _backbone(args, args.model) if args.model else None,
-                          args.out, task=task, head=args.head, split=None if args.split == "none" else args.split,
-                          progress=not args.quiet)  # fmt: skip
+    target = args.model or projector_manifest(args.projector)["target_backbone"]["name"]
+    res = apply_projector(args.projector, args.prompt, _backbone(args, target), args.out, task=task, head=args.head,
+                          split=None if args.split == "none" else args.split, batch_size=args.batch_size,
+                          precision=args.precision, progress=not args.quiet)  # fmt: skip
     res.pop("model", None)
     print(json.dumps(res, indent=2))
     return 0
@@ -162,7 +168,7 @@ def cmd_tpt_compare(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add the ``transfer-matrix``, ``transferability``, ``project`` and ``tpt-compare`` commands to
     ``sub`` (the object returned by ``parser.add_subparsers``)."""
-    from skillneurons.cli import _backbone_args, _task_args, _tune_args
+    from skillneurons.cli import _backbone_args, _task_args
 
     p = sub.add_parser("transfer-matrix", help="cross-task zero-shot transfer: every prompt on every task")
     _backbone_args(p)
@@ -217,12 +223,34 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--projector", help="apply: the projector artifact (OUT/projector.safetensors)")
     p.add_argument("--out", help="train: output folder; apply: where to save the projected prompt (optional)")
-    p.add_argument("--inner", type=int, default=768, help="train: the projector's hidden width")
     p.add_argument(
-        "--split", default="test", help="apply: evaluate on this part of the source run's split (none: skip)"
+        "--model", help="train: the target model (required); apply: default the projector's target"
     )
-    _tune_args(p)  # --model = the target model; training settings
-    p.set_defaults(model=None, lr=1e-3)
+    p.add_argument("--head", choices=["auto", "label_words", "linear", "similarity"],
+                   help="how the target model reads labels (train: default auto; apply: default the head the "
+                   "projector was trained through)")  # fmt: skip
+    p.add_argument(
+        "--split", default="test", choices=["train", "dev", "test", "none"],
+        help="apply: evaluate on this part of the source run's split (none: skip)",
+    )  # fmt: skip
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="train: batch size; apply: evaluation batch size"
+    )
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    g = p.add_argument_group("project train")
+    g.add_argument("--inner", type=int, default=768, help="the projector's hidden width")
+    g.add_argument("--layout", default="auto", choices=["auto", "slot_first", "prompt_first", "paper", "peft"],
+                   help="input layout of the projected prompts on the target model")  # fmt: skip
+    g.add_argument("--template", help="text template with {text} on the target model")
+    g.add_argument("--max-length", type=int, default=128, help="max sequence length incl. prompt")
+    g.add_argument("--max-examples", type=int, help="stratified subsample of the task before splitting")
+    g.add_argument("--seed", type=int, default=0, help="training seed (projector init, data order)")
+    g.add_argument("--split-seed", type=int, help="seed of the split (default: the source prompt's)")
+    g.add_argument("--epochs", type=float, default=3.0)
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: twice per epoch)")
+    g.add_argument("--patience", type=int, help="early stopping: evaluations without improvement")
     _backbone_args(p)
     _task_args(p, required=False)
     p.set_defaults(fn=cmd_project)

@@ -42,6 +42,7 @@ from skillneurons.neurons.find import SkillNeurons
 from skillneurons.neurons.ranking import overlap
 from skillneurons.prompts import PromptModel, load_prompt
 from skillneurons.training.trainer import autocast_context
+from skillneurons.transfer.sources import require_soft_prompt
 
 __all__ = [
     "INDICATORS",
@@ -124,6 +125,8 @@ class OnOptions:
             raise ConfigError("ON needs at least one input text (the original uses the empty text '')")
         if not math.isfinite(self.threshold):
             raise ConfigError(f"ON threshold {self.threshold} is not a finite number")
+        if self.layers is not None and len(self.layers) == 0:
+            raise ConfigError("the ON layer window is empty: give at least one layer (or None for all)")
 
     def describe(self) -> dict[str, Any]:
         return {"position": self.position, "texts": list(self.texts),
@@ -303,6 +306,8 @@ def transferability(
     layer_idx = _layers(backbone, on.layers)
     neurons = dict(neurons or {})
     nodes: list[_Node] = []
+    for path in paths:  # delta-tuned artifacts have no soft prompt: refuse before loading anything
+        require_soft_prompt(path)
     for name, path in zip(names, paths):
         tensors, man = load_artifact(path, kind="prompt")
         pm, man = load_prompt(path, backbone)

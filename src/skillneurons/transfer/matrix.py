@@ -10,7 +10,8 @@ Tasks of one type share label words (sentiment: negative/positive), which is wha
 meaningful; the result records per pair whether source and target heads are the same
 (``same_head``) and whether they are the same task (``same_task``), so analyses can restrict to
 those pairs. The computation is resumable: finished cells of an existing ``transfer_matrix.json``
-with the same settings are reused.
+with the same settings (backbone, split, precision) are reused, each prompt identified by the
+sha256 of its tensor file: a prompt overwritten in place has its row and column recomputed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from skillneurons.neurons.find import prompt_splits
 from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
 from skillneurons.prompts.io import check_backbone
 from skillneurons.training import evaluate
+from skillneurons.transfer.sources import prompt_identity, require_soft_prompt
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ def load_target(
 ) -> TransferTarget:  # fmt: skip
     """Load a target prompt on ``backbone`` with the ``split`` part of its run's split."""
     p = Path(path)
+    require_soft_prompt(p)
     model, man = load_prompt(p, backbone)
     if task is None:
         task = task_of(p, man)
@@ -111,6 +114,7 @@ def task_of(
 
 
 def _source_weight(path: str | os.PathLike[str], backbone: Backbone) -> tuple[torch.Tensor, dict[str, Any]]:
+    require_soft_prompt(path)
     tensors, man = load_artifact(path, kind="prompt")
     check_backbone(man.get("backbone", {}), backbone, what=f"source prompt {path}")
     if "prompt" not in tensors:
@@ -141,8 +145,8 @@ def transfer_accuracy(
     return evaluate(model, target.part, batch_size, precision=precision, progress=progress, desc="transfer")
 
 
-def _settings_key(backbone: Backbone, split: str) -> dict[str, Any]:
-    return {"backbone": backbone.identity(), "split": split}
+def _settings_key(backbone: Backbone, split: str, precision: str) -> dict[str, Any]:
+    return {"backbone": backbone.identity(), "split": split, "precision": precision}
 
 
 def transfer_matrix(
@@ -166,8 +170,9 @@ def transfer_matrix(
     ``accuracy`` and ``relative`` ``[S, T]``, ``own`` ``[T]`` (each target prompt on its own task,
     computed through the same transfer path), ``n_eval`` and ``majority`` ``[T]`` (the majority-class
     rate of each evaluated part: chance level), ``same_task`` and ``same_head`` ``[S, T]`` booleans,
-    and the settings. ``previous`` (an earlier result with the same settings) supplies cells already
-    computed; ``on_target_done(result_so_far)`` is called after every target column (checkpointing).
+    ``source_ids``/``target_ids`` (content identities: sha256 of each prompt's tensor file) and the
+    settings. ``previous`` (an earlier result with the same settings) supplies cells already
+    computed whose source and target files are unchanged; ``on_target_done(result_so_far)`` is called after every target column (checkpointing).
     ``tasks`` (name -> :class:`Task`) supplies targets' tasks that are not built in or in a file.
     """
     if not sources:
@@ -179,17 +184,24 @@ def transfer_matrix(
         src_names if targets is None else prompt_names(tgt_paths))  # fmt: skip
     if len(src_names) != len(src_paths) or len(tgt_names) != len(tgt_paths):
         raise ConfigError("give one name per prompt (--names)")
-    settings = _settings_key(backbone, split)
-    done: dict[tuple[str, str], float] = {}
-    own_done: dict[str, float] = {}
+    settings = _settings_key(backbone, split, precision)
+    for p in dict.fromkeys(src_paths + tgt_paths):
+        require_soft_prompt(p)
+    ident = {p: prompt_identity(p) for p in dict.fromkeys(src_paths + tgt_paths)}
+    # finished cells keyed by (source path, its identity, target path, its identity)
+    done: dict[tuple[str, str, str, str], float] = {}
+    own_done: dict[tuple[str, str], float] = {}
     if previous and previous.get("settings") == settings:
-        for i, sp in enumerate(previous.get("source_paths", [])):
-            for j, tp in enumerate(previous.get("target_paths", [])):
-                v = previous["accuracy"][i][j]
-                if v is not None:
-                    done[(sp, tp)] = float(v)
-        own_done = {tp: float(v) for tp, v in zip(previous.get("target_paths", []), previous.get("own", []))
-                    if v is not None}  # fmt: skip
+        p_src, p_tgt = previous.get("source_paths", []), previous.get("target_paths", [])
+        p_sid, p_tid = previous.get("source_ids") or [], previous.get("target_ids") or []
+        if len(p_sid) == len(p_src) and len(p_tid) == len(p_tgt):  # files without identities: recompute
+            for i, sp in enumerate(p_src):
+                for j, tp in enumerate(p_tgt):
+                    v = previous["accuracy"][i][j]
+                    if v is not None:
+                        done[(sp, p_sid[i], tp, p_tid[j])] = float(v)
+            own_done = {(tp, tid): float(v) for tp, tid, v in zip(p_tgt, p_tid, previous.get("own", []))
+                        if v is not None}  # fmt: skip
     weights, smans = {}, {}
     for p in src_paths:
         weights[p], smans[p] = _source_weight(p, backbone)
@@ -197,6 +209,7 @@ def transfer_matrix(
     acc: list[list[float | None]] = [[None] * T for _ in range(S)]
     res: dict[str, Any] = {
         "sources": src_names, "targets": tgt_names, "source_paths": src_paths, "target_paths": tgt_paths,
+        "source_ids": [ident[p] for p in src_paths], "target_ids": [ident[p] for p in tgt_paths],
         "settings": settings, "accuracy": acc, "relative": [[None] * T for _ in range(S)],
         "own": [None] * T, "n_eval": [None] * T, "majority": [None] * T,
         "same_task": [[False] * T for _ in range(S)], "same_head": [[False] * T for _ in range(S)],
@@ -211,7 +224,7 @@ def transfer_matrix(
         res["n_eval"][j] = len(target.part)
         res["majority"][j] = float(torch.bincount(labels).max()) / len(labels)
         tw, _ = _source_weight(tp, backbone)
-        own = own_done.get(tp)
+        own = own_done.get((tp, ident[tp]))
         if own is None:
             own = float(transfer_accuracy(tw, target, batch_size=batch_size, precision=precision)["accuracy"])
         res["own"][j] = own
@@ -223,8 +236,9 @@ def transfer_matrix(
             if sman.get("layout") != target.model.layout:
                 log.warning("%s was trained with layout %s; evaluated in the target's layout %s", sp,
                             sman.get("layout"), target.model.layout)  # fmt: skip
-            if (sp, tp) in done:
-                a = done[(sp, tp)]
+            key = (sp, ident[sp], tp, ident[tp])
+            if key in done:
+                a = done[key]
             elif Path(sp).resolve() == Path(tp).resolve():
                 a = own
             else:

@@ -12,8 +12,9 @@ head parameters learn; the trainer is the ordinary :class:`~skillneurons.trainin
 its resume, best checkpoint and history). It is then applied to source prompts of OTHER tasks.
 
 Artifacts (``OUT/``): ``projector.safetensors`` + ``.json`` (kind ``projector``: source and target
-backbone identities, shapes, the layout/template the projected prompts are used with, the training
-task and source prompt), ``prompt.*`` (the projected training prompt, a normal prompt artifact of
+backbone identities, shapes, the layout/template the projected prompts are used with, the head
+it was trained through (``head``: its kind and config; a trainable linear head's tensors are saved
+in the artifact as ``head.*``), the training task and source prompt), ``prompt.*`` (the projected training prompt, a normal prompt artifact of
 the target model), ``split.json``, ``history.json``, ``checkpoint.*``, ``results.json``.
 """
 
@@ -35,9 +36,10 @@ from skillneurons.data import Task, load_task
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.neurons.find import prompt_splits
-from skillneurons.prompts import PromptModel, SoftPrompt, build_head, save_prompt
+from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head, save_prompt
 from skillneurons.prompts.io import check_backbone
 from skillneurons.training import TrainConfig, Trainer, evaluate
+from skillneurons.transfer.sources import prompt_identity, require_soft_prompt
 
 __all__ = [
     "ProjectedPrompt",
@@ -126,18 +128,26 @@ class ProjectedPrompt(SoftPrompt):
         return self.projector(self.source)
 
 
-def save_projector(path: str | os.PathLike[str], projector: PromptProjector, **manifest: Any) -> Path:
-    """Save a projector (kind ``projector``) with its shapes and ``manifest``; returns the tensor file."""
-    return save_artifact(path, projector.state_dict(), kind="projector",
+def save_projector(
+    path: str | os.PathLike[str], projector: PromptProjector, *, head: Head | None = None, **manifest: Any
+) -> Path:
+    """Save a projector (kind ``projector``) with its shapes and ``manifest``; returns the tensor file.
+    With ``head`` (the head it was trained through), its config is recorded under ``head`` and its
+    trainable tensors (a linear head's) are saved as ``head.*``."""
+    tensors = dict(projector.state_dict())
+    if head is not None:
+        tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
+        manifest["head"] = {"kind": head.kind, "config": head.config()}
+    return save_artifact(path, tensors, kind="projector",
                          manifest={"projector": projector.config(), **manifest})  # fmt: skip
 
 
 def load_projector(path: str | os.PathLike[str]) -> tuple[PromptProjector, dict[str, Any]]:
-    """``(projector, manifest)`` from a projector artifact."""
+    """``(projector, manifest)`` from a projector artifact (its head tensors, if any: :func:`projector_head_state`)."""
     tensors, man = load_artifact(path, kind="projector")
     try:
         proj = PromptProjector(**{k: int(v) for k, v in man["projector"].items()})
-        proj.load_state_dict(tensors)
+        proj.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("head.")})
     except (KeyError, RuntimeError) as e:
         raise ArtifactError(
             f"{path} is not a complete projector ({str(e).splitlines()[0]}): re-create it with `skillneurons project train`"
@@ -145,7 +155,14 @@ def load_projector(path: str | os.PathLike[str]) -> tuple[PromptProjector, dict[
     return proj, man
 
 
+def projector_head_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The trainable tensors of the head a projector was trained through (empty for fixed heads)."""
+    tensors, _ = load_artifact(path, kind="projector")
+    return {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
+
+
 def _source_prompt(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, Any]]:
+    require_soft_prompt(path)  # a delta-tuned artifact has no prompt: refused before loading it
     tensors, man = load_artifact(path, kind="prompt")
     if "prompt" not in tensors:
         raise ArtifactError(f"{path} holds no 'prompt' tensor: pass a prompt artifact")
@@ -217,10 +234,12 @@ def train_projector(
     manifest = {"task": {"name": t.name, "fingerprint": t.fingerprint(), "label_names": list(t.label_names),
                          "source": t.source},
                 "split": {"seed": splits.seed, "sizes": [len(train), len(dev), len(test)], "file": "split.json"},
-                "projected_from": common}  # fmt: skip
+                "projected_from": common,
+                # the source prompt's content is part of the run (a checkpoint resumes only the same source)
+                "source_prompt": {"path": str(source_prompt), "sha256": prompt_identity(source_prompt)}}  # fmt: skip
 
     def save_fn(path: Path, model: PromptModel, **man: Any) -> Path:
-        save_projector(path.parent / "projector", proj, **common, task=man.get("task"),
+        save_projector(path.parent / "projector", proj, head=h, **common, task=man.get("task"),
                        best_step=man.get("best_step"), dev_accuracy=man.get("dev_accuracy"))  # fmt: skip
         return save_prompt(path, model, **man)
 
@@ -260,7 +279,7 @@ class _ProjectorTrainer(Trainer):
     def _load_trainable(self, tensors: dict[str, torch.Tensor]) -> None:
         assert self.out_dir is not None
         proj_tensors, _ = load_artifact(self.out_dir / "projector", kind="projector")
-        state = {f"prompt.projector.{k}": v for k, v in proj_tensors.items()}
+        state = {f"prompt.projector.{k}": v for k, v in proj_tensors.items() if not k.startswith("head.")}
         state.update({k: v for k, v in tensors.items() if k.startswith("head.")})
         self.model.load_state_dict(state)
 
@@ -272,16 +291,19 @@ def apply_projector(
     out: str | os.PathLike[str] | None = None,
     *,
     task: str | Task | None = None,
-    head: str = "auto",
+    head: str | None = None,
     split: str | None = "test",
     batch_size: int = 64,
+    precision: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Project ``source_prompt`` (a prompt of the projector's source model, usually of another task
     than the projector was trained on) into the target model.
 
     The projected prompt reads labels through ``build_head(head, target, task.label_words)`` with
-    the layout/template the projector was trained with; ``task`` defaults to the source prompt's
+    the layout/template the projector was trained with; ``head`` defaults to the kind of head the
+    projector was trained through (a trained linear head is loaded from the projector artifact, and
+    refused for a task with another number of classes); ``task`` defaults to the source prompt's
     task. When ``out`` is given it is saved there as a prompt artifact of the target model, with
     the source run's ``split.json`` copied beside it (so ``skillneurons evaluate`` uses the same
     test split). With ``split`` (default ``test``) the projected prompt is evaluated on that part
@@ -298,7 +320,8 @@ def apply_projector(
     t = load_task(task_ref) if isinstance(task_ref, str) else task_ref
     with torch.no_grad():
         weight = proj(src)
-    pm = PromptModel(bb, SoftPrompt(weight), build_head(head, bb, t.label_words), layout=pman["layout"],
+    h = _apply_head(projector, pman, head, bb, t)
+    pm = PromptModel(bb, SoftPrompt(weight), h, layout=pman["layout"],
                      max_length=int(pman.get("max_length", 128)), template=pman.get("template")).to(bb.device)  # fmt: skip
     res: dict[str, Any] = {"projector": str(projector), "source_prompt": str(source_prompt), "task": t.name,
                            "target_backbone": bb.identity(), "prompt_path": None}  # fmt: skip
@@ -328,10 +351,32 @@ def apply_projector(
         else:  # another task than the source prompt's: a split drawn from the same seed
             splits = t.split(int(sman.get("split", {}).get("seed", 0)))
         part = splits.part(split)  # type: ignore[arg-type]
-        metrics = evaluate(pm, part, batch_size, progress=progress, desc=f"projected {t.name}")
+        metrics = evaluate(pm, part, batch_size, precision=precision, progress=progress,
+                           desc=f"projected {t.name}")  # fmt: skip
         res.update(split=split, accuracy=metrics["accuracy"], loss=metrics["loss"], n=metrics["n"])
     res["model"] = pm
     return res
+
+
+def _apply_head(projector: Any, pman: dict[str, Any], head: str | None, bb: Backbone, t: Task) -> Head:
+    trained = pman.get("head") or {}
+    kind = head or str(trained.get("kind", "auto"))
+    if kind != "linear":
+        return build_head(kind, bb, t.label_words)
+    if trained.get("kind") != "linear":
+        raise ConfigError(
+            f"projector {projector} was trained through a {trained.get('kind', 'fixed')} head, not a trained linear one: "
+            "drop --head linear (an untrained linear head reads nothing)"
+        )
+    n = int(trained.get("config", {}).get("num_classes", -1))
+    if n != t.num_classes:
+        raise ConfigError(
+            f"projector {projector} was trained through a linear head of {n} classes but task '{t.name}' has "
+            f"{t.num_classes}: use --head label_words or similarity for this task"
+        )
+    h = build_head("linear", bb, t.label_words)
+    h.load_state_dict(projector_head_state(projector))
+    return h
 
 
 def projector_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:

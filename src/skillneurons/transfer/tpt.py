@@ -9,6 +9,7 @@ this module holds the initialisation (:func:`initial_prompt`) and the comparison
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -20,8 +21,16 @@ from skillneurons.backbones import Backbone
 from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.prompts.io import check_backbone
 from skillneurons.prompts.soft_prompt import SoftPrompt
+from skillneurons.transfer.sources import require_soft_prompt
 
-__all__ = ["compare_runs", "initial_prompt", "load_run", "steps_to_reach"]
+__all__ = ["compare_runs", "initial_prompt", "load_run", "prompt_digest", "steps_to_reach"]
+
+
+def prompt_digest(prompt: SoftPrompt) -> str:
+    """sha256 of a prompt's vectors (float32, row-major): the identity of a transfer-initialised
+    run's starting point (recorded as ``init_prompt.sha256``, part of the checkpoint's run key)."""
+    w = prompt.weight.detach().float().cpu().contiguous()
+    return hashlib.sha256(str(list(w.shape)).encode() + w.numpy().tobytes()).hexdigest()
 
 
 def initial_prompt(
@@ -37,6 +46,7 @@ def initial_prompt(
         weight = source.weight.detach()
         where = "the initial prompt"
     else:
+        require_soft_prompt(source)
         tensors, man = load_artifact(source, kind="prompt")
         check_backbone(man.get("backbone", {}), backbone, what=f"initial prompt {source}")
         if "prompt" not in tensors:
@@ -87,8 +97,8 @@ def compare_runs(
 
     The target dev accuracy is ``threshold``, or else ``fraction`` of the baseline's best dev
     accuracy. For every run: the first evaluated step reaching it, the seconds to get there
-    (``step * train_seconds / steps``: training time per step, evaluation included, assumed
-    uniform), its accuracy at the first evaluation, best dev and test accuracy, and the speed-up
+    (``step * train_seconds / (steps - resumed_from_step)``: training time per step of this
+    process, evaluation included, assumed uniform), its accuracy at the first evaluation, best dev and test accuracy, and the speed-up
     ``baseline steps / run steps`` (None where a run never reaches the target).
 
     Runs are run folders or dicts like :func:`load_run`'s.
@@ -107,7 +117,9 @@ def compare_runs(
     base_steps = steps_to_reach(runs["baseline"]["history"], threshold)
     for name, r in runs.items():
         step = steps_to_reach(r["history"], threshold)
-        per_step = float(r.get("train_seconds", 0.0)) / max(1, int(r.get("steps", 0)))
+        # train_seconds of a resumed run covers only the steps after the resume
+        timed = int(r.get("steps", 0)) - int(r.get("resumed_from_step") or 0)
+        per_step = float(r.get("train_seconds", 0.0)) / max(1, timed)
         first = r["history"][0]
         out["runs"][name] = {
             "steps_to_threshold": step,
