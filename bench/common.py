@@ -24,3 +24,13 @@ def write_json(path: str | Path, result: Any) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def matrix_md(
+    cols: list[str], m: list[list[Any]], fmt: str = "{:.3f}", rows: list[str] | None = None, corner: str = ""
+) -> str:
+    """A markdown table of the matrix ``m`` (``None`` cells as ``-``), rows named ``rows`` (default ``cols``)."""
+    lines = [f"| {corner} | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for n, row in zip(rows or cols, m):
+        lines.append(f"| {n} | " + " | ".join(fmt.format(v) if v is not None else "-" for v in row) + " |")
+    return "\n".join(lines)

@@ -19,21 +19,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from common import matrix_md
 from skillneurons.backbones import load_backbone
 from skillneurons.perturb import run_cross, run_similarity
-
-
-def matrix_md(
-    names: list[str], m: list[list[Any]], fmt: str = "{:.3f}", rows: list[str] | None = None
-) -> str:
-    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for n, row in zip(rows or names, m):
-        lines.append(f"| {n} | " + " | ".join(fmt.format(v) if v is not None else "-" for v in row) + " |")
-    return "\n".join(lines)
 
 
 def main() -> None:

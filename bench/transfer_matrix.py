@@ -19,21 +19,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
 import torch
 
-from common import cpu_model, write_json
+from common import cpu_model, matrix_md, write_json
 from skillneurons.artifacts import load_manifest
 from skillneurons.backbones import load_backbone
 from skillneurons.transfer import INDICATORS, OnOptions, run_transfer_matrix, transferability
-
-
-def matrix_md(rows: list[str], cols: list[str], m: list[list[Any]], fmt: str = "{:.3f}") -> str:
-    lines = ["| source \\ target | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    for n, row in zip(rows, m):
-        lines.append(f"| {n} | " + " | ".join(fmt.format(v) if v is not None else "-" for v in row) + " |")
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -75,9 +67,9 @@ def main() -> None:
     }
     write_json(args.result, result)
     print("\nAccuracy (rows: source prompt; columns: target task, its test split)\n")
-    print(matrix_md(matrix["sources"], matrix["targets"], matrix["accuracy"]))
+    print(matrix_md(matrix["targets"], matrix["accuracy"], rows=matrix["sources"], corner="source \\ target"))
     print("\nRelative to the target's own prompt\n")
-    print(matrix_md(matrix["sources"], matrix["targets"], matrix["relative"]))
+    print(matrix_md(matrix["targets"], matrix["relative"], rows=matrix["sources"], corner="source \\ target"))
     print(
         f"\nCorrelation with relative transfer: all {ind['n_pairs']} cross-task pairs; "
         f"{learned['n_pairs']} pairs of prompts beating their majority class by >= {args.min_margin}; same-head pairs\n"
