@@ -14,6 +14,7 @@ target model, and the majority-class rate. Writes ``bench/results/transfer_proje
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -22,12 +23,23 @@ import torch
 from common import cpu_model, write_json
 from skillneurons.artifacts import load_manifest
 from skillneurons.backbones import load_backbone
-from skillneurons.data import load_task
+from skillneurons.data import Task, load_task
 from skillneurons.neurons.find import prompt_splits
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head
 from skillneurons.runs import evaluate_prompt
 from skillneurons.training import TrainConfig, evaluate
 from skillneurons.transfer import apply_projector, train_projector
+
+
+def source_accuracy(path: Path, task: Task) -> float:
+    """The source prompt's own test accuracy: from its run's results.json (same test split) when it
+    records it, so the source model need not be loaded; else evaluated on the source model."""
+    results = path.parent / "results.json"
+    if results.is_file():
+        r = json.loads(results.read_text())
+        if r.get("task") == task.name and r.get("test_accuracy") is not None:
+            return float(r["test_accuracy"])
+    return float(evaluate_prompt(path, task, progress=False)["accuracy"])
 
 
 def main() -> None:
@@ -70,7 +82,7 @@ def main() -> None:
         part = prompt_splits(Path(path), man, task).part("test")
         if args.eval_max and len(part) > args.eval_max:
             part = part.subset(range(args.eval_max))
-        own = evaluate_prompt(path, task, progress=False)["accuracy"] if not args.eval_max else None
+        own = None if args.eval_max else source_accuracy(Path(path), task)
         t1 = time.perf_counter()
         proj = apply_projector(out / "projector.safetensors", path, bb, out / f"projected-{name}", task=task,
                                split=None, progress=False)  # fmt: skip
