@@ -40,7 +40,7 @@ def build_model(bb: Any, task: Any, args: argparse.Namespace) -> PromptModel:
         bb, args.prompt_length, "normal", generator=torch.Generator().manual_seed(args.seed)
     )
     head = build_head(args.head, bb, task.label_words)
-    return PromptModel(bb, prompt, head, max_length=args.max_length).to(bb.device)
+    return PromptModel(bb, prompt, head, max_length=args.max_length)
 
 
 def run_variant(bb: Any, splits: dict[str, Any], schedule: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def main() -> None:
 
     # ---- ours ---------------------------------------------------------------------------------
     pm = PromptModel(bb, SoftPrompt.create(bb, args.prompt_length), build_head("linear", bb, task.label_words),
-                     layout="prompt_first", max_length=128).to(device)  # fmt: skip
+                     layout="prompt_first", max_length=128)  # fmt: skip
     trainer = Trainer(
         pm,
         task,

@@ -90,7 +90,7 @@ def main() -> None:
         g = torch.Generator().manual_seed(args.seed)
         rnd = PromptModel(bb, SoftPrompt.create(bb, proj["model"].prompt.length, generator=g),
                           build_head("auto", bb, task.label_words), layout=proj["model"].layout,
-                          max_length=proj["model"].max_length).to(bb.device)  # fmt: skip
+                          max_length=proj["model"].max_length)  # fmt: skip
         random_acc = evaluate(rnd, part, 64)["accuracy"]
         labels = torch.tensor(part.labels)
         majority = float(torch.bincount(labels).max()) / len(labels)

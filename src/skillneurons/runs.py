@@ -124,7 +124,7 @@ def tune_prompt(
         h = build_head(head, bb, t.label_words)
     else:
         raise ConfigError(f"unknown verbalizer '{verbalizer}': use single or kpt")
-    pm = PromptModel(bb, prompt, h, layout=layout, max_length=max_length, template=template).to(bb.device)
+    pm = PromptModel(bb, prompt, h, layout=layout, max_length=max_length, template=template)
     if method != "prompt":  # BitFit / adapter / LoRA: the same head and layout, no soft prompt (P=0)
         from skillneurons.delta.model import delta_model
 

@@ -378,7 +378,7 @@ def _controls(
         ("hand_written_prompt", SoftPrompt.create(bb, model.prompt.length, "text", text=text)),
     ):
         other = PromptModel(bb, prompt, model.head, layout=model.layout, max_length=model.max_length,
-                            template=model.template).to(bb.device)  # fmt: skip
+                            template=model.template)  # fmt: skip
         out[name] = _control_summary(score_prompt(other, train, dev, subtasks, **kw), subtasks)
     return out
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_matrix", "plot_sweep"]
+__all__ = ["draw_heatmap", "plot_matrix", "plot_sweep"]
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
@@ -71,6 +71,26 @@ def plot_sweep(
     return _save(fig, path)
 
 
+def draw_heatmap(ax: Any, m: Any, *, cmap: str, center: float | None, fmt: str, **imshow: Any) -> Any:
+    """Draw the float array ``m`` on ``ax`` as a heatmap (symmetric around ``center`` when given) with
+    every finite value written in its cell, in white on dark colours; returns the image."""
+    import numpy as np
+
+    finite = m[np.isfinite(m)]
+    if center is not None and finite.size:
+        span = float(np.max(np.abs(finite - center))) or 1.0
+        imshow = dict(imshow, vmin=center - span, vmax=center + span)
+    im = ax.imshow(m, cmap=cmap, **imshow)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if math.isfinite(m[i, j]):
+                r, g, b, _ = im.cmap(im.norm(m[i, j]))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")  # fmt: skip
+    return im
+
+
 def plot_matrix(
     matrix: Sequence[Sequence[float | None]],
     labels: Sequence[str],
@@ -91,21 +111,9 @@ def plot_matrix(
     m = np.array([[math.nan if v is None else float(v) for v in row] for row in matrix], dtype=float)
     cols = list(col_labels) if col_labels is not None else list(labels)
     fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2.4, 0.9 * len(labels) + 1.6), dpi=120)
-    kw: dict[str, Any] = {}
-    finite = m[np.isfinite(m)]
-    if center is not None and finite.size:
-        span = float(np.max(np.abs(finite - center))) or 1.0
-        kw = dict(vmin=center - span, vmax=center + span)
-    im = ax.imshow(m, cmap=cmap, **kw)
+    im = draw_heatmap(ax, m, cmap=cmap, center=center, fmt=fmt)
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), list(labels))
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            if math.isfinite(m[i, j]):
-                r, g, b, _ = im.cmap(im.norm(m[i, j]))
-                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")  # fmt: skip
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

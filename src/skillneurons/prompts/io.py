@@ -70,7 +70,7 @@ def load_prompt(path: str | os.PathLike[str], backbone: Backbone) -> tuple[Promp
         return delta_from_artifact(backbone, head, tensors, manifest), manifest
     model = PromptModel(backbone, SoftPrompt(tensors["prompt"]), head, layout=manifest["layout"],
                         max_length=int(manifest.get("max_length", 128)), template=manifest.get("template"))  # fmt: skip
-    return model.to(backbone.device), manifest
+    return model, manifest
 
 
 # ---- PEFT interoperability -----------------------------------------------------------------

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from skillneurons.perturb.plots import draw_heatmap
+
 __all__ = [
     "layer_distribution",
     "matrix",
@@ -252,25 +254,13 @@ def matrix(
     """A labelled heatmap with every value written in its cell (None left blank)."""
     a = np.array([[_num(v) for v in row] for row in m], dtype=float)
     R, C = a.shape
-    kw: dict[str, Any] = {}
-    finite = a[np.isfinite(a)]
-    if center is not None and finite.size:
-        span = float(np.max(np.abs(finite - center))) or 1.0
-        kw = dict(vmin=center - span, vmax=center + span)
     longest = max((len(str(x)) for x in [*rows, *cols]), default=1)
     w = min(WIDTH, max(5.0, 2.4 + 0.8 * C + 0.055 * longest))
     tilt = C > 3 or max((len(str(x)) for x in cols), default=1) > 8
     with _figure(w, 1.4 + 0.45 * R + (0.05 * longest if tilt else 0)) as (fig, ax):
-        im = ax.imshow(a, cmap=cmap, aspect="auto", interpolation="nearest", **kw)
+        im = draw_heatmap(ax, a, cmap=cmap, center=center, fmt=fmt, aspect="auto", interpolation="nearest")
         ax.set_xticks(range(C), list(cols), rotation=30 if tilt else 0, ha="right" if tilt else "center")
         ax.set_yticks(range(R), list(rows))
-        for i in range(R):
-            for j in range(C):
-                if math.isfinite(a[i, j]):
-                    r, g, b, _ = im.cmap(im.norm(a[i, j]))
-                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                    ax.text(j, i, fmt.format(a[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")  # fmt: skip
         ax.set(title=textwrap.fill(title, 60), xlabel=xlabel, ylabel=ylabel)
         ax.spines[:].set_visible(False)
         fig.colorbar(im, ax=ax, pad=0.02, shrink=0.9)

@@ -141,7 +141,7 @@ def transfer_accuracy(
             "project it across models first (skillneurons project apply)"
         )
     model = PromptModel(bb, SoftPrompt(w), t.head, layout=t.layout, max_length=t.max_length,
-                        template=t.template).to(bb.device)  # fmt: skip
+                        template=t.template)  # fmt: skip
     return evaluate(model, target.part, batch_size, precision=precision, progress=progress, desc="transfer")
 
 

@@ -220,7 +220,7 @@ def train_projector(
     proj = PromptProjector(src.shape[0], src.shape[1], bb.hidden_size, inner)
     h = build_head(head, bb, t.label_words)
     pm = PromptModel(bb, ProjectedPrompt(proj, src), h, layout=layout, max_length=max_length,
-                     template=template).to(bb.device)  # fmt: skip
+                     template=template)  # fmt: skip
     train, dev, test = splits.part("train"), splits.part("dev"), splits.part("test")
     common = {
         "source_backbone": src_man.get("backbone", {}),
@@ -322,7 +322,7 @@ def apply_projector(
         weight = proj(src)
     h = _apply_head(projector, pman, head, bb, t)
     pm = PromptModel(bb, SoftPrompt(weight), h, layout=pman["layout"],
-                     max_length=int(pman.get("max_length", 128)), template=pman.get("template")).to(bb.device)  # fmt: skip
+                     max_length=int(pman.get("max_length", 128)), template=pman.get("template"))  # fmt: skip
     res: dict[str, Any] = {"projector": str(projector), "source_prompt": str(source_prompt), "task": t.name,
                            "target_backbone": bb.identity(), "prompt_path": None}  # fmt: skip
     src_split = Path(source_prompt).parent / str(sman.get("split", {}).get("file", "split.json"))
