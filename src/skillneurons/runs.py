@@ -29,10 +29,19 @@ from skillneurons.fpt.schedule import ProgressiveSchedule
 from skillneurons.neurons.find import SkillNeurons, find_skill_neurons
 from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head, load_prompt
 from skillneurons.training import TrainConfig, Trainer, evaluate
+from skillneurons.training.trainer import TrainResult
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SkillNeurons", "evaluate_prompt", "find_skill_neurons", "make_splits", "tune_prompt"]
+__all__ = [
+    "SkillNeurons",
+    "evaluate_prompt",
+    "find_skill_neurons",
+    "fit_and_test",
+    "make_splits",
+    "run_manifest",
+    "tune_prompt",
+]
 
 
 def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int | None = None) -> TaskSplits:
@@ -45,6 +54,35 @@ def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int |
     if path is not None and is_main():
         splits.save(path)
     return splits
+
+
+def run_manifest(task: Task, splits: TaskSplits) -> dict[str, Any]:
+    """What a run's saved model records about its data: the task (name, fingerprint, labels, source)
+    and the split (seed, sizes, the ``split.json`` beside it)."""
+    sizes = [len(splits.part(name)) for name in ("train", "dev", "test")]  # type: ignore[arg-type]
+    return {"task": {"name": task.name, "fingerprint": task.fingerprint(), "label_names": list(task.label_names),
+                     "source": task.source},
+            "split": {"seed": splits.seed, "sizes": sizes, "file": "split.json"}}  # fmt: skip
+
+
+def fit_and_test(trainer: Trainer, test: Task) -> tuple[TrainResult, dict[str, Any]]:
+    """Train (best dev checkpoint, resume), then evaluate on ``test``: the training result and the
+    metrics every run's ``results.json`` reports."""
+    config = trainer.config
+    result = trainer.fit()
+    t0 = time.perf_counter()
+    metrics = evaluate(trainer.model, test, config.eval_batch_size, precision=config.precision,
+                       progress=trainer.progress, desc="test")  # fmt: skip
+    return result, {
+        "best_dev_accuracy": result.best_dev_accuracy,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "test_accuracy": metrics["accuracy"],
+        "test_loss": metrics["loss"],
+        "train_seconds": result.seconds,
+        "test_seconds": time.perf_counter() - t0,
+        "train_config": asdict(config),
+    }
 
 
 def tune_prompt(
@@ -134,9 +172,7 @@ def tune_prompt(
     try:  # a LoRA is taken back out of the caller's backbone even when training fails
         if verbalizer == "kpt":
             refine_in_prompt_model(pm, unlabelled_contexts(train, 200, config.seed), relevance=relevance)
-        manifest = {"task": {"name": t.name, "fingerprint": t.fingerprint(), "label_names": list(t.label_names),
-                             "source": t.source},
-                    "split": {"seed": splits.seed, "sizes": [len(train), len(dev), len(test)], "file": "split.json"}}  # fmt: skip
+        manifest = run_manifest(t, splits)
         if init_prompt is not None:  # the start is part of the run: a checkpoint resumes only the same init
             from skillneurons.transfer.tpt import prompt_digest
 
@@ -148,11 +184,7 @@ def tune_prompt(
 
             hooks = ProgressiveTraining(pm, train, progressive, precision=config.precision, progress=progress)
         trainer = Trainer(pm, train, dev, config, out, manifest=manifest, progress=progress, hooks=hooks)
-        result = trainer.fit()
-        t0 = time.perf_counter()
-        test_metrics = evaluate(
-            pm, test, config.eval_batch_size, precision=config.precision, progress=progress, desc="test"
-        )
+        result, metrics = fit_and_test(trainer, test)
         results = {
             "model": bb.identity(),
             "task": t.name,
@@ -162,15 +194,8 @@ def tune_prompt(
             "prompt_length": prompt_length,
             "head": h.kind,
             "layout": pm.layout,
-            "best_dev_accuracy": result.best_dev_accuracy,
-            "best_step": result.best_step,
-            "steps": result.steps,
-            "test_accuracy": test_metrics["accuracy"],
-            "test_loss": test_metrics["loss"],
-            "train_seconds": result.seconds,
-            "test_seconds": time.perf_counter() - t0,
+            **metrics,
             "resumed_from_step": result.resumed_from,
-            "train_config": asdict(config),
             "prompt": str(result.prompt_path) if result.prompt_path else None,
         }
         if hooks is not None:

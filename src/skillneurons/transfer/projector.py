@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +202,7 @@ def train_projector(
     ``build_head(head, target, task.label_words)``. Returns the results dict (also in
     ``OUT/results.json``) with ``test_accuracy`` of the projected training prompt.
     """
-    from skillneurons.runs import make_splits
+    from skillneurons.runs import fit_and_test, make_splits, run_manifest
 
     config = config or TrainConfig(lr=1e-3)
     src, src_man = _source_prompt(source_prompt)
@@ -231,9 +229,7 @@ def train_projector(
         "source_prompt": str(source_prompt),
         "source_task": src_man.get("task", {}).get("name"),
     }
-    manifest = {"task": {"name": t.name, "fingerprint": t.fingerprint(), "label_names": list(t.label_names),
-                         "source": t.source},
-                "split": {"seed": splits.seed, "sizes": [len(train), len(dev), len(test)], "file": "split.json"},
+    manifest = {**run_manifest(t, splits),
                 "projected_from": common,
                 # the source prompt's content is part of the run (a checkpoint resumes only the same source)
                 "source_prompt": {"path": str(source_prompt), "sha256": prompt_identity(source_prompt)}}  # fmt: skip
@@ -246,24 +242,14 @@ def train_projector(
     trainer = _ProjectorTrainer(
         pm, train, dev, config, out, manifest=manifest, progress=progress, save_fn=save_fn
     )
-    result = trainer.fit()
-    t0 = time.perf_counter()
-    test_metrics = evaluate(pm, test, config.eval_batch_size, precision=config.precision, progress=progress,
-                            desc="test")  # fmt: skip
+    _, metrics = fit_and_test(trainer, test)
     results = {
         **common,
         "task": t.name,
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
         "projector": proj.config(),
         "head": h.kind,
-        "best_dev_accuracy": result.best_dev_accuracy,
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "test_accuracy": test_metrics["accuracy"],
-        "test_loss": test_metrics["loss"],
-        "train_seconds": result.seconds,
-        "test_seconds": time.perf_counter() - t0,
-        "train_config": asdict(config),
+        **metrics,
         "projector_path": str(out / "projector.safetensors") if out else None,
     }
     if out is not None and is_main():
