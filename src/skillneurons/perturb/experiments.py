@@ -196,6 +196,14 @@ def _layer_filter(mask: Tensor, layers: Sequence[int] | None) -> Tensor:
     return mask & keep.unsqueeze(1)
 
 
+def _settings(
+    mode: str, sigma: float, positions: str, layers: Sequence[int] | None, per_layer: bool, seed: int
+) -> dict[str, Any]:
+    """How the neurons were perturbed, as recorded in every experiment's result."""
+    return {"mode": mode, "sigma": sigma if mode == "gaussian" else None, "positions": positions,
+            "layers": list(layers) if layers is not None else None, "per_layer": per_layer, "seed": seed}  # fmt: skip
+
+
 def _make(mode: str, mask: Any, sigma: float, seed: int, positions: str, baseline: Any) -> Perturbation:
     return Perturbation(cast(Mode, mode), mask, sigma=sigma, seed=seed, positions=cast(PositionsChoice, positions),
                         baseline=baseline)  # fmt: skip
@@ -276,13 +284,8 @@ def perturbation_sweep(
         "task": task.name,
         "n_eval": len(task),
         "model": bb.name,
-        "mode": mode,
-        "sigma": sigma if mode == "gaussian" else None,
-        "positions": positions,
-        "layers": list(layers) if layers is not None else None,
-        "per_layer": per_layer,
+        **_settings(mode, sigma, positions, layers, per_layer, seed),
         "draws": draws,
-        "seed": seed,
         "unperturbed": clean,
         "points": points,
     }
@@ -363,12 +366,7 @@ def cross_task_matrix(
         "rows": "perturbed neurons of this task",
         "columns": "prompt and test data of this task",
         "rho": rho,
-        "mode": mode,
-        "sigma": sigma if mode == "gaussian" else None,
-        "positions": positions,
-        "layers": list(layers) if layers is not None else None,
-        "per_layer": per_layer,
-        "seed": seed,
+        **_settings(mode, sigma, positions, layers, per_layer, seed),
         "neurons_per_task": [int(m.sum()) for m in masks],
         "unperturbed": clean,
         "accuracy": acc,
