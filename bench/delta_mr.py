@@ -41,16 +41,20 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], float]] = {
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | unperturbed | rho | neurons | skill drop | random drop: mean [95% CI] | gap |",
-             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| model | unperturbed | rho | neurons | skill drop | random drop: mean [95% CI] | gap |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for m in rows:
         for r in m["summary"]:
             if r["rho"] == 0:
                 continue
             ci = r["random_drop_ci95"]
             band = f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci[0] is not None else ""
-            lines.append(f"| {m['label']} | {m['sweep']['unperturbed']:.4f} | {r['rho']:.0%} | {r['neurons']} | "
-                         f"{r['skill_drop']:+.4f} | {r['random_drop']:+.4f}{band} | {r['gap']:+.4f} |")  # fmt: skip
+            lines.append(
+                f"| {m['label']} | {m['sweep']['unperturbed']:.4f} | {r['rho']:.0%} | {r['neurons']} | "
+                f"{r['skill_drop']:+.4f} | {r['random_drop']:+.4f}{band} | {r['gap']:+.4f} |"
+            )
     return "\n".join(lines)
 
 
@@ -94,29 +98,77 @@ def main() -> None:
             run / "split.json"
         ).is_file():  # the neurons' split: ranked on its dev part, tested on its test part
             shutil.copy(split_file, run / "split.json")
-        cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, lr=lrs.get(name, lr), seed=int(man.get("seed", 0)),
-                          eval_every=args.eval_every)  # fmt: skip
+        cfg = TrainConfig(
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            lr=lrs.get(name, lr),
+            seed=int(man.get("seed", 0)),
+            eval_every=args.eval_every,
+        )
         t0 = time.perf_counter()
-        res = tune_prompt(bb, task, run, method=method, method_options=opts, head=man["head"]["type"],
-                          layout=man["layout"], max_length=int(man.get("max_length", 128)), config=cfg)  # fmt: skip
+        res = tune_prompt(
+            bb,
+            task,
+            run,
+            method=method,
+            method_options=opts,
+            head=man["head"]["type"],
+            layout=man["layout"],
+            max_length=int(man.get("max_length", 128)),
+            config=cfg,
+        )
         res["wall_seconds"] = time.perf_counter() - t0
-        trained[name] = {k: res[k] for k in ("test_accuracy", "best_dev_accuracy", "best_step", "steps",
-                                             "train_seconds", "trainable_parameters", "method_options")}  # fmt: skip
+        trained[name] = {
+            k: res[k]
+            for k in (
+                "test_accuracy",
+                "best_dev_accuracy",
+                "best_step",
+                "steps",
+                "train_seconds",
+                "trainable_parameters",
+                "method_options",
+            )
+        }
         trained[name]["lr"] = cfg.lr
-        print(f"{name}: test {res['test_accuracy']:.4f} (dev {res['best_dev_accuracy']:.4f}), "
-              f"{res['trainable_parameters']} parameters, {res['train_seconds']:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"{name}: test {res['test_accuracy']:.4f} (dev {res['best_dev_accuracy']:.4f}), "
+            f"{res['trainable_parameters']} parameters, {res['train_seconds']:.0f} s",
+            flush=True,
+        )
         paths.append(run / "prompt.safetensors")
     t0 = time.perf_counter()
-    exp = delta_perturbation(args.neurons, paths, bb, rhos=[float(x) for x in args.rhos.split(",")], mode=args.mode,
-                             draws=args.draws, out_dir=Path(args.runs) / "perturb", progress=True)  # fmt: skip
+    exp = delta_perturbation(
+        args.neurons,
+        paths,
+        bb,
+        rhos=[float(x) for x in args.rhos.split(",")],
+        mode=args.mode,
+        draws=args.draws,
+        out_dir=Path(args.runs) / "perturb",
+        progress=True,
+    )
     out = Path(args.out)
-    result = {"machine": {"cpu": cpu_model(), "device": str(bb.device), "torch_threads": torch.get_num_threads(),
-                          "platform": platform.platform()},
-              "backbone": bb.name, "task": task.name, "trained": trained, "perturb_seconds": time.perf_counter() - t0,
-              "perturbation": exp}  # fmt: skip
+    result = {
+        "machine": {
+            "cpu": cpu_model(),
+            "device": str(bb.device),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        },
+        "backbone": bb.name,
+        "task": task.name,
+        "trained": trained,
+        "perturb_seconds": time.perf_counter() - t0,
+        "perturbation": exp,
+    }
     write_json(out / "delta_mr.json", result)
-    plot_sweep([m["sweep"] for m in exp["models"]], out / "delta_mr.png", labels=[m["label"] for m in exp["models"]],
-               title=f"{bb.name} on {task.name}: prompt-found skill neurons in tuned models ({args.mode})")  # fmt: skip
+    plot_sweep(
+        [m["sweep"] for m in exp["models"]],
+        out / "delta_mr.png",
+        labels=[m["label"] for m in exp["models"]],
+        title=f"{bb.name} on {task.name}: prompt-found skill neurons in tuned models ({args.mode})",
+    )
     print(table(exp["models"]))
 
 

@@ -101,8 +101,20 @@ METHODS = {"forward": run_forward, "find": run_find, "cache_all": run_cache_all}
 
 
 def peak_rss_mb(method: str, n: int, args: argparse.Namespace) -> float:
-    cmd = [sys.executable, __file__, "--child", method, "--examples", str(n), "--batch-size", str(args.batch_size),
-           "--model", args.model, "--prompt-length", str(args.prompt_length)] + (["--prompt", args.prompt] if args.prompt else [])  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--examples",
+        str(n),
+        "--batch-size",
+        str(args.batch_size),
+        "--model",
+        args.model,
+        "--prompt-length",
+        str(args.prompt_length),
+    ] + (["--prompt", args.prompt] if args.prompt else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -150,12 +162,23 @@ def main() -> None:
         }
     )
     result = {
-        "machine": {"cpu": cpu_model(), "gpu": torch.cuda.get_device_name() if pm.backbone.device.type == "cuda" else None, "cores": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
-        "model": args.model, "examples_per_pass": args.examples, "batch_size": args.batch_size,
-        "prompt_positions": pm.prompt.length + 1, "neurons": pm.backbone.num_neurons,
-        "median_seconds": med, "find_over_forward": med["find"] / med["forward"],
-        "cache_all_over_forward": med["cache_all"] / med["forward"], "peak_rss_mb": mem,
-    }  # fmt: skip
+        "machine": {
+            "cpu": cpu_model(),
+            "gpu": torch.cuda.get_device_name() if pm.backbone.device.type == "cuda" else None,
+            "cores": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "model": args.model,
+        "examples_per_pass": args.examples,
+        "batch_size": args.batch_size,
+        "prompt_positions": pm.prompt.length + 1,
+        "neurons": pm.backbone.num_neurons,
+        "median_seconds": med,
+        "find_over_forward": med["find"] / med["forward"],
+        "cache_all_over_forward": med["cache_all"] / med["forward"],
+        "peak_rss_mb": mem,
+    }
     write_json(args.out, result)
 
 

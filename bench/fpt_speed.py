@@ -46,10 +46,21 @@ def build_model(bb: Any, task: Any, args: argparse.Namespace) -> PromptModel:
 def run_variant(bb: Any, splits: dict[str, Any], schedule: str, args: argparse.Namespace) -> dict[str, Any]:
     train, dev, test = splits["train"], splits["dev"], splits["test"]
     model = build_model(bb, train, args)
-    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                      eval_every=args.eval_every, seed=args.seed, precision=args.precision)  # fmt: skip
-    hooks = ProgressiveTraining(model, train, parse_schedule(schedule, evaluate="all", width_by=args.width_by,
-                                                             neurons=args.neurons), precision=args.precision)  # fmt: skip
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        precision=args.precision,
+    )
+    hooks = ProgressiveTraining(
+        model,
+        train,
+        parse_schedule(schedule, evaluate="all", width_by=args.width_by, neurons=args.neurons),
+        precision=args.precision,
+    )
     trainer = Trainer(model, train, dev, cfg, None, progress=not args.quiet, hooks=hooks)
     t0 = time.perf_counter()
     result = trainer.fit()
@@ -198,28 +209,39 @@ def main() -> None:
         reached = reach(r["history"], target)
         reached_99 = reach(r["history"], target - 0.01)
         v_reached = reach(vanilla["history"], target)
-        out["variants"].append({
-            "schedule": r["schedule"],
-            "stages": [{k: st[k] for k in ("name", "layers", "widths", "steps", "flops_per_step", "seconds")}
-                       for st in s["stages"]],
-            "steps": s["steps"],
-            "flops": s["flops"],
-            "flops_ratio": s["flops"] / vanilla["summary"]["flops"],
-            "train_step_seconds": r["train_step_seconds"],
-            "time_ratio": r["train_step_seconds"] / vanilla["train_step_seconds"],
-            "time_ratio_interleaved": est,
-            "stage_step_seconds_interleaved": step_times.get(r["schedule"]),
-            "prepare_seconds": s["prepare_seconds"],
-            "fit_seconds_with_eval": r["fit_seconds_with_eval"],
-            "best_dev_accuracy": r["best_dev_accuracy"],
-            "best_step": r["best_step"],
-            "test_accuracy": r["test_accuracy"],
-            "reach_vanilla_best": reached,
-            "reach_vanilla_best_minus_1pt": reached_99,
-            "reach_flops_ratio": (reached["flops"] / v_reached["flops"]) if reached and v_reached else None,
-            "reach_time_ratio": (reached["train_seconds"] / v_reached["train_seconds"]) if reached and v_reached else None,
-            "history": [{k: h[k] for k in ("step", "dev_accuracy", "flops", "train_seconds", "stage")} for h in r["history"]],
-        })  # fmt: skip
+        out["variants"].append(
+            {
+                "schedule": r["schedule"],
+                "stages": [
+                    {k: st[k] for k in ("name", "layers", "widths", "steps", "flops_per_step", "seconds")}
+                    for st in s["stages"]
+                ],
+                "steps": s["steps"],
+                "flops": s["flops"],
+                "flops_ratio": s["flops"] / vanilla["summary"]["flops"],
+                "train_step_seconds": r["train_step_seconds"],
+                "time_ratio": r["train_step_seconds"] / vanilla["train_step_seconds"],
+                "time_ratio_interleaved": est,
+                "stage_step_seconds_interleaved": step_times.get(r["schedule"]),
+                "prepare_seconds": s["prepare_seconds"],
+                "fit_seconds_with_eval": r["fit_seconds_with_eval"],
+                "best_dev_accuracy": r["best_dev_accuracy"],
+                "best_step": r["best_step"],
+                "test_accuracy": r["test_accuracy"],
+                "reach_vanilla_best": reached,
+                "reach_vanilla_best_minus_1pt": reached_99,
+                "reach_flops_ratio": (reached["flops"] / v_reached["flops"])
+                if reached and v_reached
+                else None,
+                "reach_time_ratio": (reached["train_seconds"] / v_reached["train_seconds"])
+                if reached and v_reached
+                else None,
+                "history": [
+                    {k: h[k] for k in ("step", "dev_accuracy", "flops", "train_seconds", "stage")}
+                    for h in r["history"]
+                ],
+            }
+        )
     name = args.out or f"bench/results/fpt_{Path(args.model).name}.json"
     write_json(name, out)
 

@@ -93,8 +93,9 @@ def machine() -> dict[str, Any]:
 
 def run_task(bb: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     task = load_task(name)
-    contexts, test = zero_shot_parts(task, seed=args.seed, max_examples=args.max_examples,
-                                     prior_examples=args.prior_examples)  # fmt: skip
+    contexts, test = zero_shot_parts(
+        task, seed=args.seed, max_examples=args.max_examples, prior_examples=args.prior_examples
+    )
     template = TEMPLATES.get(name, (None, None))[0 if bb.is_causal else 1]
     reader = TemplateReader(bb, template, args.max_length)
     t0 = time.perf_counter()
@@ -122,17 +123,27 @@ def run_task(bb: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
         words = sources[source]
         if words is None:
             continue
-        head = KnowledgeableHead(bb, words, multi_token=opts.get("multi_token", "first"),
-                                 calibrate=opts["calibrate"])  # fmt: skip
+        head = KnowledgeableHead(
+            bb, words, multi_token=opts.get("multi_token", "first"), calibrate=opts["calibrate"]
+        )
         stats = head.context_stats([h_ctx])
         if opts.get("refine", True):
             head.refine(stats, cutoff=args.cutoff, relevance=opts.get("relevance", False))
         else:
             head.set_prior(stats)
         m = head_accuracy(head, h_test, test.labels)
-        rows.append({"variant": label, "words": source, **opts, **m,
-                     "words_before": [len(ws) for ws in words], "words_after": [len(ws) for ws in head.label_words],
-                     "label_words": head.label_words, "dropped": head.report.get("dropped")})  # fmt: skip
+        rows.append(
+            {
+                "variant": label,
+                "words": source,
+                **opts,
+                **m,
+                "words_before": [len(ws) for ws in words],
+                "words_after": [len(ws) for ws in head.label_words],
+                "label_words": head.label_words,
+                "dropped": head.report.get("dropped"),
+            }
+        )
         print(f"{name:9s} {label:22s} acc {m['accuracy']:.4f}  words {rows[-1]['words_after']}", flush=True)
     return {
         "task": name,
@@ -210,13 +221,16 @@ def main() -> None:
     res: dict[str, Any] = {
         "model": args.model,
         "kind": bb.kind,
-        "command": "python bench/kpt_zero_shot.py " + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items()
-            if k != "markdown_only"),
+        "command": "python bench/kpt_zero_shot.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if k != "markdown_only"
+        ),
         "machine": info,
         "settings": vars(args),
         "tasks": [run_task(bb, name, args) for name in args.tasks],
-    }  # fmt: skip
+    }
     res["seconds_total"] = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")

@@ -32,14 +32,19 @@ def table(res: dict[str, Any]) -> str:
         + (f" (sigma {res['sigma']})" if res.get("sigma") else "")
         + f", positions {res['positions']}"
     )
-    lines = [f"**{head}** (unperturbed {res['unperturbed']:.4f}, n={res['n_eval']}, k={res['draws']})", "",
-             "| rho | neurons | skill neurons | random neurons: mean [95% CI] | gap (random - skill) |",
-             "|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"**{head}** (unperturbed {res['unperturbed']:.4f}, n={res['n_eval']}, k={res['draws']})",
+        "",
+        "| rho | neurons | skill neurons | random neurons: mean [95% CI] | gap (random - skill) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for p in res["points"]:
         r = p["random"]
         ci = f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]" if r["ci95"][0] is not None else ""
-        lines.append(f"| {p['rho']:.0%} | {p['neurons']} | {p['skill']:.4f} | {r['mean']:.4f} {ci} | "
-                     f"{r['mean'] - p['skill']:+.4f} |")  # fmt: skip
+        lines.append(
+            f"| {p['rho']:.0%} | {p['neurons']} | {p['skill']:.4f} | {r['mean']:.4f} {ci} | "
+            f"{r['mean'] - p['skill']:+.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -69,18 +74,35 @@ def main() -> None:
         mode, positions = parts[0], parts[1]
         sigma = float(parts[2]) if len(parts) > 2 else 0.1
         t0 = time.perf_counter()
-        res = perturbation_sweep(run.model, run.eval_task, run.neurons, rhos=rhos, mode=mode, positions=positions,
-                                 sigma=sigma, draws=args.draws, seed=args.seed, progress=True)  # fmt: skip
-        res.update(prompt=args.prompt, neurons=args.neurons, split="test", seconds=time.perf_counter() - t0,
-                   machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads")  # fmt: skip
+        res = perturbation_sweep(
+            run.model,
+            run.eval_task,
+            run.neurons,
+            rhos=rhos,
+            mode=mode,
+            positions=positions,
+            sigma=sigma,
+            draws=args.draws,
+            seed=args.seed,
+            progress=True,
+        )
+        res.update(
+            prompt=args.prompt,
+            neurons=args.neurons,
+            split="test",
+            seconds=time.perf_counter() - t0,
+            machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        )
         tag = f"{mode}_{positions}" + (f"_s{sigma:g}" if mode == "gaussian" and sigma != 0.1 else "")
         (out / f"perturb_{args.name}_{tag}.json").parent.mkdir(parents=True, exist_ok=True)
         (out / f"perturb_{args.name}_{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
         results.append(res)
         print(table(res), flush=True)
         print(f"({res['seconds']:.0f} s)\n", flush=True)
-    labels = [f"{r['mode']}" + (f" σ={r['sigma']}" if r.get("sigma") else "") + f", {r['positions']} positions"
-              for r in results]  # fmt: skip
+    labels = [
+        f"{r['mode']}" + (f" σ={r['sigma']}" if r.get("sigma") else "") + f", {r['positions']} positions"
+        for r in results
+    ]
     plot_sweep(results, out / f"perturb_{args.name}.png", labels=labels)
     print(f"plot: {out / f'perturb_{args.name}.png'}")
 

@@ -38,8 +38,12 @@ def main() -> None:
     ap.add_argument("--positions", default="all")
     ap.add_argument("--sigma", type=float, default=0.1)
     ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--use", action="append", default=[],
-                    help="TASK=PROMPT:NEURONS, artifacts of a task kept elsewhere (e.g. the 3-seed MR run)")  # fmt: skip
+    ap.add_argument(
+        "--use",
+        action="append",
+        default=[],
+        help="TASK=PROMPT:NEURONS, artifacts of a task kept elsewhere (e.g. the 3-seed MR run)",
+    )
     ap.add_argument("--no-cross", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
@@ -58,8 +62,10 @@ def main() -> None:
     sim = run_similarity(neurons, out, names=tasks, rho=args.sim_rho, name="perturb_similarity")
     print("Spearman correlation of neuron predictivity (all layers)\n")
     print(matrix_md(tasks, sim["spearman"]))
-    print(f"\nJaccard overlap of the top {args.sim_rho:.0%} skill neurons per layer "
-          f"(chance {sim['chance_jaccard'][0][1]:.4f})\n")  # fmt: skip
+    print(
+        f"\nJaccard overlap of the top {args.sim_rho:.0%} skill neurons per layer "
+        f"(chance {sim['chance_jaccard'][0][1]:.4f})\n"
+    )
     print(matrix_md(tasks, sim["jaccard"]))
     print("\nSpearman correlation within layers (mean of the per-layer correlations)\n")
     print(matrix_md(tasks, sim["spearman_layer_mean"]))
@@ -79,13 +85,27 @@ def main() -> None:
     bb = load_backbone("minilm")
     for mode in args.modes.split(","):
         t0 = time.perf_counter()
-        res = run_cross([prompts[t] for t in tasks], neurons, out, model=bb, rho=args.rho,
-                        mode=mode, positions=args.positions, sigma=args.sigma, control_draws=args.draws,
-                        name=f"perturb_cross_{mode}_rho{args.rho * 100:g}", progress=True)  # fmt: skip
-        print(f"\ncross-task matrix, {mode}, top {args.rho:.0%} per layer, {args.positions} positions "
-              f"({time.perf_counter() - t0:.0f} s)\n")  # fmt: skip
-        print("unperturbed accuracy: " + ", ".join(f"{t} {a:.4f} (n={n})"
-                                                   for t, a, n in zip(tasks, res["unperturbed"], res["n_eval"])))  # fmt: skip
+        res = run_cross(
+            [prompts[t] for t in tasks],
+            neurons,
+            out,
+            model=bb,
+            rho=args.rho,
+            mode=mode,
+            positions=args.positions,
+            sigma=args.sigma,
+            control_draws=args.draws,
+            name=f"perturb_cross_{mode}_rho{args.rho * 100:g}",
+            progress=True,
+        )
+        print(
+            f"\ncross-task matrix, {mode}, top {args.rho:.0%} per layer, {args.positions} positions "
+            f"({time.perf_counter() - t0:.0f} s)\n"
+        )
+        print(
+            "unperturbed accuracy: "
+            + ", ".join(f"{t} {a:.4f} (n={n})" for t, a, n in zip(tasks, res["unperturbed"], res["n_eval"]))
+        )
         print("\naccuracy drop (rows: perturbed neurons of; columns: evaluated task)\n")
         m = [*res["drop"], res["random_control"]["drop"]]
         print(matrix_md(tasks, m, fmt="{:+.3f}", rows=[*tasks, f"random (k={args.draws})"]))

@@ -74,8 +74,14 @@ def prompt_model(bb: Backbone, prompt: str | None, ref: PromptModel | None, task
         return PromptModel(
             bb, SoftPrompt.create(bb, 20), build_head("auto", bb, task.label_words), max_length=128
         )
-    return PromptModel(bb, ref.prompt, build_head("auto", bb, task.label_words), layout=ref.layout,
-                       max_length=ref.max_length, template=ref.template)  # fmt: skip
+    return PromptModel(
+        bb,
+        ref.prompt,
+        build_head("auto", bb, task.label_words),
+        layout=ref.layout,
+        max_length=ref.max_length,
+        template=ref.template,
+    )
 
 
 PRECISION = "auto"  # set from --precision: bf16 autocast on a GPU, fp32 on the CPU
@@ -132,8 +138,12 @@ def main() -> None:
     ap.add_argument(
         "--device", default="cpu", help="cpu (default), cuda, ... - every model on the same device"
     )
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="autocast (auto: bf16 on a GPU, fp32 on the CPU)")  # fmt: skip
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="autocast (auto: bf16 on a GPU, fp32 on the CPU)",
+    )
     ap.add_argument(
         "--no-random-control", action="store_true", help="skip the random-neuron accuracy control"
     )
@@ -183,8 +193,10 @@ def main() -> None:
     n_timed = len(timed)
     L, N = bb.num_layers, bb.d_ff[0]
     l0 = default_first_layer(L) if args.first_layer is None else args.first_layer
-    print(f"{bb.name}: {L} layers x {N} neurons; pruning layers {l0}..{L - 1}; {n} examples ({n_timed} timed), batch {args.batch_size}, "
-          f"{args.threads} thread(s)")  # fmt: skip
+    print(
+        f"{bb.name}: {L} layers x {N} neurons; pruning layers {l0}..{L - 1}; {n} examples ({n_timed} timed), batch {args.batch_size}, "
+        f"{args.threads} thread(s)"
+    )
 
     # ---- pruned models, saved and loaded back -------------------------------------------------
     variants: dict[str, PromptModel] = {"unpruned": full}
@@ -203,14 +215,19 @@ def main() -> None:
         small = load_pruned(folder, device=args.device)
         key = f"rho={rho:g}"
         variants[key] = prompt_model(small, str(ppath) if ppath else None, full, task)
-        info[key] = {"rho": rho, "kept_per_pruned_layer": small.d_ff[l0], "d_ff": small.d_ff,
-                     "parameters_fraction": count_parameters(small) / count_parameters(bb),
-                     "ffn_parameters_fraction": ffn_parameters(small) / ffn_parameters(bb)}  # fmt: skip
+        info[key] = {
+            "rho": rho,
+            "kept_per_pruned_layer": small.d_ff[l0],
+            "d_ff": small.d_ff,
+            "parameters_fraction": count_parameters(small) / count_parameters(bb),
+            "ffn_parameters_fraction": ffn_parameters(small) / ffn_parameters(bb),
+        }
         if sn is not None and not args.no_random_control:
             rk = random_keep(L, N, rho, l0, seed=1000 + i)
             rnd = prune_backbone(bb, rk, sn.token_mean)
-            info[key]["accuracy_random_neurons"] = accuracy(prompt_model(rnd, str(ppath) if ppath else None,
-                                                                         full, task), batches)  # fmt: skip
+            info[key]["accuracy_random_neurons"] = accuracy(
+                prompt_model(rnd, str(ppath) if ppath else None, full, task), batches
+            )
             del rnd
 
     # ---- interleaved timing ------------------------------------------------------------------
@@ -241,13 +258,23 @@ def main() -> None:
         for k in names[1:]:
             if info[k]["rho"] not in only:
                 continue
-            cfg = TrainConfig(max_steps=args.retune_steps, batch_size=args.batch_size, lr=lr,
-                              eval_every=max(1, args.retune_steps // 4), seed=0)  # fmt: skip
+            cfg = TrainConfig(
+                max_steps=args.retune_steps,
+                batch_size=args.batch_size,
+                lr=lr,
+                eval_every=max(1, args.retune_steps // 4),
+                seed=0,
+            )
             fit = Trainer(
                 variants[k], splits.part("train"), splits.part("dev"), cfg, None, progress=False
             ).fit()
-            info[k].update(accuracy_retuned=accuracy(variants[k], batches), retune_dev_accuracy=fit.best_dev_accuracy,
-                           retune_steps=fit.steps, retune_seconds=fit.seconds, retune_lr=lr)  # fmt: skip
+            info[k].update(
+                accuracy_retuned=accuracy(variants[k], batches),
+                retune_dev_accuracy=fit.best_dev_accuracy,
+                retune_steps=fit.steps,
+                retune_seconds=fit.seconds,
+                retune_lr=lr,
+            )
             print(
                 f"{k}: re-tuned {fit.steps} steps in {fit.seconds:.0f}s, accuracy {info[k]['accuracy_retuned']:.4f}"
             )
@@ -257,11 +284,26 @@ def main() -> None:
         ratios = [a / b for a, b in zip(times["unpruned"], times[k])]
         q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
         med = statistics.median(times[k])
-        row = {"variant": k, **info.get(k, {"rho": 1.0, "kept_per_pruned_layer": N, "d_ff": bb.d_ff,
-                                            "parameters_fraction": 1.0, "ffn_parameters_fraction": 1.0}),
-               "seconds_median": med, "examples_per_s": n_timed / med, "speedup_median": statistics.median(ratios),
-               "speedup_q1": q[0], "speedup_q3": q[2], "seconds": times[k],
-               "accuracy": correct[k] / n if args.prompt else None}  # fmt: skip
+        row = {
+            "variant": k,
+            **info.get(
+                k,
+                {
+                    "rho": 1.0,
+                    "kept_per_pruned_layer": N,
+                    "d_ff": bb.d_ff,
+                    "parameters_fraction": 1.0,
+                    "ffn_parameters_fraction": 1.0,
+                },
+            ),
+            "seconds_median": med,
+            "examples_per_s": n_timed / med,
+            "speedup_median": statistics.median(ratios),
+            "speedup_q1": q[0],
+            "speedup_q3": q[2],
+            "seconds": times[k],
+            "accuracy": correct[k] / n if args.prompt else None,
+        }
         if not args.prompt:
             row.pop("accuracy_random_neurons", None)
         rows.append(row)
@@ -323,9 +365,16 @@ def main() -> None:
 
 def _retune_record(e: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
     keys = ("model", "first_layer", "prompt_sha256", "neurons_sha256", "task", "split", "examples")
-    return {**{k: e.get(k) for k in keys}, "rho": r["rho"], "steps": r.get("retune_steps"), "lr": r.get("retune_lr"),
-            "accuracy_retuned": r["accuracy_retuned"], "retune_dev_accuracy": r.get("retune_dev_accuracy"),
-            "retune_seconds": r.get("retune_seconds"), "date": e.get("date")}  # fmt: skip
+    return {
+        **{k: e.get(k) for k in keys},
+        "rho": r["rho"],
+        "steps": r.get("retune_steps"),
+        "lr": r.get("retune_lr"),
+        "accuracy_retuned": r["accuracy_retuned"],
+        "retune_dev_accuracy": r.get("retune_dev_accuracy"),
+        "retune_seconds": r.get("retune_seconds"),
+        "date": e.get("date"),
+    }
 
 
 def _retune_key(rec: dict[str, Any]) -> tuple[Any, ...]:

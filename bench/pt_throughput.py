@@ -32,8 +32,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per repetition")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="autocast for both sides (auto: bf16 on a GPU that supports it, else fp32)")  # fmt: skip
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="autocast for both sides (auto: bf16 on a GPU that supports it, else fp32)",
+    )
     ap.add_argument("--out", default="bench/results/pt_throughput.json")
     args = ap.parse_args()
     from peft import PromptTuningConfig, TaskType, get_peft_model
@@ -44,8 +48,13 @@ def main() -> None:
     device = bb.device
 
     # ---- ours ---------------------------------------------------------------------------------
-    pm = PromptModel(bb, SoftPrompt.create(bb, args.prompt_length), build_head("linear", bb, task.label_words),
-                     layout="prompt_first", max_length=128)  # fmt: skip
+    pm = PromptModel(
+        bb,
+        SoftPrompt.create(bb, args.prompt_length),
+        build_head("linear", bb, task.label_words),
+        layout="prompt_first",
+        max_length=128,
+    )
     trainer = Trainer(
         pm,
         task,
@@ -60,8 +69,12 @@ def main() -> None:
             trainer.train_step(order[s * args.batch_size : (s + 1) * args.batch_size], s)
 
     # ---- PEFT ---------------------------------------------------------------------------------
-    cfg = PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=args.prompt_length,
-                             token_dim=bb.hidden_size, num_transformer_submodules=1)  # fmt: skip
+    cfg = PromptTuningConfig(
+        task_type=TaskType.FEATURE_EXTRACTION,
+        num_virtual_tokens=args.prompt_length,
+        token_dim=bb.hidden_size,
+        num_transformer_submodules=1,
+    )
     peft_model = get_peft_model(bb.model.base_model, cfg)
     head = torch.nn.Linear(bb.hidden_size, task.num_classes).to(device)
     params = [p for p in peft_model.parameters() if p.requires_grad] + list(head.parameters())
@@ -112,11 +125,22 @@ def main() -> None:
             store.append(time.perf_counter() - t0)
     n = args.steps * args.batch_size
     res = {
-        "machine": {"device": str(device), "cpu": cpu_model(), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-                    "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
-        "model": args.model, "precision": args.precision, "batch_size": args.batch_size, "prompt_length": args.prompt_length, "steps": args.steps,
-        "ours_examples_per_s": n / statistics.median(ours_t), "peft_examples_per_s": n / statistics.median(peft_t),
-    }  # fmt: skip
+        "machine": {
+            "device": str(device),
+            "cpu": cpu_model(),
+            "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "model": args.model,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "prompt_length": args.prompt_length,
+        "steps": args.steps,
+        "ours_examples_per_s": n / statistics.median(ours_t),
+        "peft_examples_per_s": n / statistics.median(peft_t),
+    }
     res["ratio_ours_over_peft"] = res["ours_examples_per_s"] / res["peft_examples_per_s"]
     write_json(args.out, res)
 

@@ -34,8 +34,12 @@ def main() -> None:
     ap.add_argument("--out", default="runs/transfer/matrix")
     ap.add_argument("--result", default="bench/results/transfer_matrix.json")
     ap.add_argument("--rho", type=float, default=0.02)
-    ap.add_argument("--min-margin", type=float, default=0.05,
-                    help="second correlation table: leave out prompts within this margin of their majority class")  # fmt: skip
+    ap.add_argument(
+        "--min-margin",
+        type=float,
+        default=0.05,
+        help="second correlation table: leave out prompts within this margin of their majority class",
+    )
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
@@ -47,8 +51,9 @@ def main() -> None:
     matrix = run_transfer_matrix(args.prompts, args.out, model=bb)
     t1 = time.perf_counter()
     ind = transferability(args.prompts, bb, matrix=matrix, on=OnOptions(), rho=args.rho)
-    learned = transferability(args.prompts, bb, matrix=matrix, on=OnOptions(), rho=args.rho,
-                              min_margin=args.min_margin)  # fmt: skip
+    learned = transferability(
+        args.prompts, bb, matrix=matrix, on=OnOptions(), rho=args.rho, min_margin=args.min_margin
+    )
     t2 = time.perf_counter()
     result = {
         "benchmark": "transfer_matrix",
@@ -81,8 +86,10 @@ def main() -> None:
     f = lambda v: f"{v:.3f}" if v is not None else "-"  # noqa: E731
     for k in INDICATORS:
         c, s, g = ind["correlation"][k], ind["correlation_same_head"][k], learned["correlation"][k]
-        print(f"| {k} | {f(c['spearman'])} | {f(c['spearman_p'])} | {f(c['pearson'])} | {f(c['pearson_p'])} "
-              f"| {f(g['spearman'])} | {f(g['spearman_p'])} | {f(g['pearson'])} | {f(s['spearman'])} (n={s['n']}) |")  # fmt: skip
+        print(
+            f"| {k} | {f(c['spearman'])} | {f(c['spearman_p'])} | {f(c['pearson'])} | {f(c['pearson_p'])} "
+            f"| {f(g['spearman'])} | {f(g['spearman_p'])} | {f(g['pearson'])} | {f(s['spearman'])} (n={s['n']}) |"
+        )
 
 
 if __name__ == "__main__":

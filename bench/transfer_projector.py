@@ -45,8 +45,11 @@ def source_accuracy(path: Path, task: Task) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--target", default="mpnet", help="target model")
-    ap.add_argument("--train-prompt", default="runs/mr/seed0/prompt.safetensors",
-                    help="source prompt of the projector-training task")  # fmt: skip
+    ap.add_argument(
+        "--train-prompt",
+        default="runs/mr/seed0/prompt.safetensors",
+        help="source prompt of the projector-training task",
+    )
     ap.add_argument(
         "--eval", action="append", default=[], help="NAME=PROMPT: source prompts to project and evaluate"
     )
@@ -65,14 +68,28 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     bb = load_backbone(args.target, device=None if args.device == "auto" else args.device)
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, eval_every=args.eval_every,
-                         seed=args.seed)  # fmt: skip
+    config = TrainConfig(
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, eval_every=args.eval_every, seed=args.seed
+    )
     out = Path(args.out)
     t0 = time.perf_counter()
     res = train_projector(args.train_prompt, bb, out, max_examples=args.max_examples, config=config)
     train_seconds = time.perf_counter() - t0
-    train = {k: res[k] for k in ("task", "sizes", "best_dev_accuracy", "best_step", "steps", "test_accuracy",
-                                 "train_seconds", "source_backbone", "target_backbone", "projector")}  # fmt: skip
+    train = {
+        k: res[k]
+        for k in (
+            "task",
+            "sizes",
+            "best_dev_accuracy",
+            "best_step",
+            "steps",
+            "test_accuracy",
+            "train_seconds",
+            "source_backbone",
+            "target_backbone",
+            "projector",
+        )
+    }
     print(f"projector trained on {res['task']}: projected test accuracy {res['test_accuracy']:.4f}")
     rows = []
     for spec in args.eval:
@@ -84,18 +101,36 @@ def main() -> None:
             part = part.subset(range(args.eval_max))
         own = None if args.eval_max else source_accuracy(Path(path), task)
         t1 = time.perf_counter()
-        proj = apply_projector(out / "projector.safetensors", path, bb, out / f"projected-{name}", task=task,
-                               split=None, progress=False)  # fmt: skip
+        proj = apply_projector(
+            out / "projector.safetensors",
+            path,
+            bb,
+            out / f"projected-{name}",
+            task=task,
+            split=None,
+            progress=False,
+        )
         projected = evaluate(proj["model"], part, 64)["accuracy"]
         g = torch.Generator().manual_seed(args.seed)
-        rnd = PromptModel(bb, SoftPrompt.create(bb, proj["model"].prompt.length, generator=g),
-                          build_head("auto", bb, task.label_words), layout=proj["model"].layout,
-                          max_length=proj["model"].max_length)  # fmt: skip
+        rnd = PromptModel(
+            bb,
+            SoftPrompt.create(bb, proj["model"].prompt.length, generator=g),
+            build_head("auto", bb, task.label_words),
+            layout=proj["model"].layout,
+            max_length=proj["model"].max_length,
+        )
         random_acc = evaluate(rnd, part, 64)["accuracy"]
         labels = torch.tensor(part.labels)
         majority = float(torch.bincount(labels).max()) / len(labels)
-        row = {"task": name, "n": len(part), "source_own": own, "projected": projected, "random_prompt": random_acc,
-               "majority": majority, "seconds": time.perf_counter() - t1}  # fmt: skip
+        row = {
+            "task": name,
+            "n": len(part),
+            "source_own": own,
+            "projected": projected,
+            "random_prompt": random_acc,
+            "majority": majority,
+            "seconds": time.perf_counter() - t1,
+        }
         print(row)
         rows.append(row)
     result = {

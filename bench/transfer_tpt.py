@@ -65,15 +65,27 @@ def main() -> None:
             print(f"{name}: finished earlier, reusing {run}")
             continue
         print(f"=== {name} (init {init or 'normal'})")
-        res = tune_prompt(bb, task, run, prompt_length=args.prompt_length, init_prompt=init,
-                          max_examples=args.max_examples, split_seed=args.split_seed, config=config)  # fmt: skip
+        res = tune_prompt(
+            bb,
+            task,
+            run,
+            prompt_length=args.prompt_length,
+            init_prompt=init,
+            max_examples=args.max_examples,
+            split_seed=args.split_seed,
+            config=config,
+        )
         print(
             f"{name}: test {res['test_accuracy']:.4f}, best dev {res['best_dev_accuracy']:.4f} at {res['best_step']}"
         )
     runs = {name: load_run(out / name) for name in inits}
     splits = {(out / n / "split.json").read_text() for n in inits}
-    cmp = compare_runs(runs["random"], {n: r for n, r in runs.items() if n != "random"},
-                       threshold=args.threshold, fraction=args.fraction)  # fmt: skip
+    cmp = compare_runs(
+        runs["random"],
+        {n: r for n, r in runs.items() if n != "random"},
+        threshold=args.threshold,
+        fraction=args.fraction,
+    )
     cmp["runs"]["random"] = cmp["runs"].pop("baseline")
     result = {
         "benchmark": "transfer_tpt",

@@ -8,4 +8,5 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 echo "== ruff"; .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 echo "== mypy"; .venv/bin/mypy
+echo "== lint-imports"; .venv/bin/lint-imports --no-cache
 echo "== pytest"; .venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-2}" "$@"

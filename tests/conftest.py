@@ -52,8 +52,15 @@ def separable_task(n: int = 48, seed: int = 0, pair: bool = False):  # type: ign
         texts.append(" ".join(words))
         labels.append(y)
     texts_b = tuple("it was " + t.split()[0] for t in texts) if pair else None
-    return Task(name="tiny-sentiment", texts=tuple(texts), labels=tuple(labels), label_names=("negative", "positive"),
-                label_words=(("negative", "bad"), ("positive", "good")), texts_b=texts_b, source="tests")  # fmt: skip
+    return Task(
+        name="tiny-sentiment",
+        texts=tuple(texts),
+        labels=tuple(labels),
+        label_names=("negative", "positive"),
+        label_words=(("negative", "bad"), ("positive", "good")),
+        texts_b=texts_b,
+        source="tests",
+    )
 
 
 __all__ = ["ALL_FAMILIES", "LM_FAMILIES", "separable_task", "tiny_model"]

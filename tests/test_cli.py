@@ -25,16 +25,51 @@ def _csv(path: Path, n: int = 60) -> Path:
 def test_tune_evaluate_find(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _csv(tmp_path / "d.csv")
     run = tmp_path / "run"
-    args = ["-q", "tune", "--model", str(model_dir), "--task", str(data), "--out", str(run), "--prompt-length", "3",
-            "--max-length", "24", "--max-steps", "4", "--batch-size", "8", "--head", "linear", "--dtype", "float32"]  # fmt: skip
+    args = [
+        "-q",
+        "tune",
+        "--model",
+        str(model_dir),
+        "--task",
+        str(data),
+        "--out",
+        str(run),
+        "--prompt-length",
+        "3",
+        "--max-length",
+        "24",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--head",
+        "linear",
+        "--dtype",
+        "float32",
+    ]
     assert main(args) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert {"split.json", "prompt.json", "results.json", "history.json"} <= {p.name for p in run.iterdir()}
     assert main(["-q", "evaluate", "--prompt", str(run / "prompt.safetensors"), "--task", str(data)]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["split"] == "test" and 0 <= res["accuracy"] <= 1
-    assert main(["find", "-q", str(run / "prompt.safetensors"), "--out", str(tmp_path / "n"), "--task", str(data),
-                 "--no-controls", "--top", "3"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "find",
+                "-q",
+                str(run / "prompt.safetensors"),
+                "--out",
+                str(tmp_path / "n"),
+                "--task",
+                str(data),
+                "--no-controls",
+                "--top",
+                "3",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "top-1 predictivity" in out and (tmp_path / "n" / "skill_neurons.safetensors").is_file()
 
@@ -52,8 +87,28 @@ def test_tune_with_a_knowledgeable_verbalizer(
     words = tmp_path / "words.txt"
     words.write_text("negative: bad, awful, worst\npositive: good, great, best\n")
     run = tmp_path / "kpt"
-    args = ["-q", "tune", "--model", str(model_dir), "--task", str(data), "--out", str(run), "--prompt-length", "3",
-            "--max-length", "24", "--max-steps", "3", "--batch-size", "8", "--verbalizer", "kpt", "--words", str(words)]  # fmt: skip
+    args = [
+        "-q",
+        "tune",
+        "--model",
+        str(model_dir),
+        "--task",
+        str(data),
+        "--out",
+        str(run),
+        "--prompt-length",
+        "3",
+        "--max-length",
+        "24",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--verbalizer",
+        "kpt",
+        "--words",
+        str(words),
+    ]
     assert main(args) == 0
     man = json.loads((run / "prompt.json").read_text())
     assert man["head"]["type"] == "kpt" and "head.word_weights" in man["shapes"]

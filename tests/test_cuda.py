@@ -78,16 +78,37 @@ def test_progressive_tuning_and_projector_on_cuda(tmp_path) -> None:  # type: ig
     bb = tiny_model("bert")
     bb.model.to("cuda")
     cfg = TrainConfig(max_steps=8, batch_size=16, eval_every=4, seed=0)
-    res = tune_prompt(bb, task, tmp_path / "fpt", prompt_length=3, max_length=24, config=cfg,
-                      progressive="50,full", progress=False)  # fmt: skip
+    res = tune_prompt(
+        bb,
+        task,
+        tmp_path / "fpt",
+        prompt_length=3,
+        max_length=24,
+        config=cfg,
+        progressive="50,full",
+        progress=False,
+    )
     stages = res["progressive"]["stages"]
     assert len(stages) == 2 and stages[0]["flops_per_step"] < stages[1]["flops_per_step"]
     target = tiny_model("roberta", hidden=48)
     target.model.to("cuda")
-    proj = train_projector(tmp_path / "fpt" / "prompt.safetensors", target, tmp_path / "proj", task=task, inner=16,
-                           max_length=24, config=TrainConfig(max_steps=4, batch_size=16, eval_every=2, lr=1e-3),
-                           progress=False)  # fmt: skip
+    proj = train_projector(
+        tmp_path / "fpt" / "prompt.safetensors",
+        target,
+        tmp_path / "proj",
+        task=task,
+        inner=16,
+        max_length=24,
+        config=TrainConfig(max_steps=4, batch_size=16, eval_every=2, lr=1e-3),
+        progress=False,
+    )
     assert 0.0 <= proj["test_accuracy"] <= 1.0
-    out = apply_projector(tmp_path / "proj" / "projector.safetensors", tmp_path / "fpt" / "prompt.safetensors",
-                          target, tmp_path / "applied", task=task, progress=False)  # fmt: skip
+    out = apply_projector(
+        tmp_path / "proj" / "projector.safetensors",
+        tmp_path / "fpt" / "prompt.safetensors",
+        target,
+        tmp_path / "applied",
+        task=task,
+        progress=False,
+    )
     assert out is not None

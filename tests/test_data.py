@@ -16,8 +16,12 @@ from skillneurons.errors import DataError, SkillNeuronsError
 
 
 def _task(n: int = 50, classes: int = 2) -> Task:
-    return Task("t", tuple(f"text number {i}" for i in range(n)), tuple(i % classes for i in range(n)),
-                tuple(f"c{c}" for c in range(classes)))  # fmt: skip
+    return Task(
+        "t",
+        tuple(f"text number {i}" for i in range(n)),
+        tuple(i % classes for i in range(n)),
+        tuple(f"c{c}" for c in range(classes)),
+    )
 
 
 def test_splits_identical_for_the_same_seed_and_differ_otherwise() -> None:
@@ -91,7 +95,7 @@ def test_pair_task_keeps_segments_apart(tmp_path: Path) -> None:
         ("", {}, "empty|no data|no columns"),
         ("text,label\n", {}, "no data rows"),
     ],
-)  # fmt: skip
+)
 def test_bad_files_give_one_line_errors(tmp_path: Path, content: str, kwargs: dict, match: str) -> None:  # type: ignore[type-arg]
     p = tmp_path / "d.csv"
     p.write_text(content)
@@ -142,8 +146,16 @@ def test_random_tables_never_crash(tmp_path: Path, rows: list[tuple[str, object]
 
 
 @pytest.mark.real_model
-@pytest.mark.parametrize(("name", "classes", "minimum"), [("mr", 2, 3900), ("pang_lee", 2, 1400), ("fine_food", 2, 4900),
-                                                          ("bbc_news", 5, 2000), ("tweets", 3, 30000)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "classes", "minimum"),
+    [
+        ("mr", 2, 3900),
+        ("pang_lee", 2, 1400),
+        ("fine_food", 2, 4900),
+        ("bbc_news", 5, 2000),
+        ("tweets", 3, 30000),
+    ],
+)
 def test_builtin_tasks_are_real_and_deduplicated(name: str, classes: int, minimum: int) -> None:
     t = load_task(name)
     assert t.num_classes == classes and len(t) >= minimum

@@ -37,14 +37,23 @@ from skillneurons.testing import tiny_model
 from skillneurons.training import TrainConfig, Trainer
 
 FAMILIES = ["bert", "roberta", "gpt2"]  # BERT-, RoBERTa- and GPT-2-style
-METHODS = [("bitfit", {}), ("adapter", {"placement": "pfeiffer"}), ("adapter", {"placement": "houlsby"}),
-           ("lora", {"r": 4})]  # fmt: skip
+METHODS = [
+    ("bitfit", {}),
+    ("adapter", {"placement": "pfeiffer"}),
+    ("adapter", {"placement": "houlsby"}),
+    ("lora", {"r": 4}),
+]
 IDS = ["bitfit", "pfeiffer", "houlsby", "lora"]
 
 
 def _plain(bb: Backbone, layout: str = "auto") -> PromptModel:
-    return PromptModel(bb, NoPrompt(bb.hidden_size), build_head("auto", bb, [["bad"], ["good"]]), layout=layout,
-                       max_length=24)  # fmt: skip
+    return PromptModel(
+        bb,
+        NoPrompt(bb.hidden_size),
+        build_head("auto", bb, [["bad"], ["good"]]),
+        layout=layout,
+        max_length=24,
+    )
 
 
 def _dm(family: str, method: str, options: dict, bb: Backbone | None = None) -> DeltaModel:  # type: ignore[type-arg]
@@ -229,8 +238,11 @@ def test_neuron_sites_and_perturbation_see_the_tuned_model(method: str, options:
     assert not torch.equal(pert, clean)
     assert not has_hooks(dm.backbone)
     # positions="prompt" of a model without soft prompt = the read slot only
-    with torch.no_grad(), perturbed(dm, Perturbation("zero", mask, positions="prompt")), \
-            record_neurons(dm.backbone) as sacts:  # fmt: skip
+    with (
+        torch.no_grad(),
+        perturbed(dm, Perturbation("zero", mask, positions="prompt")),
+        record_neurons(dm.backbone) as sacts,
+    ):
         dm(batch)
     assert not sacts[0][:, 0, :10].any() and torch.equal(sacts[0][:, 1:], acts[0][:, 1:])
     dm.release()
@@ -239,8 +251,14 @@ def test_neuron_sites_and_perturbation_see_the_tuned_model(method: str, options:
 def test_tune_resume_and_evaluate(tmp_path: Path) -> None:
     task = separable_task(64)
     cfg = TrainConfig(max_steps=6, batch_size=8, lr=5e-3, eval_every=2, seed=0)
-    kw = dict(method="adapter", method_options={"placement": "houlsby"}, head="linear", max_length=24,
-              config=cfg, progress=False)  # fmt: skip
+    kw = dict(
+        method="adapter",
+        method_options={"placement": "houlsby"},
+        head="linear",
+        max_length=24,
+        config=cfg,
+        progress=False,
+    )
     full = tune_prompt(tiny_model("bert"), task, tmp_path / "full", **kw)  # type: ignore[arg-type]
     assert full["method"] == "adapter" and full["prompt_length"] == 0 and full["trainable_parameters"] > 0
     assert full["method_options"]["placement"] == "houlsby"
@@ -275,8 +293,13 @@ def _neurons(bb: Backbone, task: str = "tiny-sentiment") -> SkillNeurons:
     L, N = bb.num_layers, bb.d_ff[0]
     subs = decompose(2)
     scores = 0.5 + 0.5 * torch.rand(L, N, generator=g, dtype=torch.float64)
-    return SkillNeurons(subs, {subs[0].name: SkillRanking(scores)}, {subs[0].name: torch.zeros(L, N, dtype=torch.int64)},
-                        torch.zeros(L, N, dtype=torch.float64), {"task": task})  # fmt: skip
+    return SkillNeurons(
+        subs,
+        {subs[0].name: SkillRanking(scores)},
+        {subs[0].name: torch.zeros(L, N, dtype=torch.int64)},
+        torch.zeros(L, N, dtype=torch.float64),
+        {"task": task},
+    )
 
 
 def _saved_runs(tmp_path: Path, bb: Backbone) -> list[Path]:
@@ -289,8 +312,14 @@ def _saved_runs(tmp_path: Path, bb: Backbone) -> list[Path]:
         splits.save(d / "split.json")
         dm = _dm("bert", method, opts, bb)
         _randomise(dm, scale=0.2)
-        out.append(save_prompt(d / "prompt", dm, task={"name": task.name, "fingerprint": task.fingerprint()},
-                               split={"seed": 0, "file": "split.json"}))  # fmt: skip
+        out.append(
+            save_prompt(
+                d / "prompt",
+                dm,
+                task={"name": task.name, "fingerprint": task.fingerprint()},
+                split={"seed": 0, "file": "split.json"},
+            )
+        )
         dm.release()
     return out
 
@@ -340,12 +369,33 @@ def test_cli_tune_methods_and_delta_perturb(
         w = csv.writer(f)
         w.writerow(["text", "label"])
         w.writerows([t, ["negative", "positive"][y]] for t, y in zip(task.texts, task.labels))
-    common = ["-q", "tune", "--model", str(model_dir), "--task", str(data), "--max-length", "24", "--max-steps", "2",
-              "--batch-size", "8", "--head", "linear", "--lr", "1e-3", "--split-seed", "0"]  # fmt: skip
+    common = [
+        "-q",
+        "tune",
+        "--model",
+        str(model_dir),
+        "--task",
+        str(data),
+        "--max-length",
+        "24",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--head",
+        "linear",
+        "--lr",
+        "1e-3",
+        "--split-seed",
+        "0",
+    ]
     runs = {}
-    for method, extra in [("prompt", ["--prompt-length", "3"]), ("bitfit", []),
-                          ("adapter", ["--adapter-placement", "houlsby", "--adapter-reduction", "8"]),
-                          ("lora", ["--lora-r", "2", "--lora-targets", "attention.self.query"])]:  # fmt: skip
+    for method, extra in [
+        ("prompt", ["--prompt-length", "3"]),
+        ("bitfit", []),
+        ("adapter", ["--adapter-placement", "houlsby", "--adapter-reduction", "8"]),
+        ("lora", ["--lora-r", "2", "--lora-targets", "attention.self.query"]),
+    ]:
         runs[method] = tmp_path / method
         assert main([*common, "--out", str(runs[method]), "--method", method, *extra]) == 0
         res = json.loads((runs[method] / "results.json").read_text())
@@ -359,19 +409,70 @@ def test_cli_tune_methods_and_delta_perturb(
         == 0
     )
     assert 0 <= json.loads(capsys.readouterr().out)["accuracy"] <= 1
-    assert main(["-q", "find", str(runs["prompt"] / "prompt.safetensors"), "--out", str(tmp_path / "n"),
-                 "--task", str(data), "--no-controls"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "find",
+                str(runs["prompt"] / "prompt.safetensors"),
+                "--out",
+                str(tmp_path / "n"),
+                "--task",
+                str(data),
+                "--no-controls",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     models = [str(runs[m] / "prompt.safetensors") for m in ("bitfit", "adapter", "lora")]
-    assert main(["-q", "delta-perturb", "--neurons", str(tmp_path / "n" / "skill_neurons.safetensors"),
-                 "--models", *models, "--out", str(tmp_path / "dp"), "--rho", "0,0.1", "--draws", "2", "--task", str(data)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "delta-perturb",
+                "--neurons",
+                str(tmp_path / "n" / "skill_neurons.safetensors"),
+                "--models",
+                *models,
+                "--out",
+                str(tmp_path / "dp"),
+                "--rho",
+                "0,0.1",
+                "--draws",
+                "2",
+                "--task",
+                str(data),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "bitfit" in out and "adapter-houlsby" in out and "lora" in out
     saved = json.loads((tmp_path / "dp" / "delta_perturb.json").read_text())
     assert [m["method"] for m in saved["models"]] == ["bitfit", "adapter", "lora"]
     assert saved["settings"]["mode"] == "zero" and (tmp_path / "dp" / "delta_perturb.png").is_file()
-    assert main(["-q", "tune", "--model", str(model_dir), "--task", str(data), "--out", str(tmp_path / "bad"),
-                 "--method", "lora", "--lora-targets", "output.dense", "--max-steps", "1"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "tune",
+                "--model",
+                str(model_dir),
+                "--task",
+                str(data),
+                "--out",
+                str(tmp_path / "bad"),
+                "--method",
+                "lora",
+                "--lora-targets",
+                "output.dense",
+                "--max-steps",
+                "1",
+            ]
+        )
+        == 2
+    )
 
 
 def test_no_prompt_module() -> None:
@@ -417,8 +518,16 @@ def test_methods_on_a_backbone_still_holding_another_lora(tmp_path: Path) -> Non
     with torch.no_grad():
         assert torch.allclose(again(batch), out, atol=1e-6)
     # tune_prompt gives the backbone back clean
-    tune_prompt(bb, separable_task(32), None, method="lora", head="linear", max_length=24, progress=False,
-                config=TrainConfig(max_steps=1, batch_size=8, lr=1e-3))  # fmt: skip
+    tune_prompt(
+        bb,
+        separable_task(32),
+        None,
+        method="lora",
+        head="linear",
+        max_length=24,
+        progress=False,
+        config=TrainConfig(max_steps=1, batch_size=8, lr=1e-3),
+    )
     assert not any(hasattr(m, "lora_A") for m in bb.model.modules())
 
 
@@ -455,8 +564,27 @@ def test_lora_dropout_is_refused(tmp_path: Path, model_dir: Path, capsys: pytest
     with open(data, "w", newline="") as f:
         csv.writer(f).writerows([["text", "label"], *([t, str(y)] for t, y in zip(task.texts, task.labels))])
     capsys.readouterr()
-    assert main(["-q", "tune", "--model", str(model_dir), "--task", str(data), "--out", str(tmp_path / "o"),
-                 "--method", "lora", "--lora-dropout", "0.1", "--max-steps", "1"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "tune",
+                "--model",
+                str(model_dir),
+                "--task",
+                str(data),
+                "--out",
+                str(tmp_path / "o"),
+                "--method",
+                "lora",
+                "--lora-dropout",
+                "0.1",
+                "--max-steps",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "LoRA dropout 0.1 is not supported" in capsys.readouterr().err
 
 
@@ -469,8 +597,16 @@ def test_tune_releases_the_lora_when_training_fails(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(Trainer, "fit", boom)
     with pytest.raises(RuntimeError, match="training failed"):
-        tune_prompt(bb, separable_task(32), None, method="lora", head="linear", max_length=24, progress=False,
-                    config=TrainConfig(max_steps=1, batch_size=8, lr=1e-3))  # fmt: skip
+        tune_prompt(
+            bb,
+            separable_task(32),
+            None,
+            method="lora",
+            head="linear",
+            max_length=24,
+            progress=False,
+            config=TrainConfig(max_steps=1, batch_size=8, lr=1e-3),
+        )
     assert not any(hasattr(m, "lora_A") or hasattr(m, "base_layer") for m in bb.model.modules())
     assert not lora_layers_active(bb.model)
 
@@ -480,8 +616,14 @@ def test_tune_refuses_an_initial_prompt_for_delta_methods(method: str, tmp_path:
     with pytest.raises(
         ConfigError, match=f"--init-prompt starts a soft prompt; --method {method} tunes no prompt"
     ):
-        tune_prompt(tiny_model("bert"), separable_task(32), tmp_path, method=method, init_prompt=tmp_path / "p",
-                    progress=False)  # fmt: skip
+        tune_prompt(
+            tiny_model("bert"),
+            separable_task(32),
+            tmp_path,
+            method=method,
+            init_prompt=tmp_path / "p",
+            progress=False,
+        )
     assert not (tmp_path / "split.json").exists()  # refused before any work
 
 
@@ -568,8 +710,12 @@ def test_delta_perturb_resume_keys_on_neurons_and_task(tmp_path: Path) -> None:
     task2.split(0).save(paths[0].parent / "split.json")
     dm = _dm("bert", "bitfit", {}, bb)
     _randomise(dm, scale=0.2)
-    save_prompt(paths[0].parent / "prompt", dm, task={"name": task2.name, "fingerprint": task2.fingerprint()},
-                split={"seed": 0, "file": "split.json"})  # fmt: skip
+    save_prompt(
+        paths[0].parent / "prompt",
+        dm,
+        task={"name": task2.name, "fingerprint": task2.fingerprint()},
+        split={"seed": 0, "file": "split.json"},
+    )
     t2 = delta_perturbation(b, paths, bb, **{**kw, "task": task2})["models"][0]  # type: ignore[arg-type]
     assert t2["settings"]["task_fingerprint"] == task2.fingerprint() != task.fingerprint()
     assert t2["settings"]["artifact_sha256"] != m2["settings"]["artifact_sha256"]
@@ -592,8 +738,25 @@ def test_delta_perturb_cli_loads_the_manifest_backbone_with_the_options(
         raise ConfigError("stop here")
 
     monkeypatch.setattr(backbones, "load_backbone", load)
-    assert main(["-q", "delta-perturb", "--neurons", str(sn), "--models", str(paths[0]), "--out", str(tmp_path / "o"),
-                 "--dtype", "bfloat16", "--device-map", "auto"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "delta-perturb",
+                "--neurons",
+                str(sn),
+                "--models",
+                str(paths[0]),
+                "--out",
+                str(tmp_path / "o"),
+                "--dtype",
+                "bfloat16",
+                "--device-map",
+                "auto",
+            ]
+        )
+        == 2
+    )
     manifest = json.loads(paths[0].with_suffix(".json").read_text())
     assert seen["name"] == manifest["backbone"]["name"]
     assert seen["dtype"] == "bfloat16" and seen["device_map"] == "auto" and seen["trust_remote_code"] is False

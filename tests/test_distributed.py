@@ -61,8 +61,15 @@ def test_two_gloo_processes_match_single_process(tmp_path: Path) -> None:
     port = str(_free_port())
     procs = []
     for r in range(2):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": "2", "RANK": str(r),
-               "LOCAL_RANK": str(r), "OMP_NUM_THREADS": "1"}  # fmt: skip
+        env = {
+            **os.environ,
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+            "WORLD_SIZE": "2",
+            "RANK": str(r),
+            "LOCAL_RANK": str(r),
+            "OMP_NUM_THREADS": "1",
+        }
         procs.append(subprocess.Popen([sys.executable, str(script), str(out)], env=env))
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     dp = load_file(out)

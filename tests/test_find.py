@@ -50,7 +50,16 @@ def _naive_predictivity(
     return torch.maximum(acc, 1 - acc)
 
 
-@pytest.mark.parametrize(("family", "layout"), [("bert", "slot_first"), ("roberta", "prompt_first"), ("llama", "auto"), ("gpt2", "auto"), ("t5", "auto")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("family", "layout"),
+    [
+        ("bert", "slot_first"),
+        ("roberta", "prompt_first"),
+        ("llama", "auto"),
+        ("gpt2", "auto"),
+        ("t5", "auto"),
+    ],
+)
 def test_streaming_equals_naive_reference(family: str, layout: str) -> None:
     pm = _pm(family, layout)
     train, dev = separable_task(30, seed=1), separable_task(22, seed=2)
@@ -103,8 +112,12 @@ def test_find_chain_saves_resumes_and_reports(tmp_path) -> None:  # type: ignore
         run = tmp_path / f"seed{seed}"
         splits.save(run / "split.json")
         torch.manual_seed(seed)
-        pm = PromptModel(bb, SoftPrompt.create(bb, 3, "normal", std=0.5), build_head("auto", bb, task.label_words),
-                         max_length=24)  # fmt: skip
+        pm = PromptModel(
+            bb,
+            SoftPrompt.create(bb, 3, "normal", std=0.5),
+            build_head("auto", bb, task.label_words),
+            max_length=24,
+        )
         manifest = {
             "task": {"name": task.name, "fingerprint": task.fingerprint()},
             "split": {"seed": 0, "file": "split.json"},

@@ -93,8 +93,14 @@ def test_all_layers_full_width_equal_the_full_model_exactly(family: str) -> None
     model = PromptModel(
         bb, SoftPrompt.create(bb, 3), build_head("linear", bb, task.label_words), max_length=24
     )
-    trainer = Trainer(model, task, task, TrainConfig(max_steps=4, batch_size=4), progress=False,
-                      hooks=ProgressiveTraining(model, task, "50,full:1"))  # fmt: skip
+    trainer = Trainer(
+        model,
+        task,
+        task,
+        TrainConfig(max_steps=4, batch_size=4),
+        progress=False,
+        hooks=ProgressiveTraining(model, task, "50,full:1"),
+    )
     batch = encode_examples(model, task, list(range(8)))
     ref = model(batch)
     hooks = trainer.hooks
@@ -223,19 +229,33 @@ def test_activation_magnitudes_are_streaming_means_over_real_tokens() -> None:
 def test_schedule_syntax() -> None:
     s = parse_schedule("25,50,75,full")
     assert [(x.depth, x.width, x.weight) for x in s.stages] == [
-        (0.25, 0.25, 1), (0.5, 0.5, 1), (0.75, 0.75, 1), (1, 1, 2)]  # fmt: skip
+        (0.25, 0.25, 1),
+        (0.5, 0.5, 1),
+        (0.75, 0.75, 1),
+        (1, 1, 2),
+    ]
     assert s.boundaries(100) == [20, 40, 60, 100]
     assert [s.stage_at(i, 100) for i in (0, 19, 20, 59, 60, 99)] == [0, 0, 1, 2, 3, 3]
     assert s.spec == "d25w25:1,d50w50:1,d75w75:1,full:2"
     d = parse_schedule("d50:3, w25%:1 ,d50w75,full:5")
     assert [(x.depth, x.width, x.weight) for x in d.stages] == [
-        (0.5, 1, 3), (1, 0.25, 1), (0.5, 0.75, 1), (1, 1, 5)]  # fmt: skip
+        (0.5, 1, 3),
+        (1, 0.25, 1),
+        (0.5, 0.75, 1),
+        (1, 1, 5),
+    ]
     assert parse_schedule("full").boundaries(7) == [7]
     assert parse_schedule("50,full").boundaries(2) == [1, 2]
     assert parse_schedule("10,20,30,full").boundaries(2)[-1] == 2  # the full stage always runs
-    for bad, msg in [("25,50", "must be 'full'"), ("x5,full", "cannot read"), ("0,full", r"\(0, 100\]"),
-                     ("d150,full", r"\(0, 100\]"), ("25,,full", "empty stage"), ("25:x,full", "not a number"),
-                     ("25:0,full", "weight")]:  # fmt: skip
+    for bad, msg in [
+        ("25,50", "must be 'full'"),
+        ("x5,full", "cannot read"),
+        ("0,full", r"\(0, 100\]"),
+        ("d150,full", r"\(0, 100\]"),
+        ("25,,full", "empty stage"),
+        ("25:x,full", "not a number"),
+        ("25:0,full", "weight"),
+    ]:
         with pytest.raises(ConfigError, match=msg):
             parse_schedule(bad)
     with pytest.raises(ConfigError, match="progressive-neurons"):
@@ -246,9 +266,24 @@ def test_cli_options_build_the_schedule() -> None:
     from skillneurons.cli import build_parser
     from skillneurons.fpt.cli import schedule_from_args
 
-    args = build_parser().parse_args(["tune", "--model", "m", "--task", "mr", "--out", "o", "--progressive",
-                                      "d50,full", "--progressive-depth", "first", "--reset-optimizer",
-                                      "--progressive-eval", "all"])  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "tune",
+            "--model",
+            "m",
+            "--task",
+            "mr",
+            "--out",
+            "o",
+            "--progressive",
+            "d50,full",
+            "--progressive-depth",
+            "first",
+            "--reset-optimizer",
+            "--progressive-eval",
+            "all",
+        ]
+    )
     s = schedule_from_args(args)
     assert s is not None and s.depth_rule == "first" and s.reset_optimizer and s.evaluate == "all"
     assert s.spec == "d50:1,full:2"
@@ -272,11 +307,17 @@ class _Recorder(ProgressiveTraining):
         assert self.trainer is not None
         p = self.model.prompt.weight
         st = self.trainer.optimizer.state.get(p, {})
-        self.seen.append({"step": step, "param": p, "value": p.detach().clone(),
-                          "opt_param": self.trainer.optimizer.param_groups[0]["params"][0],
-                          "adam_step": float(st["step"]) if "step" in st else None,
-                          "exp_avg": st["exp_avg"].clone() if "exp_avg" in st else None,
-                          "layers": len(self.model.backbone.model.get_submodule(self.model.backbone.layers_path))})  # fmt: skip
+        self.seen.append(
+            {
+                "step": step,
+                "param": p,
+                "value": p.detach().clone(),
+                "opt_param": self.trainer.optimizer.param_groups[0]["params"][0],
+                "adam_step": float(st["step"]) if "step" in st else None,
+                "exp_avg": st["exp_avg"].clone() if "exp_avg" in st else None,
+                "layers": len(self.model.backbone.model.get_submodule(self.model.backbone.layers_path)),
+            }
+        )
         return ctx
 
 
@@ -284,8 +325,12 @@ def _setup(family: str = "bert", layers: int = 4, n: int = 32) -> tuple[PromptMo
     bb = tiny_model(family, layers=layers)
     task = separable_task(n)
     torch.manual_seed(0)
-    model = PromptModel(bb, SoftPrompt.create(bb, 3, generator=torch.Generator().manual_seed(0)),
-                        build_head("linear", bb, task.label_words), max_length=24)  # fmt: skip
+    model = PromptModel(
+        bb,
+        SoftPrompt.create(bb, 3, generator=torch.Generator().manual_seed(0)),
+        build_head("linear", bb, task.label_words),
+        max_length=24,
+    )
     return model, task
 
 
@@ -294,8 +339,9 @@ def test_prompt_and_optimizer_state_persist_across_an_expansion(reset: bool) -> 
     model, task = _setup()
     prompt_param = model.prompt.weight
     hooks = _Recorder(model, task, parse_schedule("d50:1,full:1", reset_optimizer=reset))
-    trainer = Trainer(model, task, task, TrainConfig(max_steps=6, batch_size=8, lr=0.05), progress=False,
-                      hooks=hooks)  # fmt: skip
+    trainer = Trainer(
+        model, task, task, TrainConfig(max_steps=6, batch_size=8, lr=0.05), progress=False, hooks=hooks
+    )
     records_during_steps: list[int] = []
     real_step = trainer.train_step
 
@@ -347,8 +393,15 @@ def test_progressive_run_resumes_exactly_after_an_interruption(tmp_path) -> None
 def test_evaluation_only_in_the_final_stage_and_history_fields(tmp_path) -> None:  # type: ignore[no-untyped-def]
     model, task = _setup()
     hooks = ProgressiveTraining(model, task, "d50,full:1")
-    Trainer(model, task, task, TrainConfig(max_steps=8, batch_size=8, eval_every=2), tmp_path, progress=False,
-            hooks=hooks).fit()  # fmt: skip
+    Trainer(
+        model,
+        task,
+        task,
+        TrainConfig(max_steps=8, batch_size=8, eval_every=2),
+        tmp_path,
+        progress=False,
+        hooks=hooks,
+    ).fit()
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["step"] for h in history] == [6, 8]  # steps 5-8 are the full stage; 2 and 4 were partial
     assert all(h["stage"] == 1 for h in history)
@@ -385,8 +438,13 @@ def test_width_by_skill_neurons_keeps_the_most_predictive(tmp_path) -> None:  # 
     scores = torch.rand(2, bb.d_ff[0], generator=g, dtype=torch.float64)
     token_mean = torch.randn(2, bb.d_ff[0], generator=g, dtype=torch.float64)
     sub = decompose(2)
-    SkillNeurons(sub, {sub[0].name: SkillRanking(scores)}, {sub[0].name: torch.zeros_like(scores).long()},
-                 token_mean, {}).save(tmp_path / "sn")  # fmt: skip
+    SkillNeurons(
+        sub,
+        {sub[0].name: SkillRanking(scores)},
+        {sub[0].name: torch.zeros_like(scores).long()},
+        token_mean,
+        {},
+    ).save(tmp_path / "sn")
     hooks = ProgressiveTraining(
         model, task, parse_schedule("w25,full", width_by="skill", neurons=str(tmp_path / "sn.safetensors"))
     )
@@ -402,16 +460,30 @@ def test_width_by_skill_neurons_keeps_the_most_predictive(tmp_path) -> None:  # 
         wrong, SoftPrompt.create(wrong, 3), build_head("linear", wrong, task.label_words), max_length=24
     )
     with pytest.raises(ConfigError, match="found on a model with 2 layers"):
-        Trainer(m3, task, task, TrainConfig(max_steps=3, batch_size=8), progress=False,
-                hooks=ProgressiveTraining(m3, task, hooks.schedule))  # fmt: skip
+        Trainer(
+            m3,
+            task,
+            task,
+            TrainConfig(max_steps=3, batch_size=8),
+            progress=False,
+            hooks=ProgressiveTraining(m3, task, hooks.schedule),
+        )
 
 
 def test_tune_prompt_progressive_writes_the_stages(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from skillneurons.runs import tune_prompt
 
-    res = tune_prompt(tiny_model("gpt2", layers=4), separable_task(60), tmp_path, prompt_length=3, head="linear",
-                      max_length=24, progressive="d50,w50,full", progress=False,
-                      config=TrainConfig(max_steps=8, batch_size=8, eval_every=2))  # fmt: skip
+    res = tune_prompt(
+        tiny_model("gpt2", layers=4),
+        separable_task(60),
+        tmp_path,
+        prompt_length=3,
+        head="linear",
+        max_length=24,
+        progressive="d50,w50,full",
+        progress=False,
+        config=TrainConfig(max_steps=8, batch_size=8, eval_every=2),
+    )
     p = res["progressive"]
     assert p["schedule"] == "d50:1,w50:1,full:2" and [s["steps"] for s in p["stages"]] == [2, 2, 4]
     assert 0 < p["flops_ratio"] < 1
@@ -425,8 +497,14 @@ def test_depth_stage_gives_kept_layers_their_own_layer_types() -> None:
     """Qwen2 reads ``config.layer_types[i]`` for the i-th running layer: with layers dropped, each
     kept layer must still get its own (sliding-window or full) attention mask."""
     types = ["full_attention", "full_attention", "full_attention", "sliding_attention"]
-    bb = tiny_model("qwen2", layers=4, layer_types=list(types), use_sliding_window=True, sliding_window=2,
-                    max_window_layers=3)  # fmt: skip
+    bb = tiny_model(
+        "qwen2",
+        layers=4,
+        layer_types=list(types),
+        use_sliding_window=True,
+        sliding_window=2,
+        max_window_layers=3,
+    )
     assert list(bb.config.layer_types) == types
     emb, mask = _inputs(bb)
     keep = [0, 3]

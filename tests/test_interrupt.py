@@ -58,8 +58,17 @@ def _tune_here(out: Path) -> None:
     from skillneurons.testing import tiny_model
     from skillneurons.training import TrainConfig
 
-    tune_prompt(tiny_model("bert"), separable_task(80), out, prompt_length=3, head="linear", max_length=24,
-                split_seed=0, progress=False, config=TrainConfig(max_steps=24, batch_size=8, eval_every=2, seed=0, lr=0.05))  # fmt: skip
+    tune_prompt(
+        tiny_model("bert"),
+        separable_task(80),
+        out,
+        prompt_length=3,
+        head="linear",
+        max_length=24,
+        split_seed=0,
+        progress=False,
+        config=TrainConfig(max_steps=24, batch_size=8, eval_every=2, seed=0, lr=0.05),
+    )
 
 
 def _child(tmp: Path, what: str, out: Path, delay: float) -> subprocess.Popen[bytes]:

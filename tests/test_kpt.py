@@ -66,9 +66,13 @@ def test_word_file_positional_lines_and_json(tmp_path) -> None:  # type: ignore[
 
 @pytest.mark.parametrize(
     ("text", "match"),
-    [("negative: bad\nneutral: meh\npositive: good\n", "does not have"), ("negative: bad\n", "no label words"),
-     ("negative: bad\ngood, great\n", "does not start with a class"), ("bad\ngood\nfine\n", "3 word lists")],
-)  # fmt: skip
+    [
+        ("negative: bad\nneutral: meh\npositive: good\n", "does not have"),
+        ("negative: bad\n", "no label words"),
+        ("negative: bad\ngood, great\n", "does not start with a class"),
+        ("bad\ngood\nfine\n", "3 word lists"),
+    ],
+)
 def test_word_file_errors_are_one_line(tmp_path, text: str, match: str) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "w.txt"
     f.write_text(text)
@@ -264,8 +268,12 @@ def test_expansion_finds_embedding_neighbours_among_whole_words() -> None:
 def _kpt_prompt_model(family: str):  # type: ignore[no-untyped-def]
     bb = tiny_model(family)
     torch.manual_seed(0)
-    head = KnowledgeableHead(bb, [["negative", "bad", "awful", "hate"], ["positive", "good", "great", "love"]],
-                             aggregate="learned", calibrate=True)  # fmt: skip
+    head = KnowledgeableHead(
+        bb,
+        [["negative", "bad", "awful", "hate"], ["positive", "good", "great", "love"]],
+        aggregate="learned",
+        calibrate=True,
+    )
     pm = PromptModel(bb, SoftPrompt.create(bb, 4, "normal", std=0.5), head, max_length=24)
     task = separable_task(32)
     report = refine_in_prompt_model(pm, task, cutoff=0.0)
@@ -362,8 +370,9 @@ def test_zero_shot_evaluate_single_and_kpt(family: str, tmp_path) -> None:  # ty
     task = separable_task(80)
     single = zero_shot_evaluate(bb, task, verbalizer="single", calibrate=False, progress=False)
     assert single["words_per_class"] == [1, 1] and single["sizes"]["contexts"] == 0
-    kpt = zero_shot_evaluate(bb, task, verbalizer="kpt", expand=3, prior_examples=16, progress=False,
-                             out=tmp_path / "r.json")  # fmt: skip
+    kpt = zero_shot_evaluate(
+        bb, task, verbalizer="kpt", expand=3, prior_examples=16, progress=False, out=tmp_path / "r.json"
+    )
     assert 0.0 <= kpt["accuracy"] <= 1.0 and kpt["n"] == 16 and kpt["sizes"]["contexts"] == 16
     assert sum(kpt["predicted_share"]) == pytest.approx(1.0)
     assert json.loads((tmp_path / "r.json").read_text())["refinement"]["words_before"] == [5, 5]
@@ -382,9 +391,24 @@ def test_kpt_evaluate_command(tmp_path, capsys) -> None:  # type: ignore[no-unty
     (tmp_path / "words.txt").write_text("negative: bad, awful\npositive: good, great\n")
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["kpt-evaluate", "--model", str(tmp_path / "model"), "--task", str(tmp_path / "data.csv"),
-                              "--words", str(tmp_path / "words.txt"), "--template", "{text} it was {mask} .",
-                              "--no-calibrate", "--prior-examples", "8", "--out", str(tmp_path / "res.json")])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "kpt-evaluate",
+            "--model",
+            str(tmp_path / "model"),
+            "--task",
+            str(tmp_path / "data.csv"),
+            "--words",
+            str(tmp_path / "words.txt"),
+            "--template",
+            "{text} it was {mask} .",
+            "--no-calibrate",
+            "--prior-examples",
+            "8",
+            "--out",
+            str(tmp_path / "res.json"),
+        ]
+    )
     args.quiet = True
     assert args.fn(args) == 0
     summary = json.loads(capsys.readouterr().out)

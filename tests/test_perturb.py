@@ -50,9 +50,13 @@ def _neurons(seed: int = 0, layers: int = LAYERS, d_ff: int = D_FF, task: str = 
     g = torch.Generator().manual_seed(seed)
     subs = decompose(2)
     scores = 0.5 + 0.5 * torch.rand(layers, d_ff, generator=g, dtype=torch.float64)
-    return SkillNeurons(subs, {subs[0].name: SkillRanking(scores)},
-                        {subs[0].name: torch.zeros(layers, d_ff, dtype=torch.int64)},
-                        torch.randn(layers, d_ff, generator=g, dtype=torch.float64), {"task": task})  # fmt: skip
+    return SkillNeurons(
+        subs,
+        {subs[0].name: SkillRanking(scores)},
+        {subs[0].name: torch.zeros(layers, d_ff, dtype=torch.int64)},
+        torch.randn(layers, d_ff, generator=g, dtype=torch.float64),
+        {"task": task},
+    )
 
 
 def _record(pm: PromptModel, batch, perturbation: Perturbation | None = None) -> dict[int, torch.Tensor]:  # type: ignore[no-untyped-def]
@@ -315,12 +319,40 @@ def test_cli_commands(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no
         args = parser.parse_args(["-q", *argv])
         assert args.fn(args) == 0
 
-    run("perturb", "--prompt", str(prompt), "--neurons", str(neurons), "--out", str(tmp_path / "o"),
-        "--rho", "0,0.1", "--draws", "2", "--mode", "zero", "--positions", "prompt")  # fmt: skip
+    run(
+        "perturb",
+        "--prompt",
+        str(prompt),
+        "--neurons",
+        str(neurons),
+        "--out",
+        str(tmp_path / "o"),
+        "--rho",
+        "0,0.1",
+        "--draws",
+        "2",
+        "--mode",
+        "zero",
+        "--positions",
+        "prompt",
+    )
     assert "unperturbed accuracy" in capsys.readouterr().out
     assert json.loads((tmp_path / "o" / "perturb_sweep.json").read_text())["positions"] == "prompt"
-    run("cross-perturb", "--prompts", str(prompt), "--neurons", str(neurons), "--out", str(tmp_path / "o"),
-        "--rho", "0.1", "--draws", "1", "--layers", "0,2")  # fmt: skip
+    run(
+        "cross-perturb",
+        "--prompts",
+        str(prompt),
+        "--neurons",
+        str(neurons),
+        "--out",
+        str(tmp_path / "o"),
+        "--rho",
+        "0.1",
+        "--draws",
+        "1",
+        "--layers",
+        "0,2",
+    )
     assert "random" in capsys.readouterr().out
     run("similarity", str(neurons), str(neurons), "--names", "x,y", "--out", str(tmp_path / "o"))
     assert json.loads((tmp_path / "o" / "similarity.json").read_text())["tasks"] == ["x", "y"]

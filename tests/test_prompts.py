@@ -78,9 +78,17 @@ def test_pairs_are_real_pairs() -> None:
 
 @pytest.mark.parametrize(
     ("family", "head"),
-    [("bert", "label_words"), ("roberta", "label_words"), ("llama", "label_words"), ("gpt2", "label_words"),
-     ("bert", "linear"), ("t5", "linear"), ("bert", "similarity"), ("mpnet", "similarity")],
-)  # fmt: skip
+    [
+        ("bert", "label_words"),
+        ("roberta", "label_words"),
+        ("llama", "label_words"),
+        ("gpt2", "label_words"),
+        ("bert", "linear"),
+        ("t5", "linear"),
+        ("bert", "similarity"),
+        ("mpnet", "similarity"),
+    ],
+)
 def test_heads_learn_separable_task(family: str, head: str) -> None:
     task = separable_task(48)
     m = _model(family, head=head, hidden=32, layers=2)

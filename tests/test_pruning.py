@@ -98,8 +98,12 @@ def test_prompt_trained_on_the_full_model_runs_on_the_pruned_one() -> None:
     bb = tiny_model("roberta")
     keep, base = _masks(bb)
     torch.manual_seed(0)
-    pm = PromptModel(bb, SoftPrompt.create(bb, 3, "normal", std=0.5), build_head("auto", bb, [["bad"], ["good"]]),
-                     max_length=24)  # fmt: skip
+    pm = PromptModel(
+        bb,
+        SoftPrompt.create(bb, 3, "normal", std=0.5),
+        build_head("auto", bb, [["bad"], ["good"]]),
+        max_length=24,
+    )
     small = prune_backbone(bb, keep, base)
     pm_small = PromptModel(small, pm.prompt, pm.head, layout=pm.layout, max_length=24)
     pm_small.head.backbone_ref = [small]  # type: ignore[union-attr,assignment]
@@ -216,8 +220,13 @@ def _skill_neurons(bb: Backbone, seed: int = 0) -> SkillNeurons:
     scores = torch.rand(bb.num_layers, bb.d_ff[0], generator=g, dtype=torch.float64)
     token_mean = torch.randn(bb.num_layers, bb.d_ff[0], generator=g, dtype=torch.float64)
     sub = decompose(2)
-    return SkillNeurons(sub, {sub[0].name: SkillRanking(scores)}, {sub[0].name: torch.zeros_like(scores).long()},
-                        token_mean, {"backbone": bb.identity(), "task": "tiny-sentiment"})  # fmt: skip
+    return SkillNeurons(
+        sub,
+        {sub[0].name: SkillRanking(scores)},
+        {sub[0].name: torch.zeros_like(scores).long()},
+        token_mean,
+        {"backbone": bb.identity(), "task": "tiny-sentiment"},
+    )
 
 
 def test_prune_run_evaluates_and_retunes(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -230,15 +239,31 @@ def test_prune_run_evaluates_and_retunes(tmp_path) -> None:  # type: ignore[no-u
     run = tmp_path / "run"
     splits.save(run / "split.json")
     torch.manual_seed(0)
-    pm = PromptModel(bb, SoftPrompt.create(bb, 3, "normal", std=0.5), build_head("auto", bb, task.label_words),
-                     max_length=24)  # fmt: skip
-    prompt = save_prompt(run / "prompt", pm, task={"name": task.name, "fingerprint": task.fingerprint()},
-                         split={"seed": 0, "file": "split.json"})  # fmt: skip
+    pm = PromptModel(
+        bb,
+        SoftPrompt.create(bb, 3, "normal", std=0.5),
+        build_head("auto", bb, task.label_words),
+        max_length=24,
+    )
+    prompt = save_prompt(
+        run / "prompt",
+        pm,
+        task={"name": task.name, "fingerprint": task.fingerprint()},
+        split={"seed": 0, "file": "split.json"},
+    )
     sn = _skill_neurons(bb)
     sn.save(tmp_path / "neurons" / "skill_neurons")
-    res = prune_model(tmp_path / "neurons" / "skill_neurons.safetensors", tmp_path / "pruned", rho=0.1, model=bb,
-                      prompt=prompt, task=task, retune=True, config=TrainConfig(max_steps=2, batch_size=8),
-                      progress=False)  # fmt: skip
+    res = prune_model(
+        tmp_path / "neurons" / "skill_neurons.safetensors",
+        tmp_path / "pruned",
+        rho=0.1,
+        model=bb,
+        prompt=prompt,
+        task=task,
+        retune=True,
+        config=TrainConfig(max_steps=2, batch_size=8),
+        progress=False,
+    )
     assert res["pruned_layers"] == [1, 2, 3] and res["d_ff"] == [48, 5, 5, 5]
     assert 0 <= res["accuracy_pruned"] <= 1 and 0 <= res["accuracy_retuned"] <= 1
     assert res["parameters"]["fraction"] < 1 and "re-tuned" in res["text"]

@@ -35,37 +35,115 @@ def _hostile_task() -> Task:
     """The separable tiny task, every text carrying markup, the task name too."""
     base = separable_task(64)
     texts = tuple(f"{t} {XSS} & more" if i % 2 else f'{XSS} "{t}"' for i, t in enumerate(base.texts))
-    return Task(name="tiny-<b>sentiment</b>", texts=texts, labels=base.labels, label_names=base.label_names,
-                label_words=base.label_words, source="tests")  # fmt: skip
+    return Task(
+        name="tiny-<b>sentiment</b>",
+        texts=texts,
+        labels=base.labels,
+        label_names=base.label_names,
+        label_words=base.label_words,
+        source="tests",
+    )
 
 
 def _extra_results(root: Path, tasks: list[str]) -> None:
     """Results of the other experiments, in their JSON shapes (perturbation, similarity, pruning, transfer)."""
-    pts = [{"rho": r, "neurons": int(r * 96), "skill": 0.9 - 2 * r, "random": {"mean": 0.9 - r / 2, "std": 0.01,
-            "ci95": [0.88 - r / 2, 0.92 - r / 2], "n": 3, "values": [0.9, 0.9, 0.9]}} for r in (0.0, 0.05, 0.1, 0.2)]  # fmt: skip
+    pts = [
+        {
+            "rho": r,
+            "neurons": int(r * 96),
+            "skill": 0.9 - 2 * r,
+            "random": {
+                "mean": 0.9 - r / 2,
+                "std": 0.01,
+                "ci95": [0.88 - r / 2, 0.92 - r / 2],
+                "n": 3,
+                "values": [0.9, 0.9, 0.9],
+            },
+        }
+        for r in (0.0, 0.05, 0.1, 0.2)
+    ]
     T = len(tasks)
     files: dict[str, Any] = {
-        "perturb/perturb_sweep.json": {"task": EVIL_NAME, "n_eval": 20, "model": "tiny-bert", "mode": "gaussian",
-                                       "sigma": 0.1, "positions": "all", "per_layer": True, "draws": 3,
-                                       "unperturbed": 0.9, "points": pts},
-        "perturb/perturb_cross.json": {"tasks": tasks, "rho": 0.05, "mode": "zero", "unperturbed": [0.9] * T,
-                                       "accuracy": [[0.8] * T] * T, "drop": [[0.1 * (i == j) for j in range(T)] for i in range(T)],
-                                       "random_control": {"draws": 3, "drop": [0.01] * T}},
-        "perturb/similarity.json": {"tasks": tasks, "rho": 0.02, "spearman": [[1.0 if i == j else 0.3 for j in range(T)] for i in range(T)],
-                                    "jaccard": [[1.0 if i == j else 0.1 for j in range(T)] for i in range(T)],
-                                    "chance_jaccard": [[0.01] * T] * T},
-        "prune/prune_speed.json": {"entries": [{"model": "tiny-bert", "geometry": "2 x 48", "task": EVIL_NAME, "split": "test",
-                                                "examples": 20, "rows": [
-            {"variant": "unpruned", "rho": 1.0, "kept_per_pruned_layer": 48, "parameters_fraction": 1.0, "examples_per_s": 10.0,
-             "speedup_median": 1.0, "speedup_q1": 1.0, "speedup_q3": 1.0, "accuracy": 0.9},
-            {"variant": "rho=0.1", "rho": 0.1, "kept_per_pruned_layer": 5, "parameters_fraction": 0.8, "examples_per_s": 14.0,
-             "speedup_median": 1.4, "speedup_q1": 1.3, "speedup_q3": 1.5, "accuracy": 0.85, "accuracy_random_neurons": 0.6}]}]},
-        "pruned/results.json": {"pruned_model": "x", "source_model": EVIL_NAME, "rho": 0.1, "pruned_layers": [1],
-                                "parameters": {"source": 100, "pruned": 80, "fraction": 0.8},
-                                "accuracy_unpruned": 0.9, "accuracy_pruned": 0.85},
-        "transfer/transfer.json": {"kind": "transfer", "sources": tasks, "targets": tasks,
-                                   "relative_accuracy": [[1.0 if i == j else 0.7 for j in range(T)] for i in range(T)]},
-    }  # fmt: skip
+        "perturb/perturb_sweep.json": {
+            "task": EVIL_NAME,
+            "n_eval": 20,
+            "model": "tiny-bert",
+            "mode": "gaussian",
+            "sigma": 0.1,
+            "positions": "all",
+            "per_layer": True,
+            "draws": 3,
+            "unperturbed": 0.9,
+            "points": pts,
+        },
+        "perturb/perturb_cross.json": {
+            "tasks": tasks,
+            "rho": 0.05,
+            "mode": "zero",
+            "unperturbed": [0.9] * T,
+            "accuracy": [[0.8] * T] * T,
+            "drop": [[0.1 * (i == j) for j in range(T)] for i in range(T)],
+            "random_control": {"draws": 3, "drop": [0.01] * T},
+        },
+        "perturb/similarity.json": {
+            "tasks": tasks,
+            "rho": 0.02,
+            "spearman": [[1.0 if i == j else 0.3 for j in range(T)] for i in range(T)],
+            "jaccard": [[1.0 if i == j else 0.1 for j in range(T)] for i in range(T)],
+            "chance_jaccard": [[0.01] * T] * T,
+        },
+        "prune/prune_speed.json": {
+            "entries": [
+                {
+                    "model": "tiny-bert",
+                    "geometry": "2 x 48",
+                    "task": EVIL_NAME,
+                    "split": "test",
+                    "examples": 20,
+                    "rows": [
+                        {
+                            "variant": "unpruned",
+                            "rho": 1.0,
+                            "kept_per_pruned_layer": 48,
+                            "parameters_fraction": 1.0,
+                            "examples_per_s": 10.0,
+                            "speedup_median": 1.0,
+                            "speedup_q1": 1.0,
+                            "speedup_q3": 1.0,
+                            "accuracy": 0.9,
+                        },
+                        {
+                            "variant": "rho=0.1",
+                            "rho": 0.1,
+                            "kept_per_pruned_layer": 5,
+                            "parameters_fraction": 0.8,
+                            "examples_per_s": 14.0,
+                            "speedup_median": 1.4,
+                            "speedup_q1": 1.3,
+                            "speedup_q3": 1.5,
+                            "accuracy": 0.85,
+                            "accuracy_random_neurons": 0.6,
+                        },
+                    ],
+                }
+            ]
+        },
+        "pruned/results.json": {
+            "pruned_model": "x",
+            "source_model": EVIL_NAME,
+            "rho": 0.1,
+            "pruned_layers": [1],
+            "parameters": {"source": 100, "pruned": 80, "fraction": 0.8},
+            "accuracy_unpruned": 0.9,
+            "accuracy_pruned": 0.85,
+        },
+        "transfer/transfer.json": {
+            "kind": "transfer",
+            "sources": tasks,
+            "targets": tasks,
+            "relative_accuracy": [[1.0 if i == j else 0.7 for j in range(T)] for i in range(T)],
+        },
+    }
     for name, obj in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(json.dumps(obj))
@@ -80,8 +158,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     prompts = []
     for seed in (0, 1):
         cfg = TrainConfig(max_steps=6, batch_size=8, eval_every=2, seed=seed)
-        res = tune_prompt(bb, task, root / f"seed{seed}", prompt_length=4, max_length=48, split_seed=0, config=cfg,
-                          progress=False)  # fmt: skip
+        res = tune_prompt(
+            bb,
+            task,
+            root / f"seed{seed}",
+            prompt_length=4,
+            max_length=48,
+            split_seed=0,
+            config=cfg,
+            progress=False,
+        )
         prompts.append(res["prompt"])
     find_skill_neurons(bb, prompts, task, root / "neurons", auroc_bins=8, batch_size=16, progress=False)
     _extra_results(root, [EVIL_NAME, "other"])
@@ -109,8 +195,10 @@ def test_report_in_headless_chromium(run: dict[str, Any], tmp_path: Path) -> Non
     shot = tmp_path / "report.png"
     check = PageCheck()
     with Chromium(exe, width=1280, height=900) as c:
-        c.open(run["path"].resolve().as_uri(),
-               init_script="window.__alerts = []; window.alert = function (m) { window.__alerts.push(String(m)); };")  # fmt: skip
+        c.open(
+            run["path"].resolve().as_uri(),
+            init_script="window.__alerts = []; window.alert = function (m) { window.__alerts.push(String(m)); };",
+        )
         check.text = c.evaluate("document.body.innerText")
         assert c.evaluate("window.__alerts.length") == 0
         assert c.evaluate("document.scripts.length") == 1
@@ -202,8 +290,12 @@ def test_top_activating_equals_stored_activations() -> None:
 
     bb = tiny_model("bert")
     torch.manual_seed(0)
-    pm = PromptModel(bb, SoftPrompt.create(bb, 3, "normal", std=0.5), build_head("auto", bb, [["bad"], ["good"]]),
-                     max_length=24)  # fmt: skip
+    pm = PromptModel(
+        bb,
+        SoftPrompt.create(bb, 3, "normal", std=0.5),
+        build_head("auto", bb, [["bad"], ["good"]]),
+        max_length=24,
+    )
     task = separable_task(23, seed=3)
     picks = [(0, 5, 0), (1, 17, 2), (1, 3, 3), (0, 40, 1)]
     got = top_activating(pm, task, picks, k=4, batch_size=5)

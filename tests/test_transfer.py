@@ -98,8 +98,13 @@ def test_correlations_by_hand() -> None:
 def test_activated_neurons_match_a_manual_recording(family: str, layout: str) -> None:
     bb = tiny_model(family, layers=LAYERS, d_ff=D_FF)
     torch.manual_seed(0)
-    pm = PromptModel(bb, SoftPrompt.create(bb, 4, std=0.5), build_head("linear", bb, [["bad"], ["good"]]),
-                     layout=layout, max_length=24)  # fmt: skip
+    pm = PromptModel(
+        bb,
+        SoftPrompt.create(bb, 4, std=0.5),
+        build_head("linear", bb, [["bad"], ["good"]]),
+        layout=layout,
+        max_length=24,
+    )
     text = "" if family != "llama" else "it"
     batch = pm.encode([text])
     with torch.no_grad(), record_neurons(bb) as rec:
@@ -189,8 +194,16 @@ def test_tune_from_another_prompt(runs: dict, tmp_path: Path) -> None:  # type: 
     start = initial_prompt(bb, pa, 3)
     pm, _ = load_prompt(pa, bb)
     assert torch.equal(start.weight, pm.prompt.weight) and start.weight.requires_grad
-    res = tune_prompt(bb, runs["b"], tmp_path / "tpt", prompt_length=3, max_length=24, init_prompt=pa,
-                      config=TrainConfig(max_steps=1, batch_size=8, eval_every=1, lr=1e-9), progress=False)  # fmt: skip
+    res = tune_prompt(
+        bb,
+        runs["b"],
+        tmp_path / "tpt",
+        prompt_length=3,
+        max_length=24,
+        init_prompt=pa,
+        config=TrainConfig(max_steps=1, batch_size=8, eval_every=1, lr=1e-9),
+        progress=False,
+    )
     tuned, _ = load_prompt(res["prompt"], bb)
     assert torch.allclose(tuned.prompt.weight, pm.prompt.weight, atol=1e-6)  # lr ~ 0: still the source
     with pytest.raises(ConfigError, match="--prompt-length 3"):
@@ -226,8 +239,16 @@ def test_projector_shapes_for_mismatched_widths() -> None:
 
 def test_train_and_apply_a_projector_across_widths(runs: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
     target = tiny_model("mpnet", layers=2, d_ff=24, hidden=48)
-    res = train_projector(runs["pa"], target, tmp_path / "proj", task=runs["a"], inner=16, max_length=24,
-                          config=TrainConfig(max_steps=3, batch_size=8, eval_every=1, lr=1e-3), progress=False)  # fmt: skip
+    res = train_projector(
+        runs["pa"],
+        target,
+        tmp_path / "proj",
+        task=runs["a"],
+        inner=16,
+        max_length=24,
+        config=TrainConfig(max_steps=3, batch_size=8, eval_every=1, lr=1e-3),
+        progress=False,
+    )
     proj, man = load_projector(tmp_path / "proj" / "projector.safetensors")
     assert man["source_backbone"]["hidden_size"] == 32 and man["target_backbone"]["hidden_size"] == 48
     assert proj.config() == {"length": 3, "source_hidden": 32, "target_hidden": 48, "inner": 16}
@@ -237,8 +258,14 @@ def test_train_and_apply_a_projector_across_widths(runs: dict, tmp_path: Path) -
     assert torch.allclose(projected.prompt.weight, proj(src.prompt.weight.detach()), atol=1e-5)
     assert pman["dev_accuracy"] == pytest.approx(res["best_dev_accuracy"])
     # apply to the other task's prompt: saved as a prompt of the target model, evaluated on b's test split
-    out = apply_projector(tmp_path / "proj" / "projector.safetensors", runs["pb"], target, tmp_path / "pb-proj",
-                          task=runs["b"], progress=False)  # fmt: skip
+    out = apply_projector(
+        tmp_path / "proj" / "projector.safetensors",
+        runs["pb"],
+        target,
+        tmp_path / "pb-proj",
+        task=runs["b"],
+        progress=False,
+    )
     again = evaluate_prompt(out["prompt_path"], runs["b"], model=target, progress=False)
     assert out["accuracy"] == pytest.approx(again["accuracy"]) and out["n"] == again["n"]
     with pytest.raises(ArtifactError, match="hidden_size"):
@@ -246,8 +273,16 @@ def test_train_and_apply_a_projector_across_widths(runs: dict, tmp_path: Path) -
             tmp_path / "proj" / "projector.safetensors", out["prompt_path"], target, task=runs["b"]
         )
     # the projected prompt starts a tuning run on the target model (model transfer as initialisation)
-    r = tune_prompt(target, runs["b"], tmp_path / "tpt", prompt_length=3, max_length=24,
-                    init_prompt=out["prompt_path"], config=CONFIG, progress=False)  # fmt: skip
+    r = tune_prompt(
+        target,
+        runs["b"],
+        tmp_path / "tpt",
+        prompt_length=3,
+        max_length=24,
+        init_prompt=out["prompt_path"],
+        config=CONFIG,
+        progress=False,
+    )
     assert r["steps"] == 3
 
 
@@ -258,9 +293,13 @@ def _neurons(seed: int) -> SkillNeurons:
     g = torch.Generator().manual_seed(seed)
     subs = decompose(2)
     scores = torch.rand(LAYERS, D_FF, generator=g, dtype=torch.float64)
-    return SkillNeurons(subs, {subs[0].name: SkillRanking(scores)},
-                        {subs[0].name: torch.zeros(LAYERS, D_FF, dtype=torch.int64)},
-                        torch.zeros(LAYERS, D_FF, dtype=torch.float64), {"task": "x"})  # fmt: skip
+    return SkillNeurons(
+        subs,
+        {subs[0].name: SkillRanking(scores)},
+        {subs[0].name: torch.zeros(LAYERS, D_FF, dtype=torch.int64)},
+        torch.zeros(LAYERS, D_FF, dtype=torch.float64),
+        {"task": "x"},
+    )
 
 
 def test_transferability_against_a_matrix(runs: dict) -> None:  # type: ignore[type-arg]
@@ -300,15 +339,23 @@ def test_transferability_against_a_matrix(runs: dict) -> None:  # type: ignore[t
     assert res["correlation"]["E_avg"] == correlations(
         [p["E_avg"] for p in used], [p["relative"] for p in used]
     )
-    both = transferability(prompts, bb, matrix=matrix, neurons={str(pa): na, str(pb): nb, str(pc): nb},
-                           include_same_task=True)  # fmt: skip
+    both = transferability(
+        prompts, bb, matrix=matrix, neurons={str(pa): na, str(pb): nb, str(pc): nb}, include_same_task=True
+    )
     assert both["n_pairs"] == 6
     # a's own prompt at its chance level: pairs with a are left out of the correlation with min_margin
     flat = {**matrix, "majority": [matrix["own"][0], 0.0, 0.0]}
-    kept = transferability(prompts, bb, matrix=flat, neurons={str(pa): na, str(pb): nb, str(pc): nb},
-                           include_same_task=True, min_margin=0.01)  # fmt: skip
-    assert kept["n_pairs"] == 2 and all(p["learned"] == ("tiny-sentiment" not in (p["source"], p["target"]))
-                                        for p in kept["pairs"])  # fmt: skip
+    kept = transferability(
+        prompts,
+        bb,
+        matrix=flat,
+        neurons={str(pa): na, str(pb): nb, str(pc): nb},
+        include_same_task=True,
+        min_margin=0.01,
+    )
+    assert kept["n_pairs"] == 2 and all(
+        p["learned"] == ("tiny-sentiment" not in (p["source"], p["target"])) for p in kept["pairs"]
+    )
 
 
 # ---- speed-up from histories -------------------------------------------------------------------
@@ -321,10 +368,23 @@ def test_compare_runs_by_hand() -> None:
         {"step": 30, "dev_accuracy": 0.8},
     ]
     assert steps_to_reach(hist, 0.7) == 20 and steps_to_reach(hist, 0.9) is None
-    base = {"history": hist, "best_dev_accuracy": 0.8, "best_step": 30, "steps": 40, "train_seconds": 80.0,
-            "test_accuracy": 0.78, "sizes": {"train": 10}}  # fmt: skip
-    fast = {**base, "history": [{"step": 10, "dev_accuracy": 0.75}], "best_dev_accuracy": 0.75, "best_step": 10,
-            "train_seconds": 40.0, "test_accuracy": 0.74}  # fmt: skip
+    base = {
+        "history": hist,
+        "best_dev_accuracy": 0.8,
+        "best_step": 30,
+        "steps": 40,
+        "train_seconds": 80.0,
+        "test_accuracy": 0.78,
+        "sizes": {"train": 10},
+    }
+    fast = {
+        **base,
+        "history": [{"step": 10, "dev_accuracy": 0.75}],
+        "best_dev_accuracy": 0.75,
+        "best_step": 10,
+        "train_seconds": 40.0,
+        "test_accuracy": 0.74,
+    }
     res = compare_runs(base, {"transfer": fast})  # threshold 0.9 * 0.8 = 0.72
     assert res["threshold"] == pytest.approx(0.72) and res["same_sizes"]
     assert res["runs"]["baseline"]["steps_to_threshold"] == 30
@@ -357,18 +417,44 @@ def test_cli_commands(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     pa, pb = str(runs["pa"]), str(runs["pb"])
     out = run("transfer-matrix", pa, pb, "--out", str(tmp_path / "m"))
     assert "relative to the target's own prompt" in out
-    out = run("transferability", pa, pb, "--matrix", str(tmp_path / "m" / "transfer_matrix.json"),
-              "--out", str(tmp_path / "t"), "--layers", "1:3", "--on-position", "prompt")  # fmt: skip
+    out = run(
+        "transferability",
+        pa,
+        pb,
+        "--matrix",
+        str(tmp_path / "m" / "transfer_matrix.json"),
+        "--out",
+        str(tmp_path / "t"),
+        "--layers",
+        "1:3",
+        "--on-position",
+        "prompt",
+    )
     res = json.loads((tmp_path / "t" / "transferability.json").read_text())
     assert res["on"]["layers"] == [1, 2] and res["n_pairs"] == 2 and "spearman" in out
     hist = [{"step": 5, "dev_accuracy": 0.6}]
     for name in ("base", "tr"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "history.json").write_text(json.dumps(hist))
-        (tmp_path / name / "results.json").write_text(json.dumps(
-            {"best_dev_accuracy": 0.6, "best_step": 5, "steps": 5, "train_seconds": 5.0, "test_accuracy": 0.6}))  # fmt: skip
-    out = run("tpt-compare", "--baseline", str(tmp_path / "base"), f"tr={tmp_path / 'tr'}", "--out",
-              str(tmp_path / "cmp.json"))  # fmt: skip
+        (tmp_path / name / "results.json").write_text(
+            json.dumps(
+                {
+                    "best_dev_accuracy": 0.6,
+                    "best_step": 5,
+                    "steps": 5,
+                    "train_seconds": 5.0,
+                    "test_accuracy": 0.6,
+                }
+            )
+        )
+    out = run(
+        "tpt-compare",
+        "--baseline",
+        str(tmp_path / "base"),
+        f"tr={tmp_path / 'tr'}",
+        "--out",
+        str(tmp_path / "cmp.json"),
+    )
     assert "1.00x" in out and json.loads((tmp_path / "cmp.json").read_text())["runs"]["tr"]["speedup"] == 1.0
     with pytest.raises(ConfigError, match="window"):
         run("transferability", pa, pb, "--out", str(tmp_path / "t"), "--layers", "a:b")
@@ -376,14 +462,38 @@ def test_cli_commands(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(pj, "load_backbone", lambda name: runs["bb"])
     monkeypatch.setattr(pj, "load_task", lambda name: tasks[name])
-    out = run("project", "train", "--prompt", pa, "--model", "tiny", "--out", str(tmp_path / "p"), "--inner", "8",
-              "--max-steps", "2", "--batch-size", "8", "--max-length", "24")  # fmt: skip
+    out = run(
+        "project",
+        "train",
+        "--prompt",
+        pa,
+        "--model",
+        "tiny",
+        "--out",
+        str(tmp_path / "p"),
+        "--inner",
+        "8",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+    )
     assert (
         "projector saved to" in out
         and load_projector(tmp_path / "p" / "projector")[1]["source_task"] == "tiny-sentiment"
     )
-    out = run("project", "apply", "--projector", str(tmp_path / "p" / "projector.safetensors"), "--prompt", pb,
-              "--out", str(tmp_path / "pb"))  # fmt: skip
+    out = run(
+        "project",
+        "apply",
+        "--projector",
+        str(tmp_path / "p" / "projector.safetensors"),
+        "--prompt",
+        pb,
+        "--out",
+        str(tmp_path / "pb"),
+    )
     applied = json.loads(out)
     assert (
         applied["task"] == "tiny-b"
@@ -444,8 +554,17 @@ def test_projector_keeps_its_trained_linear_head(runs: dict, tmp_path: Path) -> 
 
     target = tiny_model("mpnet", layers=2, d_ff=24, hidden=48)
     cfg = TrainConfig(max_steps=2, batch_size=8, eval_every=1, lr=1e-3, head_lr=0.5)
-    train_projector(runs["pa"], target, tmp_path / "proj", task=runs["a"], inner=8, head="linear", max_length=24,
-                    config=cfg, progress=False)  # fmt: skip
+    train_projector(
+        runs["pa"],
+        target,
+        tmp_path / "proj",
+        task=runs["a"],
+        inner=8,
+        head="linear",
+        max_length=24,
+        config=cfg,
+        progress=False,
+    )
     path = tmp_path / "proj" / "projector.safetensors"
     _, man = load_projector(path)  # the head tensors do not disturb the projector's
     assert man["head"] == {"kind": "linear", "config": {"type": "linear", "num_classes": 2}}
@@ -459,8 +578,14 @@ def test_projector_keeps_its_trained_linear_head(runs: dict, tmp_path: Path) -> 
     assert isinstance(out["model"].head, LinearHead)
     assert torch.equal(out["model"].head.state_dict()["linear.weight"], state["linear.weight"])
     # another number of classes: refused; a fixed head can still be asked for
-    three = Task(name="three", texts=tuple(f"text {i}" for i in range(30)), labels=tuple(i % 3 for i in range(30)),
-                 label_names=("a", "b", "c"), label_words=(("bad",), ("fine",), ("good",)), source="tests")  # fmt: skip
+    three = Task(
+        name="three",
+        texts=tuple(f"text {i}" for i in range(30)),
+        labels=tuple(i % 3 for i in range(30)),
+        label_names=("a", "b", "c"),
+        label_words=(("bad",), ("fine",), ("good",)),
+        source="tests",
+    )
     with pytest.raises(ConfigError, match="linear head of 2 classes"):
         apply_projector(path, runs["pb"], target, task=three, split=None, progress=False)
     sim = apply_projector(path, runs["pb"], target, task=three, head="similarity", split=None, progress=False)
@@ -488,8 +613,9 @@ def test_delta_artifacts_are_refused_before_loading(runs: dict, tmp_path: Path) 
         with pytest.raises(ConfigError, match=msg):
             call()
     # a real delta-tuned artifact (BitFit)
-    res = tune_prompt(bb, runs["a"], tmp_path / "bitfit", method="bitfit", max_length=24, config=CONFIG,
-                      progress=False)  # fmt: skip
+    res = tune_prompt(
+        bb, runs["a"], tmp_path / "bitfit", method="bitfit", max_length=24, config=CONFIG, progress=False
+    )
     with pytest.raises(ConfigError, match="--method bitfit and has no soft prompt"):
         initial_prompt(bb, res["prompt"], 3)
 
@@ -551,8 +677,13 @@ def test_project_cli_options(runs: dict, tmp_path: Path, monkeypatch: pytest.Mon
     parser = argparse.ArgumentParser()
     parser.add_argument("-q", "--quiet", action="store_true")
     register(parser.add_subparsers(dest="command", required=True))
-    for opt in (["--method", "lora"], ["--progressive", "50,full"], ["--init-prompt", "x"], ["--verbalizer", "kpt"],
-                ["--prompt-length", "3"]):  # fmt: skip
+    for opt in (
+        ["--method", "lora"],
+        ["--progressive", "50,full"],
+        ["--init-prompt", "x"],
+        ["--verbalizer", "kpt"],
+        ["--prompt-length", "3"],
+    ):
         with pytest.raises(SystemExit):
             parser.parse_args(["project", "apply", *opt])
     loaded: list[str] = []
@@ -574,15 +705,41 @@ def test_project_cli_options(runs: dict, tmp_path: Path, monkeypatch: pytest.Mon
             }
         )
     )
-    args = parser.parse_args(["-q", "project", "apply", "--projector", str(proj), "--prompt", str(runs["pa"]),
-                              "--batch-size", "7", "--precision", "fp32", "--dtype", "bfloat16"])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "-q",
+            "project",
+            "apply",
+            "--projector",
+            str(proj),
+            "--prompt",
+            str(runs["pa"]),
+            "--batch-size",
+            "7",
+            "--precision",
+            "fp32",
+            "--dtype",
+            "bfloat16",
+        ]
+    )
     assert args.fn(args) == 0
     assert seen["batch_size"] == 7 and seen["precision"] == "fp32" and seen["head"] is None
     assert loaded == ["the-target"]  # the manifest's backbone, through the CLI loader
     args = parser.parse_args(["-q", "transfer-matrix", str(runs["pa"]), "--out", str(tmp_path / "m")])
     import skillneurons.transfer.matrix as m
 
-    monkeypatch.setattr(m, "run_transfer_matrix", lambda *a, **k: seen.update(model=k["model"]) or {
-        "settings": {"split": "test"}, "sources": ["a"], "targets": ["a"], "accuracy": [[1.0]],
-        "relative": [[1.0]]})  # fmt: skip
+    monkeypatch.setattr(
+        m,
+        "run_transfer_matrix",
+        lambda *a, **k: (
+            seen.update(model=k["model"])
+            or {
+                "settings": {"split": "test"},
+                "sources": ["a"],
+                "targets": ["a"],
+                "accuracy": [[1.0]],
+                "relative": [[1.0]],
+            }
+        ),
+    )
     assert args.fn(args) == 0 and seen["model"] is runs["bb"] and loaded[-1] == runs["bb"].name  # type: ignore[attr-defined]

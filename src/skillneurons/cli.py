@@ -18,8 +18,11 @@ from skillneurons.errors import SkillNeuronsError
 
 
 def _task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--task", required=required,
-                   help="built-in task (mr, pang_lee, fine_food, bbc_news, tweets), a CSV/TSV/JSONL/Parquet file, or hf:NAME[/CONFIG]")  # fmt: skip
+    p.add_argument(
+        "--task",
+        required=required,
+        help="built-in task (mr, pang_lee, fine_food, bbc_news, tweets), a CSV/TSV/JSONL/Parquet file, or hf:NAME[/CONFIG]",
+    )
     p.add_argument("--text-column", help="column holding the text (files / hf datasets)")
     p.add_argument("--text-b-column", help="column holding the second text of a pair task")
     p.add_argument("--label-column", help="column holding the label")
@@ -44,9 +47,15 @@ def _train_config(args: argparse.Namespace) -> Any:
     from skillneurons.training import TrainConfig
 
     return TrainConfig(
-        epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-        eval_every=args.eval_every, patience=args.patience, seed=args.seed, precision=args.precision,
-    )  # fmt: skip
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        seed=args.seed,
+        precision=args.precision,
+    )
 
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
@@ -61,10 +70,18 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--init-text", help="text for --init text")
     p.add_argument("--init-prompt", help="start from this prompt of the model (another task's, projected)")
-    p.add_argument("--head", default="auto", choices=["auto", "label_words", "linear", "similarity"],
-                   help="how labels are read (auto: label words through the LM head when the model has one, else similarity)")  # fmt: skip
-    p.add_argument("--layout", default="auto", choices=["auto", "slot_first", "prompt_first", "paper", "peft"],
-                   help="input layout (auto: slot_first = paper for encoders, prompt_first for causal LMs)")  # fmt: skip
+    p.add_argument(
+        "--head",
+        default="auto",
+        choices=["auto", "label_words", "linear", "similarity"],
+        help="how labels are read (auto: label words through the LM head when the model has one, else similarity)",
+    )
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=["auto", "slot_first", "prompt_first", "paper", "peft"],
+        help="input layout (auto: slot_first = paper for encoders, prompt_first for causal LMs)",
+    )
     p.add_argument(
         "--template", help="text template with {text}, e.g. '{text} Overall it was' (useful for causal LMs)"
     )
@@ -81,8 +98,12 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: twice per epoch)")
     p.add_argument("--patience", type=int, help="early stopping: evaluations without improvement")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--verbalizer", default="single", choices=["single", "kpt"],
-                   help="label words through the LM head: one word per class, or a knowledgeable verbalizer (KPT)")  # fmt: skip
+    p.add_argument(
+        "--verbalizer",
+        default="single",
+        choices=["single", "kpt"],
+        help="label words through the LM head: one word per class, or a knowledgeable verbalizer (KPT)",
+    )
     p.add_argument("--words", help="kpt: label-word file ('class: w1, w2' lines or JSON)")
     p.add_argument("--expand", type=int, default=0, help="kpt: add this many embedding neighbours per class")
     p.add_argument("--calibrate", action="store_true", help="kpt: divide by the contextual prior")
@@ -96,8 +117,11 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
 
 
 def _backbone_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="weights dtype (default float32; bfloat16 halves memory for large models)")  # fmt: skip
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        help="weights dtype (default float32; bfloat16 halves memory for large models)",
+    )
     p.add_argument(
         "--device-map", help="transformers device_map, e.g. 'auto' to spread a large model over the GPUs"
     )
@@ -122,8 +146,12 @@ def _backbone(args: argparse.Namespace, name: str) -> Any:
         register_architecture(
             model_type, parse_ffn_option(args.ffn), overwrite=model_type in known_architectures()
         )
-    return load_backbone(name, dtype=getattr(args, "dtype", None), device_map=getattr(args, "device_map", None),
-                         trust_remote_code=getattr(args, "trust_remote_code", False))  # fmt: skip
+    return load_backbone(
+        name,
+        dtype=getattr(args, "dtype", None),
+        device_map=getattr(args, "device_map", None),
+        trust_remote_code=getattr(args, "trust_remote_code", False),
+    )
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -135,15 +163,34 @@ def cmd_tune(args: argparse.Namespace) -> int:
     config = _train_config(args)
     progressive = _fpt_schedule(args)
     res = tune_prompt(
-        _backbone(args, args.model), task, args.out, prompt_length=args.prompt_length, init=args.init,
-        init_text=args.init_text, init_prompt=args.init_prompt, head=args.head, layout=args.layout, template=args.template,
-        max_length=args.max_length, max_examples=args.max_examples, split_seed=args.split_seed,
-        config=config, verbalizer=args.verbalizer, words=args.words, expand=args.expand, calibrate=args.calibrate,
-        relevance=args.relevance, progressive=progressive, progress=not args.quiet,
-        method=args.method, method_options=_method_options(args),
-    )  # fmt: skip
-    print(f"test accuracy {res['test_accuracy']:.4f} (best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); "
-          f"prompt saved to {res['prompt']}")  # fmt: skip
+        _backbone(args, args.model),
+        task,
+        args.out,
+        prompt_length=args.prompt_length,
+        init=args.init,
+        init_text=args.init_text,
+        init_prompt=args.init_prompt,
+        head=args.head,
+        layout=args.layout,
+        template=args.template,
+        max_length=args.max_length,
+        max_examples=args.max_examples,
+        split_seed=args.split_seed,
+        config=config,
+        verbalizer=args.verbalizer,
+        words=args.words,
+        expand=args.expand,
+        calibrate=args.calibrate,
+        relevance=args.relevance,
+        progressive=progressive,
+        progress=not args.quiet,
+        method=args.method,
+        method_options=_method_options(args),
+    )
+    print(
+        f"test accuracy {res['test_accuracy']:.4f} (best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); "
+        f"prompt saved to {res['prompt']}"
+    )
     return 0
 
 
@@ -165,10 +212,21 @@ def cmd_find(args: argparse.Namespace) -> int:
     task = _load_task_from(args) if args.task else _load_task_named(man["task"]["name"])
     bb = _backbone(args, args.model or man["backbone"]["name"])
     res = find_skill_neurons(
-        bb, args.prompts, task, args.out, scheme=args.scheme, how=args.aggregate, auroc_bins=args.auroc_bins,
-        controls=not args.no_controls, hand_written=args.hand_written, batch_size=args.batch_size,
-        precision=args.precision, top_k=args.top, rho=args.rho, progress=not args.quiet,
-    )  # fmt: skip
+        bb,
+        args.prompts,
+        task,
+        args.out,
+        scheme=args.scheme,
+        how=args.aggregate,
+        auroc_bins=args.auroc_bins,
+        controls=not args.no_controls,
+        hand_written=args.hand_written,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        top_k=args.top,
+        rho=args.rho,
+        progress=not args.quiet,
+    )
     print(res["text"])
     print(f"skill neurons saved to {Path(args.out) / 'skill_neurons.safetensors'}")
     return 0
@@ -290,8 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output folder (skill_neurons.*, summary.json); resumes")
     p.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
-    p.add_argument("--scheme", default="one_vs_rest", choices=["one_vs_rest", "pairwise", "paper"],
-                   help="binary subtasks of a multi-class task (paper: 0 vs 2 and 1 vs rest, 3 classes)")  # fmt: skip
+    p.add_argument(
+        "--scheme",
+        default="one_vs_rest",
+        choices=["one_vs_rest", "pairwise", "paper"],
+        help="binary subtasks of a multi-class task (paper: 0 vs 2 and 1 vs rest, 3 classes)",
+    )
     p.add_argument("--aggregate", default="mean", choices=["mean", "min"], help="over prompts (seeds)")
     p.add_argument(
         "--auroc-bins", type=int, help="also compute the threshold-free AUROC score with this many bins"

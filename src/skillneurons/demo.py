@@ -54,12 +54,21 @@ def run_demo(
             break
         t0 = time.perf_counter()
         cfg = TrainConfig(epochs=DEMO_EPOCHS, seed=seed)
-        res = tune_prompt(bb, task, out / f"seed{seed}", prompt_length=DEMO_PROMPT_LENGTH, split_seed=0,
-                          config=cfg, progress=progress)  # fmt: skip
+        res = tune_prompt(
+            bb,
+            task,
+            out / f"seed{seed}",
+            prompt_length=DEMO_PROMPT_LENGTH,
+            split_seed=0,
+            config=cfg,
+            progress=progress,
+        )
         per_seed = max(per_seed, time.perf_counter() - t0)
         results.append(res)
-        print(f"demo: seed {seed}: test accuracy {res['test_accuracy']:.4f} (dev {res['best_dev_accuracy']:.4f}, "
-              f"{res['train_seconds']:.0f} s)")  # fmt: skip
+        print(
+            f"demo: seed {seed}: test accuracy {res['test_accuracy']:.4f} (dev {res['best_dev_accuracy']:.4f}, "
+            f"{res['train_seconds']:.0f} s)"
+        )
     prompts = [Path(r["prompt"]) for r in results if r.get("prompt")]
     found = find_skill_neurons(bb, prompts, task, out / "neurons", progress=progress)
     summary = {

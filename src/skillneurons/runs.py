@@ -12,9 +12,7 @@ A run folder holds everything needed to reproduce and to check a result::
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +26,8 @@ from skillneurons.errors import ConfigError
 from skillneurons.fpt.schedule import ProgressiveSchedule
 from skillneurons.neurons.find import SkillNeurons, find_skill_neurons
 from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head, load_prompt
-from skillneurons.training import TrainConfig, Trainer, evaluate
-from skillneurons.training.trainer import TrainResult
+from skillneurons.rundir import make_splits, run_manifest
+from skillneurons.training import TrainConfig, Trainer, evaluate, fit_and_test
 
 log = logging.getLogger(__name__)
 
@@ -42,47 +40,6 @@ __all__ = [
     "run_manifest",
     "tune_prompt",
 ]
-
-
-def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int | None = None) -> TaskSplits:
-    """The run's split: loaded from ``out_dir/split.json`` when present (resume), else drawn from
-    ``seed`` and saved there."""
-    path = out_dir / "split.json" if out_dir else None
-    if path is not None and path.is_file():
-        return TaskSplits.load(task, path)
-    splits = task.split(seed, max_examples=max_examples)
-    if path is not None and is_main():
-        splits.save(path)
-    return splits
-
-
-def run_manifest(task: Task, splits: TaskSplits) -> dict[str, Any]:
-    """What a run's saved model records about its data: the task (name, fingerprint, labels, source)
-    and the split (seed, sizes, the ``split.json`` beside it)."""
-    sizes = [len(splits.part(name)) for name in ("train", "dev", "test")]  # type: ignore[arg-type]
-    return {"task": {"name": task.name, "fingerprint": task.fingerprint(), "label_names": list(task.label_names),
-                     "source": task.source},
-            "split": {"seed": splits.seed, "sizes": sizes, "file": "split.json"}}  # fmt: skip
-
-
-def fit_and_test(trainer: Trainer, test: Task) -> tuple[TrainResult, dict[str, Any]]:
-    """Train (best dev checkpoint, resume), then evaluate on ``test``: the training result and the
-    metrics every run's ``results.json`` reports."""
-    config = trainer.config
-    result = trainer.fit()
-    t0 = time.perf_counter()
-    metrics = evaluate(trainer.model, test, config.eval_batch_size, precision=config.precision,
-                       progress=trainer.progress, desc="test")  # fmt: skip
-    return result, {
-        "best_dev_accuracy": result.best_dev_accuracy,
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "test_accuracy": metrics["accuracy"],
-        "test_loss": metrics["loss"],
-        "train_seconds": result.seconds,
-        "test_seconds": time.perf_counter() - t0,
-        "train_config": asdict(config),
-    }
 
 
 def tune_prompt(
@@ -156,8 +113,9 @@ def tune_prompt(
             verbalizer_words,
         )
 
-        h = KnowledgeableHead(bb, verbalizer_words(bb, t, words=words, expand=expand), aggregate="learned",
-                              calibrate=calibrate)  # fmt: skip
+        h = KnowledgeableHead(
+            bb, verbalizer_words(bb, t, words=words, expand=expand), aggregate="learned", calibrate=calibrate
+        )
     elif verbalizer == "single":
         h = build_head(head, bb, t.label_words)
     else:
@@ -176,8 +134,10 @@ def tune_prompt(
         if init_prompt is not None:  # the start is part of the run: a checkpoint resumes only the same init
             from skillneurons.transfer.tpt import prompt_digest
 
-            manifest["init_prompt"] = {"path": None if isinstance(init_prompt, SoftPrompt) else str(init_prompt),
-                                       "sha256": prompt_digest(prompt)}  # fmt: skip
+            manifest["init_prompt"] = {
+                "path": None if isinstance(init_prompt, SoftPrompt) else str(init_prompt),
+                "sha256": prompt_digest(prompt),
+            }
         hooks = None
         if progressive is not None:  # fast prompt tuning: progressive partial models (skillneurons.fpt)
             from skillneurons.fpt import ProgressiveTraining

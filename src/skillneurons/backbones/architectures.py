@@ -49,15 +49,29 @@ class FFNSpec:
     attn_value: str | None = None
 
 
-_BERT_LIKE: dict[str, Any] = dict(layers="encoder.layer", down="output.dense", up="intermediate.dense",
-                                  attn_out="attention.output.dense", attn_query="attention.self.query",
-                                  attn_value="attention.self.value")  # fmt: skip
+_BERT_LIKE: dict[str, Any] = dict(
+    layers="encoder.layer",
+    down="output.dense",
+    up="intermediate.dense",
+    attn_out="attention.output.dense",
+    attn_query="attention.self.query",
+    attn_value="attention.self.value",
+)
 _LLAMA_LIKE = FFNSpec(
-    layers="layers", down="mlp.down_proj", up="mlp.up_proj", gate="mlp.gate_proj", lm_head=("lm_head",),
-    attn_out="self_attn.o_proj", attn_query="self_attn.q_proj", attn_value="self_attn.v_proj",
-)  # fmt: skip
-_T5_ATTN: dict[str, Any] = dict(attn_out="layer.0.SelfAttention.o", attn_query="layer.0.SelfAttention.q",
-                                attn_value="layer.0.SelfAttention.v")  # fmt: skip
+    layers="layers",
+    down="mlp.down_proj",
+    up="mlp.up_proj",
+    gate="mlp.gate_proj",
+    lm_head=("lm_head",),
+    attn_out="self_attn.o_proj",
+    attn_query="self_attn.q_proj",
+    attn_value="self_attn.v_proj",
+)
+_T5_ATTN: dict[str, Any] = dict(
+    attn_out="layer.0.SelfAttention.o",
+    attn_query="layer.0.SelfAttention.q",
+    attn_value="layer.0.SelfAttention.v",
+)
 
 _REGISTRY: dict[str, FFNSpec] = {
     "bert": FFNSpec(**_BERT_LIKE, lm_head=("cls",)),
@@ -167,8 +181,17 @@ def parse_ffn_option(text: str) -> FFNSpec:
             )
         k, v = part.split("=", 1)
         fields[k.strip()] = v.strip()
-    unknown = set(fields) - {"layers", "down", "up", "gate", "linear_kind", "lm_head", "attn_out", "attn_query",
-                             "attn_value"}  # fmt: skip
+    unknown = set(fields) - {
+        "layers",
+        "down",
+        "up",
+        "gate",
+        "linear_kind",
+        "lm_head",
+        "attn_out",
+        "attn_query",
+        "attn_value",
+    }
     missing = {"layers", "down", "up"} - set(fields)
     if unknown or missing:
         raise ModelError(

@@ -32,8 +32,16 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from skillneurons.backbones.architectures import FFNSpec, spec_for
+from skillneurons.backbones.architectures import (
+    FFNSpec,
+    known_architectures,
+    parse_ffn_option,
+    register_architecture,
+    spec_for,
+)
+from skillneurons.backbones.config import BackboneOptions
 from skillneurons.errors import ModelError
+from skillneurons.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +336,11 @@ def _gguf_cache(path: str, gguf_file: str) -> Path:
     return home() / "models" / f"{src.stem}-f32-{st.st_size}"
 
 
+#: folders written by skillneurons itself, by the file that marks them: ``loader(path, device)``
+#: (the pruning plugin registers ``pruning.json``)
+FOLDER_LOADERS: Registry[Callable[[str, Any], Backbone]] = Registry("backbone folder loader")
+
+
 def load_backbone(
     name_or_path: str,
     *,
@@ -353,14 +366,19 @@ def load_backbone(
             :func:`home` so later loads take well under a second.
         trust_remote_code: off unless asked for.
     """
-    if (Path(name_or_path) / "pruning.json").is_file():  # a model pruned by skillneurons.pruning
-        from skillneurons.pruning import load_pruned
-
-        return load_pruned(name_or_path, device=device)
+    for marker, loader in FOLDER_LOADERS.items():  # e.g. a model pruned by skillneurons.pruning
+        if (Path(name_or_path) / marker).is_file():
+            return loader(name_or_path, device)
     path, gguf, _alias = _resolve(name_or_path, gguf_file)
     if isinstance(dtype, str):
-        dtype = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}.get(dtype)  # fmt: skip
+        dtype = {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+        }.get(dtype)
         if dtype is None:
             raise ModelError("dtype must be one of float32, bfloat16, float16")
     common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -462,3 +480,16 @@ def _save_float32_cache(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     except OSError as e:  # a cache is an optimisation: never fail the load for it
         log.warning("could not cache the float32 conversion at %s: %s", cache, e)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_with_options(name: str, options: BackboneOptions) -> Backbone:
+    """:func:`load_backbone` with a :class:`~skillneurons.backbones.config.BackboneOptions` record; an
+    ``ffn`` layout is registered for the model's ``model_type`` before loading."""
+    if options.ffn:
+        model_type = AutoConfig.from_pretrained(name, trust_remote_code=options.trust_remote_code).model_type
+        register_architecture(
+            model_type, parse_ffn_option(options.ffn), overwrite=model_type in known_architectures()
+        )
+    return load_backbone(
+        name, dtype=options.dtype, device_map=options.device_map, trust_remote_code=options.trust_remote_code
+    )

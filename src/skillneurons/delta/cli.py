@@ -12,16 +12,28 @@ from skillneurons.delta.methods import METHODS
 
 def add_method_args(p: argparse.ArgumentParser) -> None:
     """``--method`` and the methods' options (for ``skillneurons tune``)."""
-    p.add_argument("--method", default="prompt", choices=list(METHODS),
-                   help="what is tuned: a soft prompt (default), biases (bitfit), bottleneck adapters, or LoRA; "
-                        "non-prompt methods use no soft prompt and want a smaller --lr (e.g. 1e-3 to 5e-3)")  # fmt: skip
-    p.add_argument("--adapter-placement", default="pfeiffer", choices=["pfeiffer", "houlsby"],
-                   help="adapter: after the FFN (pfeiffer) or after attention and FFN (houlsby)")  # fmt: skip
+    p.add_argument(
+        "--method",
+        default="prompt",
+        choices=list(METHODS),
+        help="what is tuned: a soft prompt (default), biases (bitfit), bottleneck adapters, or LoRA; "
+        "non-prompt methods use no soft prompt and want a smaller --lr (e.g. 1e-3 to 5e-3)",
+    )
+    p.add_argument(
+        "--adapter-placement",
+        default="pfeiffer",
+        choices=["pfeiffer", "houlsby"],
+        help="adapter: after the FFN (pfeiffer) or after attention and FFN (houlsby)",
+    )
     p.add_argument(
         "--adapter-reduction", type=float, default=16.0, help="adapter: hidden size / bottleneck width"
     )
-    p.add_argument("--adapter-activation", default="relu", choices=["relu", "gelu", "silu", "tanh"],
-                   help="adapter: bottleneck non-linearity")  # fmt: skip
+    p.add_argument(
+        "--adapter-activation",
+        default="relu",
+        choices=["relu", "gelu", "silu", "tanh"],
+        help="adapter: bottleneck non-linearity",
+    )
     p.add_argument("--lora-r", type=int, default=8, help="lora: rank")
     p.add_argument(
         "--lora-alpha", type=float, default=16.0, help="lora: scale numerator (update = alpha/r * BA)"
@@ -32,15 +44,20 @@ def add_method_args(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="lora: dropout on the LoRA branch (only 0: training steps are deterministic)",
     )
-    p.add_argument("--lora-targets",
-                   help="lora: comma-separated module paths inside a block (default: attention query and value)")  # fmt: skip
+    p.add_argument(
+        "--lora-targets",
+        help="lora: comma-separated module paths inside a block (default: attention query and value)",
+    )
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options of ``args.method`` from the parsed ``tune`` arguments."""
     if args.method == "adapter":
-        return {"placement": args.adapter_placement, "reduction": args.adapter_reduction,
-                "activation": args.adapter_activation}  # fmt: skip
+        return {
+            "placement": args.adapter_placement,
+            "reduction": args.adapter_reduction,
+            "activation": args.adapter_activation,
+        }
     if args.method == "lora":
         targets = (
             [t.strip() for t in args.lora_targets.split(",") if t.strip()] if args.lora_targets else None
@@ -64,9 +81,19 @@ def cmd_delta_perturb(args: argparse.Namespace) -> int:
 
     # the backbone named by --model, else the one the first tuned model names; --dtype etc. apply to both
     bb = _backbone(args, args.model or load_manifest(args.models[0], "prompt")["backbone"]["name"])
-    res = run_delta_perturbation(args.neurons, args.models, args.out, model=bb, task=task, split=args.split,
-                                 rhos=_floats(args.rho, "--rho"), draws=args.draws, mode=mode,
-                                 positions=positions, **opts)  # fmt: skip
+    res = run_delta_perturbation(
+        args.neurons,
+        args.models,
+        args.out,
+        model=bb,
+        task=task,
+        split=args.split,
+        rhos=_floats(args.rho, "--rho"),
+        draws=args.draws,
+        mode=mode,
+        positions=positions,
+        **opts,
+    )
     print(
         f"skill neurons of {res['task']} ({mode}); drop from unperturbed test accuracy, random: mean [95% CI]"
     )
@@ -88,12 +115,21 @@ def register(sub: Any) -> None:
     from skillneurons.cli import _backbone_args, _task_args
     from skillneurons.perturb.cli import _common
 
-    p = sub.add_parser("delta-perturb",
-                       help="perturb prompt-found skill neurons in models tuned with BitFit / adapters / LoRA")  # fmt: skip
-    p.add_argument("--neurons", required=True,
-                   help="skill-neuron artifact found with prompt tuning (NEURONS/skill_neurons.safetensors)")  # fmt: skip
-    p.add_argument("--models", nargs="+", required=True,
-                   help="artifacts of models tuned on the same task (RUN/prompt.safetensors, any --method)")  # fmt: skip
+    p = sub.add_parser(
+        "delta-perturb",
+        help="perturb prompt-found skill neurons in models tuned with BitFit / adapters / LoRA",
+    )
+    p.add_argument(
+        "--neurons",
+        required=True,
+        help="skill-neuron artifact found with prompt tuning (NEURONS/skill_neurons.safetensors)",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        help="artifacts of models tuned on the same task (RUN/prompt.safetensors, any --method)",
+    )
     p.add_argument(
         "--out", required=True, help="folder for delta_perturb.json, delta_perturb.png and per-model sweeps"
     )

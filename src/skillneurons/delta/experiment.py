@@ -49,12 +49,19 @@ def summarise(sweep: dict[str, Any]) -> list[dict[str, Any]]:
         r = p["random"]
         mean = r["mean"]
         ci = r["ci95"]
-        rows.append({
-            "rho": p["rho"], "neurons": p["neurons"], "skill_drop": clean - p["skill"],
-            "random_drop": None if mean is None else clean - mean,
-            "random_drop_ci95": [None if ci[1] is None else clean - ci[1], None if ci[0] is None else clean - ci[0]],
-            "gap": None if mean is None else mean - p["skill"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "rho": p["rho"],
+                "neurons": p["neurons"],
+                "skill_drop": clean - p["skill"],
+                "random_drop": None if mean is None else clean - mean,
+                "random_drop_ci95": [
+                    None if ci[1] is None else clean - ci[1],
+                    None if ci[0] is None else clean - ci[0],
+                ],
+                "gap": None if mean is None else mean - p["skill"],
+            }
+        )
     return rows
 
 
@@ -96,9 +103,16 @@ def delta_perturbation(
     found_on = sn.meta.get("task") if isinstance(sn.meta, dict) else None
     if isinstance(task, str):
         task = load_task(task)
-    settings = {"split": split, "rhos": list(rhos), "mode": mode, "draws": draws, "positions": positions,
-                **{k: v for k, v in options.items() if k not in ("batch_size",)}, **_neurons_identity(neurons, sn),
-                "task_fingerprint": task.fingerprint() if task is not None else None}  # fmt: skip
+    settings = {
+        "split": split,
+        "rhos": list(rhos),
+        "mode": mode,
+        "draws": draws,
+        "positions": positions,
+        **{k: v for k, v in options.items() if k not in ("batch_size",)},
+        **_neurons_identity(neurons, sn),
+        "task_fingerprint": task.fingerprint() if task is not None else None,
+    }
     out = Path(out_dir) if out_dir is not None else None
     rows = []
     for i, path in enumerate(map(Path, models)):
@@ -124,18 +138,37 @@ def delta_perturbation(
                 "pass models of the neurons' task (skillneurons cross-perturb compares tasks)"
             )
         try:
-            sweep = perturbation_sweep(run.model, run.eval_task, sn, rhos=rhos, mode=mode, draws=draws,
-                                       positions=positions, progress=progress, **options)  # fmt: skip
+            sweep = perturbation_sweep(
+                run.model,
+                run.eval_task,
+                sn,
+                rhos=rhos,
+                mode=mode,
+                draws=draws,
+                positions=positions,
+                progress=progress,
+                **options,
+            )
         finally:
             _release(run.model)
-        row = {"artifact": str(path), "label": label, "method": man.get("method", "prompt"),
-               "method_options": man.get("method_options") or {}, "settings": key, "sweep": sweep,
-               "summary": summarise(sweep)}  # fmt: skip
+        row = {
+            "artifact": str(path),
+            "label": label,
+            "method": man.get("method", "prompt"),
+            "method_options": man.get("method_options") or {},
+            "settings": key,
+            "sweep": sweep,
+            "summary": summarise(sweep),
+        }
         if done is not None:
             atomic_write_json(done, row)
         rows.append(row)
-    return {"neurons": str(neurons) if not isinstance(neurons, SkillNeurons) else None, "task": found_on,
-            "settings": settings, "models": rows}  # fmt: skip
+    return {
+        "neurons": str(neurons) if not isinstance(neurons, SkillNeurons) else None,
+        "task": found_on,
+        "settings": settings,
+        "models": rows,
+    }
 
 
 def _neurons_identity(neurons: SkillNeurons | str | os.PathLike[str], sn: SkillNeurons) -> dict[str, Any]:
@@ -187,7 +220,10 @@ def run_delta_perturbation(
         if plot:
             from skillneurons.perturb.plots import plot_sweep
 
-            plot_sweep([m["sweep"] for m in res["models"]], out / f"{name}.png",
-                       labels=[m["label"] for m in res["models"]],
-                       title="prompt-found skill neurons perturbed in tuned models")  # fmt: skip
+            plot_sweep(
+                [m["sweep"] for m in res["models"]],
+                out / f"{name}.png",
+                labels=[m["label"] for m in res["models"]],
+                title="prompt-found skill neurons perturbed in tuned models",
+            )
     return res

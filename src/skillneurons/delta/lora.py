@@ -111,8 +111,14 @@ class LoRA(DeltaMethod):
         if len(set(conv)) > 1:
             raise ConfigError("LoRA targets mix Linear and GPT-2 Conv1D layers: target one kind at a time")
         kw: dict[str, Any] = {"lora_alpha": self.alpha}  # typed int in PEFT; a float scales the same
-        cfg = LoraConfig(r=self.r, lora_dropout=self.dropout, target_modules=list(full.values()),
-                         fan_in_fan_out=conv[0], bias="none", **kw)  # fmt: skip
+        cfg = LoraConfig(
+            r=self.r,
+            lora_dropout=self.dropout,
+            target_modules=list(full.values()),
+            fan_in_fan_out=conv[0],
+            bias="none",
+            **kw,
+        )
         # "Already found a peft_config attribute": several adapters in one model, on purpose
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

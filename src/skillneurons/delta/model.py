@@ -50,8 +50,14 @@ class DeltaModel(PromptModel):
         max_length: int = 128,
         template: str | None = None,
     ) -> None:
-        super().__init__(backbone, NoPrompt(backbone.hidden_size), head, layout=layout, max_length=max_length,
-                         template=template)  # fmt: skip
+        super().__init__(
+            backbone,
+            NoPrompt(backbone.hidden_size),
+            head,
+            layout=layout,
+            max_length=max_length,
+            template=template,
+        )
         if method.backbone is not backbone:
             raise ConfigError("the delta method was built on another backbone than the model's")
         self.delta = method
@@ -77,8 +83,11 @@ class DeltaModel(PromptModel):
         return {f"delta.{k}": v.detach() for k, v in self.delta.state_dict().items()}
 
     def artifact_manifest(self) -> dict[str, Any]:
-        return {"method": self.method, "method_options": self.delta.options(),
-                "trainable_parameters": sum(p.numel() for p in self.parameters() if p.requires_grad)}  # fmt: skip
+        return {
+            "method": self.method,
+            "method_options": self.delta.options(),
+            "trainable_parameters": sum(p.numel() for p in self.parameters() if p.requires_grad),
+        }
 
 
 def delta_model(
@@ -91,8 +100,14 @@ def delta_model(
             raise ConfigError(f"prompt tuning takes no method options (got {', '.join(options)})")
         return model
     m = build_method(method, model.backbone, options)
-    return DeltaModel(model.backbone, m, model.head, layout=model.layout, max_length=model.max_length,
-                      template=model.template).to(model.backbone.device)  # fmt: skip
+    return DeltaModel(
+        model.backbone,
+        m,
+        model.head,
+        layout=model.layout,
+        max_length=model.max_length,
+        template=model.template,
+    ).to(model.backbone.device)
 
 
 def delta_from_artifact(
@@ -100,8 +115,14 @@ def delta_from_artifact(
 ) -> DeltaModel:
     """Rebuild a saved delta model: the method from the manifest, then its tensors."""
     method = build_method(str(manifest["method"]), backbone, manifest.get("method_options") or {})
-    model = DeltaModel(backbone, method, head, layout=manifest["layout"], max_length=int(manifest.get("max_length", 128)),
-                       template=manifest.get("template"))  # fmt: skip
+    model = DeltaModel(
+        backbone,
+        method,
+        head,
+        layout=manifest["layout"],
+        max_length=int(manifest.get("max_length", 128)),
+        template=manifest.get("template"),
+    )
     state = {k.removeprefix("delta."): v for k, v in tensors.items() if k.startswith("delta.")}
     try:
         method.load_state_dict(state)

@@ -20,19 +20,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "'PCT' (both), optionally ':WEIGHT' (share of the steps; default 1 each, 2 for the final full stage). "
         "The last stage must be 'full'. E.g. '25,50,75,full' (compound), 'w25,w50,w75,full', 'd50,full:3'",
     )
-    g.add_argument("--progressive-depth", default="even", choices=["even", "first"],
-                   help="which layers a depth stage keeps: even (first and last, evenly spread) or first (the first k)")  # fmt: skip
-    g.add_argument("--progressive-width-by", default="mean_abs", choices=["mean_abs", "skill"],
-                   help="which neurons a width stage keeps: the top by mean |activation| over a seeded sample of the "
-                   "TRAINING split (unsupervised; the dev split is kept for model selection only), "
-                   "or by skill-neuron predictivity (--progressive-neurons)")  # fmt: skip
-    g.add_argument("--progressive-neurons", metavar="PATH",
-                   help="skill-neuron artifact (NEURONS/skill_neurons.safetensors) for --progressive-width-by skill")  # fmt: skip
-    g.add_argument("--progressive-eval", default="final", choices=["final", "all"],
-                   help="dev evaluation (and best checkpoint) only in the final full stage, or at every evaluation "
-                   "(always on the full model)")  # fmt: skip
-    g.add_argument("--reset-optimizer", action="store_true",
-                   help="clear the optimizer moments at every expansion (default: carried over with the prompt)")  # fmt: skip
+    g.add_argument(
+        "--progressive-depth",
+        default="even",
+        choices=["even", "first"],
+        help="which layers a depth stage keeps: even (first and last, evenly spread) or first (the first k)",
+    )
+    g.add_argument(
+        "--progressive-width-by",
+        default="mean_abs",
+        choices=["mean_abs", "skill"],
+        help="which neurons a width stage keeps: the top by mean |activation| over a seeded sample of the "
+        "TRAINING split (unsupervised; the dev split is kept for model selection only), "
+        "or by skill-neuron predictivity (--progressive-neurons)",
+    )
+    g.add_argument(
+        "--progressive-neurons",
+        metavar="PATH",
+        help="skill-neuron artifact (NEURONS/skill_neurons.safetensors) for --progressive-width-by skill",
+    )
+    g.add_argument(
+        "--progressive-eval",
+        default="final",
+        choices=["final", "all"],
+        help="dev evaluation (and best checkpoint) only in the final full stage, or at every evaluation "
+        "(always on the full model)",
+    )
+    g.add_argument(
+        "--reset-optimizer",
+        action="store_true",
+        help="clear the optimizer moments at every expansion (default: carried over with the prompt)",
+    )
 
 
 def schedule_from_args(args: argparse.Namespace) -> ProgressiveSchedule | None:

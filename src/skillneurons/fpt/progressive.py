@@ -130,10 +130,13 @@ class ProgressiveTraining(TrainHooks):
         self.bounds = self.schedule.boundaries(self.total_steps)
         L = self.model.backbone.num_layers
         self.stage_layers = [
-            select_layers(L, count_for_fraction(s.depth, L, 2 if self.schedule.depth_rule == "even" else 1),
-                          self.schedule.depth_rule)
+            select_layers(
+                L,
+                count_for_fraction(s.depth, L, 2 if self.schedule.depth_rule == "even" else 1),
+                self.schedule.depth_rule,
+            )
             for s in self.schedule.stages
-        ]  # fmt: skip
+        ]
         if any(s.width < 1 for s in self.schedule.stages):
             self._rank_neurons(trainer)
         first = trainer.epoch_order(0)[: trainer.config.batch_size]
@@ -164,9 +167,11 @@ class ProgressiveTraining(TrainHooks):
         return step > self.bounds[-2]  # the step just done was in the final (full) stage
 
     def history_fields(self, step: int) -> dict[str, float]:
-        return {"stage": float(self.schedule.stage_at(max(step - 1, 0), self.total_steps)),
-                "flops": float(self.flops_until(step)),
-                "train_seconds": float(sum(self.stage_seconds))}  # fmt: skip
+        return {
+            "stage": float(self.schedule.stage_at(max(step - 1, 0), self.total_steps)),
+            "flops": float(self.flops_until(step)),
+            "train_seconds": float(sum(self.stage_seconds)),
+        }
 
     def identity(self) -> dict[str, Any]:
         return self.schedule.identity()
@@ -198,11 +203,20 @@ class ProgressiveTraining(TrainHooks):
         done = self.total_steps if steps_done is None else steps_done
         full = self.flops_per_step[-1] if self.flops_per_step else 0
         flops = self.flops_until(done)
-        stages = [{"name": s.name, "depth": s.depth, "width": s.width, "weight": s.weight,
-                   "layers": self.stage_layers[i], "widths": self._widths[i] if i < len(self._widths) else None,
-                   "steps": n, "flops_per_step": self.flops_per_step[i] if i < len(self.flops_per_step) else None,
-                   "seconds": self.stage_seconds[i]}
-                  for i, (s, n) in enumerate(zip(self.schedule.stages, self.steps_per_stage(done)))]  # fmt: skip
+        stages = [
+            {
+                "name": s.name,
+                "depth": s.depth,
+                "width": s.width,
+                "weight": s.weight,
+                "layers": self.stage_layers[i],
+                "widths": self._widths[i] if i < len(self._widths) else None,
+                "steps": n,
+                "flops_per_step": self.flops_per_step[i] if i < len(self.flops_per_step) else None,
+                "seconds": self.stage_seconds[i],
+            }
+            for i, (s, n) in enumerate(zip(self.schedule.stages, self.steps_per_stage(done)))
+        ]
         return {
             "schedule": self.schedule.spec,
             **{k: v for k, v in self.schedule.identity().items() if k != "stages"},
@@ -277,6 +291,11 @@ class ProgressiveTraining(TrainHooks):
         g = torch.Generator().manual_seed(trainer.config.seed * 7919 + 17)
         n = min(self.schedule.width_examples, len(self.train))
         sample = self.train.subset(torch.randperm(len(self.train), generator=g)[:n].tolist())
-        mean_abs, mean = activation_magnitudes(self.model, sample, batch_size=trainer.config.eval_batch_size,
-                                               precision=self.precision, progress=self.progress)  # fmt: skip
+        mean_abs, mean = activation_magnitudes(
+            self.model,
+            sample,
+            batch_size=trainer.config.eval_batch_size,
+            precision=self.precision,
+            progress=self.progress,
+        )
         self._scores = (mean_abs, mean)

@@ -155,10 +155,16 @@ class ProgressiveSchedule:
         return len(self.stages) - 1
 
     def identity(self) -> dict[str, Any]:
-        return {"stages": self.spec, "depth_rule": self.depth_rule, "width_by": self.width_by,
-                "neurons": self.neurons, "width_examples": self.width_examples,
-                "fold_baseline": self.fold_baseline, "reset_optimizer": self.reset_optimizer,
-                "evaluate": self.evaluate}  # fmt: skip
+        return {
+            "stages": self.spec,
+            "depth_rule": self.depth_rule,
+            "width_by": self.width_by,
+            "neurons": self.neurons,
+            "width_examples": self.width_examples,
+            "fold_baseline": self.fold_baseline,
+            "reset_optimizer": self.reset_optimizer,
+            "evaluate": self.evaluate,
+        }
 
     def with_options(self, **kw: Any) -> ProgressiveSchedule:
         return replace(self, **kw)

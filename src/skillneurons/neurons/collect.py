@@ -66,9 +66,14 @@ class _Gather:
         self.mask = self.model.text_mask(batch)  # [B, S]
         self.out = {}
         self.full_mask = torch.cat(
-            [torch.ones(len(batch), self.model.prefix_length, dtype=torch.bool, device=batch.input_ids.device),
-             batch.attention_mask.bool()], 1,
-        )  # fmt: skip
+            [
+                torch.ones(
+                    len(batch), self.model.prefix_length, dtype=torch.bool, device=batch.input_ids.device
+                ),
+                batch.attention_mask.bool(),
+            ],
+            1,
+        )
 
     def reduce(self, kind: Positions, acts: Tensor) -> Tensor:
         assert self.index is not None and self.mask is not None
@@ -172,9 +177,16 @@ def baseline_pass(
     stats = {k: BaselineStats(L, num_positions(model, k), N, device=acc_device) for k in kinds}
     sums = torch.zeros(L, N, dtype=torch.float64, device=acc_device)
     tokens = 0
-    for acts, _, real in activation_batches(model, train, positions=kinds, batch_size=batch_size,
-                                           precision=precision, token_sums=sums, progress=progress,
-                                           desc="pass 1 (train)"):  # fmt: skip
+    for acts, _, real in activation_batches(
+        model,
+        train,
+        positions=kinds,
+        batch_size=batch_size,
+        precision=precision,
+        token_sums=sums,
+        progress=progress,
+        desc="pass 1 (train)",
+    ):
         for k in kinds:
             stats[k].update(acts[k])
         tokens += real
@@ -204,8 +216,15 @@ def predictivity_pass(
     kinds = _kinds(positions)
     bases = baseline if not isinstance(positions, str) else {positions: baseline}
     stats = {k: PredictivityStats(bases[k], dev.num_classes, hist_bins=hist_bins) for k in kinds}
-    for acts, labels, _ in activation_batches(model, dev, positions=kinds, batch_size=batch_size,
-                                             precision=precision, progress=progress, desc="pass 2 (dev)"):  # fmt: skip
+    for acts, labels, _ in activation_batches(
+        model,
+        dev,
+        positions=kinds,
+        batch_size=batch_size,
+        precision=precision,
+        progress=progress,
+        desc="pass 2 (dev)",
+    ):
         for k in kinds:
             stats[k].update(acts[k], labels)
     for st in stats.values():

@@ -98,17 +98,36 @@ class SkillNeurons:
         for s in self.subtasks:
             tensors[f"scores.{s.name}"] = self.rankings[s.name].scores
             tensors[f"best_position.{s.name}"] = self.best_position[s.name]
-        subs = [{"name": s.name, "positive": list(s.positive), "negative": list(s.negative), "balanced": s.balanced}
-                for s in self.subtasks]  # fmt: skip
-        return save_artifact(path, tensors, kind="skill_neurons", manifest={
-            "n_layers": self.n_layers, "d_ff": self.d_ff, "subtasks": subs, "meta": self.meta, **dict(manifest or {})})  # fmt: skip
+        subs = [
+            {
+                "name": s.name,
+                "positive": list(s.positive),
+                "negative": list(s.negative),
+                "balanced": s.balanced,
+            }
+            for s in self.subtasks
+        ]
+        return save_artifact(
+            path,
+            tensors,
+            kind="skill_neurons",
+            manifest={
+                "n_layers": self.n_layers,
+                "d_ff": self.d_ff,
+                "subtasks": subs,
+                "meta": self.meta,
+                **dict(manifest or {}),
+            },
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SkillNeurons:
         tensors, man = load_artifact(path, kind="skill_neurons")
         try:
-            subtasks = [Subtask(tuple(s["positive"]), tuple(s["negative"]), s["name"], bool(s["balanced"]))
-                        for s in man["subtasks"]]  # fmt: skip
+            subtasks = [
+                Subtask(tuple(s["positive"]), tuple(s["negative"]), s["name"], bool(s["balanced"]))
+                for s in man["subtasks"]
+            ]
             rankings = {s.name: SkillRanking(tensors[f"scores.{s.name}"]) for s in subtasks}
             best = {s.name: tensors[f"best_position.{s.name}"] for s in subtasks}
             return cls(subtasks, rankings, best, tensors["token_mean"].double(), dict(man.get("meta", {})))
@@ -152,10 +171,19 @@ def score_prompt(
     forward passes: ``pooled.pred.<subtask>`` [L, 2, N] (position 0: mean-pooled, 1: max-pooled)."""
     check_disjoint(train, dev, "prompt's training", "ranking (dev)")
     kinds: tuple[Positions, ...] = ("prompt", "pooled") if pooled else ("prompt",)
-    base, token_mean = baseline_pass(model, train, positions=kinds, batch_size=batch_size,
-                                     precision=precision, progress=progress)  # fmt: skip
-    stats = predictivity_pass(model, dev, base, positions=kinds, batch_size=batch_size, hist_bins=hist_bins,
-                              precision=precision, progress=progress)  # fmt: skip
+    base, token_mean = baseline_pass(
+        model, train, positions=kinds, batch_size=batch_size, precision=precision, progress=progress
+    )
+    stats = predictivity_pass(
+        model,
+        dev,
+        base,
+        positions=kinds,
+        batch_size=batch_size,
+        hist_bins=hist_bins,
+        precision=precision,
+        progress=progress,
+    )
     out = score_stats(stats["prompt"], subtasks, auroc=hist_bins is not None)
     if pooled:
         out.update({f"pooled.{k}": v for k, v in score_stats(stats["pooled"], subtasks).items()})
@@ -288,43 +316,96 @@ def find_skill_neurons(
         if scores is None:
             if progress and is_main():
                 print(f"find: scoring prompt {i + 1}/{len(prompts)} ({path})")
-            scores = score_prompt(model, splits.part("train"), splits.part("dev"), subtasks, pooled=controls and i == 0,
-                                  hist_bins=auroc_bins, batch_size=batch_size, precision=precision, progress=progress)  # fmt: skip
+            scores = score_prompt(
+                model,
+                splits.part("train"),
+                splits.part("dev"),
+                subtasks,
+                pooled=controls and i == 0,
+                hist_bins=auroc_bins,
+                batch_size=batch_size,
+                precision=precision,
+                progress=progress,
+            )
             if cache is not None and is_main():
-                save_artifact(cache, scores, kind="prompt_scores", manifest={
-                    "prompt": str(path), "prompt_sha256": digest, "scheme": scheme, "auroc_bins": auroc_bins, "pooled": controls and i == 0,
-                    "task": task.name, "split_seed": splits.seed, "backbone": backbone.identity()})  # fmt: skip
+                save_artifact(
+                    cache,
+                    scores,
+                    kind="prompt_scores",
+                    manifest={
+                        "prompt": str(path),
+                        "prompt_sha256": digest,
+                        "scheme": scheme,
+                        "auroc_bins": auroc_bins,
+                        "pooled": controls and i == 0,
+                        "task": task.name,
+                        "split_seed": splits.seed,
+                        "backbone": backbone.identity(),
+                    },
+                )
         per_prompt_scores.append(scores)
-        infos.append({"prompt": str(path), "seed": man.get("seed"), "split_seed": splits.seed,
-                      "dev_accuracy": man.get("dev_accuracy"), "dev_size": len(splits.dev)})  # fmt: skip
+        infos.append(
+            {
+                "prompt": str(path),
+                "seed": man.get("seed"),
+                "split_seed": splits.seed,
+                "dev_accuracy": man.get("dev_accuracy"),
+                "dev_size": len(splits.dev),
+            }
+        )
     assert first_model is not None and first_split is not None
 
     rankings, best_position = {}, {}
     for s in subtasks:
         key = f"pred.{s.name}"
-        rankings[s.name] = SkillRanking(aggregate([per_prompt(sc[key])[0] for sc in per_prompt_scores], how),
-                                        meta={"subtask": s.name})  # fmt: skip
+        rankings[s.name] = SkillRanking(
+            aggregate([per_prompt(sc[key])[0] for sc in per_prompt_scores], how), meta={"subtask": s.name}
+        )
         mean_pred = torch.stack([sc[key] for sc in per_prompt_scores]).mean(0)
         best_position[s.name] = per_prompt(mean_pred)[1]
     token_mean = torch.stack([sc["token_mean"].double() for sc in per_prompt_scores]).mean(0)
-    meta = {"backbone": backbone.identity(), "task": task.name, "task_fingerprint": task.fingerprint(),
-            "scheme": scheme, "aggregation": how, "prompts": infos, "layout": first_model.layout,
-            "prompt_length": first_model.prompt.length}  # fmt: skip
+    meta = {
+        "backbone": backbone.identity(),
+        "task": task.name,
+        "task_fingerprint": task.fingerprint(),
+        "scheme": scheme,
+        "aggregation": how,
+        "prompts": infos,
+        "layout": first_model.layout,
+        "prompt_length": first_model.prompt.length,
+    }
     neurons = SkillNeurons(subtasks, rankings, best_position, token_mean, meta)
 
-    summary: dict[str, Any] = {"task": task.name, "model": backbone.name, "num_prompts": len(prompts),
-                               "aggregation": how, "scheme": scheme, "prompts": infos}  # fmt: skip
+    summary: dict[str, Any] = {
+        "task": task.name,
+        "model": backbone.name,
+        "num_prompts": len(prompts),
+        "aggregation": how,
+        "scheme": scheme,
+        "prompts": infos,
+    }
     combined = neurons.scores()
     summary["top1_predictivity"] = float(combined.max())
     summary["top1pct_mean_predictivity"] = _top_fraction_mean(combined, rho)
-    summary["top"] = [{"subtask": s, "layer": layer, "index": idx, "score": sc, "position": _position_name(first_model, pos)}
-                      for s, layer, idx, sc, pos in neurons.top(top_k)]  # fmt: skip
+    summary["top"] = [
+        {
+            "subtask": s,
+            "layer": layer,
+            "index": idx,
+            "score": sc,
+            "position": _position_name(first_model, pos),
+        }
+        for s, layer, idx, sc, pos in neurons.top(top_k)
+    ]
     mask = neurons.mask(rho, per_layer=False)
     summary["layer_distribution"] = {"rho": rho, "counts": mask.sum(1).tolist()}
     if auroc_bins is not None:
-        auc = torch.stack([
-            torch.stack([per_prompt(sc[f"auroc.{s.name}"])[0] for sc in per_prompt_scores]).mean(0) for s in subtasks
-        ]).amax(0)  # fmt: skip
+        auc = torch.stack(
+            [
+                torch.stack([per_prompt(sc[f"auroc.{s.name}"])[0] for sc in per_prompt_scores]).mean(0)
+                for s in subtasks
+            ]
+        ).amax(0)
         summary["auroc_top1"] = float(auc.max())
         summary["auroc_top1pct_mean"] = _top_fraction_mean(auc, rho)
     if len(per_prompt_scores) > 1:
@@ -341,8 +422,17 @@ def find_skill_neurons(
     if controls:
         # the controls are scored on the first prompt's split: compare them with that prompt alone
         summary["first_prompt"] = _control_summary(per_prompt_scores[0], subtasks)
-        summary["controls"] = _controls(first_model, first_split, task, subtasks, per_prompt_scores[0], hand_written,
-                                        batch_size, precision, progress)  # fmt: skip
+        summary["controls"] = _controls(
+            first_model,
+            first_split,
+            task,
+            subtasks,
+            per_prompt_scores[0],
+            hand_written,
+            batch_size,
+            precision,
+            progress,
+        )
     if out is not None and is_main():
         neurons.save(out / "skill_neurons", manifest={"summary_file": "summary.json"})
         from skillneurons.artifacts import atomic_write_json
@@ -377,8 +467,9 @@ def _controls(
         ("random_prompt", SoftPrompt.create(bb, model.prompt.length, "normal", generator=gen)),
         ("hand_written_prompt", SoftPrompt.create(bb, model.prompt.length, "text", text=text)),
     ):
-        other = PromptModel(bb, prompt, model.head, layout=model.layout, max_length=model.max_length,
-                            template=model.template)  # fmt: skip
+        other = PromptModel(
+            bb, prompt, model.head, layout=model.layout, max_length=model.max_length, template=model.template
+        )
         out[name] = _control_summary(score_prompt(other, train, dev, subtasks, **kw), subtasks)
     return out
 
@@ -392,11 +483,15 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     accs = [p.get("dev_accuracy") for p in summary["prompts"] if p.get("dev_accuracy") is not None]
     if accs:
         lines.append("  prompt dev accuracy: " + ", ".join(f"{a:.4f}" for a in accs))
-    lines.append(f"  top-1 predictivity {summary['top1_predictivity']:.4f}; mean of the top 1% "
-                 f"{summary['top1pct_mean_predictivity']:.4f}")  # fmt: skip
+    lines.append(
+        f"  top-1 predictivity {summary['top1_predictivity']:.4f}; mean of the top 1% "
+        f"{summary['top1pct_mean_predictivity']:.4f}"
+    )
     if "auroc_top1" in summary:
-        lines.append(f"  threshold-free (AUROC) predictivity: top-1 {summary['auroc_top1']:.4f}, top 1% "
-                     f"{summary['auroc_top1pct_mean']:.4f}")  # fmt: skip
+        lines.append(
+            f"  threshold-free (AUROC) predictivity: top-1 {summary['auroc_top1']:.4f}, top 1% "
+            f"{summary['auroc_top1pct_mean']:.4f}"
+        )
     lines.append("  rank  subtask      layer  neuron  position  predictivity")
     for r, t in enumerate(summary["top"], 1):
         lines.append(
@@ -408,8 +503,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     )
     if "seed_stability" in summary:
         st = summary["seed_stability"]
-        lines.append(f"  seed stability of the top {st['rho']:.0%}: mean pairwise Jaccard {st['jaccard_mean']:.3f}, "
-                     f"overlap {st['overlap_mean']:.3f}")  # fmt: skip
+        lines.append(
+            f"  seed stability of the top {st['rho']:.0%}: mean pairwise Jaccard {st['jaccard_mean']:.3f}, "
+            f"overlap {st['overlap_mean']:.3f}"
+        )
     if "first_prompt" in summary:
         c = summary["first_prompt"]
         lines.append(

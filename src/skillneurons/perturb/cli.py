@@ -34,26 +34,50 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", default="gaussian", choices=["gaussian", "zero", "mean"],
-                   help="gaussian: a + eps, eps ~ N(0, sigma^2); zero: 0; mean: the neuron's mean activation")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        default="gaussian",
+        choices=["gaussian", "zero", "mean"],
+        help="gaussian: a + eps, eps ~ N(0, sigma^2); zero: 0; mean: the neuron's mean activation",
+    )
     p.add_argument("--sigma", type=float, default=0.1, help="standard deviation of the gaussian noise")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of the random control")
-    p.add_argument("--positions", default="all", choices=["all", "prompt"],
-                   help="perturb at every position, or only at the prompt positions (read slot + soft tokens)")  # fmt: skip
+    p.add_argument(
+        "--positions",
+        default="all",
+        choices=["all", "prompt"],
+        help="perturb at every position, or only at the prompt positions (read slot + soft tokens)",
+    )
     p.add_argument("--layers", help="comma-separated layers to perturb (default: all)")
-    p.add_argument("--global", dest="per_layer", action="store_false",
-                   help="select the top fraction over all neurons instead of the same quota in every layer")  # fmt: skip
-    p.add_argument("--split", default="test", choices=["train", "dev", "test"],
-                   help="part of each prompt's run split to evaluate on")  # fmt: skip
+    p.add_argument(
+        "--global",
+        dest="per_layer",
+        action="store_false",
+        help="select the top fraction over all neurons instead of the same quota in every layer",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["train", "dev", "test"],
+        help="part of each prompt's run split to evaluate on",
+    )
     p.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(mode=args.mode, sigma=args.sigma, seed=args.seed, positions=args.positions,
-                layers=_ints(args.layers, "--layers"), per_layer=args.per_layer, batch_size=args.batch_size,
-                precision=args.precision, progress=not args.quiet)  # fmt: skip
+    return dict(
+        mode=args.mode,
+        sigma=args.sigma,
+        seed=args.seed,
+        positions=args.positions,
+        layers=_ints(args.layers, "--layers"),
+        per_layer=args.per_layer,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        progress=not args.quiet,
+    )
 
 
 def cmd_perturb(args: argparse.Namespace) -> int:
@@ -61,10 +85,21 @@ def cmd_perturb(args: argparse.Namespace) -> int:
     from skillneurons.perturb.experiments import run_sweep
 
     task = _load_task_from(args) if args.task else None
-    res = run_sweep(args.prompt, args.neurons, args.out, model=args.model, task=task, split=args.split,
-                    rhos=_floats(args.rho, "--rho"), draws=args.draws, **_options(args))  # fmt: skip
-    print(f"{res['task']} ({res['split']}, n={res['n_eval']}), {res['mode']} perturbation, "
-          f"unperturbed accuracy {res['unperturbed']:.4f}")  # fmt: skip
+    res = run_sweep(
+        args.prompt,
+        args.neurons,
+        args.out,
+        model=args.model,
+        task=task,
+        split=args.split,
+        rhos=_floats(args.rho, "--rho"),
+        draws=args.draws,
+        **_options(args),
+    )
+    print(
+        f"{res['task']} ({res['split']}, n={res['n_eval']}), {res['mode']} perturbation, "
+        f"unperturbed accuracy {res['unperturbed']:.4f}"
+    )
     print("   rho  neurons  skill    random (mean, 95% CI)")
     for p in res["points"]:
         r = p["random"]
@@ -79,12 +114,22 @@ def cmd_perturb(args: argparse.Namespace) -> int:
 def cmd_cross_perturb(args: argparse.Namespace) -> int:
     from skillneurons.perturb.experiments import run_cross
 
-    res = run_cross(args.prompts, args.neurons, args.out, model=args.model, split=args.split, rho=args.rho,
-                    control_draws=args.draws, **_options(args))  # fmt: skip
+    res = run_cross(
+        args.prompts,
+        args.neurons,
+        args.out,
+        model=args.model,
+        split=args.split,
+        rho=args.rho,
+        control_draws=args.draws,
+        **_options(args),
+    )
     names = res["tasks"]
     width = max(len(n) for n in names) + 2
-    print(f"accuracy drop ({res['mode']}, top {res['rho']:.1%} skill neurons); rows: perturbed neurons of, "
-          "columns: evaluated task")  # fmt: skip
+    print(
+        f"accuracy drop ({res['mode']}, top {res['rho']:.1%} skill neurons); rows: perturbed neurons of, "
+        "columns: evaluated task"
+    )
     print(" " * width + "".join(f"{n:>{width}s}" for n in names))
     for n, row in zip(names, res["drop"]):
         print(f"{n:{width}s}" + "".join(f"{v:>{width}.4f}" for v in row))
@@ -127,8 +172,9 @@ def register(sub: Any) -> None:
     _task_args(p, required=False)
     p.set_defaults(fn=cmd_perturb)
 
-    p = sub.add_parser("cross-perturb",
-                       help="perturb task A's skill neurons while evaluating task B's prompt, for all pairs")  # fmt: skip
+    p = sub.add_parser(
+        "cross-perturb", help="perturb task A's skill neurons while evaluating task B's prompt, for all pairs"
+    )
     p.add_argument(
         "--prompts", nargs="+", required=True, help="one prompt artifact per task (built-in tasks)"
     )
@@ -148,6 +194,10 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="folder for similarity.json and the heatmaps")
     p.add_argument("--names", help="comma-separated task names (default: recorded in the artifacts)")
     p.add_argument("--rho", type=float, default=0.02, help="fraction defining the skill sets for the overlap")
-    p.add_argument("--global", dest="per_layer", action="store_false",
-                   help="skill sets as the top fraction over all neurons, not per layer")  # fmt: skip
+    p.add_argument(
+        "--global",
+        dest="per_layer",
+        action="store_false",
+        help="skill sets as the top fraction over all neurons, not per layer",
+    )
     p.set_defaults(fn=cmd_similarity)

@@ -200,13 +200,25 @@ def _settings(
     mode: str, sigma: float, positions: str, layers: Sequence[int] | None, per_layer: bool, seed: int
 ) -> dict[str, Any]:
     """How the neurons were perturbed, as recorded in every experiment's result."""
-    return {"mode": mode, "sigma": sigma if mode == "gaussian" else None, "positions": positions,
-            "layers": list(layers) if layers is not None else None, "per_layer": per_layer, "seed": seed}  # fmt: skip
+    return {
+        "mode": mode,
+        "sigma": sigma if mode == "gaussian" else None,
+        "positions": positions,
+        "layers": list(layers) if layers is not None else None,
+        "per_layer": per_layer,
+        "seed": seed,
+    }
 
 
 def _make(mode: str, mask: Any, sigma: float, seed: int, positions: str, baseline: Any) -> Perturbation:
-    return Perturbation(cast(Mode, mode), mask, sigma=sigma, seed=seed, positions=cast(PositionsChoice, positions),
-                        baseline=baseline)  # fmt: skip
+    return Perturbation(
+        cast(Mode, mode),
+        mask,
+        sigma=sigma,
+        seed=seed,
+        positions=cast(PositionsChoice, positions),
+        baseline=baseline,
+    )
 
 
 def _progress(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
@@ -276,8 +288,9 @@ def perturbation_sweep(
             skill = accuracy(model, task, pert(mask), **kw)
             rand = [accuracy(model, task, pert(mask_from_orders(o, counts)), **kw) for o in orders]
         stats = mean_ci(rand)
-        points.append({"rho": rho, "neurons_per_layer": counts, "neurons": sum(counts), "skill": skill,
-                       "random": stats})  # fmt: skip
+        points.append(
+            {"rho": rho, "neurons_per_layer": counts, "neurons": sum(counts), "skill": skill, "random": stats}
+        )
         rnd = f"{stats['mean']:.4f}" if stats["mean"] is not None else "-"
         say(f"perturb: rho {rho:.3f} ({sum(counts)} neurons): skill {skill:.4f}, random {rnd}")
     return {
@@ -410,8 +423,11 @@ def run_sweep(
     run = load_prompt_run(prompt, bb, task=task, neurons=neurons, split=split)
     assert run.neurons is not None
     res = perturbation_sweep(run.model, run.eval_task, run.neurons, **options)
-    res.update(prompt=str(prompt), neurons=str(neurons) if not isinstance(neurons, SkillNeurons) else None,
-               split=split)  # fmt: skip
+    res.update(
+        prompt=str(prompt),
+        neurons=str(neurons) if not isinstance(neurons, SkillNeurons) else None,
+        split=split,
+    )
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write_json(out / f"{name}.json", res)
@@ -463,7 +479,15 @@ def run_cross(
 
             title = f"accuracy drop: {res['mode']} on top {res['rho']:.0%} skill neurons"
             ctrl = res["random_control"]
-            plot_matrix([*res["drop"], ctrl["drop"]], [*res["tasks"], f"random (k={ctrl['draws']})"],
-                        out / f"{name}.png", title=title, xlabel="evaluated task (prompt + test data)",
-                        ylabel="perturbed neurons of", cmap="RdBu_r", center=0.0, col_labels=res["tasks"])  # fmt: skip
+            plot_matrix(
+                [*res["drop"], ctrl["drop"]],
+                [*res["tasks"], f"random (k={ctrl['draws']})"],
+                out / f"{name}.png",
+                title=title,
+                xlabel="evaluated task (prompt + test data)",
+                ylabel="perturbed neurons of",
+                cmap="RdBu_r",
+                center=0.0,
+                col_labels=res["tasks"],
+            )
     return res

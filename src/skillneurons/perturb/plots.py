@@ -53,10 +53,14 @@ def plot_sweep(
         ax.plot(x, [p["skill"] for p in res["points"]], "o-", color=c, label=f"skill neurons, {lab}")
         mean = [p["random"]["mean"] for p in res["points"]]
         ax.plot(x, mean, "s--", color=c, alpha=0.8, label=f"random neurons (k={res['draws']}), {lab}")
-        lo = [p["random"]["ci95"][0] if p["random"]["ci95"][0] is not None else m
-              for p, m in zip(res["points"], mean)]  # fmt: skip
-        hi = [p["random"]["ci95"][1] if p["random"]["ci95"][1] is not None else m
-              for p, m in zip(res["points"], mean)]  # fmt: skip
+        lo = [
+            p["random"]["ci95"][0] if p["random"]["ci95"][0] is not None else m
+            for p, m in zip(res["points"], mean)
+        ]
+        hi = [
+            p["random"]["ci95"][1] if p["random"]["ci95"][1] is not None else m
+            for p, m in zip(res["points"], mean)
+        ]
         ax.fill_between(x, lo, hi, color=c, alpha=0.18, linewidth=0)
     first = results[0]
     ax.set_xlabel(
@@ -86,8 +90,15 @@ def draw_heatmap(ax: Any, m: Any, *, cmap: str, center: float | None, fmt: str, 
             if math.isfinite(m[i, j]):
                 r, g, b, _ = im.cmap(im.norm(m[i, j]))
                 dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    fmt.format(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
     return im
 
 

@@ -165,24 +165,49 @@ def plot_similarity(
     out = Path(out_dir)
     tasks = res["tasks"]
     paths = [
-        plot_matrix(res["spearman"], tasks, out / f"{name}_spearman.png", cmap="RdBu_r", center=0.0,
-                    title="Spearman correlation of neuron predictivity (all layers)"),
-        plot_matrix(res["spearman_layer_mean"], tasks, out / f"{name}_spearman_within.png", cmap="RdBu_r",
-                    center=0.0, title="Spearman correlation within layers (mean over layers)"),
-        plot_matrix(res["jaccard"], tasks, out / f"{name}_jaccard.png", cmap="Blues",
-                    title=f"Jaccard overlap of the top {res['rho']:.0%} skill neurons "
-                          f"(chance ~{_mean_off_diag(res['chance_jaccard']):.3f})"),
-    ]  # fmt: skip
+        plot_matrix(
+            res["spearman"],
+            tasks,
+            out / f"{name}_spearman.png",
+            cmap="RdBu_r",
+            center=0.0,
+            title="Spearman correlation of neuron predictivity (all layers)",
+        ),
+        plot_matrix(
+            res["spearman_layer_mean"],
+            tasks,
+            out / f"{name}_spearman_within.png",
+            cmap="RdBu_r",
+            center=0.0,
+            title="Spearman correlation within layers (mean over layers)",
+        ),
+        plot_matrix(
+            res["jaccard"],
+            tasks,
+            out / f"{name}_jaccard.png",
+            cmap="Blues",
+            title=f"Jaccard overlap of the top {res['rho']:.0%} skill neurons "
+            f"(chance ~{_mean_off_diag(res['chance_jaccard']):.3f})",
+        ),
+    ]
     plt = _pyplot()
     import numpy as np
 
     L = int(res["n_layers"])
     cols = min(L, 4)
     rows = (L + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols + 1, 2.9 * rows + 0.6), dpi=120, squeeze=False,
-                             constrained_layout=True)  # fmt: skip
-    per = np.array([[[np.nan if v is None else v for v in cell] for cell in row] for row in res["spearman_per_layer"]],
-                   dtype=float)  # fmt: skip
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(2.9 * cols + 1, 2.9 * rows + 0.6),
+        dpi=120,
+        squeeze=False,
+        constrained_layout=True,
+    )
+    per = np.array(
+        [[[np.nan if v is None else v for v in cell] for cell in row] for row in res["spearman_per_layer"]],
+        dtype=float,
+    )
     for i in range(per.shape[0]):  # the diagonal (1 by definition) would flatten the colour scale
         per[i, i, :] = np.nan
     finite = per[np.isfinite(per)]

@@ -12,7 +12,8 @@ with :meth:`config` so a saved prompt can rebuild them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 
 from skillneurons.backbones import Backbone
 from skillneurons.errors import ConfigError
+from skillneurons.registry import Registry
 
 HEAD_TYPES = ("label_words", "linear", "similarity", "kpt")
 
@@ -123,6 +125,40 @@ class SimilarityHead(Head):
         return {"type": self.kind, "descriptions": self.descriptions, "scale": self.scale}
 
 
+@dataclass(frozen=True)
+class HeadType:
+    """How a head kind is built for a task (``build(backbone, label_words, scale)``) and rebuilt from
+    the :meth:`Head.config` saved in a prompt artifact (``from_config(cfg, backbone)``)."""
+
+    build: Callable[[Backbone, Sequence[Sequence[str]], float], Head]
+    from_config: Callable[[dict[str, Any], Backbone], Head]
+
+
+#: head kinds by name; a plugin adds one with ``HEADS.register(kind, HeadType(...))``
+HEADS: Registry[HeadType] = Registry("head")
+HEADS.register(
+    "label_words",
+    HeadType(
+        lambda bb, words, scale: LabelWordHead(bb, words),
+        lambda cfg, bb: LabelWordHead(bb, cfg["label_words"]),
+    ),
+)
+HEADS.register(
+    "linear",
+    HeadType(
+        lambda bb, words, scale: LinearHead(bb.hidden_size, len(words)),
+        lambda cfg, bb: LinearHead(bb.hidden_size, int(cfg["num_classes"])),
+    ),
+)
+HEADS.register(
+    "similarity",
+    HeadType(
+        lambda bb, words, scale: SimilarityHead(bb, [" ".join(ws) for ws in words], scale=scale),
+        lambda cfg, bb: SimilarityHead(bb, cfg["descriptions"], scale=float(cfg.get("scale", 20.0))),
+    ),
+)
+
+
 def build_head(
     kind: str,
     backbone: Backbone,
@@ -130,36 +166,20 @@ def build_head(
     *,
     scale: float = 20.0,
 ) -> Head:
-    """Build a head of ``kind`` (``label_words``, ``linear``, ``similarity``, ``kpt``; ``auto`` = label
-    words when the backbone has an LM head, else similarity)."""
+    """Build a head of ``kind`` (``label_words``, ``linear``, ``similarity``, ``kpt``, or a registered
+    kind; ``auto`` = label words when the backbone has an LM head, else similarity)."""
     if kind == "auto":
         kind = "label_words" if backbone.has_lm_head else "similarity"
-    if kind == "label_words":
-        return LabelWordHead(backbone, label_words)
-    if kind == "linear":
-        return LinearHead(backbone.hidden_size, len(label_words))
-    if kind == "similarity":
-        return SimilarityHead(backbone, [" ".join(ws) for ws in label_words], scale=scale)
-    if kind == "kpt":  # unrefined, learned word weights (refined: skillneurons.verbalizers)
-        from skillneurons.verbalizers.kpt import KnowledgeableHead
-
-        return KnowledgeableHead(backbone, label_words, calibrate=False, aggregate="learned")
-    raise ConfigError(f"unknown head '{kind}': use one of auto, {', '.join(HEAD_TYPES)}")
+    if kind not in HEADS:
+        raise ConfigError(f"unknown head '{kind}': use one of auto, {', '.join(HEADS.names())}")
+    return HEADS.get(kind).build(backbone, label_words, scale)
 
 
 def head_from_config(cfg: dict[str, Any], backbone: Backbone) -> Head:
     """Rebuild a head from :meth:`Head.config` (weights of a linear head are loaded separately)."""
-    kind = cfg.get("type")
-    if kind == "label_words":
-        return LabelWordHead(backbone, cfg["label_words"])
-    if kind == "linear":
-        return LinearHead(backbone.hidden_size, int(cfg["num_classes"]))
-    if kind == "similarity":
-        return SimilarityHead(backbone, cfg["descriptions"], scale=float(cfg.get("scale", 20.0)))
-    if kind == "kpt":
-        from skillneurons.verbalizers.kpt import KnowledgeableHead
-
-        return KnowledgeableHead.from_config(cfg, backbone)
-    raise ConfigError(
-        f"unknown head type '{kind}' in the saved prompt: it was written by another version of skillneurons"
-    )
+    kind = str(cfg.get("type"))
+    if kind not in HEADS:
+        raise ConfigError(
+            f"unknown head type '{kind}' in the saved prompt: it was written by another version of skillneurons"
+        )
+    return HEADS.get(kind).from_config(cfg, backbone)

@@ -21,6 +21,7 @@ from skillneurons.artifacts import atomic_write_json, load_artifact, save_artifa
 from skillneurons.backbones import Backbone
 from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.prompts.heads import head_from_config
+from skillneurons.prompts.methods import TUNING_METHODS
 from skillneurons.prompts.model import PromptModel
 from skillneurons.prompts.soft_prompt import SoftPrompt
 
@@ -64,12 +65,19 @@ def load_prompt(path: str | os.PathLike[str], backbone: Backbone) -> tuple[Promp
     head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
     if head_state:
         head.load_state_dict(head_state)
-    if manifest.get("method", "prompt") != "prompt":  # BitFit / adapter / LoRA: rebuild the method too
-        from skillneurons.delta.model import delta_from_artifact
-
-        return delta_from_artifact(backbone, head, tensors, manifest), manifest
-    model = PromptModel(backbone, SoftPrompt(tensors["prompt"]), head, layout=manifest["layout"],
-                        max_length=int(manifest.get("max_length", 128)), template=manifest.get("template"))  # fmt: skip
+    method = str(manifest.get("method", "prompt"))
+    if method != "prompt":  # BitFit / adapter / LoRA: the method's plugin rebuilds it
+        rebuild = TUNING_METHODS.get(method).rebuild
+        assert rebuild is not None, method
+        return rebuild(backbone, head, tensors, manifest), manifest
+    model = PromptModel(
+        backbone,
+        SoftPrompt(tensors["prompt"]),
+        head,
+        layout=manifest["layout"],
+        max_length=int(manifest.get("max_length", 128)),
+        template=manifest.get("template"),
+    )
     return model, manifest
 
 

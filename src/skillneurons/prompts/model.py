@@ -58,8 +58,13 @@ class Batch:
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)
 
-        return Batch(self.input_ids.to(device), self.attention_mask.to(device), mv(self.token_type_ids),
-                     self.read_index.to(device), mv(self.labels))  # fmt: skip
+        return Batch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            mv(self.token_type_ids),
+            self.read_index.to(device),
+            mv(self.labels),
+        )
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -134,8 +139,11 @@ class PromptModel(nn.Module):
         if backbone.is_causal:
             return None
         tok = backbone.tokenizer
-        for cand in (tok.mask_token_id, tok.convert_tokens_to_ids("<extra_id_0>") if "<extra_id_0>" in tok.get_vocab() else None,
-                     tok.unk_token_id):  # fmt: skip
+        for cand in (
+            tok.mask_token_id,
+            tok.convert_tokens_to_ids("<extra_id_0>") if "<extra_id_0>" in tok.get_vocab() else None,
+            tok.unk_token_id,
+        ):
             if isinstance(cand, int):
                 return cand
         raise ConfigError(
@@ -232,8 +240,13 @@ class PromptModel(nn.Module):
 
     def text_mask(self, batch: Batch) -> torch.Tensor:
         """``[batch, prefix+seq]`` bool: True at real text tokens (not prompt, slot, or padding)."""
-        m = torch.cat([torch.zeros(len(batch), self.prefix_length, dtype=torch.bool, device=batch.input_ids.device),
-                       batch.attention_mask.bool()], 1)  # fmt: skip
+        m = torch.cat(
+            [
+                torch.zeros(len(batch), self.prefix_length, dtype=torch.bool, device=batch.input_ids.device),
+                batch.attention_mask.bool(),
+            ],
+            1,
+        )
         if self.layout == "prompt_first" and self.slot_id is not None:
             m[torch.arange(len(batch)), batch.read_index] = False
         return m

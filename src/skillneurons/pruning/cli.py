@@ -32,11 +32,17 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--rho", type=float, default=0.02, help="fraction of neurons kept per pruned layer (default 0.02)"
     )
-    p.add_argument("--first-layer", type=int,
-                   help="prune layers [N, L) (default L // 4: the original kept 3 of 12 layers whole)")  # fmt: skip
+    p.add_argument(
+        "--first-layer",
+        type=int,
+        help="prune layers [N, L) (default L // 4: the original kept 3 of 12 layers whole)",
+    )
     p.add_argument("--layers", type=_layers, help="comma-separated layers to prune, instead of --first-layer")
-    p.add_argument("--global-selection", action="store_true",
-                   help="select the top rho of all neurons instead of rho of every layer")  # fmt: skip
+    p.add_argument(
+        "--global-selection",
+        action="store_true",
+        help="select the top rho of all neurons instead of rho of every layer",
+    )
     p.add_argument(
         "--model", help="the unpruned model (default: the one recorded in the skill-neuron artifact)"
     )
@@ -64,12 +70,28 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from skillneurons.pruning.run import prune_model
     from skillneurons.training import TrainConfig
 
-    config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, precision=args.precision)  # fmt: skip
+    config = TrainConfig(
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        precision=args.precision,
+    )
     res = prune_model(
-        args.neurons, args.out, rho=args.rho, model=args.model, first_layer=args.first_layer, layers=args.layers,
-        per_layer=not args.global_selection, prompt=args.prompt, task=_load_task_from(args) if args.task else None,
-        split=args.split, retune=args.retune, config=config, progress=not getattr(args, "quiet", False),
-    )  # fmt: skip
+        args.neurons,
+        args.out,
+        rho=args.rho,
+        model=args.model,
+        first_layer=args.first_layer,
+        layers=args.layers,
+        per_layer=not args.global_selection,
+        prompt=args.prompt,
+        task=_load_task_from(args) if args.task else None,
+        split=args.split,
+        retune=args.retune,
+        config=config,
+        progress=not getattr(args, "quiet", False),
+    )
     print(res["text"])
     return 0

@@ -74,8 +74,16 @@ def _ffn_state(backbone: Backbone) -> list[dict[str, Any]]:
     out = []
     for i in range(backbone.num_layers):
         mods = {"up": backbone.up_proj(i), "gate": backbone.gate_proj(i), "down": backbone.down_proj(i)}
-        out.append({"d_ff": backbone.neuron_count(i),
-                    "bias": {r: isinstance(getattr(m, "bias", None), torch.Tensor) for r, m in mods.items() if m is not None}})  # fmt: skip
+        out.append(
+            {
+                "d_ff": backbone.neuron_count(i),
+                "bias": {
+                    r: isinstance(getattr(m, "bias", None), torch.Tensor)
+                    for r, m in mods.items()
+                    if m is not None
+                },
+            }
+        )
     return out
 
 

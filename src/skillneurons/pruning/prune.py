@@ -278,8 +278,13 @@ def prune_backbone(
     if inplace:
         target = backbone
     else:
-        target = Backbone(model=copy.deepcopy(backbone.model), tokenizer=backbone.tokenizer, name=backbone.name,
-                          kind=backbone.kind, spec=backbone.spec)  # fmt: skip
+        target = Backbone(
+            model=copy.deepcopy(backbone.model),
+            tokenizer=backbone.tokenizer,
+            name=backbone.name,
+            kind=backbone.kind,
+            spec=backbone.spec,
+        )
     kind = spec.linear_kind
     for i, (k, a) in enumerate(zip(keeps, bases)):
         if bool(k.all()):

@@ -107,11 +107,23 @@ def prune_model(
     small = prune_backbone(bb, keep, sn.token_mean)
     prune_seconds = time.perf_counter() - t0
     pruned_layers = [i for i in range(bb.num_layers) if not bool(keep[i].all())]
-    out = save_pruned(small, out_dir, keep, source=bb, rho=rho, per_layer=per_layer, first_layer=l0,
-                      layers=list(layers) if layers is not None else None,
-                      skill_neurons={"path": str(path) if path else None, "sha256": digest, "task": sn.meta.get("task"),
-                                     "task_fingerprint": sn.meta.get("task_fingerprint"),
-                                     "baseline": "token_mean (mean activation over all real tokens of the train split)"})  # fmt: skip
+    out = save_pruned(
+        small,
+        out_dir,
+        keep,
+        source=bb,
+        rho=rho,
+        per_layer=per_layer,
+        first_layer=l0,
+        layers=list(layers) if layers is not None else None,
+        skill_neurons={
+            "path": str(path) if path else None,
+            "sha256": digest,
+            "task": sn.meta.get("task"),
+            "task_fingerprint": sn.meta.get("task_fingerprint"),
+            "baseline": "token_mean (mean activation over all real tokens of the train split)",
+        },
+    )
     del small
     n_src, n_small = count_parameters(bb), None
     results: dict[str, Any] = {
@@ -125,8 +137,11 @@ def prune_model(
     }
     loaded = load_pruned(out, device=bb.device)  # the saved folder, checked by loading it back
     n_small = count_parameters(loaded)
-    results.update(d_ff=loaded.d_ff, parameters={"source": n_src, "pruned": n_small, "fraction": n_small / n_src},
-                   ffn_parameters={"source": ffn_parameters(bb), "pruned": ffn_parameters(loaded)})  # fmt: skip
+    results.update(
+        d_ff=loaded.d_ff,
+        parameters={"source": n_src, "pruned": n_small, "fraction": n_small / n_src},
+        ffn_parameters={"source": ffn_parameters(bb), "pruned": ffn_parameters(loaded)},
+    )
     if prompt is not None:
         ppath = artifact_paths(prompt)[0]
         t = _task_of(ppath, task)
@@ -136,21 +151,43 @@ def prune_model(
         before = evaluate(pm_full, part, batch_size, progress=progress, desc="eval (unpruned)")
         pm_small, _ = load_prompt(ppath, loaded)
         after = evaluate(pm_small, part, batch_size, progress=progress, desc="eval (pruned)")
-        results.update(prompt=str(ppath), task=t.name, split=split, accuracy_unpruned=before["accuracy"],
-                       accuracy_pruned=after["accuracy"], n=int(before["n"]))  # fmt: skip
+        results.update(
+            prompt=str(ppath),
+            task=t.name,
+            split=split,
+            accuracy_unpruned=before["accuracy"],
+            accuracy_pruned=after["accuracy"],
+            n=int(before["n"]),
+        )
         if retune:
             cfg = config or TrainConfig()
             rdir = out / "retuned"
             splits.save(rdir / "split.json")
-            manifest = {"task": man.get("task", {}), "split": {**man.get("split", {}), "file": "split.json"},
-                        "retuned_from": str(ppath), "pruned_model": str(out)}  # fmt: skip
-            trainer = Trainer(pm_small, splits.part("train"), splits.part("dev"), cfg, rdir, manifest=manifest,
-                              progress=progress)  # fmt: skip
+            manifest = {
+                "task": man.get("task", {}),
+                "split": {**man.get("split", {}), "file": "split.json"},
+                "retuned_from": str(ppath),
+                "pruned_model": str(out),
+            }
+            trainer = Trainer(
+                pm_small,
+                splits.part("train"),
+                splits.part("dev"),
+                cfg,
+                rdir,
+                manifest=manifest,
+                progress=progress,
+            )
             fit = trainer.fit()
             again = evaluate(pm_small, part, batch_size, progress=progress, desc="eval (re-tuned)")
-            results.update(accuracy_retuned=again["accuracy"], retuned_prompt=str(fit.prompt_path),
-                           retune_best_dev_accuracy=fit.best_dev_accuracy, retune_steps=fit.steps,
-                           retune_seconds=fit.seconds, retune_config=asdict(cfg))  # fmt: skip
+            results.update(
+                accuracy_retuned=again["accuracy"],
+                retuned_prompt=str(fit.prompt_path),
+                retune_best_dev_accuracy=fit.best_dev_accuracy,
+                retune_steps=fit.steps,
+                retune_seconds=fit.seconds,
+                retune_config=asdict(cfg),
+            )
     atomic_write_json(out / "results.json", results)
     results["text"] = _text(results)
     return results
@@ -165,8 +202,10 @@ def _text(r: dict[str, Any]) -> str:
         f"FFN {r['ffn_parameters']['pruned']:,} of {r['ffn_parameters']['source']:,}",
     ]
     if "accuracy_pruned" in r:
-        lines.append(f"{r['split']} accuracy ({r['n']} examples): unpruned {r['accuracy_unpruned']:.4f}, "
-                     f"pruned {r['accuracy_pruned']:.4f}"
-                     + (f", re-tuned {r['accuracy_retuned']:.4f}" if "accuracy_retuned" in r else ""))  # fmt: skip
+        lines.append(
+            f"{r['split']} accuracy ({r['n']} examples): unpruned {r['accuracy_unpruned']:.4f}, "
+            f"pruned {r['accuracy_pruned']:.4f}"
+            + (f", re-tuned {r['accuracy_retuned']:.4f}" if "accuracy_retuned" in r else "")
+        )
     lines.append(f"pruned model saved to {r['pruned_model']} (load it with skillneurons.pruning.load_pruned)")
     return "\n".join(lines)

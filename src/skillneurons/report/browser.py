@@ -110,8 +110,14 @@ class Chromium:
         msg, self._buf = self._buf.split(b"\0", 1)
         return dict(json.loads(msg))
 
-    def send(self, method: str, params: dict[str, Any] | None = None, *, timeout: float = 30.0,
-             browser: bool = False) -> dict[str, Any]:  # fmt: skip
+    def send(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float = 30.0,
+        browser: bool = False,
+    ) -> dict[str, Any]:
         """Call ``method``; events that arrive meanwhile are kept in :attr:`events`."""
         self._id += 1
         msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
@@ -148,8 +154,10 @@ class Chromium:
         )["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
+        )
         if init_script:
             self.send("Page.addScriptToEvaluateOnNewDocument", {"source": init_script})
         self.events.clear()
@@ -165,15 +173,23 @@ class Chromium:
             raise RuntimeError(f"{expression!r} raised: {res['exceptionDetails'].get('text')}")
         return res.get("result", {}).get("value")
 
-    def screenshot(self, path: str | os.PathLike[str], *, full_page: bool = False, max_height: int | None = None,
-                   scale: float = 1.0) -> Path:  # fmt: skip
+    def screenshot(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        full_page: bool = False,
+        max_height: int | None = None,
+        scale: float = 1.0,
+    ) -> Path:
         """A PNG of the viewport, or of the page from its top (``full_page``, cut at ``max_height``)."""
         params: dict[str, Any] = {"format": "png"}
         if full_page or scale != 1.0:
             h = self.evaluate("document.documentElement.scrollHeight") if full_page else self.height
             h = min(int(h), max_height) if max_height else int(h)
-            params.update(clip={"x": 0, "y": 0, "width": self.width, "height": h, "scale": scale},
-                          captureBeyondViewport=True)  # fmt: skip
+            params.update(
+                clip={"x": 0, "y": 0, "width": self.width, "height": h, "scale": scale},
+                captureBeyondViewport=True,
+            )
         data = base64.b64decode(self.send("Page.captureScreenshot", params)["data"])
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -243,9 +259,17 @@ def collect(events: list[dict[str, Any]], check: PageCheck) -> None:
             check.requests.append(str(p.get("request", {}).get("url")))
 
 
-def check_page(path: str | os.PathLike[str], screenshot: str | os.PathLike[str] | None = None, *,
-               width: int = 1280, height: int = 900, full_page: bool = False, max_height: int | None = None,
-               scale: float = 1.0, executable: str | None = None) -> PageCheck:  # fmt: skip
+def check_page(
+    path: str | os.PathLike[str],
+    screenshot: str | os.PathLike[str] | None = None,
+    *,
+    width: int = 1280,
+    height: int = 900,
+    full_page: bool = False,
+    max_height: int | None = None,
+    scale: float = 1.0,
+    executable: str | None = None,
+) -> PageCheck:
     """Load a local HTML file in headless Chromium and return a :class:`PageCheck`."""
     url = Path(path).resolve().as_uri()
     check = PageCheck()
@@ -274,14 +298,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-height", type=int, help="with --full-page: cut the capture at this height (px)")
     ap.add_argument("--scale", type=float, default=1.0, help="scale of the screenshot (e.g. 0.75)")
     args = ap.parse_args(argv)
-    res = check_page(args.page, args.screenshot, width=args.width, height=args.height, full_page=args.full_page,
-                     max_height=args.max_height, scale=args.scale)  # fmt: skip
+    res = check_page(
+        args.page,
+        args.screenshot,
+        width=args.width,
+        height=args.height,
+        full_page=args.full_page,
+        max_height=args.max_height,
+        scale=args.scale,
+    )
     for level, text in res.console:
         print(f"console {level}: {text}")
     for err in res.errors:
         print(f"uncaught: {err}")
-    print(f"{len(res.requests)} request(s), {len(res.remote_requests)} needing a network; "
-          f"{len(res.text)} characters of text" + (f"; screenshot {res.screenshot}" if res.screenshot else ""))  # fmt: skip
+    print(
+        f"{len(res.requests)} request(s), {len(res.remote_requests)} needing a network; "
+        f"{len(res.text)} characters of text" + (f"; screenshot {res.screenshot}" if res.screenshot else "")
+    )
     return 1 if res.console_errors or res.remote_requests else 0
 
 

@@ -79,19 +79,39 @@ def training_curves(runs: Sequence[Mapping[str, Any]]) -> str:
             steps = [x["step"] for x in h]
             da = [x.get("dev_accuracy") for x in h]
             if any(v is not None for v in da):
-                acc.plot(steps, [math.nan if v is None else v for v in da], "o-", color=c, ms=3, lw=1.4,
-                         label=r["label"])  # fmt: skip
+                acc.plot(
+                    steps,
+                    [math.nan if v is None else v for v in da],
+                    "o-",
+                    color=c,
+                    ms=3,
+                    lw=1.4,
+                    label=r["label"],
+                )
             best = r.get("best_step")
             if best is not None and best in steps and da[steps.index(best)] is not None:
                 acc.plot([best], [da[steps.index(best)]], "*", color=c, ms=11, mec="white", mew=0.8)
             tl = [x.get("train_loss") for x in h]
             if any(v is not None for v in tl):
-                loss.plot(steps, [math.nan if v is None else v for v in tl], "-", color=c, lw=1.4,
-                          label=f"{r['label']} train")  # fmt: skip
+                loss.plot(
+                    steps,
+                    [math.nan if v is None else v for v in tl],
+                    "-",
+                    color=c,
+                    lw=1.4,
+                    label=f"{r['label']} train",
+                )
             dl = [x.get("dev_loss") for x in h]
             if any(v is not None for v in dl):
-                loss.plot(steps, [math.nan if v is None else v for v in dl], "--", color=c, lw=1.0, alpha=0.7,
-                          label=f"{r['label']} dev")  # fmt: skip
+                loss.plot(
+                    steps,
+                    [math.nan if v is None else v for v in dl],
+                    "--",
+                    color=c,
+                    lw=1.0,
+                    alpha=0.7,
+                    label=f"{r['label']} dev",
+                )
         acc.set(xlabel="step", ylabel="dev accuracy", title="Dev accuracy (★ best checkpoint)")
         loss.set(xlabel="step", ylabel="loss", title="Loss (solid: train, dashed: dev)")
         for ax in (acc, loss):
@@ -112,14 +132,27 @@ def layer_distribution(counts: Mapping[float, Sequence[int]], scores: np.ndarray
         x = np.arange(L)
         w = 0.8 / max(len(counts), 1)
         for j, (rho, cnt) in enumerate(counts.items()):
-            bars.bar(x + (j - (len(counts) - 1) / 2) * w, cnt, width=w, color=COLORS[j % len(COLORS)],
-                     label=f"top {rho:.0%}")  # fmt: skip
-        bars.set(xticks=x, xlabel="layer", ylabel="skill neurons in the layer",
-                 title="Where the top neurons are (global top fraction of all neurons)")  # fmt: skip
+            bars.bar(
+                x + (j - (len(counts) - 1) / 2) * w,
+                cnt,
+                width=w,
+                color=COLORS[j % len(COLORS)],
+                label=f"top {rho:.0%}",
+            )
+        bars.set(
+            xticks=x,
+            xlabel="layer",
+            ylabel="skill neurons in the layer",
+            title="Where the top neurons are (global top fraction of all neurons)",
+        )
         bars.legend()
         _grid(bars)
-        for q, style, lab in ((100, "o-", "max"), (99, "s-", "99th percentile"), (90, "^-", "90th percentile"),
-                              (50, "v--", "median")):  # fmt: skip
+        for q, style, lab in (
+            (100, "o-", "max"),
+            (99, "s-", "99th percentile"),
+            (90, "^-", "90th percentile"),
+            (50, "v--", "median"),
+        ):
             qs.plot(x, np.percentile(scores, q, axis=1), style, ms=4, lw=1.3, label=lab)
         qs.set(xticks=x, xlabel="layer", ylabel="predictivity", title="Predictivity of the layer's neurons")
         qs.legend(ncols=2)
@@ -153,15 +186,29 @@ def predictivity_map(scores: np.ndarray, marks: Sequence[tuple[int, int]] = ()) 
         if marks:
             from matplotlib import patheffects
 
-            raw.scatter([i + 0.5 for _, i in marks], [layer for layer, _ in marks], s=60, facecolors="none",
-                        edgecolors="white", linewidths=1.4,
-                        path_effects=[patheffects.withStroke(linewidth=3.2, foreground="black")])  # fmt: skip
+            raw.scatter(
+                [i + 0.5 for _, i in marks],
+                [layer for layer, _ in marks],
+                s=60,
+                facecolors="none",
+                edgecolors="white",
+                linewidths=1.4,
+                path_effects=[patheffects.withStroke(linewidth=3.2, foreground="black")],
+            )
         block = f" (max over blocks of {width} neurons)" if width > 1 else ""
-        raw.set(ylabel="layer", xlabel="neuron index", yticks=range(L),
-                title=f"Predictivity of every neuron{block}")  # fmt: skip
+        raw.set(
+            ylabel="layer",
+            xlabel="neuron index",
+            yticks=range(L),
+            title=f"Predictivity of every neuron{block}",
+        )
         srt.imshow(-np.sort(-scores, axis=1), extent=(0, N, -0.5, L - 0.5), **kw)
-        srt.set(ylabel="layer", xlabel="neuron rank within the layer", yticks=range(L),
-                title="Each layer sorted by predictivity")  # fmt: skip
+        srt.set(
+            ylabel="layer",
+            xlabel="neuron rank within the layer",
+            yticks=range(L),
+            title="Each layer sorted by predictivity",
+        )
         if N >= 64:
             srt.set_xscale("symlog", linthresh=10)
             srt.set_xlim(0, N)
@@ -185,8 +232,10 @@ def position_layer(
         if top_mean is not None:
             ax = axs.pop(0)
             im = ax.imshow(top_mean, cmap="viridis", **kw)
-            ax.set(title=f"Mean predictivity of the {k_label} most predictive neurons of the layer at each position",
-                   ylabel="layer")  # fmt: skip
+            ax.set(
+                title=f"Mean predictivity of the {k_label} most predictive neurons of the layer at each position",
+                ylabel="layer",
+            )
             fig.colorbar(im, ax=ax, pad=0.01, label="predictivity")
             _ticks(ax, names, step, L)
         ax = axs.pop(0)
@@ -199,8 +248,11 @@ def position_layer(
 
 
 def _ticks(ax: Any, names: Sequence[str], step: int, L: int) -> None:
-    ax.set_xticks(range(0, len(names), step), [names[i] for i in range(0, len(names), step)],
-                  rotation=90 if step > 1 or len(names) > 24 else 0)  # fmt: skip
+    ax.set_xticks(
+        range(0, len(names), step),
+        [names[i] for i in range(0, len(names), step)],
+        rotation=90 if step > 1 or len(names) > 24 else 0,
+    )
     ax.set_yticks(range(L))
 
 
@@ -222,18 +274,31 @@ def perturb_sweep(res: Mapping[str, Any]) -> str:
         rnd = [p.get("random") if isinstance(p.get("random"), dict) else {} for p in pts]
         mean = [_num(r.get("mean")) for r in rnd]
         if any(not math.isnan(m) for m in mean):
-            ci = [r.get("ci95") if isinstance(r.get("ci95"), list) and len(r["ci95"]) == 2 else [None, None]
-                  for r in rnd]  # fmt: skip
+            ci = [
+                r.get("ci95") if isinstance(r.get("ci95"), list) and len(r["ci95"]) == 2 else [None, None]
+                for r in rnd
+            ]
             lo = [_num(c[0]) if c[0] is not None else m for c, m in zip(ci, mean)]
             hi = [_num(c[1]) if c[1] is not None else m for c, m in zip(ci, mean)]
             draws = res.get("draws")
             ax.fill_between(x, lo, hi, color=COLORS[0], alpha=0.18, lw=0, label="random: 95% interval")
-            ax.plot(x, mean, "s--", color=COLORS[0], lw=1.4, ms=4,
-                    label=f"random neurons (mean of {draws} draws)" if draws else "random neurons")  # fmt: skip
+            ax.plot(
+                x,
+                mean,
+                "s--",
+                color=COLORS[0],
+                lw=1.4,
+                ms=4,
+                label=f"random neurons (mean of {draws} draws)" if draws else "random neurons",
+            )
         if isinstance(res.get("unperturbed"), (int, float)):
             ax.axhline(res["unperturbed"], color="#6b7280", lw=0.8, ls=":", label="unperturbed")
-        ax.set(xlabel="perturbed neurons per layer (%)" if res.get("per_layer", True) else "perturbed neurons (%)",
-               ylabel="accuracy")  # fmt: skip
+        ax.set(
+            xlabel="perturbed neurons per layer (%)"
+            if res.get("per_layer", True)
+            else "perturbed neurons (%)",
+            ylabel="accuracy",
+        )
         _grid(ax)
         ax.legend(loc="lower left")
         return _uri(fig)
@@ -287,21 +352,31 @@ def prune_bench(entry: Mapping[str, Any]) -> str:
         err = np.array([[max(m - a, 0) for m, a in zip(med, q1)], [max(b - m, 0) for m, b in zip(med, q3)]])
         spd.errorbar(x, med, yerr=np.nan_to_num(err), fmt="o-", color=COLORS[0], capsize=3, lw=1.5)
         spd.axhline(1.0, color="#6b7280", lw=0.8, ls=":")
-        spd.set(xscale="log", xlabel="kept neurons per pruned layer (%)", ylabel="speedup (x)",
-                title="Inference speedup (median, quartiles)")  # fmt: skip
+        spd.set(
+            xscale="log",
+            xlabel="kept neurons per pruned layer (%)",
+            ylabel="speedup (x)",
+            title="Inference speedup (median, quartiles)",
+        )
         _pct_ticks(spd, x)
         _grid(spd)
         plotted = False
-        for key, style, lab, c in (("accuracy", "o-", "skill neurons kept", COLORS[1]),
-                                   ("accuracy_random_neurons", "s--", "random neurons kept", COLORS[0]),
-                                   ("accuracy_retuned", "^-", "skill neurons, prompt re-tuned", COLORS[2])):  # fmt: skip
+        for key, style, lab, c in (
+            ("accuracy", "o-", "skill neurons kept", COLORS[1]),
+            ("accuracy_random_neurons", "s--", "random neurons kept", COLORS[0]),
+            ("accuracy_retuned", "^-", "skill neurons, prompt re-tuned", COLORS[2]),
+        ):
             ys = [_num(r.get(key)) for r in rows]
             if any(not math.isnan(y) for y in ys):
                 acc.plot(x, ys, style, color=c, lw=1.5, ms=4, label=lab)
                 plotted = True
         if plotted:
-            acc.set(xscale="log", xlabel="kept neurons per pruned layer (%)", ylabel="accuracy",
-                    title="Accuracy after pruning")  # fmt: skip
+            acc.set(
+                xscale="log",
+                xlabel="kept neurons per pruned layer (%)",
+                ylabel="accuracy",
+                title="Accuracy after pruning",
+            )
             _pct_ticks(acc, x)
             acc.legend()
             _grid(acc)

@@ -86,8 +86,14 @@ def num(x: Any, digits: int = 4) -> Cell:
     return Cell(fnum(x, digits), x if isinstance(x, (int, float)) else "", "num")
 
 
-def table(headers: Sequence[str | tuple[str, str]], rows: Sequence[Sequence[Any]], *, sortable: bool = False,
-          tid: str | None = None, cls: str = "") -> Raw:  # fmt: skip
+def table(
+    headers: Sequence[str | tuple[str, str]],
+    rows: Sequence[Sequence[Any]],
+    *,
+    sortable: bool = False,
+    tid: str | None = None,
+    cls: str = "",
+) -> Raw:
     """``headers``: titles, or (title, "num") for right-aligned columns."""
     classes = " ".join(c for c in ("sortable" if sortable else "", cls) if c)
     out = [
@@ -124,8 +130,10 @@ def cards(items: Sequence[tuple[str, str, str]]) -> Raw:
     """Key figures: (label, value, detail)."""
     out = ['<div class="cards">']
     for k, v, d in items:
-        out.append(f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(v)}</div>'
-                   f'<div class="d">{esc(d)}</div></div>')  # fmt: skip
+        out.append(
+            f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(v)}</div>'
+            f'<div class="d">{esc(d)}</div></div>'
+        )
     out.append("</div>")
     return Raw("".join(out))
 
@@ -177,11 +185,18 @@ def section_overview(data: ReportData, ctx: Context) -> Section:
     labels = _label_names(data)
     tests = [t.get("test_accuracy") for t in data.tunes if isinstance(t.get("test_accuracy"), (int, float))]
     items = [
-        ("model", str(bb.get("name", "?")), f"{bb.get('model_type', '')} {bb.get('kind', '')}, {geometry}, hidden {bb.get('hidden_size', '?')}"),
+        (
+            "model",
+            str(bb.get("name", "?")),
+            f"{bb.get('model_type', '')} {bb.get('kind', '')}, {geometry}, hidden {bb.get('hidden_size', '?')}",
+        ),
         ("task", task, f"{len(labels)} classes: {', '.join(labels)}" if labels else ""),
-        ("prompts (seeds)", str(len(data.tunes) or len((data.neurons.meta if data.neurons else {}).get("prompts", []))),
-         "seeds " + ", ".join(str(t.seed) for t in data.tunes if t.seed is not None)),
-    ]  # fmt: skip
+        (
+            "prompts (seeds)",
+            str(len(data.tunes) or len((data.neurons.meta if data.neurons else {}).get("prompts", []))),
+            "seeds " + ", ".join(str(t.seed) for t in data.tunes if t.seed is not None),
+        ),
+    ]
     if tests:
         spread = (
             f"{min(tests):.3f} – {max(tests):.3f} over {len(tests)} prompt(s)"
@@ -191,8 +206,13 @@ def section_overview(data: ReportData, ctx: Context) -> Section:
         items.append(("test accuracy", f"{sum(tests) / len(tests):.3f}", f"mean; {spread}"))
     if data.neurons is not None and data.neurons.summary:
         s = data.neurons.summary
-        items.append(("top-1 predictivity", fnum(s.get("top1_predictivity"), 3),
-                      f"mean of the top 1%: {fnum(s.get('top1pct_mean_predictivity'), 3)}"))  # fmt: skip
+        items.append(
+            (
+                "top-1 predictivity",
+                fnum(s.get("top1_predictivity"), 3),
+                f"mean of the top 1%: {fnum(s.get('top1pct_mean_predictivity'), 3)}",
+            )
+        )
     body = [cards(items)]
     if data.tunes:
         rows = []
@@ -200,14 +220,42 @@ def section_overview(data: ReportData, ctx: Context) -> Section:
             sz = t.sizes or {}
             secs = t.get("train_seconds")
             dev_acc = t.get("best_dev_accuracy") if t.results else (t.prompt or {}).get("dev_accuracy")
-            rows.append([t.name, fnum(t.seed) if t.seed is not None else "–", fnum(t.get("split_seed")),
-                         num(sz.get("train"), 0), num(sz.get("dev"), 0), num(sz.get("test"), 0), num(t.get("steps"), 0),
-                         num(t.get("best_step"), 0), num(dev_acc), num(t.get("test_accuracy")),
-                         Cell(f"{secs:.0f} s" if isinstance(secs, (int, float)) else "–", secs, "num")])  # fmt: skip
+            rows.append(
+                [
+                    t.name,
+                    fnum(t.seed) if t.seed is not None else "–",
+                    fnum(t.get("split_seed")),
+                    num(sz.get("train"), 0),
+                    num(sz.get("dev"), 0),
+                    num(sz.get("test"), 0),
+                    num(t.get("steps"), 0),
+                    num(t.get("best_step"), 0),
+                    num(dev_acc),
+                    num(t.get("test_accuracy")),
+                    Cell(f"{secs:.0f} s" if isinstance(secs, (int, float)) else "–", secs, "num"),
+                ]
+            )
         body.append(Raw("<h3>Prompt-tuning runs</h3>"))
-        body.append(table(["run", "seed", "split seed", ("train", "num"), ("dev", "num"), ("test", "num"), ("steps", "num"),
-                           ("best step", "num"), ("best dev acc.", "num"), ("test acc.", "num"), ("train time", "num")],
-                          rows, sortable=True, tid="runs"))  # fmt: skip
+        body.append(
+            table(
+                [
+                    "run",
+                    "seed",
+                    "split seed",
+                    ("train", "num"),
+                    ("dev", "num"),
+                    ("test", "num"),
+                    ("steps", "num"),
+                    ("best step", "num"),
+                    ("best dev acc.", "num"),
+                    ("test acc.", "num"),
+                    ("train time", "num"),
+                ],
+                rows,
+                sortable=True,
+                tid="runs",
+            )
+        )
         body.append(para(_settings(data), "small"))
     body.append(Raw("<details><summary>Provenance and versions</summary>"))
     body.append(table(["", "value"], _provenance(data), cls="kv"))
@@ -275,12 +323,25 @@ def _provenance(data: ReportData) -> list[list[Any]]:
         )
     if data.neurons is not None:
         m = data.neurons.meta
-        rows.append(["skill neurons", f"{_rel(data.neurons.path)} (scheme {m.get('scheme')}, {m.get('aggregation')} over "
-                                      f"{len(m.get('prompts', []))} prompt(s), {len(data.neurons.score_files)} per-prompt score file(s))"])  # fmt: skip
-    made = sorted({str(x.get("skillneurons_version")) for x in [*(t.prompt for t in data.tunes),
-                   data.neurons.manifest if data.neurons else None] if isinstance(x, dict) and x.get("skillneurons_version")})  # fmt: skip
-    dates = sorted(str(x.get("created")) for x in [*(t.prompt for t in data.tunes), data.neurons.manifest if data.neurons else None]
-                   if isinstance(x, dict) and x.get("created"))  # fmt: skip
+        rows.append(
+            [
+                "skill neurons",
+                f"{_rel(data.neurons.path)} (scheme {m.get('scheme')}, {m.get('aggregation')} over "
+                f"{len(m.get('prompts', []))} prompt(s), {len(data.neurons.score_files)} per-prompt score file(s))",
+            ]
+        )
+    made = sorted(
+        {
+            str(x.get("skillneurons_version"))
+            for x in [*(t.prompt for t in data.tunes), data.neurons.manifest if data.neurons else None]
+            if isinstance(x, dict) and x.get("skillneurons_version")
+        }
+    )
+    dates = sorted(
+        str(x.get("created"))
+        for x in [*(t.prompt for t in data.tunes), data.neurons.manifest if data.neurons else None]
+        if isinstance(x, dict) and x.get("created")
+    )
     if made:
         rows.append(
             [
@@ -299,13 +360,22 @@ def section_training(data: ReportData, ctx: Context) -> Section | None:
     for t in data.tunes:
         if t.history:
             label = f"seed {t.seed}" if t.seed is not None else t.name
-            runs.append({"label": label + (" (in progress)" if t.history_from_checkpoint else ""),
-                         "history": t.history, "best_step": t.get("best_step")})  # fmt: skip
+            runs.append(
+                {
+                    "label": label + (" (in progress)" if t.history_from_checkpoint else ""),
+                    "history": t.history,
+                    "best_step": t.get("best_step"),
+                }
+            )
     if not runs:
         return None
-    body = [para("Dev accuracy and training loss at every evaluation of each prompt-tuning run (one colour per seed); "
-                 "the star marks the checkpoint kept as the prompt."),
-            figure(plots.training_curves(runs), "training curves: dev accuracy and loss vs step")]  # fmt: skip
+    body = [
+        para(
+            "Dev accuracy and training loss at every evaluation of each prompt-tuning run (one colour per seed); "
+            "the star marks the checkpoint kept as the prompt."
+        ),
+        figure(plots.training_curves(runs), "training curves: dev accuracy and loss vs step"),
+    ]
     return Section("training", "Prompt tuning", "".join(body), "Training")
 
 
@@ -316,10 +386,14 @@ def section_summary(data: ReportData, ctx: Context) -> Section | None:
     s = n.summary or {}
     m = n.meta
     subs = ", ".join(_subtask_names(data).values())
-    body = [para(f"Predictivity of a neuron: how well its activation at a prompt position, thresholded at its mean over "
-                 f"the training split, predicts the label on the dev split (max(acc, 1 - acc), 0.5 = chance), "
-                 f"maximised over the {len(n.position_names)} prompt positions and averaged ({m.get('aggregation', 'mean')}) "
-                 f"over {len(m.get('prompts', []))} prompt(s). Binary subtask(s): {subs}.")]  # fmt: skip
+    body = [
+        para(
+            f"Predictivity of a neuron: how well its activation at a prompt position, thresholded at its mean over "
+            f"the training split, predicts the label on the dev split (max(acc, 1 - acc), 0.5 = chance), "
+            f"maximised over the {len(n.position_names)} prompt positions and averaged ({m.get('aggregation', 'mean')}) "
+            f"over {len(m.get('prompts', []))} prompt(s). Binary subtask(s): {subs}."
+        )
+    ]
     rows: list[list[Any]] = []
     if "top1_predictivity" in s:
         rows.append(
@@ -358,16 +432,21 @@ def section_summary(data: ReportData, ctx: Context) -> Section | None:
         )
     st = s.get("seed_stability")
     if isinstance(st, dict):
-        extra.append(f"seed stability of the top {fpct(st.get('rho'), 0)}: mean pairwise Jaccard {fnum(st.get('jaccard_mean'), 3)}, "
-                     f"overlap {fnum(st.get('overlap_mean'), 3)}")  # fmt: skip
+        extra.append(
+            f"seed stability of the top {fpct(st.get('rho'), 0)}: mean pairwise Jaccard {fnum(st.get('jaccard_mean'), 3)}, "
+            f"overlap {fnum(st.get('overlap_mean'), 3)}"
+        )
     accs = [
         p.get("dev_accuracy")
         for p in m.get("prompts", [])
         if isinstance(p, dict) and isinstance(p.get("dev_accuracy"), (int, float))
     ]
     if accs:
-        extra.append("the prompts' own dev accuracy: " + ", ".join(f"{a:.4f}" for a in accs)
-                     + " (top-neuron predictivity is expected to approach it)")  # fmt: skip
+        extra.append(
+            "the prompts' own dev accuracy: "
+            + ", ".join(f"{a:.4f}" for a in accs)
+            + " (top-neuron predictivity is expected to approach it)"
+        )
     body += [para(x, "small") for x in extra]
     return Section("skill-neurons", "Skill neurons", "".join(body), "Skill neurons")
 
@@ -404,13 +483,35 @@ def section_layers(data: ReportData, ctx: Context) -> Section | None:
     sn = data.neurons.neurons
     counts = {rho: [int(c) for c in sn.mask(rho, per_layer=False).sum(1)] for rho in (0.01, 0.02, 0.05)}
     scores = _scores(data)
-    rows = [[f"layer {layer}", *[num(counts[r][layer], 0) for r in counts], num(float(scores[layer].max())),
-             num(float(np.percentile(scores[layer], 99))), num(float(np.median(scores[layer])))] for layer in range(sn.n_layers)]  # fmt: skip
-    body = [para("How the most predictive neurons spread over the layers, when the top fraction is taken over all "
-                 f"{sn.n_layers} × {sn.d_ff} neurons at once (the per-layer quota of the paper gives every layer the same count)."),
-            figure(plots.layer_distribution(counts, scores), "skill neurons per layer"),
-            table(["layer", *[(f"top {r:.0%}", "num") for r in counts], ("max", "num"), ("99th pct.", "num"), ("median", "num")],
-                  rows, sortable=True, tid="layers")]  # fmt: skip
+    rows = [
+        [
+            f"layer {layer}",
+            *[num(counts[r][layer], 0) for r in counts],
+            num(float(scores[layer].max())),
+            num(float(np.percentile(scores[layer], 99))),
+            num(float(np.median(scores[layer]))),
+        ]
+        for layer in range(sn.n_layers)
+    ]
+    body = [
+        para(
+            "How the most predictive neurons spread over the layers, when the top fraction is taken over all "
+            f"{sn.n_layers} × {sn.d_ff} neurons at once (the per-layer quota of the paper gives every layer the same count)."
+        ),
+        figure(plots.layer_distribution(counts, scores), "skill neurons per layer"),
+        table(
+            [
+                "layer",
+                *[(f"top {r:.0%}", "num") for r in counts],
+                ("max", "num"),
+                ("99th pct.", "num"),
+                ("median", "num"),
+            ],
+            rows,
+            sortable=True,
+            tid="layers",
+        ),
+    ]
     return Section("layers", "Skill neurons per layer", "".join(body), "Per layer")
 
 
@@ -434,9 +535,13 @@ def section_map(data: ReportData, ctx: Context) -> Section | None:
         return None
     scores = _scores(data)
     marks = [(t["layer"], t["index"]) for t in _top_neurons(data, ctx.top)]
-    body = [para("Every neuron's predictivity, layer by layer: in neuron order (circles: the top neurons listed below), "
-                 "and with each layer's neurons sorted, which shows how many neurons of each layer are predictive."),
-            figure(plots.predictivity_map(scores, marks), "layer by neuron predictivity map")]  # fmt: skip
+    body = [
+        para(
+            "Every neuron's predictivity, layer by layer: in neuron order (circles: the top neurons listed below), "
+            "and with each layer's neurons sorted, which shows how many neurons of each layer are predictive."
+        ),
+        figure(plots.predictivity_map(scores, marks), "layer by neuron predictivity map"),
+    ]
     return Section("map", "Layer × neuron predictivity", "".join(body), "Map")
 
 
@@ -463,10 +568,14 @@ def section_positions(data: ReportData, ctx: Context) -> Section | None:
     if n.per_position is not None and n.per_position.shape[2] == len(names):
         mean = n.per_position.mean(0)  # [L, T, N]
         top_mean = mean.topk(k, dim=-1).values.mean(-1).numpy()
-    body = [para("Which prompt positions carry the skill: per layer and prompt position, the mean predictivity of the "
-                 f"{k} most predictive neurons there (averaged over prompts), and where each of the global top {rho:.0%} "
-                 "skill neurons is most predictive."),
-            figure(plots.position_layer(top_mean, counts, names, str(k)), "position by layer view")]  # fmt: skip
+    body = [
+        para(
+            "Which prompt positions carry the skill: per layer and prompt position, the mean predictivity of the "
+            f"{k} most predictive neurons there (averaged over prompts), and where each of the global top {rho:.0%} "
+            "skill neurons is most predictive."
+        ),
+        figure(plots.position_layer(top_mean, counts, names, str(k)), "position by layer view"),
+    ]
     if top_mean is None:
         body.append(
             para(
@@ -515,14 +624,21 @@ def _example_data(
         part = dev.subset(idx)
         if ctx.progress:
             print(f"report: reading {len(picks)} neurons on {len(part)} dev examples with {_rel(prompt)}")
-        found = top_activating(model, part, [(p["layer"], p["index"], p["position"]) for p in picks],
-                               k=ctx.examples, batch_size=ctx.batch_size)  # fmt: skip
+        found = top_activating(
+            model,
+            part,
+            [(p["layer"], p["index"], p["position"]) for p in picks],
+            k=ctx.examples,
+            batch_size=ctx.batch_size,
+        )
     except SkillNeuronsError as e:
         return None, None, f"example texts left out: {e}"
     seed = man.get("seed")
-    desc = (f"Example texts: the {ctx.examples} dev examples with the highest activation of each neuron at its best "
-            f"position, with the prompt of seed {seed} ({_rel(prompt)}), over {len(part)} of the {len(dev)} dev examples "
-            "(a seeded sample when fewer), read in one streaming pass.")  # fmt: skip
+    desc = (
+        f"Example texts: the {ctx.examples} dev examples with the highest activation of each neuron at its best "
+        f"position, with the prompt of seed {seed} ({_rel(prompt)}), over {len(part)} of the {len(dev)} dev examples "
+        "(a seeded sample when fewer), read in one streaming pass."
+    )
     return found, part, desc
 
 
@@ -573,9 +689,14 @@ def section_top(data: ReportData, ctx: Context) -> Section | None:
             row.append(Cell(Raw(_class_means(ne.class_mean, labels)), _spread(ne.class_mean)))
             row.append(Cell(Raw(_example_list(ne.top, part, labels)), cls="exs"))
         rows.append(row)
-    body = [para(f"The {len(picks)} most predictive neurons (click a column title to sort). Best position: the prompt "
-                 "position where the neuron predicts best (slot = the read/mask slot, pN = soft token N)."),
-            table(headers, rows, sortable=True, tid="top-neurons", cls="top"), para(desc, "small")]  # fmt: skip
+    body = [
+        para(
+            f"The {len(picks)} most predictive neurons (click a column title to sort). Best position: the prompt "
+            "position where the neuron predicts best (slot = the read/mask slot, pN = soft token N)."
+        ),
+        table(headers, rows, sortable=True, tid="top-neurons", cls="top"),
+        para(desc, "small"),
+    ]
     return Section("top-neurons", "Top neurons", "".join(body), "Top neurons")
 
 
@@ -609,8 +730,10 @@ def _example_list(
         text, text_b, y = part.example(i)
         full = text if text_b is None else f"{text} ‖ {text_b}"
         short = full if len(full) <= limit else full[: limit - 1].rstrip() + "…"
-        items.append(f'<li>{_label(y, labels)} <span class="act">{act:.3f}</span> '
-                     f'<span class="tx" title="{esc(full)}">{esc(short)}</span></li>')  # fmt: skip
+        items.append(
+            f'<li>{_label(y, labels)} <span class="act">{act:.3f}</span> '
+            f'<span class="tx" title="{esc(full)}">{esc(short)}</span></li>'
+        )
     return '<ol class="ex">' + "".join(items) + "</ol>"
 
 
@@ -623,16 +746,24 @@ def _src(r: ResultFile) -> Raw:
 
 
 def render_perturb_sweep(files: Sequence[ResultFile]) -> Section:
-    body = [para("Accuracy while the top fraction of skill neurons is perturbed, against the same number of random "
-                 "neurons per layer (band: 95% interval of the random draws). Skill neurons matter if the solid "
-                 "line falls below the band.")]  # fmt: skip
+    body = [
+        para(
+            "Accuracy while the top fraction of skill neurons is perturbed, against the same number of random "
+            "neurons per layer (band: 95% interval of the random draws). Skill neurons matter if the solid "
+            "line falls below the band."
+        )
+    ]
     for r in files:
         d = r.data
         what = [f"{d.get('mode', '?')} perturbation"]
         if d.get("sigma") is not None:
             what.append(f"σ = {d['sigma']}")
-        what += [f"positions: {d.get('positions', 'all')}", f"task {d.get('task', '?')}", f"n = {d.get('n_eval', '?')}",
-                 f"unperturbed {fnum(d.get('unperturbed'))}"]  # fmt: skip
+        what += [
+            f"positions: {d.get('positions', 'all')}",
+            f"task {d.get('task', '?')}",
+            f"n = {d.get('n_eval', '?')}",
+            f"unperturbed {fnum(d.get('unperturbed'))}",
+        ]
         rows = []
         for p in sorted(d["points"], key=lambda p: plots._num(p.get("rho"))):
             rnd: dict[str, Any] = p["random"] if isinstance(p.get("random"), dict) else {}
@@ -644,20 +775,45 @@ def render_perturb_sweep(files: Sequence[ResultFile]) -> Section:
                 if isinstance(rnd.get("mean"), (int, float)) and isinstance(p.get("skill"), (int, float))
                 else None
             )
-            rows.append([Cell(fpct(p.get("rho")), p.get("rho"), "num"), num(p.get("neurons"), 0), num(p.get("skill")),
-                         num(rnd.get("mean")), Cell(f"[{fnum(ci[0])}, {fnum(ci[1])}]" if ci[0] is not None else "–", cls="num"),
-                         num(gap)])  # fmt: skip
-        body += [Raw("<h3>" + esc(", ".join(what)) + "</h3>"), Raw('<div class="grid2">'),
-                 figure(plots.perturb_sweep(d), "accuracy vs perturbed fraction"),
-                 table([("rho", "num"), ("neurons", "num"), ("skill", "num"), ("random mean", "num"),
-                        ("random 95% CI", "num"), ("gap", "num")], rows), Raw("</div>"), _src(r)]  # fmt: skip
+            rows.append(
+                [
+                    Cell(fpct(p.get("rho")), p.get("rho"), "num"),
+                    num(p.get("neurons"), 0),
+                    num(p.get("skill")),
+                    num(rnd.get("mean")),
+                    Cell(f"[{fnum(ci[0])}, {fnum(ci[1])}]" if ci[0] is not None else "–", cls="num"),
+                    num(gap),
+                ]
+            )
+        body += [
+            Raw("<h3>" + esc(", ".join(what)) + "</h3>"),
+            Raw('<div class="grid2">'),
+            figure(plots.perturb_sweep(d), "accuracy vs perturbed fraction"),
+            table(
+                [
+                    ("rho", "num"),
+                    ("neurons", "num"),
+                    ("skill", "num"),
+                    ("random mean", "num"),
+                    ("random 95% CI", "num"),
+                    ("gap", "num"),
+                ],
+                rows,
+            ),
+            Raw("</div>"),
+            _src(r),
+        ]
     return Section("perturbation", "Perturbation", "".join(body), "Perturbation")
 
 
 def render_perturb_cross(files: Sequence[ResultFile]) -> Section:
-    body = [para("Rows: whose skill neurons are perturbed; columns: which task's prompt is evaluated on its test data. "
-                 "Cells: accuracy drop. Skill neurons are task-specific if the diagonal and similar tasks drop most; "
-                 "the last row perturbs the same number of random neurons.")]  # fmt: skip
+    body = [
+        para(
+            "Rows: whose skill neurons are perturbed; columns: which task's prompt is evaluated on its test data. "
+            "Cells: accuracy drop. Skill neurons are task-specific if the diagonal and similar tasks drop most; "
+            "the last row perturbs the same number of random neurons."
+        )
+    ]
     for r in files:
         d = r.data
         tasks = [str(t) for t in d["tasks"]]
@@ -668,9 +824,22 @@ def render_perturb_cross(files: Sequence[ResultFile]) -> Section:
             m.append(list(ctrl["drop"]))
             rows.append(f"random (k={ctrl.get('draws', '?')})")
         title = f"accuracy drop: {d.get('mode', '?')} on the top {fpct(d.get('rho'), 0)} skill neurons"
-        body += [Raw(f"<h3>{esc(title)}</h3>"),
-                 figure(plots.matrix(m, rows, tasks, cmap="RdBu_r", center=0.0, fmt="{:+.3f}",
-                                     xlabel="evaluated task (prompt + test data)", ylabel="perturbed neurons of"), title)]  # fmt: skip
+        body += [
+            Raw(f"<h3>{esc(title)}</h3>"),
+            figure(
+                plots.matrix(
+                    m,
+                    rows,
+                    tasks,
+                    cmap="RdBu_r",
+                    center=0.0,
+                    fmt="{:+.3f}",
+                    xlabel="evaluated task (prompt + test data)",
+                    ylabel="perturbed neurons of",
+                ),
+                title,
+            ),
+        ]
         if isinstance(d.get("unperturbed"), list):
             body.append(
                 para(
@@ -684,35 +853,77 @@ def render_perturb_cross(files: Sequence[ResultFile]) -> Section:
 
 
 def render_similarity(files: Sequence[ResultFile]) -> Section:
-    body = [para("Similar tasks have similar skill neurons: Spearman correlation of the tasks' neuron predictivity, "
-                 "and overlap (Jaccard) of their skill-neuron sets.")]  # fmt: skip
+    body = [
+        para(
+            "Similar tasks have similar skill neurons: Spearman correlation of the tasks' neuron predictivity, "
+            "and overlap (Jaccard) of their skill-neuron sets."
+        )
+    ]
     for r in files:
         d = r.data
         tasks = [str(t) for t in d["tasks"]]
-        figs = [figure(plots.matrix(d["spearman"], tasks, tasks, cmap="RdBu_r", center=0.0,
-                                    title="Spearman correlation of neuron predictivity"), "Spearman similarity")]  # fmt: skip
+        figs = [
+            figure(
+                plots.matrix(
+                    d["spearman"],
+                    tasks,
+                    tasks,
+                    cmap="RdBu_r",
+                    center=0.0,
+                    title="Spearman correlation of neuron predictivity",
+                ),
+                "Spearman similarity",
+            )
+        ]
         if isinstance(d.get("jaccard"), list):
-            chance = [v for i, row in enumerate(d.get("chance_jaccard") or []) for j, v in enumerate(row)
-                      if i != j and isinstance(v, (int, float))]  # fmt: skip
+            chance = [
+                v
+                for i, row in enumerate(d.get("chance_jaccard") or [])
+                for j, v in enumerate(row)
+                if i != j and isinstance(v, (int, float))
+            ]
             note = f" (chance ≈ {sum(chance) / len(chance):.3f})" if chance else ""
-            figs.append(figure(plots.matrix(d["jaccard"], tasks, tasks, cmap="Blues", fmt="{:.3f}",
-                                            title=f"Jaccard overlap of the top {fpct(d.get('rho'), 0)} skill neurons{note}"),
-                               "Jaccard overlap"))  # fmt: skip
+            figs.append(
+                figure(
+                    plots.matrix(
+                        d["jaccard"],
+                        tasks,
+                        tasks,
+                        cmap="Blues",
+                        fmt="{:.3f}",
+                        title=f"Jaccard overlap of the top {fpct(d.get('rho'), 0)} skill neurons{note}",
+                    ),
+                    "Jaccard overlap",
+                )
+            )
         body += [Raw('<div class="grid2">'), *figs, Raw("</div>"), _src(r)]
     return Section("similarity", "Task similarity", "".join(body), "Similarity")
 
 
 def render_prune(files: Sequence[ResultFile]) -> Section:
-    body = [para("Pruning to the skill neurons: every other FFN neuron of the pruned layers is replaced by its mean "
-                 "activation folded into the bias; the smaller model is timed against the unpruned one.")]  # fmt: skip
+    body = [
+        para(
+            "Pruning to the skill neurons: every other FFN neuron of the pruned layers is replaced by its mean "
+            "activation folded into the bias; the smaller model is timed against the unpruned one."
+        )
+    ]
     for r in files:
         d = r.data
         if r.kind == "prune_run":
             p = d.get("parameters", {})
-            rows: list[list[Any]] = [["pruned layers", str(d.get("pruned_layers"))], ["kept fraction (rho)", fnum(d.get("rho"), 3)],
-                    ["parameters left", f"{fpct(p.get('fraction'))} ({fnum(p.get('pruned'), 0)} of {fnum(p.get('source'), 0)})"]]  # fmt: skip
-            for key, lab in (("accuracy_unpruned", "accuracy, unpruned"), ("accuracy_pruned", "accuracy, pruned"),
-                             ("accuracy_retuned", "accuracy, prompt re-tuned")):  # fmt: skip
+            rows: list[list[Any]] = [
+                ["pruned layers", str(d.get("pruned_layers"))],
+                ["kept fraction (rho)", fnum(d.get("rho"), 3)],
+                [
+                    "parameters left",
+                    f"{fpct(p.get('fraction'))} ({fnum(p.get('pruned'), 0)} of {fnum(p.get('source'), 0)})",
+                ],
+            ]
+            for key, lab in (
+                ("accuracy_unpruned", "accuracy, unpruned"),
+                ("accuracy_pruned", "accuracy, pruned"),
+                ("accuracy_retuned", "accuracy, prompt re-tuned"),
+            ):
                 if key in d:
                     rows.append([lab, fnum(d[key])])
             body += [
@@ -725,13 +936,37 @@ def render_prune(files: Sequence[ResultFile]) -> Section:
             if not isinstance(e, dict) or not isinstance(e.get("rows"), list):
                 continue
             head = f"{e.get('model', '?')} ({e.get('geometry', '?')}), {e.get('task', '?')} {e.get('split', '')}, {e.get('examples', '?')} examples"
-            rows = [[str(x.get("variant", "")), num(x.get("kept_per_pruned_layer"), 0), Cell(fpct(x.get("parameters_fraction")), x.get("parameters_fraction"), "num"),
-                     num(x.get("examples_per_s"), 1), Cell(f"{fnum(x.get('speedup_median'), 2)}×", x.get("speedup_median"), "num"),
-                     num(x.get("accuracy")), num(x.get("accuracy_random_neurons")), num(x.get("accuracy_retuned"))]
-                    for x in e["rows"] if isinstance(x, dict)]  # fmt: skip
-            body += [Raw(f"<h3>{esc(head)}</h3>"), figure(plots.prune_bench(e), "pruning speedup and accuracy"),
-                     table(["model", ("kept / pruned layer", "num"), ("params left", "num"), ("examples/s", "num"),
-                            ("speedup", "num"), ("accuracy", "num"), ("random neurons", "num"), ("re-tuned", "num")], rows)]  # fmt: skip
+            rows = [
+                [
+                    str(x.get("variant", "")),
+                    num(x.get("kept_per_pruned_layer"), 0),
+                    Cell(fpct(x.get("parameters_fraction")), x.get("parameters_fraction"), "num"),
+                    num(x.get("examples_per_s"), 1),
+                    Cell(f"{fnum(x.get('speedup_median'), 2)}×", x.get("speedup_median"), "num"),
+                    num(x.get("accuracy")),
+                    num(x.get("accuracy_random_neurons")),
+                    num(x.get("accuracy_retuned")),
+                ]
+                for x in e["rows"]
+                if isinstance(x, dict)
+            ]
+            body += [
+                Raw(f"<h3>{esc(head)}</h3>"),
+                figure(plots.prune_bench(e), "pruning speedup and accuracy"),
+                table(
+                    [
+                        "model",
+                        ("kept / pruned layer", "num"),
+                        ("params left", "num"),
+                        ("examples/s", "num"),
+                        ("speedup", "num"),
+                        ("accuracy", "num"),
+                        ("random neurons", "num"),
+                        ("re-tuned", "num"),
+                    ],
+                    rows,
+                ),
+            ]
         body.append(_src(r))
     return Section("pruning", "Pruning", "".join(body), "Pruning")
 
@@ -747,8 +982,15 @@ def render_transfer(files: Sequence[ResultFile]) -> Section:
         rows = [str(x) for x in (d.get("sources") or d.get("tasks") or range(len(m)))]
         cols = [str(x) for x in (d.get("targets") or d.get("tasks") or range(len(m[0])))]
         title = d.get("title") or key.replace("_", " ")
-        body += [figure(plots.matrix(m, rows, cols, cmap="viridis", title=str(title), xlabel="target", ylabel="source"),
-                        "transfer matrix"), _src(r)]  # fmt: skip
+        body += [
+            figure(
+                plots.matrix(
+                    m, rows, cols, cmap="viridis", title=str(title), xlabel="target", ylabel="source"
+                ),
+                "transfer matrix",
+            ),
+            _src(r),
+        ]
     return Section("transfer", "Transfer", "".join(body), "Transfer")
 
 
@@ -762,8 +1004,14 @@ RENDERERS: dict[str, tuple[tuple[str, ...], Callable[[Sequence[ResultFile]], Sec
 }
 
 CORE: list[Callable[[ReportData, Context], Section | None]] = [
-    section_overview, section_summary, section_training, section_layers, section_map, section_positions, section_top,
-]  # fmt: skip
+    section_overview,
+    section_summary,
+    section_training,
+    section_layers,
+    section_map,
+    section_positions,
+    section_top,
+]
 
 
 def build_sections(data: ReportData, ctx: Context) -> list[Section]:
@@ -901,8 +1149,10 @@ def render_html(data: ReportData, ctx: Context | None = None) -> str:
     sections = build_sections(data, ctx)
     bb = data.backbone
     title = f"Skill neurons of {bb.get('name', 'a model')} on {data.task_name or 'a task'}"
-    csp = (f"default-src 'none'; img-src data:; style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_JS)}; "
-           "base-uri 'none'; form-action 'none'")  # fmt: skip
+    csp = (
+        f"default-src 'none'; img-src data:; style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_JS)}; "
+        "base-uri 'none'; form-action 'none'"
+    )
     nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.nav or s.title)}</a>' for s in sections)
     body = "".join(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections)
     from skillneurons import __version__
@@ -951,8 +1201,16 @@ def write_report(
     if top < 0 or examples < 0 or batch_size < 1 or (sample is not None and sample < 1):
         raise ConfigError("--top and --examples must be >= 0, --sample and --batch-size >= 1")
     data = discover(run_dir, include)
-    ctx = Context(backbone=backbone, task=task, model=model, top=top, examples=examples, sample=sample,
-                  batch_size=batch_size, progress=progress)  # fmt: skip
+    ctx = Context(
+        backbone=backbone,
+        task=task,
+        model=model,
+        top=top,
+        examples=examples,
+        sample=sample,
+        batch_size=batch_size,
+        progress=progress,
+    )
     page = render_html(data, ctx)
     path = Path(out) if out is not None else Path(run_dir) / "report.html"
     if path.is_dir():

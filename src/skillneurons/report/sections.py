@@ -50,8 +50,16 @@ __all__ = [
 #: JSON files that belong to the core artifacts (read by their own loaders, never classified)
 _CORE_FILES = {"prompt.json", "checkpoint.json", "split.json", "history.json", "skill_neurons.json"}
 #: files of saved models and tokenizers: never results
-_SKIP_FILES = {"config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-               "generation_config.json", "vocab.json", "pruning.json", "adapter_config.json"}  # fmt: skip
+_SKIP_FILES = {
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "vocab.json",
+    "pruning.json",
+    "adapter_config.json",
+}
 _MAX_JSON_BYTES = 20 << 20
 _SCAN_DEPTH = 3
 

@@ -279,9 +279,19 @@ class Trainer:
         for pid, st in opt["state"].items():
             for name, val in st.items():
                 tensors[f"opt.{pid}.{name}"] = val if torch.is_tensor(val) else torch.tensor(val)
-        save_artifact(path, tensors, kind="checkpoint", manifest={
-            "run_key": self.run_key(), "step": step, "best_dev_accuracy": best, "best_step": best_step,
-            "history": history, "total_steps": self.total_steps})  # fmt: skip
+        save_artifact(
+            path,
+            tensors,
+            kind="checkpoint",
+            manifest={
+                "run_key": self.run_key(),
+                "step": step,
+                "best_dev_accuracy": best,
+                "best_step": best_step,
+                "history": history,
+                "total_steps": self.total_steps,
+            },
+        )
 
     def load_checkpoint(self) -> tuple[int, float, int, list[dict[str, float]]] | None:
         path = self._ckpt()
@@ -335,8 +345,15 @@ class Trainer:
                             metrics = evaluate(
                                 self.model, self.dev_task, c.eval_batch_size, precision=c.precision
                             )
-                            history.append({"step": step, "train_loss": running, "dev_accuracy": metrics["accuracy"],
-                                            "dev_loss": metrics["loss"], **hooks.history_fields(step)})  # fmt: skip
+                            history.append(
+                                {
+                                    "step": step,
+                                    "train_loss": running,
+                                    "dev_accuracy": metrics["accuracy"],
+                                    "dev_loss": metrics["loss"],
+                                    **hooks.history_fields(step),
+                                }
+                            )
                             if metrics["accuracy"] > best:
                                 best, best_step = metrics["accuracy"], step
                                 self._save_best(best, step)
@@ -364,8 +381,15 @@ class Trainer:
         elif prompt_path is not None and prompt_path.is_file():
             tensors, _ = load_artifact(prompt_path, kind="prompt")
             self._load_trainable(tensors)
-        return TrainResult(best, best_step, step, history, prompt_path, time.perf_counter() - start,
-                           resumed[0] if resumed else 0)  # fmt: skip
+        return TrainResult(
+            best,
+            best_step,
+            step,
+            history,
+            prompt_path,
+            time.perf_counter() - start,
+            resumed[0] if resumed else 0,
+        )
 
     _best_state: dict[str, torch.Tensor] | None = None
 
@@ -376,9 +400,17 @@ class Trainer:
     def _save_best(self, best: float, step: int) -> None:
         self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if self.out_dir and is_main():
-            self.save_fn(self.out_dir / "prompt", self.model, **{
-                **self.manifest, "seed": self.config.seed, "train_config": asdict(self.config),
-                "best_step": step, "dev_accuracy": best})  # fmt: skip
+            self.save_fn(
+                self.out_dir / "prompt",
+                self.model,
+                **{
+                    **self.manifest,
+                    "seed": self.config.seed,
+                    "train_config": asdict(self.config),
+                    "best_step": step,
+                    "dev_accuracy": best,
+                },
+            )
 
     def train_step(self, idx: list[int], step: int) -> float:
         c = self.config

@@ -39,8 +39,10 @@ def _table(rows: list[str], cols: list[str], m: list[list[Any]], fmt: str = "{:.
     first = max(len(r) for r in rows) + 2
     lines = [" " * first + "".join(f"{c:>{width}s}" for c in cols)]
     for r, row in zip(rows, m):
-        lines.append(f"{r:{first}s}" + "".join(f"{fmt.format(v):>{width}s}" if v is not None else f"{'-':>{width}s}"
-                                               for v in row))  # fmt: skip
+        lines.append(
+            f"{r:{first}s}"
+            + "".join(f"{fmt.format(v):>{width}s}" if v is not None else f"{'-':>{width}s}" for v in row)
+        )
     return "\n".join(lines)
 
 
@@ -52,9 +54,17 @@ def cmd_transfer_matrix(args: argparse.Namespace) -> int:
     # through the CLI's loader (--dtype, --device-map, --ffn, --trust-remote-code), also for the default
     model = _backbone(args, args.model or load_manifest(args.prompts[0], "prompt")["backbone"]["name"])
     names = args.names.split(",") if args.names else None
-    res = run_transfer_matrix(args.prompts, args.out, model=model, targets=args.targets, names=names,
-                              split=args.split, batch_size=args.batch_size, precision=args.precision,
-                              progress=not args.quiet)  # fmt: skip
+    res = run_transfer_matrix(
+        args.prompts,
+        args.out,
+        model=model,
+        targets=args.targets,
+        names=names,
+        split=args.split,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        progress=not args.quiet,
+    )
     print(
         f"accuracy on the target's {res['settings']['split']} split (rows: source prompt, columns: target task)"
     )
@@ -77,11 +87,24 @@ def cmd_transferability(args: argparse.Namespace) -> int:
         )
     neurons = {p: (None if n == "-" else n) for p, n in zip(args.prompts, args.neurons or [])}
     bb = _backbone(args, args.model or load_manifest(args.prompts[0], "prompt")["backbone"]["name"])
-    on = OnOptions(position=args.on_position, texts=args.on_input or [""], layers=_layers(args.layers),
-                   threshold=args.threshold)  # fmt: skip
-    res = transferability(args.prompts, bb, matrix=matrix, names=args.names.split(",") if args.names else None,
-                          neurons=neurons, on=on, rho=args.rho, per_layer=args.per_layer,
-                          include_same_task=args.include_same_task, min_margin=args.min_margin)  # fmt: skip
+    on = OnOptions(
+        position=args.on_position,
+        texts=args.on_input or [""],
+        layers=_layers(args.layers),
+        threshold=args.threshold,
+    )
+    res = transferability(
+        args.prompts,
+        bb,
+        matrix=matrix,
+        names=args.names.split(",") if args.names else None,
+        neurons=neurons,
+        on=on,
+        rho=args.rho,
+        per_layer=args.per_layer,
+        include_same_task=args.include_same_task,
+        min_margin=args.min_margin,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "transferability.json", res)
@@ -89,9 +112,11 @@ def cmd_transferability(args: argparse.Namespace) -> int:
         print(f"{k}")
         print(_table(res["names"], res["names"], res["indicators"][k]))
     if matrix is not None:
-        print(f"\ncorrelation with the relative transfer over {res['n_pairs']} pairs "
-              f"({'including' if args.include_same_task else 'excluding'} same-task pairs"
-              f"{'' if args.min_margin is None else f', prompts within {args.min_margin} of chance left out'})")  # fmt: skip
+        print(
+            f"\ncorrelation with the relative transfer over {res['n_pairs']} pairs "
+            f"({'including' if args.include_same_task else 'excluding'} same-task pairs"
+            f"{'' if args.min_margin is None else f', prompts within {args.min_margin} of chance left out'})"
+        )
         print(f"{'indicator':16s} {'spearman':>9s} {'p':>7s} {'pearson':>9s} {'p':>7s} {'n':>4s}")
         for k, c in res["correlation"].items():
             f = lambda v: f"{v:9.3f}" if v is not None else f"{'-':>9s}"  # noqa: E731
@@ -115,12 +140,25 @@ def cmd_project(args: argparse.Namespace) -> int:
                 "project train needs --prompt (the source prompt) and --model (the target model)"
             )
         task = _load_task_from(args) if args.task else None
-        res = train_projector(args.prompt, _backbone(args, args.model), args.out, task=task, inner=args.inner,
-                              head=args.head or "auto", layout=args.layout, template=args.template,
-                              max_length=args.max_length, max_examples=args.max_examples,
-                              split_seed=args.split_seed, config=_train_config(args), progress=not args.quiet)  # fmt: skip
-        print(f"projected {res['task']} prompt: test accuracy {res['test_accuracy']:.4f} "
-              f"(best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); projector saved to {res['projector_path']}")  # fmt: skip
+        res = train_projector(
+            args.prompt,
+            _backbone(args, args.model),
+            args.out,
+            task=task,
+            inner=args.inner,
+            head=args.head or "auto",
+            layout=args.layout,
+            template=args.template,
+            max_length=args.max_length,
+            max_examples=args.max_examples,
+            split_seed=args.split_seed,
+            config=_train_config(args),
+            progress=not args.quiet,
+        )
+        print(
+            f"projected {res['task']} prompt: test accuracy {res['test_accuracy']:.4f} "
+            f"(best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); projector saved to {res['projector_path']}"
+        )
         return 0
     from skillneurons.transfer.projector import apply_projector, projector_manifest
 
@@ -134,9 +172,18 @@ def cmd_project(args: argparse.Namespace) -> int:
 
         task = _load_task_from(args)
     target = args.model or projector_manifest(args.projector)["target_backbone"]["name"]
-    res = apply_projector(args.projector, args.prompt, _backbone(args, target), args.out, task=task, head=args.head,
-                          split=None if args.split == "none" else args.split, batch_size=args.batch_size,
-                          precision=args.precision, progress=not args.quiet)  # fmt: skip
+    res = apply_projector(
+        args.projector,
+        args.prompt,
+        _backbone(args, target),
+        args.out,
+        task=task,
+        head=args.head,
+        split=None if args.split == "none" else args.split,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        progress=not args.quiet,
+    )
     res.pop("model", None)
     print(json.dumps(res, indent=2))
     return 0
@@ -157,8 +204,10 @@ def cmd_tpt_compare(args: argparse.Namespace) -> int:
         st = r["steps_to_threshold"]
         sec = r["seconds_to_threshold"]
         sp = r["speedup"]
-        print(f"{n:16s} {st if st is not None else '-':>6} {f'{sec:.0f}' if sec is not None else '-':>8s} "
-              f"{f'{sp:.2f}x' if sp is not None else '-':>8s} {r['best_dev_accuracy']:8.4f} {r['test_accuracy']:7.4f}")  # fmt: skip
+        print(
+            f"{n:16s} {st if st is not None else '-':>6} {f'{sec:.0f}' if sec is not None else '-':>8s} "
+            f"{f'{sp:.2f}x' if sp is not None else '-':>8s} {r['best_dev_accuracy']:8.4f} {r['test_accuracy']:7.4f}"
+        )
     if args.out:
         atomic_write_json(Path(args.out), res)
         print(f"results written to {args.out}")
@@ -190,29 +239,51 @@ def register(sub: Any) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.set_defaults(fn=cmd_transfer_matrix)
 
-    p = sub.add_parser("transferability",
-                       help="indicators (E_avg, E_tok, ON, skill-neuron overlap) for every pair, and their correlation with transfer")  # fmt: skip
+    p = sub.add_parser(
+        "transferability",
+        help="indicators (E_avg, E_tok, ON, skill-neuron overlap) for every pair, and their correlation with transfer",
+    )
     _backbone_args(p)
     p.add_argument("prompts", nargs="+", help="prompt artifacts of one model")
     p.add_argument("--matrix", help="transfer_matrix.json to correlate the indicators with")
     p.add_argument("--out", required=True, help="folder for transferability.json")
     p.add_argument("--names", help="comma-separated names (default: the prompts' tasks)")
     p.add_argument("--model", help="backbone (default: the one recorded in the first prompt)")
-    p.add_argument("--neurons", nargs="+",
-                   help="skill-neuron artifacts, one per prompt ('-' for none; default: looked up in RUN/neurons or RUN/../neurons)")  # fmt: skip
+    p.add_argument(
+        "--neurons",
+        nargs="+",
+        help="skill-neuron artifacts, one per prompt ('-' for none; default: looked up in RUN/neurons or RUN/../neurons)",
+    )
     p.add_argument("--rho", type=float, default=0.02, help="fraction defining the skill-neuron sets")
-    p.add_argument("--global", dest="per_layer", action="store_false",
-                   help="skill sets as the top fraction over all neurons, not per layer")  # fmt: skip
-    p.add_argument("--on-position", default="read", choices=["read", "prompt", "prompt_mean"],
-                   help="ON: the read (mask) slot, every soft token (aligned), or their mean")  # fmt: skip
-    p.add_argument("--on-input", action="append",
-                   help="ON: input text fed with the prompt (repeatable; activations averaged; default: empty)")  # fmt: skip
+    p.add_argument(
+        "--global",
+        dest="per_layer",
+        action="store_false",
+        help="skill sets as the top fraction over all neurons, not per layer",
+    )
+    p.add_argument(
+        "--on-position",
+        default="read",
+        choices=["read", "prompt", "prompt_mean"],
+        help="ON: the read (mask) slot, every soft token (aligned), or their mean",
+    )
+    p.add_argument(
+        "--on-input",
+        action="append",
+        help="ON: input text fed with the prompt (repeatable; activations averaged; default: empty)",
+    )
     p.add_argument("--layers", help="ON layer window 'A:B' (end exclusive) or list '0,1,2' (default: all)")
     p.add_argument("--threshold", type=float, default=0.0, help="ON: activated = activation > threshold")
-    p.add_argument("--include-same-task", action="store_true",
-                   help="also correlate over pairs of one task (e.g. prompts of two seeds)")  # fmt: skip
-    p.add_argument("--min-margin", type=float,
-                   help="leave out pairs with a prompt whose own accuracy beats its majority class by less (e.g. 0.05)")  # fmt: skip
+    p.add_argument(
+        "--include-same-task",
+        action="store_true",
+        help="also correlate over pairs of one task (e.g. prompts of two seeds)",
+    )
+    p.add_argument(
+        "--min-margin",
+        type=float,
+        help="leave out pairs with a prompt whose own accuracy beats its majority class by less (e.g. 0.05)",
+    )
     p.set_defaults(fn=cmd_transferability)
 
     p = sub.add_parser("project", help="cross-model prompt projector: train it, or apply it to a prompt")
@@ -226,21 +297,30 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--model", help="train: the target model (required); apply: default the projector's target"
     )
-    p.add_argument("--head", choices=["auto", "label_words", "linear", "similarity"],
-                   help="how the target model reads labels (train: default auto; apply: default the head the "
-                   "projector was trained through)")  # fmt: skip
     p.add_argument(
-        "--split", default="test", choices=["train", "dev", "test", "none"],
+        "--head",
+        choices=["auto", "label_words", "linear", "similarity"],
+        help="how the target model reads labels (train: default auto; apply: default the head the "
+        "projector was trained through)",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["train", "dev", "test", "none"],
         help="apply: evaluate on this part of the source run's split (none: skip)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--batch-size", type=int, default=32, help="train: batch size; apply: evaluation batch size"
     )
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     g = p.add_argument_group("project train")
     g.add_argument("--inner", type=int, default=768, help="the projector's hidden width")
-    g.add_argument("--layout", default="auto", choices=["auto", "slot_first", "prompt_first", "paper", "peft"],
-                   help="input layout of the projected prompts on the target model")  # fmt: skip
+    g.add_argument(
+        "--layout",
+        default="auto",
+        choices=["auto", "slot_first", "prompt_first", "paper", "peft"],
+        help="input layout of the projected prompts on the target model",
+    )
     g.add_argument("--template", help="text template with {text} on the target model")
     g.add_argument("--max-length", type=int, default=128, help="max sequence length incl. prompt")
     g.add_argument("--max-examples", type=int, help="stratified subsample of the task before splitting")

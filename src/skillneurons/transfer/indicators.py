@@ -129,8 +129,12 @@ class OnOptions:
             raise ConfigError("the ON layer window is empty: give at least one layer (or None for all)")
 
     def describe(self) -> dict[str, Any]:
-        return {"position": self.position, "texts": list(self.texts),
-                "layers": None if self.layers is None else list(self.layers), "threshold": self.threshold}  # fmt: skip
+        return {
+            "position": self.position,
+            "texts": list(self.texts),
+            "layers": None if self.layers is None else list(self.layers),
+            "threshold": self.threshold,
+        }
 
 
 @torch.no_grad()
@@ -192,8 +196,11 @@ def neuron_overlap(a: Tensor, b: Tensor, within: Tensor | None = None) -> float:
 
 
 def _clean(x: Sequence[float | None], y: Sequence[float | None]) -> tuple[list[float], list[float]]:
-    pairs = [(float(a), float(b)) for a, b in zip(x, y, strict=True)
-             if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]  # fmt: skip
+    pairs = [
+        (float(a), float(b))
+        for a, b in zip(x, y, strict=True)
+        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
+    ]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -344,11 +351,17 @@ def transferability(
             if a.skill is not None and b.skill is not None:
                 ind["skill_overlap"][i][j] = _none_if_nan(neuron_overlap(a.skill, b.skill))
     res: dict[str, Any] = {
-        "names": list(names), "paths": paths, "backbone": backbone.identity(), "on": on.describe(),
-        "rho": rho, "per_layer": per_layer, "include_same_task": include_same_task,
+        "names": list(names),
+        "paths": paths,
+        "backbone": backbone.identity(),
+        "on": on.describe(),
+        "rho": rho,
+        "per_layer": per_layer,
+        "include_same_task": include_same_task,
         "active_counts": [int(x.active.sum()) for x in nodes],
-        "neurons": [x.meta.get("neurons") for x in nodes], "indicators": ind,
-    }  # fmt: skip
+        "neurons": [x.meta.get("neurons") for x in nodes],
+        "indicators": ind,
+    }
     if matrix is not None:
         res.update(_against_matrix(nodes, ind, matrix, include_same_task, min_margin))
         res["min_margin"] = min_margin
@@ -360,10 +373,12 @@ def _none_if_nan(x: float) -> float | None:
 
 
 def _against_matrix(
-    nodes: Sequence[_Node], ind: Mapping[str, list[list[float | None]]], matrix: Mapping[str, Any],
+    nodes: Sequence[_Node],
+    ind: Mapping[str, list[list[float | None]]],
+    matrix: Mapping[str, Any],
     include_same_task: bool,
     min_margin: float | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     def index(paths_key: str, names_key: str) -> dict[int, int]:
         by_path = {str(Path(p).resolve()): k for k, p in enumerate(matrix.get(paths_key, []))}
         by_name = {nm: k for k, nm in enumerate(matrix.get(names_key, []))}
@@ -390,13 +405,20 @@ def _against_matrix(
                 continue
             r, c = rows[i], cols[j]
             same_task = bool(matrix["same_task"][r][c]) if "same_task" in matrix else False
-            pairs.append({
-                "source": a.name, "target": b.name, "same_task": same_task,
-                "same_head": bool(matrix.get("same_head", [[False]])[r][c]) if "same_head" in matrix else None,
-                "accuracy": matrix["accuracy"][r][c], "relative": matrix["relative"][r][c],
-                "learned": learned.get(i, True) and learned.get(j, True),
-                **{k: ind[k][i][j] for k in INDICATORS},
-            })  # fmt: skip
+            pairs.append(
+                {
+                    "source": a.name,
+                    "target": b.name,
+                    "same_task": same_task,
+                    "same_head": bool(matrix.get("same_head", [[False]])[r][c])
+                    if "same_head" in matrix
+                    else None,
+                    "accuracy": matrix["accuracy"][r][c],
+                    "relative": matrix["relative"][r][c],
+                    "learned": learned.get(i, True) and learned.get(j, True),
+                    **{k: ind[k][i][j] for k in INDICATORS},
+                }
+            )
     used = [p for p in pairs if (include_same_task or not p["same_task"]) and p["learned"]]
     corr = {k: correlations([p[k] for p in used], [p["relative"] for p in used]) for k in INDICATORS}
     shared = [p for p in used if p["same_head"]]

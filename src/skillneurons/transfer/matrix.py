@@ -76,9 +76,13 @@ def prompt_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 
 def load_target(
-    path: str | os.PathLike[str], backbone: Backbone, *, name: str | None = None, split: str = "test",
+    path: str | os.PathLike[str],
+    backbone: Backbone,
+    *,
+    name: str | None = None,
+    split: str = "test",
     task: Task | None = None,
-) -> TransferTarget:  # fmt: skip
+) -> TransferTarget:
     """Load a target prompt on ``backbone`` with the ``split`` part of its run's split."""
     p = Path(path)
     require_soft_prompt(p)
@@ -140,8 +144,9 @@ def transfer_accuracy(
             f"a source prompt of shape {list(w.shape)} cannot run on {bb.name} (hidden size {bb.hidden_size}): "
             "project it across models first (skillneurons project apply)"
         )
-    model = PromptModel(bb, SoftPrompt(w), t.head, layout=t.layout, max_length=t.max_length,
-                        template=t.template)  # fmt: skip
+    model = PromptModel(
+        bb, SoftPrompt(w), t.head, layout=t.layout, max_length=t.max_length, template=t.template
+    )
     return evaluate(model, target.part, batch_size, precision=precision, progress=progress, desc="transfer")
 
 
@@ -180,8 +185,11 @@ def transfer_matrix(
     src_paths = [str(p) for p in sources]
     tgt_paths = [str(p) for p in (targets if targets is not None else sources)]
     src_names = list(names) if names is not None else prompt_names(src_paths)
-    tgt_names = list(target_names) if target_names is not None else (
-        src_names if targets is None else prompt_names(tgt_paths))  # fmt: skip
+    tgt_names = (
+        list(target_names)
+        if target_names is not None
+        else (src_names if targets is None else prompt_names(tgt_paths))
+    )
     if len(src_names) != len(src_paths) or len(tgt_names) != len(tgt_paths):
         raise ConfigError("give one name per prompt (--names)")
     settings = _settings_key(backbone, split, precision)
@@ -200,26 +208,39 @@ def transfer_matrix(
                     v = previous["accuracy"][i][j]
                     if v is not None:
                         done[(sp, p_sid[i], tp, p_tid[j])] = float(v)
-            own_done = {(tp, tid): float(v) for tp, tid, v in zip(p_tgt, p_tid, previous.get("own", []))
-                        if v is not None}  # fmt: skip
+            own_done = {
+                (tp, tid): float(v)
+                for tp, tid, v in zip(p_tgt, p_tid, previous.get("own", []))
+                if v is not None
+            }
     weights, smans = {}, {}
     for p in src_paths:
         weights[p], smans[p] = _source_weight(p, backbone)
     S, T = len(src_paths), len(tgt_paths)
     acc: list[list[float | None]] = [[None] * T for _ in range(S)]
     res: dict[str, Any] = {
-        "sources": src_names, "targets": tgt_names, "source_paths": src_paths, "target_paths": tgt_paths,
-        "source_ids": [ident[p] for p in src_paths], "target_ids": [ident[p] for p in tgt_paths],
-        "settings": settings, "accuracy": acc, "relative": [[None] * T for _ in range(S)],
-        "own": [None] * T, "n_eval": [None] * T, "majority": [None] * T,
-        "same_task": [[False] * T for _ in range(S)], "same_head": [[False] * T for _ in range(S)],
+        "sources": src_names,
+        "targets": tgt_names,
+        "source_paths": src_paths,
+        "target_paths": tgt_paths,
+        "source_ids": [ident[p] for p in src_paths],
+        "target_ids": [ident[p] for p in tgt_paths],
+        "settings": settings,
+        "accuracy": acc,
+        "relative": [[None] * T for _ in range(S)],
+        "own": [None] * T,
+        "n_eval": [None] * T,
+        "majority": [None] * T,
+        "same_task": [[False] * T for _ in range(S)],
+        "same_head": [[False] * T for _ in range(S)],
         "seconds": 0.0,
-    }  # fmt: skip
+    }
     start = time.perf_counter()
     bar = tqdm(total=S * T, desc="transfer matrix", disable=not progress or not is_main(), unit="pair")
     for j, tp in enumerate(tgt_paths):
-        target = load_target(tp, backbone, name=tgt_names[j], split=split,
-                             task=task_of(tp, load_manifest(tp, "prompt"), tasks))  # fmt: skip
+        target = load_target(
+            tp, backbone, name=tgt_names[j], split=split, task=task_of(tp, load_manifest(tp, "prompt"), tasks)
+        )
         labels = torch.tensor(target.part.labels)
         res["n_eval"][j] = len(target.part)
         res["majority"][j] = float(torch.bincount(labels).max()) / len(labels)
@@ -230,20 +251,28 @@ def transfer_matrix(
         res["own"][j] = own
         for i, sp in enumerate(src_paths):
             sman = smans[sp]
-            res["same_task"][i][j] = sman.get("task", {}).get("fingerprint") == target.manifest.get("task", {}).get(
-                "fingerprint")  # fmt: skip
+            res["same_task"][i][j] = sman.get("task", {}).get("fingerprint") == target.manifest.get(
+                "task", {}
+            ).get("fingerprint")
             res["same_head"][i][j] = sman.get("head") == target.manifest.get("head")
             if sman.get("layout") != target.model.layout:
-                log.warning("%s was trained with layout %s; evaluated in the target's layout %s", sp,
-                            sman.get("layout"), target.model.layout)  # fmt: skip
+                log.warning(
+                    "%s was trained with layout %s; evaluated in the target's layout %s",
+                    sp,
+                    sman.get("layout"),
+                    target.model.layout,
+                )
             key = (sp, ident[sp], tp, ident[tp])
             if key in done:
                 a = done[key]
             elif Path(sp).resolve() == Path(tp).resolve():
                 a = own
             else:
-                a = float(transfer_accuracy(weights[sp], target, batch_size=batch_size,
-                                            precision=precision)["accuracy"])  # fmt: skip
+                a = float(
+                    transfer_accuracy(weights[sp], target, batch_size=batch_size, precision=precision)[
+                        "accuracy"
+                    ]
+                )
             acc[i][j] = a
             res["relative"][i][j] = a / own if own > 0 else None
             bar.update(1)
@@ -282,8 +311,18 @@ def run_transfer_matrix(
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, res)
 
-    res = transfer_matrix(sources, bb, targets=targets, names=names, split=split, batch_size=batch_size,
-                          precision=precision, progress=progress, previous=previous, on_target_done=save,
-                          tasks=tasks)  # fmt: skip
+    res = transfer_matrix(
+        sources,
+        bb,
+        targets=targets,
+        names=names,
+        split=split,
+        batch_size=batch_size,
+        precision=precision,
+        progress=progress,
+        previous=previous,
+        on_target_done=save,
+        tasks=tasks,
+    )
     save(res)
     return res

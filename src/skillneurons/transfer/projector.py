@@ -36,7 +36,8 @@ from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.neurons.find import prompt_splits
 from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head, save_prompt
 from skillneurons.prompts.io import check_backbone
-from skillneurons.training import TrainConfig, Trainer, evaluate
+from skillneurons.rundir import make_splits, run_manifest
+from skillneurons.training import TrainConfig, Trainer, evaluate, fit_and_test
 from skillneurons.transfer.sources import prompt_identity, require_soft_prompt
 
 __all__ = [
@@ -66,12 +67,20 @@ class PromptProjector(nn.Module):
         self, length: int, source_hidden: int, target_hidden: int, inner: int = DEFAULT_INNER
     ) -> None:
         super().__init__()
-        for name, v in (("length", length), ("source_hidden", source_hidden),
-                        ("target_hidden", target_hidden), ("inner", inner)):  # fmt: skip
+        for name, v in (
+            ("length", length),
+            ("source_hidden", source_hidden),
+            ("target_hidden", target_hidden),
+            ("inner", inner),
+        ):
             if int(v) < 1:
                 raise ConfigError(f"projector {name} must be >= 1, got {v}")
         self.length, self.source_hidden, self.target_hidden, self.inner = (
-            int(length), int(source_hidden), int(target_hidden), int(inner))  # fmt: skip
+            int(length),
+            int(source_hidden),
+            int(target_hidden),
+            int(inner),
+        )
         self.net = nn.Sequential(
             nn.Linear(self.length * self.source_hidden, self.inner),
             nn.Tanh(),
@@ -92,8 +101,12 @@ class PromptProjector(nn.Module):
         return y if batched else y[0]
 
     def config(self) -> dict[str, int]:
-        return {"length": self.length, "source_hidden": self.source_hidden,
-                "target_hidden": self.target_hidden, "inner": self.inner}  # fmt: skip
+        return {
+            "length": self.length,
+            "source_hidden": self.source_hidden,
+            "target_hidden": self.target_hidden,
+            "inner": self.inner,
+        }
 
 
 class ProjectedPrompt(SoftPrompt):
@@ -136,8 +149,9 @@ def save_projector(
     if head is not None:
         tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
         manifest["head"] = {"kind": head.kind, "config": head.config()}
-    return save_artifact(path, tensors, kind="projector",
-                         manifest={"projector": projector.config(), **manifest})  # fmt: skip
+    return save_artifact(
+        path, tensors, kind="projector", manifest={"projector": projector.config(), **manifest}
+    )
 
 
 def load_projector(path: str | os.PathLike[str]) -> tuple[PromptProjector, dict[str, Any]]:
@@ -202,7 +216,6 @@ def train_projector(
     ``build_head(head, target, task.label_words)``. Returns the results dict (also in
     ``OUT/results.json``) with ``test_accuracy`` of the projected training prompt.
     """
-    from skillneurons.runs import fit_and_test, make_splits, run_manifest
 
     config = config or TrainConfig(lr=1e-3)
     src, src_man = _source_prompt(source_prompt)
@@ -217,8 +230,9 @@ def train_projector(
     torch.manual_seed(config.seed)
     proj = PromptProjector(src.shape[0], src.shape[1], bb.hidden_size, inner)
     h = build_head(head, bb, t.label_words)
-    pm = PromptModel(bb, ProjectedPrompt(proj, src), h, layout=layout, max_length=max_length,
-                     template=template)  # fmt: skip
+    pm = PromptModel(
+        bb, ProjectedPrompt(proj, src), h, layout=layout, max_length=max_length, template=template
+    )
     train, dev, test = splits.part("train"), splits.part("dev"), splits.part("test")
     common = {
         "source_backbone": src_man.get("backbone", {}),
@@ -229,14 +243,23 @@ def train_projector(
         "source_prompt": str(source_prompt),
         "source_task": src_man.get("task", {}).get("name"),
     }
-    manifest = {**run_manifest(t, splits),
-                "projected_from": common,
-                # the source prompt's content is part of the run (a checkpoint resumes only the same source)
-                "source_prompt": {"path": str(source_prompt), "sha256": prompt_identity(source_prompt)}}  # fmt: skip
+    manifest = {
+        **run_manifest(t, splits),
+        "projected_from": common,
+        # the source prompt's content is part of the run (a checkpoint resumes only the same source)
+        "source_prompt": {"path": str(source_prompt), "sha256": prompt_identity(source_prompt)},
+    }
 
     def save_fn(path: Path, model: PromptModel, **man: Any) -> Path:
-        save_projector(path.parent / "projector", proj, head=h, **common, task=man.get("task"),
-                       best_step=man.get("best_step"), dev_accuracy=man.get("dev_accuracy"))  # fmt: skip
+        save_projector(
+            path.parent / "projector",
+            proj,
+            head=h,
+            **common,
+            task=man.get("task"),
+            best_step=man.get("best_step"),
+            dev_accuracy=man.get("dev_accuracy"),
+        )
         return save_prompt(path, model, **man)
 
     trainer = _ProjectorTrainer(
@@ -307,10 +330,21 @@ def apply_projector(
     with torch.no_grad():
         weight = proj(src)
     h = _apply_head(projector, pman, head, bb, t)
-    pm = PromptModel(bb, SoftPrompt(weight), h, layout=pman["layout"],
-                     max_length=int(pman.get("max_length", 128)), template=pman.get("template"))  # fmt: skip
-    res: dict[str, Any] = {"projector": str(projector), "source_prompt": str(source_prompt), "task": t.name,
-                           "target_backbone": bb.identity(), "prompt_path": None}  # fmt: skip
+    pm = PromptModel(
+        bb,
+        SoftPrompt(weight),
+        h,
+        layout=pman["layout"],
+        max_length=int(pman.get("max_length", 128)),
+        template=pman.get("template"),
+    )
+    res: dict[str, Any] = {
+        "projector": str(projector),
+        "source_prompt": str(source_prompt),
+        "task": t.name,
+        "target_backbone": bb.identity(),
+        "prompt_path": None,
+    }
     src_split = Path(source_prompt).parent / str(sman.get("split", {}).get("file", "split.json"))
     if out is not None and is_main():
         outp = Path(out)
@@ -323,11 +357,20 @@ def apply_projector(
             and src_split.resolve() != (outp.parent / "split.json").resolve()
         ):
             shutil.copyfile(src_split, outp.parent / "split.json")
-        man = {"task": {"name": t.name, "fingerprint": t.fingerprint(), "label_names": list(t.label_names),
-                        "source": t.source},
-               "split": sman.get("split", {}) if same_task else {},
-               "projected_from": {"projector": str(projector), "source_prompt": str(source_prompt),
-                                  "source_backbone": sman.get("backbone", {})}}  # fmt: skip
+        man = {
+            "task": {
+                "name": t.name,
+                "fingerprint": t.fingerprint(),
+                "label_names": list(t.label_names),
+                "source": t.source,
+            },
+            "split": sman.get("split", {}) if same_task else {},
+            "projected_from": {
+                "projector": str(projector),
+                "source_prompt": str(source_prompt),
+                "source_backbone": sman.get("backbone", {}),
+            },
+        }
         res["prompt_path"] = str(save_prompt(outp.with_suffix(""), pm, **man))
     if split is not None:
         if split not in ("train", "dev", "test"):
@@ -337,8 +380,9 @@ def apply_projector(
         else:  # another task than the source prompt's: a split drawn from the same seed
             splits = t.split(int(sman.get("split", {}).get("seed", 0)))
         part = splits.part(split)  # type: ignore[arg-type]
-        metrics = evaluate(pm, part, batch_size, precision=precision, progress=progress,
-                           desc=f"projected {t.name}")  # fmt: skip
+        metrics = evaluate(
+            pm, part, batch_size, precision=precision, progress=progress, desc=f"projected {t.name}"
+        )
         res.update(split=split, accuracy=metrics["accuracy"], loss=metrics["loss"], n=metrics["n"])
     res["model"] = pm
     return res

@@ -102,8 +102,13 @@ class TemplateReader:
     def _truncate(self, texts: Sequence[str], room: int) -> list[str]:
         tok = self.backbone.tokenizer
         if tok.is_fast:
-            enc = tok(list(texts), add_special_tokens=False, truncation=True, max_length=room,
-                      return_offsets_mapping=True)  # fmt: skip
+            enc = tok(
+                list(texts),
+                add_special_tokens=False,
+                truncation=True,
+                max_length=room,
+                return_offsets_mapping=True,
+            )
             out = []
             for t, ids, offs in zip(texts, enc["input_ids"], enc["offset_mapping"], strict=True):
                 out.append(t if len(ids) < room or not offs else t[: offs[-1][1]])
@@ -181,8 +186,9 @@ def prompt_hidden_batches(model: PromptModel, task: Task, batch_size: int = 16) 
         yield model.read_hidden(model.encode(list(task.texts[i:j]), tb).to(model.backbone.device))
 
 
-def read_states(reader: TemplateReader, task: Task, batch_size: int = 16, *, progress: bool = False,
-                desc: str = "read") -> torch.Tensor:  # fmt: skip
+def read_states(
+    reader: TemplateReader, task: Task, batch_size: int = 16, *, progress: bool = False, desc: str = "read"
+) -> torch.Tensor:
     """All read states of ``task``, ``[N, H]`` (on the backbone's device)."""
     return torch.cat(list(reader.hidden_batches(task, batch_size, progress=progress, desc=desc)))
 
@@ -259,8 +265,9 @@ def build_kpt_head(
     """A knowledgeable verbalizer head, refined and calibrated on unlabelled ``contexts`` read through
     ``template`` (no prompt). Without contexts it is unrefined and uncalibrated (``calibrate`` is
     then refused). ``refine=False`` only sets the prior (the single-word baseline)."""
-    head = KnowledgeableHead(backbone, label_words, multi_token=multi_token, calibrate=calibrate,
-                             aggregate=aggregate)  # fmt: skip
+    head = KnowledgeableHead(
+        backbone, label_words, multi_token=multi_token, calibrate=calibrate, aggregate=aggregate
+    )
     if contexts is None:
         if calibrate:
             raise ConfigError("calibration needs unlabelled contexts: pass some texts, or calibrate=False")
@@ -310,10 +317,16 @@ def head_accuracy(
     )
     y = torch.as_tensor(list(labels))
     share = torch.bincount(preds, minlength=head.num_classes).float() / len(y)
-    recall = [float((preds[y == c] == c).float().mean()) if bool((y == c).any()) else None
-              for c in range(head.num_classes)]  # fmt: skip
-    return {"accuracy": float((preds == y).float().mean()), "n": len(y), "predicted_share": share.tolist(),
-            "recall": recall}  # fmt: skip
+    recall = [
+        float((preds[y == c] == c).float().mean()) if bool((y == c).any()) else None
+        for c in range(head.num_classes)
+    ]
+    return {
+        "accuracy": float((preds == y).float().mean()),
+        "n": len(y),
+        "predicted_share": share.tolist(),
+        "recall": recall,
+    }
 
 
 def zero_shot_evaluate(
@@ -358,15 +371,31 @@ def zero_shot_evaluate(
             rng = np.random.default_rng(seed)
             test = t.subset(stratified_sample(t.labels, int(max_examples), rng).tolist())
     else:
-        contexts, test = zero_shot_parts(t, seed=seed, test_fraction=test_fraction, max_examples=max_examples,
-                                         prior_examples=prior_examples)  # fmt: skip
+        contexts, test = zero_shot_parts(
+            t,
+            seed=seed,
+            test_fraction=test_fraction,
+            max_examples=max_examples,
+            prior_examples=prior_examples,
+        )
     label_words = verbalizer_words(bb, t, verbalizer=verbalizer, words=words, expand=expand)
     needs_contexts = calibrate or (verbalizer == "kpt" and (cutoff > 0 or drop_shared or relevance))
     head = build_kpt_head(
-        bb, label_words, contexts if needs_contexts else None, template=template, max_length=max_length,
-        batch_size=batch_size, multi_token=multi_token, calibrate=calibrate, refine=verbalizer == "kpt",
-        cutoff=cutoff, scope=scope, drop_shared=drop_shared, relevance=relevance, progress=progress,
-    )  # fmt: skip
+        bb,
+        label_words,
+        contexts if needs_contexts else None,
+        template=template,
+        max_length=max_length,
+        batch_size=batch_size,
+        multi_token=multi_token,
+        calibrate=calibrate,
+        refine=verbalizer == "kpt",
+        cutoff=cutoff,
+        scope=scope,
+        drop_shared=drop_shared,
+        relevance=relevance,
+        progress=progress,
+    )
     reader = TemplateReader(bb, template, max_length)
     hidden = read_states(reader, test, batch_size, progress=progress, desc="test")
     metrics = head_accuracy(head, hidden, test.labels)

@@ -1,0 +1,232 @@
+"""A run folder and what it answers: manifest, kind, backbone, task and split, one rule each.
+
+Every command and function that takes a run or an artifact opens it with :class:`RunDir`, so "the
+backbone of this run", "the task of this run" and "the split of this run" are resolved in one place
+with one error text each::
+
+    run = RunDir.of("runs/mr-s0/prompt.safetensors")   # or the folder itself
+    run.kind                  # "prompt", "delta", "neurons", "projector", "pruned", ...
+    bb = run.backbone()       # the recorded model (or an override), loaded with BackboneOptions
+    task = run.task()         # the recorded task (or the one given, checked against the record)
+    dev = run.part("dev")     # split.json beside the artifact, else the recorded seed; never a default
+
+Rules:
+
+* **backbone**: the override when given, else ``manifest["backbone"]["name"]``; an artifact that
+  records none is a one-line error asking for ``--model``.
+* **task**: the task given (a :class:`~skillneurons.data.Task`), else the recorded one (its load spec
+  when recorded, else its name); none recorded is a one-line error asking for ``--task``.
+* **split**: ``split.json`` beside the artifact when present; else the recorded split seed (and
+  max_examples) re-drawn, checked against the recorded sizes; no seed recorded is a one-line error.
+  The split of a run is only defined on the run's own data: another task is refused (evaluating on
+  other data draws that task's split from :attr:`split_seed` explicitly, see :meth:`split_of`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from skillneurons.artifacts import artifact_paths, load_manifest
+from skillneurons.data import Task, TaskSplits, load_task
+from skillneurons.distributed import is_main
+from skillneurons.errors import ArtifactError, DataError
+
+if TYPE_CHECKING:
+    from skillneurons.backbones import Backbone
+    from skillneurons.backbones.config import BackboneOptions
+    from skillneurons.data.task import SplitName
+
+__all__ = ["ARTIFACT_FILES", "RunDir", "make_splits", "run_manifest"]
+
+#: the primary artifact of a folder, by the file that marks it (first match wins)
+ARTIFACT_FILES: tuple[tuple[str, str], ...] = (
+    ("prompt.json", "prompt"),
+    ("skill_neurons.json", "skill_neurons"),
+    ("projector.json", "projector"),
+    ("pruning.json", "pruned"),
+)
+
+
+class RunDir:
+    """A run folder (``path``) and, when it holds one, its primary artifact (``artifact``)."""
+
+    def __init__(self, path: str | os.PathLike[str], artifact: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path)
+        self.artifact: Path | None = Path(artifact) if artifact is not None else None
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> RunDir:
+        """The run of an artifact path (``RUN/prompt.safetensors``, with or without suffix) or of a
+        run folder; a path that is neither is a one-line error."""
+        p = Path(path)
+        if p.is_dir():
+            for name, _ in ARTIFACT_FILES:
+                if (p / name).is_file():
+                    return cls(p, p / name if name != "pruning.json" else None)
+            return cls(p)
+        tfile, mfile = artifact_paths(p)
+        if mfile.is_file() or tfile.is_file():
+            return cls(p.parent, tfile)
+        raise ArtifactError(f"{p} is neither a run folder nor an artifact: check the path")
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r}, artifact={str(self.artifact) if self.artifact else None!r})"
+
+    # ---- what the artifact records ---------------------------------------------------------
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        """The primary artifact's manifest (for a pruned model folder: its ``pruning.json``)."""
+        if self.artifact is None:
+            if (self.path / "pruning.json").is_file():
+                from skillneurons.files import read_json
+
+                data = read_json(self.path / "pruning.json", "pruning record")
+                return data if isinstance(data, dict) else {}
+            raise ArtifactError(
+                f"{self.path} holds no skillneurons artifact (prompt.json, skill_neurons.json, ...)"
+            )
+        return load_manifest(self.artifact)
+
+    @property
+    def kind(self) -> str:
+        """``prompt`` (a soft prompt), ``delta`` (BitFit/adapter/LoRA), ``pruned``, or the artifact's
+        own kind (``skill_neurons``, ``projector``, ...)."""
+        if self.artifact is None:
+            return "pruned" if (self.path / "pruning.json").is_file() else "folder"
+        kind = str(self.manifest.get("kind"))
+        if kind == "prompt" and self.manifest.get("method", "prompt") != "prompt":
+            return "delta"
+        return kind
+
+    def require_kind(self, *kinds: str) -> RunDir:
+        """This run, or a one-line error when its kind is not one of ``kinds``."""
+        if self.kind not in kinds:
+            raise ArtifactError(
+                f"{self.artifact or self.path} holds a '{self.kind}' artifact, not {' or '.join(kinds)}: "
+                f"pass a {kinds[0]} artifact"
+            )
+        return self
+
+    # ---- backbone ------------------------------------------------------------------------------
+    @property
+    def backbone_name(self) -> str:
+        """The recorded model id or path."""
+        name = (self.manifest.get("backbone") or {}).get("name")
+        if not name:
+            raise ArtifactError(f"{self.artifact or self.path} records no backbone: pass --model")
+        return str(name)
+
+    def backbone(self, override: str | None = None, options: BackboneOptions | None = None) -> Backbone:
+        """Load ``override`` when given, else the recorded backbone, with ``options``."""
+        from skillneurons.backbones.config import BackboneOptions
+
+        return (options or BackboneOptions()).load(override or self.backbone_name)
+
+    # ---- task ----------------------------------------------------------------------------------
+    @property
+    def task_record(self) -> dict[str, Any]:
+        """What the artifact records about its task (name, fingerprint, label names, source, load spec)."""
+        rec = self.manifest.get("task")
+        if isinstance(rec, str):  # skill-neuron artifacts record the task name only
+            return {"name": rec}
+        return dict(rec) if isinstance(rec, dict) else {}
+
+    def task(self, given: Task | None = None) -> Task:
+        """``given`` when passed, else the recorded task, loaded again."""
+        if given is not None:
+            return given
+        rec = self.task_record
+        spec = rec.get("load")
+        if isinstance(spec, dict) and spec.get("spec"):
+            return load_task(**spec)
+        if not rec.get("name"):
+            raise DataError(
+                f"{self.artifact or self.path} records no task: pass --task (and its column options)"
+            )
+        return load_task(str(rec["name"]))
+
+    # ---- split ---------------------------------------------------------------------------------
+    @property
+    def split_record(self) -> dict[str, Any]:
+        rec = self.manifest.get("split")
+        return dict(rec) if isinstance(rec, dict) else {}
+
+    @property
+    def split_seed(self) -> int:
+        """The recorded split seed; a one-line error when the artifact records none."""
+        seed = self.split_record.get("seed")
+        if seed is None:
+            raise DataError(
+                f"{self.artifact or self.path} records no split seed and has no split.json beside it: "
+                "pass --task with --split-seed to say which examples to use"
+            )
+        return int(seed)
+
+    @property
+    def split_file(self) -> Path:
+        return self.path / str(self.split_record.get("file") or "split.json")
+
+    def splits(self, task: Task | None = None) -> TaskSplits:
+        """The run's train/dev/test split of its own data (``task`` defaults to :meth:`task`)."""
+        t = self.task(task)
+        fp = self.task_record.get("fingerprint")
+        if fp and fp != t.fingerprint():
+            raise DataError(
+                f"{self.artifact or self.path} was made on other data (task '{self.task_record.get('name')}') "
+                f"than the task given ('{t.name}', {len(t)} examples): pass the task it was trained on"
+            )
+        if self.split_file.is_file():
+            return TaskSplits.load(t, self.split_file)
+        rec = self.split_record
+        max_examples = rec.get("max_examples")
+        splits = t.split(self.split_seed, max_examples=None if max_examples is None else int(max_examples))
+        sizes = rec.get("sizes")
+        if isinstance(sizes, list) and list(sizes) != [len(splits.train), len(splits.dev), len(splits.test)]:
+            raise DataError(
+                f"{self.artifact or self.path}: re-drawing its split from seed {self.split_seed} gives sizes "
+                f"{[len(splits.train), len(splits.dev), len(splits.test)]}, not the recorded {sizes}: "
+                f"copy its split.json beside it"
+            )
+        return splits
+
+    def split_of(self, task: Task) -> TaskSplits:
+        """The split of ``task``: the run's own split for its own data, else ``task`` split with the run's
+        seed (evaluating a prompt on other data)."""
+        fp = self.task_record.get("fingerprint")
+        if not fp or fp == task.fingerprint():
+            return self.splits(task)
+        return task.split(self.split_seed)
+
+    def part(self, name: SplitName, task: Task | None = None) -> Task:
+        """Part ``name`` (train/dev/test) of the run's split."""
+        return self.splits(task).part(name)
+
+
+def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int | None = None) -> TaskSplits:
+    """The run's split: loaded from ``out_dir/split.json`` when present (resume), else drawn from
+    ``seed`` and saved there."""
+    path = out_dir / "split.json" if out_dir else None
+    if path is not None and path.is_file():
+        return TaskSplits.load(task, path)
+    splits = task.split(seed, max_examples=max_examples)
+    if path is not None and is_main():
+        splits.save(path)
+    return splits
+
+
+def run_manifest(task: Task, splits: TaskSplits) -> dict[str, Any]:
+    """What a run's saved model records about its data: the task (name, fingerprint, labels, source)
+    and the split (seed, sizes, the ``split.json`` beside it)."""
+    sizes = [len(splits.part(name)) for name in ("train", "dev", "test")]  # type: ignore[arg-type]
+    return {
+        "task": {
+            "name": task.name,
+            "fingerprint": task.fingerprint(),
+            "label_names": list(task.label_names),
+            "source": task.source,
+        },
+        "split": {"seed": splits.seed, "sizes": sizes, "file": "split.json"},
+    }
