@@ -1,0 +1,5 @@
+import sys
+
+from skillneurons.cli import main
+
+sys.exit(main())
