@@ -24,7 +24,10 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,14 +35,15 @@ from typing import TYPE_CHECKING, Any
 from skillneurons.artifacts import artifact_paths, load_manifest
 from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.distributed import is_main
-from skillneurons.errors import ArtifactError, DataError
+from skillneurons.errors import ArtifactError, ConfigError, DataError
+from skillneurons.files import atomic_write_json, read_json
 
 if TYPE_CHECKING:
     from skillneurons.backbones import Backbone
     from skillneurons.backbones.config import BackboneOptions
     from skillneurons.data.task import SplitName
 
-__all__ = ["ARTIFACT_FILES", "RunDir", "make_splits", "run_manifest"]
+__all__ = ["ARTIFACT_FILES", "IDENTITY_FILE", "RunDir", "make_splits", "run_manifest"]
 
 #: the primary artifact of a folder, by the file that marks it (first match wins)
 ARTIFACT_FILES: tuple[tuple[str, str], ...] = (
@@ -48,6 +52,11 @@ ARTIFACT_FILES: tuple[tuple[str, str], ...] = (
     ("projector.json", "projector"),
     ("pruning.json", "pruned"),
 )
+
+
+#: the options that define a run folder's result (written before any other file of the run)
+IDENTITY_FILE = "run.json"
+_LOCK = ".skillneurons.lock"
 
 
 class RunDir:
@@ -75,14 +84,59 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r}, artifact={str(self.artifact) if self.artifact else None!r})"
 
+    # ---- writing a run: one writer, one identity ------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[RunDir]:
+        """Hold the folder's lock while writing it; a second writer gets a one-line error naming the
+        holder's pid (the lock is released when the holder exits, however it exits)."""
+        from filelock import FileLock, Timeout
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        owner = self.path / f"{_LOCK}.pid"
+        lock = FileLock(str(self.path / _LOCK), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            pid = owner.read_text().strip() if owner.is_file() else "?"
+            raise ConfigError(
+                f"{self.path} is being written by another skillneurons process (pid {pid}): wait for it to "
+                "finish, or pass another --out"
+            ) from None
+        try:
+            owner.write_text(f"{os.getpid()}\n")
+            yield self
+        finally:
+            owner.unlink(missing_ok=True)
+            lock.release()
+
+    def check_identity(self, identity: Mapping[str, Any], *, overwrite: bool = False) -> None:
+        """Tie the folder to ``identity`` (every option that changes the run's result): the first call
+        records it in ``run.json``; a later run with another identity is a one-line error naming the
+        options that differ (``overwrite`` removes the old run's files instead). Call it before writing
+        anything else."""
+        path = self.path / IDENTITY_FILE
+        want = json.loads(json.dumps(dict(identity), default=str))
+        if path.is_file() and not overwrite:
+            have = read_json(path, "run identity")
+            if isinstance(have, dict) and have != want:
+                diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+                shown = ", ".join(f"{k} ({have.get(k)!r} -> {want.get(k)!r})" for k in diff[:4])
+                raise ConfigError(
+                    f"{self.path} holds a run with other options: {shown}{' ...' if len(diff) > 4 else ''}; "
+                    "pass --overwrite to replace it, or another --out"
+                )
+        elif overwrite and self.path.is_dir():
+            for f in self.path.iterdir():
+                if f.is_file() and not f.name.startswith(_LOCK):
+                    f.unlink()
+        atomic_write_json(path, want)
+
     # ---- what the artifact records ---------------------------------------------------------
     @cached_property
     def manifest(self) -> dict[str, Any]:
         """The primary artifact's manifest (for a pruned model folder: its ``pruning.json``)."""
         if self.artifact is None:
             if (self.path / "pruning.json").is_file():
-                from skillneurons.files import read_json
-
                 data = read_json(self.path / "pruning.json", "pruning record")
                 return data if isinstance(data, dict) else {}
             raise ArtifactError(
@@ -228,5 +282,10 @@ def run_manifest(task: Task, splits: TaskSplits) -> dict[str, Any]:
             "label_names": list(task.label_names),
             "source": task.source,
         },
-        "split": {"seed": splits.seed, "sizes": sizes, "file": "split.json"},
+        "split": {
+            "seed": splits.seed,
+            "sizes": sizes,
+            "file": "split.json",
+            "max_examples": splits.max_examples,
+        },
     }

@@ -133,9 +133,9 @@ def add_config(
         dest = config_dest(cls, f.name, prefix)
         if f.metadata.get("positional"):
             kw.pop("default")
-            kw["nargs"] = "+" if kw.get("nargs") == "+" else None
-            if kw["nargs"] is None:
-                kw.pop("nargs")
+            kw["help"] = f.metadata["help"]
+            if kw.get("nargs") == "+" and f.name not in required:
+                kw["nargs"] = "*"  # a list with a default may be empty
             kw["metavar"] = kw.get("metavar") or f.name.upper()
             parser.add_argument(dest, **kw)
             continue

@@ -1,0 +1,92 @@
+"""RunDir: one rule each for a run folder's kind, backbone, task and split; one writer; one identity."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import separable_task
+from skillneurons.artifacts import save_artifact
+from skillneurons.errors import ArtifactError, ConfigError, DataError
+from skillneurons.rundir import RunDir, make_splits, run_manifest
+
+
+def _prompt_run(tmp: Path, task, seed: int | None = 0, split_file: bool = True, **split_extra):  # type: ignore[no-untyped-def]
+    splits = make_splits(
+        task, 0 if seed is None else seed, tmp if split_file else None, split_extra.get("max_examples")
+    )
+    man = run_manifest(task, splits)
+    if seed is None:
+        man["split"].pop("seed")
+    man["backbone"] = {"name": "tiny-bert"}
+    save_artifact(tmp / "prompt", {"prompt": torch.zeros(2, 4)}, kind="prompt", manifest=man)
+    return splits
+
+
+def test_kind_backbone_and_paths(tmp_path: Path) -> None:
+    task = separable_task()
+    _prompt_run(tmp_path, task)
+    for p in (tmp_path, tmp_path / "prompt.safetensors", tmp_path / "prompt.json", tmp_path / "prompt"):
+        run = RunDir.of(p)
+        assert run.path == tmp_path and run.kind == "prompt" and run.backbone_name == "tiny-bert"
+    with pytest.raises(ArtifactError, match="not skill_neurons"):
+        RunDir.of(tmp_path).require_kind("skill_neurons")
+    with pytest.raises(ArtifactError, match="neither a run folder nor an artifact"):
+        RunDir.of(tmp_path / "missing.safetensors")
+
+
+def test_split_rule_split_file_then_recorded_seed_never_a_default(tmp_path: Path) -> None:
+    task = separable_task()
+    saved = _prompt_run(tmp_path / "a", task)
+    run = RunDir.of(tmp_path / "a")
+    assert run.splits(task).dev == saved.dev
+    # no split.json: the recorded seed (and max_examples) re-draw the same split
+    saved = _prompt_run(tmp_path / "b", task, seed=3, split_file=False, max_examples=40)
+    assert RunDir.of(tmp_path / "b").splits(task).test == saved.test
+    # no split.json and no seed: an error, not seed 0
+    _prompt_run(tmp_path / "c", task, seed=None, split_file=False)
+    with pytest.raises(DataError, match="records no split seed"):
+        RunDir.of(tmp_path / "c").splits(task)
+    # another task: refused for the run's split; split_of draws that task's split with the run's seed
+    other = separable_task(seed=1)
+    with pytest.raises(DataError, match="other data"):
+        RunDir.of(tmp_path / "a").splits(other)
+    assert RunDir.of(tmp_path / "b").split_of(other).dev == other.split(3).dev
+
+
+def test_identity_differs_is_an_error_naming_the_option(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    run.check_identity({"seed": 0, "max_examples": None})
+    run.check_identity({"seed": 0, "max_examples": None})  # same run: resumes
+    with pytest.raises(ConfigError, match=r"max_examples \(None -> 100\).*--overwrite"):
+        run.check_identity({"seed": 0, "max_examples": 100})
+    (tmp_path / "checkpoint.json").write_text("{}")
+    run.check_identity({"seed": 0, "max_examples": 100}, overwrite=True)
+    assert not (tmp_path / "checkpoint.json").exists()
+
+
+def test_second_writer_gets_the_holders_pid(tmp_path: Path) -> None:
+    holder = textwrap.dedent(f"""
+        import sys, time
+        from skillneurons.rundir import RunDir
+        with RunDir({str(tmp_path)!r}).lock():
+            print("locked", flush=True)
+            sys.stdin.readline()
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match=rf"another skillneurons process \(pid {proc.pid}\)"):
+            with RunDir(tmp_path).lock():
+                pass
+    finally:
+        proc.communicate("\n", timeout=30)
+    with RunDir(tmp_path).lock():  # released when the holder exits
+        pass
