@@ -200,7 +200,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     task = _load_task_from(args) if args.task else None
     model = _backbone(args, args.model) if args.model else None
     res = evaluate_prompt(args.prompt, task, model=model, split=args.split, progress=not args.quiet)
-    print(json.dumps(res, indent=2))
+    print(json.dumps({k: v for k, v in res.to_json().items() if not k.startswith("schema")}, indent=2))
     return 0
 
 

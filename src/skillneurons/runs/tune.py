@@ -20,24 +20,17 @@ import torch
 
 from skillneurons.artifacts import atomic_write_json
 from skillneurons.backbones import Backbone, load_backbone
-from skillneurons.data import Task, TaskSplits, load_task
+from skillneurons.data import Task, load_task
 from skillneurons.distributed import is_main
 from skillneurons.errors import ConfigError
 from skillneurons.fpt.schedule import ProgressiveSchedule
-from skillneurons.neurons.find import SkillNeurons, find_skill_neurons
-from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head, load_prompt
+from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head
 from skillneurons.rundir import make_splits, run_manifest
-from skillneurons.training import TrainConfig, Trainer, evaluate, fit_and_test
+from skillneurons.training import TrainConfig, Trainer, fit_and_test
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SkillNeurons",
-    "evaluate_prompt",
-    "find_skill_neurons",
-    "fit_and_test",
-    "make_splits",
-    "run_manifest",
     "tune_prompt",
 ]
 
@@ -168,32 +161,3 @@ def tune_prompt(
     if out is not None and is_main():
         atomic_write_json(out / "results.json", results)
     return results
-
-
-def evaluate_prompt(
-    prompt_path: str | Path,
-    task: str | Task | None = None,
-    *,
-    model: str | Backbone | None = None,
-    split: str = "test",
-    batch_size: int = 64,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Evaluate a saved prompt on a split of a task (by default the split saved with its run)."""
-    from skillneurons.artifacts import load_manifest
-
-    man = load_manifest(prompt_path, "prompt")
-    bb = model if isinstance(model, Backbone) else load_backbone(model or man["backbone"]["name"])
-    pm, man = load_prompt(prompt_path, bb)
-    task_name = task if task is not None else man["task"]["name"]
-    t = load_task(task_name) if isinstance(task_name, str) else task_name
-    run_dir = Path(prompt_path).parent
-    split_file = run_dir / "split.json"
-    if split == "all":
-        part = t
-    elif split_file.is_file() and t.fingerprint() == man["task"]["fingerprint"]:
-        part = TaskSplits.load(t, split_file).part(split)  # type: ignore[arg-type]
-    else:
-        part = t.split(int(man.get("split", {}).get("seed", 0))).part(split)  # type: ignore[arg-type]
-    metrics = evaluate(pm, part, batch_size, progress=progress)
-    return {"prompt": str(prompt_path), "task": t.name, "split": split, **metrics}
