@@ -99,3 +99,54 @@ def any_value(args: argparse.Namespace, *names: str) -> Any:
         if v is not None:
             return v
     return None
+
+
+def add_artifacts(
+    p: argparse.ArgumentParser,
+    name: str,
+    help: str,
+    *,
+    several: bool = True,
+    required: bool = True,
+    old_positional: bool = False,
+    aliases: tuple[str, ...] = (),
+) -> None:
+    """``--NAME PATH [PATH ...]`` (``--prompt``, ``--neurons``), the one spelling of artifact inputs.
+
+    ``old_positional`` keeps the 0.1 positional spelling working for one release; ``aliases`` keeps
+    older flag names (``--prompts``, ``--models``); both print a deprecation line when used.
+    """
+    from skillneurons.cli.options import DeprecatedAlias
+
+    dest = f"artifacts__{name}"
+    nargs = "+" if several else None
+    shown = f"--{name}"
+    p.add_argument(
+        shown, dest=dest, nargs=nargs, metavar="PATH", help=help + (" (required)" if required else "")
+    )
+    for alias in aliases:
+        p.add_argument(
+            alias, dest=dest, nargs=nargs, action=DeprecatedAlias, new=shown, help=argparse.SUPPRESS
+        )
+    if old_positional:
+        p.add_argument(f"old__{name}", nargs="*", metavar="PATH", help=argparse.SUPPRESS)
+    p.set_defaults(**{f"required__{name}": required})
+
+
+def artifacts(args: argparse.Namespace, name: str) -> list[str]:
+    """The paths given for ``--NAME`` (or its old spellings); a one-line error when required and none."""
+    import sys
+
+    given = getattr(args, f"artifacts__{name}", None)
+    values = [given] if isinstance(given, str) else list(given or [])
+    old = list(getattr(args, f"old__{name}", None) or [])
+    if old:
+        print(
+            f"skillneurons: warning: passing {name} paths without --{name} is deprecated and will be removed in "
+            f"the next release: use --{name} {' '.join(old)}",
+            file=sys.stderr,
+        )
+        values = old + values
+    if not values and getattr(args, f"required__{name}", False):
+        raise ConfigError(f"no --{name} given: pass --{name} PATH")
+    return values
