@@ -69,3 +69,9 @@ def test_choices_and_validation() -> None:
         _parse(["x", "--precision", "fp64"])
     with pytest.raises(ConfigError, match="--batch-size 0 is out of range"):
         _parse(["x", "--batch-size", "0"])
+
+
+def test_list_values_may_be_comma_separated() -> None:
+    assert _parse(["x", "--rhos", "0,0.01", "0.02"]).rhos == (0.0, 0.01, 0.02)
+    with pytest.raises(ConfigError, match="--rhos '0,a': 'a' is not a number"):
+        _parse(["x", "--rhos", "0,a"])

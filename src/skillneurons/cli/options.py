@@ -22,6 +22,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from skillneurons.errors import ConfigError
 from skillneurons.options import option_fields
 
 __all__ = ["DeprecatedAlias", "add_config", "build_config", "config_dest"]
@@ -87,10 +88,8 @@ def _kwargs(field: dataclasses.Field[Any], tp: Any) -> dict[str, Any]:
     if inner is bool:
         kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
     elif origin in (tuple, list) or inner in (tuple, list):
-        args = [a for a in typing.get_args(inner) if a is not Ellipsis]
-        item = args[0] if args else str
-        kw["nargs"] = "+"
-        kw["type"] = item if item in (int, float, str) else str
+        kw["nargs"] = "+"  # values may also be comma-separated (--rho 0,0.01 or --rho 0 0.01)
+        kw["type"] = str
     else:
         kw["type"] = inner if inner in (int, float, str) else str
     if choices is not None:
@@ -180,12 +179,35 @@ def build_config(args: argparse.Namespace, cls: type, *, prefix: str = "", **ove
     """The ``cls`` instance the parsed ``args`` describe (fields not on the command keep their
     defaults; ``override`` sets fields directly). Its ``__post_init__`` validates the options."""
     values: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         dest = config_dest(cls, f.name, prefix)
         if hasattr(args, dest):
             value = getattr(args, dest)
             if isinstance(value, list):
-                value = tuple(value)
+                value = _items(
+                    value, hints[f.name], f.metadata.get("flag") or f"--{f.name.replace('_', '-')}"
+                )
             values[f.name] = value
     values.update(override)
     return cls(**values)
+
+
+def _items(values: list[str], tp: Any, flag: str) -> tuple[Any, ...]:
+    """The values of a list flag, comma-separated ones split, converted to the field's item type."""
+    inner, _ = _unwrap(tp)
+    args = [a for a in typing.get_args(inner) if a is not Ellipsis]
+    item = args[0] if args and args[0] in (int, float, str) else str
+    out = []
+    for v in values:
+        for part in str(v).split(",") if item is not str or "," in str(v) else [v]:
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(item(part))
+            except ValueError:
+                raise ConfigError(
+                    f"{flag} {v!r}: {part!r} is not {'an integer' if item is int else 'a number'}"
+                ) from None
+    return tuple(out)
