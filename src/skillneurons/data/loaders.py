@@ -82,22 +82,7 @@ def load_task(
             "--split": split,
             "--encoding": encoding,
         }
-        for opt, value in given.items():
-            if value is not None:
-                raise DataError(
-                    f"{opt} does not apply to the built-in task '{key}': leave it out, or load a file instead"
-                )
-        task = load_builtin(key)
-        if label_words is not None:
-            task = Task(
-                name=task.name,
-                texts=task.texts,
-                labels=task.labels,
-                label_names=task.label_names,
-                label_words=label_words_for(task.label_names, label_words, f"built-in task '{key}'"),
-                texts_b=task.texts_b,
-                source=task.source,
-            )
+        task = _builtin(key, given, label_words)
     elif spec.startswith(("hf:", "hf://")):
         task = load_hub(
             spec.removeprefix("hf://").removeprefix("hf:"),
@@ -130,3 +115,24 @@ def load_task(
             name, task.texts, task.labels, task.label_names, task.label_words, task.texts_b, task.source
         )
     return task
+
+
+def _builtin(key: str, given: Mapping[str, object], label_words: Mapping[str, Sequence[str]] | None) -> Task:
+    """The built-in task ``key``; column options (``given``, by flag) do not apply to it."""
+    for opt, value in given.items():
+        if value is not None:
+            raise DataError(
+                f"{opt} does not apply to the built-in task '{key}': leave it out, or load a file instead"
+            )
+    task = load_builtin(key)
+    if label_words is None:
+        return task
+    return Task(
+        name=task.name,
+        texts=task.texts,
+        labels=task.labels,
+        label_names=task.label_names,
+        label_words=label_words_for(task.label_names, label_words, f"built-in task '{key}'"),
+        texts_b=task.texts_b,
+        source=task.source,
+    )
