@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skillneurons.data import Task, TaskSplits, check_disjoint, load_task
+from skillneurons.data import Task, TaskOptions, TaskSplits, check_disjoint, load_task
 from skillneurons.errors import DataError, SkillNeuronsError
 
 
@@ -161,3 +163,24 @@ def test_builtin_tasks_are_real_and_deduplicated(name: str, classes: int, minimu
     assert t.num_classes == classes and len(t) >= minimum
     keys = {" ".join(x.casefold().split()) for x in t.texts}
     assert len(keys) == len(t)
+
+
+def test_task_options_load_the_same_task_as_load_task(tmp_path: Path) -> None:
+    p = tmp_path / "d.csv"
+    p.write_text("review,stars\na good film,pos\na bad film,neg\ngreat fun,pos\n")
+    t = TaskOptions(str(p), text_column="review", label_column="stars", label_names="pos,neg").load()
+    ref = load_task(str(p), text_column="review", label_column="stars", label_names=["pos", "neg"])
+    assert t.label_names == ("pos", "neg") and t.fingerprint() == ref.fingerprint()
+    with pytest.raises(DataError, match="no task given"):
+        TaskOptions().load()
+
+
+def test_config_modules_import_no_model_libraries() -> None:
+    code = (
+        "import sys\n"
+        "import skillneurons.backbones.config, skillneurons.data.config\n"
+        "import skillneurons.prompts.config, skillneurons.training.config\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'numpy', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

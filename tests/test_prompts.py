@@ -10,9 +10,11 @@ import torch
 from conftest import separable_task
 from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.prompts import (
+    PromptConfig,
     PromptModel,
     SoftPrompt,
     build_head,
+    build_prompt_model,
     export_peft,
     import_peft,
     load_prompt,
@@ -197,3 +199,32 @@ def test_same_seed_same_result() -> None:
     Trainer(a, task, task, cfg, progress=False).fit()
     Trainer(b, task, task, cfg, progress=False).fit()
     assert torch.equal(a.prompt.weight, b.prompt.weight)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"init": "text"}, "--init-text"),
+        ({"init": "zeros"}, "unknown prompt init"),
+        ({"layout": "sideways"}, "unknown layout"),
+        ({"template": "no placeholder"}, "placeholder"),
+        ({"max_length": 0}, "max_length"),
+    ],
+)
+def test_prompt_config_refuses_bad_options_in_one_line(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as e:
+        PromptConfig(**kwargs)  # type: ignore[arg-type]
+    assert "\n" not in str(e.value)
+
+
+def test_prompt_config_builds_the_same_model() -> None:
+    bb = tiny_model("bert")
+    cfg = PromptConfig(prompt_length=4, head="linear", max_length=24)
+    torch.manual_seed(0)
+    a = build_prompt_model(bb, [["bad"], ["good"]], cfg, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    prompt = SoftPrompt.create(bb, 4, "normal", generator=torch.Generator().manual_seed(1))
+    b = PromptModel(bb, prompt, build_head("linear", bb, [["bad"], ["good"]]), max_length=24)
+    batch = a.encode(["good movie", "bad"])
+    assert a.layout == b.layout == "slot_first"
+    torch.testing.assert_close(a(batch), b(batch))

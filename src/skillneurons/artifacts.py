@@ -6,8 +6,6 @@ of the tensor file, so a corrupted or swapped file is detected. Nothing is ever 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 import time
@@ -18,44 +16,22 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from skillneurons import __version__
 from skillneurons.errors import ArtifactError
+from skillneurons.files import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+
+__all__ = [
+    "FORMAT_VERSION",
+    "artifact_paths",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "load_artifact",
+    "load_manifest",
+    "save_artifact",
+    "sha256_file",
+]
 
 FORMAT_VERSION = 1
-
-
-def _version() -> str:
-    from skillneurons import __version__
-
-    return __version__
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def artifact_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -79,23 +55,13 @@ def save_artifact(
     always finds the matching tensors.
     """
     tfile, mfile = artifact_paths(path)
-    tfile.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tfile.parent, prefix=f".{tfile.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(clean, tmp, metadata={"kind": kind})
-        digest = sha256_file(Path(tmp))
-        os.replace(tmp, tfile)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    digest = _write_tensors(tfile, clean, kind)
     full = {
         "format": "skillneurons-artifact",
         "format_version": FORMAT_VERSION,
         "kind": kind,
-        "skillneurons_version": _version(),
+        "skillneurons_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **dict(manifest or {}),
         "shapes": {k: list(v.shape) for k, v in clean.items()},
@@ -107,6 +73,27 @@ def save_artifact(
     return tfile
 
 
+def _write_tensors(tfile: Path, tensors: dict[str, torch.Tensor], kind: str) -> str:
+    """Write a safetensors file atomically (safetensors writes straight to a temporary file in the same
+    folder, so large tensors are never held twice in memory); returns its SHA-256. The file gets the
+    usual permissions (``0666`` less the umask), as :func:`skillneurons.files.atomic_write_bytes` does."""
+    tfile.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=tfile.parent, prefix=f".{tfile.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"kind": kind})
+        digest = sha256_file(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, tfile)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return digest
+
+
 def load_manifest(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
     """Read an artifact's manifest (no tensors, no hash check); with ``kind``, check what it holds."""
     _, mfile = artifact_paths(path)
@@ -114,12 +101,7 @@ def load_manifest(path: str | os.PathLike[str], kind: str | None = None) -> dict
         raise ArtifactError(
             f"no artifact manifest at {mfile}: pass the path of an artifact saved by skillneurons"
         )
-    try:
-        manifest = json.loads(mfile.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(
-            f"manifest {mfile} is not valid JSON ({e}): the file is corrupted; re-create it"
-        ) from e
+    manifest = read_json(mfile, "manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != "skillneurons-artifact":
         raise ArtifactError(
             f"{mfile} is not a skillneurons manifest: pass the path of an artifact saved by skillneurons"
@@ -141,10 +123,12 @@ def load_artifact(
         raise ArtifactError(f"tensor file {tfile} is missing next to its manifest: copy both files together")
     if sha256_file(tfile) != manifest.get("sha256"):
         raise ArtifactError(
-            f"{tfile} does not match the hash in its manifest: the file is corrupted or was replaced; re-create it"
+            f"{tfile} does not match the hash in its manifest: "
+            "the file is corrupted or was replaced; re-create it"
         )
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise ArtifactError(
-            f"{mfile} was written by a newer skillneurons (format {manifest['format_version']}): upgrade skillneurons"
+            f"{mfile} was written by a newer skillneurons (format {manifest['format_version']}): "
+            "upgrade skillneurons"
         )
     return load_file(str(tfile), device=str(device)), manifest

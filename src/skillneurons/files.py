@@ -17,7 +17,7 @@ from typing import Any
 
 from skillneurons.errors import ArtifactError
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "read_json", "sha256_file", "to_jsonable"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "home", "read_json", "sha256_file", "to_jsonable"]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -95,3 +95,8 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def home() -> Path:
+    """Folder for caches and fetched assets: ``$SKILLNEURONS_HOME`` or ``~/.cache/skillneurons``."""
+    return Path(os.environ.get("SKILLNEURONS_HOME", Path.home() / ".cache" / "skillneurons"))

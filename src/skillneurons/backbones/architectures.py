@@ -177,7 +177,8 @@ def parse_ffn_option(text: str) -> FFNSpec:
     for part in text.split(","):
         if "=" not in part:
             raise ModelError(
-                f"--ffn entry '{part}' is not KEY=PATH: write e.g. 'layers=model.layers,down=mlp.down_proj,up=mlp.up_proj'"
+                f"--ffn entry '{part}' is not KEY=PATH: write e.g. "
+                "'layers=model.layers,down=mlp.down_proj,up=mlp.up_proj'"
             )
         k, v = part.split("=", 1)
         fields[k.strip()] = v.strip()
@@ -195,7 +196,8 @@ def parse_ffn_option(text: str) -> FFNSpec:
     missing = {"layers", "down", "up"} - set(fields)
     if unknown or missing:
         raise ModelError(
-            f"--ffn needs layers, down and up (optional gate, linear_kind, lm_head, attn_out, attn_query, attn_value); got {sorted(fields)}"
+            "--ffn needs layers, down and up (optional gate, linear_kind, lm_head, attn_out, attn_query, "
+            f"attn_value); got {sorted(fields)}"
         )
     lm_head = tuple(p for p in fields.pop("lm_head", "").split("+") if p)
     kind = fields.pop("linear_kind", "linear")

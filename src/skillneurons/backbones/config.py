@@ -35,6 +35,6 @@ class BackboneOptions:
     def load(self, name: str) -> Backbone:
         """Load ``name`` (Hub id, folder, ``.gguf``, offline alias) with these options; with ``ffn``, the
         layout is registered for the model's ``model_type`` first."""
-        from skillneurons.backbones.loading import load_with_options
+        from skillneurons.backbones.loading import load_with_options  # torch: on use only (config)
 
         return load_with_options(name, self)

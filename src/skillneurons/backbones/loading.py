@@ -41,16 +41,12 @@ from skillneurons.backbones.architectures import (
 )
 from skillneurons.backbones.config import BackboneOptions
 from skillneurons.errors import ModelError
+from skillneurons.files import home
 from skillneurons.registry import Registry
 
 log = logging.getLogger(__name__)
 
 BackboneKind = Literal["masked_lm", "causal_lm", "encoder"]
-
-
-def home() -> Path:
-    """Folder for caches and fetched assets: ``$SKILLNEURONS_HOME`` or ``~/.cache/skillneurons``."""
-    return Path(os.environ.get("SKILLNEURONS_HOME", Path.home() / ".cache" / "skillneurons"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +157,8 @@ def _find_layers(model: nn.Module, suffix: str) -> tuple[str, nn.ModuleList]:
     if len(hits) != 1:
         what = "no" if not hits else f"{len(hits)}"
         raise ModelError(
-            f"{what} ModuleList named '*{suffix}' in {type(model).__name__}: declare the right FFN paths with "
+            f"{what} ModuleList named '*{suffix}' in {type(model).__name__}: declare the right FFN paths "
+            "with "
             "register_architecture(..., overwrite=True) or --ffn"
         )
     return hits[0]
@@ -370,23 +367,58 @@ def load_backbone(
         if (Path(name_or_path) / marker).is_file():
             return loader(name_or_path, device)
     path, gguf, _alias = _resolve(name_or_path, gguf_file)
-    if isinstance(dtype, str):
-        dtype = {
-            "float32": torch.float32,
-            "fp32": torch.float32,
-            "bfloat16": torch.bfloat16,
-            "bf16": torch.bfloat16,
-            "float16": torch.float16,
-            "fp16": torch.float16,
-        }.get(dtype)
-        if dtype is None:
-            raise ModelError("dtype must be one of float32, bfloat16, float16")
+    torch_dtype = _dtype(dtype)
     common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     cache: Path | None = None
     if gguf:
         cache = _gguf_cache(path, gguf)
         if (cache / "config.json").is_file():
             path, gguf = str(cache), None
+    config, tokenizer = _config_and_tokenizer(name_or_path, path, gguf, cache, common)
+    spec = spec_for(config)
+    if kind == "auto":
+        kind = _auto_kind(config, gguf)
+    load_kw: dict[str, Any] = {**common, "dtype": torch_dtype or torch.float32}
+    if gguf:
+        load_kw["gguf_file"] = gguf
+    if device_map is not None:
+        load_kw["device_map"] = device_map
+    model, kind = _load_model(name_or_path, path, config, kind, spec, load_kw)
+    if gguf and cache is not None:
+        _save_float32_cache(model, tokenizer, cache)
+    prepared = _prepare_tokenizer(tokenizer, kind)
+    if device_map is None:
+        dev = torch.device(device) if device is not None else default_device()
+        model.to(dev)  # type: ignore[arg-type]
+    bb = Backbone(model=model, tokenizer=prepared, name=name_or_path, kind=kind, spec=spec)
+    return bb.freeze()
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A dtype given by name (``float32``/``fp32``, ``bfloat16``/``bf16``, ``float16``/``fp16``) as a
+    torch dtype."""
+    if not isinstance(dtype, str):
+        return dtype
+    out = _DTYPES.get(dtype)
+    if out is None:
+        raise ModelError("dtype must be one of float32, bfloat16, float16")
+    return out
+
+
+def _config_and_tokenizer(
+    name_or_path: str, path: str, gguf: str | None, cache: Path | None, common: dict[str, Any]
+) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
+    """The model's config and tokenizer; an unloadable model is a one-line error naming the alternatives."""
     try:
         tok_kw = {"gguf_file": gguf} if gguf else {}
         config = AutoConfig.from_pretrained(path, **common, **tok_kw)
@@ -398,32 +430,46 @@ def load_backbone(
         hint = (
             f"'{name_or_path}' is not a loadable model folder ({str(e).splitlines()[0][:160]})"
             if local
-            else f"could not load '{name_or_path}' (not a local folder, and the Hugging Face Hub is unreachable or has no such model)"
+            else f"could not load '{name_or_path}' (not a local folder, and the Hugging Face Hub is "
+            "unreachable or has no such model)"
         )
         raise ModelError(
-            f"{hint}: use a local model folder, a .gguf file, or an offline model: {', '.join(OFFLINE_MODELS)}"
+            f"{hint}: use a local model folder, a .gguf file, or an offline model: "
+            f"{', '.join(OFFLINE_MODELS)}"
         ) from None
+    return config, tokenizer
 
-    spec = spec_for(config)
+
+def _auto_kind(config: PretrainedConfig, gguf: str | None) -> BackboneKind:
+    """Which head ``kind="auto"`` loads: the causal / masked LM head the checkpoint declares, else none."""
     archs = " ".join(getattr(config, "architectures", None) or [])
-    if kind == "auto":
-        if config.model_type in ("t5", "mt5", "umt5"):
-            kind = "encoder"
-        elif "CausalLM" in archs or "LMHeadModel" in archs or gguf or getattr(config, "is_decoder", False):
-            kind = "causal_lm"
-        elif "MaskedLM" in archs or "ForPreTraining" in archs:
-            kind = "masked_lm"
-        else:
-            kind = "encoder"
-    load_kw: dict[str, Any] = {**common, "dtype": dtype or torch.float32}
-    if gguf:
-        load_kw["gguf_file"] = gguf
-    if device_map is not None:
-        load_kw["device_map"] = device_map
-    if config.model_type in ("t5", "mt5", "umt5"):
-        from transformers import T5EncoderModel
+    if config.model_type in _T5_TYPES:
+        return "encoder"
+    if "CausalLM" in archs or "LMHeadModel" in archs or gguf or getattr(config, "is_decoder", False):
+        return "causal_lm"
+    if "MaskedLM" in archs or "ForPreTraining" in archs:
+        return "masked_lm"
+    return "encoder"
 
-        auto_cls: Any = T5EncoderModel
+
+_T5_TYPES = ("t5", "mt5", "umt5")
+
+
+def _load_model(
+    name_or_path: str,
+    path: str,
+    config: PretrainedConfig,
+    kind: BackboneKind,
+    spec: FFNSpec,
+    load_kw: dict[str, Any],
+) -> tuple[PreTrainedModel, BackboneKind]:
+    """The model with the head of ``kind``; a masked LM whose head weights are missing is loaded as the
+    bare encoder (transformers would only warn and random-initialise the head)."""
+    auto_cls: Any
+    if config.model_type in _T5_TYPES:
+        from transformers import T5EncoderModel  # imported on use: it loads the T5 modelling code
+
+        auto_cls = T5EncoderModel
     else:
         auto_cls = {
             "masked_lm": AutoModelForMaskedLM,
@@ -443,14 +489,7 @@ def load_backbone(
         )
         model = AutoModel.from_pretrained(path, **load_kw)
         kind = "encoder"
-    if gguf and cache is not None:
-        _save_float32_cache(model, tokenizer, cache)
-    prepared = _prepare_tokenizer(tokenizer, kind)
-    if device_map is None:
-        dev = torch.device(device) if device is not None else default_device()
-        model.to(dev)  # type: ignore[arg-type]
-    bb = Backbone(model=model, tokenizer=prepared, name=name_or_path, kind=kind, spec=spec)
-    return bb.freeze()
+    return model, kind
 
 
 def default_device() -> torch.device:

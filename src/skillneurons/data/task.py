@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from skillneurons.errors import DataError
+from skillneurons.files import atomic_write_json
 
 SplitName = Literal["train", "dev", "test"]
 SPLIT_NAMES: tuple[SplitName, SplitName, SplitName] = ("train", "dev", "test")
@@ -91,7 +92,8 @@ def deduplicate(
 
 
 def _largest_remainder(total: int, weights: Sequence[float]) -> list[int]:
-    """Split the integer ``total`` proportionally to ``weights`` (Hamilton's method; ties to the earlier part)."""
+    """Split the integer ``total`` proportionally to ``weights`` (Hamilton's method; ties to the
+    earlier part)."""
     wsum = float(sum(weights))
     if total <= 0 or wsum <= 0:
         return [0] * len(weights)
@@ -201,7 +203,8 @@ class Task:
             )
         if texts_b is not None and len(texts_b) != len(texts):
             raise DataError(
-                f"{where} has {len(texts)} first texts but {len(texts_b)} second texts: give one pair per example"
+                f"{where} has {len(texts)} first texts but {len(texts_b)} second texts: give one pair per "
+                "example"
             )
         if len(words) != len(names) or any(
             len(w) == 0 or not all(isinstance(x, str) and x for x in w) for w in words
@@ -219,7 +222,8 @@ class Task:
         bad = next((i for i, y in enumerate(labels) if not 0 <= y < k), None)
         if bad is not None:
             raise DataError(
-                f"{where}: label {labels[bad]} of example {bad} is outside 0..{k - 1}: labels are class indices into label_names"
+                f"{where}: label {labels[bad]} of example {bad} is outside 0..{k - 1}: labels are class "
+                "indices into label_names"
             )
 
     # -- basic properties -------------------------------------------------------------------------
@@ -255,7 +259,8 @@ class Task:
         bad = next((i for i in idx if not -n <= i < n), None)
         if bad is not None:
             raise DataError(
-                f"index {bad} is out of range for task '{self.name}' with {n} examples: use indices 0..{n - 1}"
+                f"index {bad} is out of range for task '{self.name}' with {n} examples: use indices "
+                f"0..{n - 1}"
             )
         return Task(
             name=self.name,
@@ -337,8 +342,8 @@ class Task:
         for j, name in enumerate(SPLIT_NAMES):
             if fr[j] > 0 and not parts[j]:
                 raise DataError(
-                    f"task '{self.name}' has too few examples ({len(pool)}) for a non-empty {name} split with "
-                    f"fractions {fr}: use more examples or set the {name} fraction to 0"
+                    f"task '{self.name}' has too few examples ({len(pool)}) for a non-empty {name} split "
+                    f"with fractions {fr}: use more examples or set the {name} fraction to 0"
                 )
         return TaskSplits(
             task=self,
@@ -378,7 +383,8 @@ class TaskSplits:
         return {name: len(self.indices(name)) for name in SPLIT_NAMES}
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able record: seed, fractions, task name + fingerprint, index lists and per-example text hashes."""
+        """A JSON-able record: seed, fractions, task name + fingerprint, index lists and per-example
+        text hashes."""
         hashes = self.task.example_hashes()
         return {
             "format": SPLITS_FORMAT,
@@ -400,21 +406,23 @@ class TaskSplits:
 
     @classmethod
     def from_json(cls, task: Task, obj: Any, where: str = "split file") -> TaskSplits:
-        """Rebuild splits of ``task`` from :meth:`to_json` output; checks that they were made for this data."""
+        """Rebuild splits of ``task`` from :meth:`to_json` output; checks that they were made for this
+        data."""
         if not isinstance(obj, dict) or obj.get("format") != SPLITS_FORMAT:
             raise DataError(
                 f"{where} is not a skillneurons split file: pass a file written by TaskSplits.save"
             )
         if int(obj.get("format_version", 0)) > SPLITS_FORMAT_VERSION:
             raise DataError(
-                f"{where} was written by a newer skillneurons (format {obj.get('format_version')}): upgrade skillneurons"
+                f"{where} was written by a newer skillneurons (format {obj.get('format_version')}): upgrade "
+                "skillneurons"
             )
         fp = obj.get("task_fingerprint")
         if fp != task.fingerprint():
             raise DataError(
-                f"{where} was made for other data (task '{obj.get('task')}', {obj.get('num_examples')} examples, "
-                f"fingerprint {str(fp)[:12]}) than the loaded task '{task.name}' ({len(task)} examples, fingerprint "
-                f"{task.fingerprint()[:12]}): load the same data, or make a new split"
+                f"{where} was made for other data (task '{obj.get('task')}', {obj.get('num_examples')} "
+                f"examples, fingerprint {str(fp)[:12]}) than the loaded task '{task.name}' ({len(task)} "
+                f"examples, fingerprint {task.fingerprint()[:12]}): load the same data, or make a new split"
             )
         n = len(task)
         parts: dict[str, tuple[int, ...]] = {}
@@ -439,15 +447,13 @@ class TaskSplits:
             for name in SPLIT_NAMES:
                 if [hashes[i] for i in parts[name]] != list(stored.get(name, [])):
                     raise DataError(
-                        f"{where}: the text hashes of the {name} part do not match the data at its indices (the "
-                        "file was edited or corrupted): re-create it with TaskSplits.save"
+                        f"{where}: the text hashes of the {name} part do not match the data at its indices "
+                        "(the file was edited or corrupted): re-create it with TaskSplits.save"
                     )
         return cls(task, seed, fractions, parts["train"], parts["dev"], parts["test"], max_examples)
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`to_json` to ``path`` atomically."""
-        from skillneurons.artifacts import atomic_write_json
-
         atomic_write_json(Path(path), self.to_json())
 
     @classmethod
@@ -477,6 +483,7 @@ def check_disjoint(a: Task, b: Task, what_a: str = "training", what_b: str = "de
     if shared:
         sample = " ".join(b.texts[shared[0]].split())[:60]
         raise DataError(
-            f"{len(shared)} of the {len(b)} {what_b} examples also occur in the {what_a} examples (e.g. {sample!r}): "
-            "remove the duplicates from the data (load_task de-duplicates by default) or use disjoint splits"
+            f"{len(shared)} of the {len(b)} {what_b} examples also occur in the {what_a} examples "
+            f"(e.g. {sample!r}): remove the duplicates from the data (load_task de-duplicates by default) "
+            "or use disjoint splits"
         )

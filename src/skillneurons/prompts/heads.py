@@ -49,7 +49,8 @@ class LabelWordHead(Head):
         super().__init__()
         if not backbone.has_lm_head:
             raise ConfigError(
-                f"{backbone.name} has no MLM/LM head, so label words cannot be scored: use --head linear or --head similarity"
+                f"{backbone.name} has no MLM/LM head, so label words cannot be scored: use --head linear or "
+                "--head similarity"
             )
         self.backbone_ref = [backbone]  # not a submodule: the backbone is frozen and saved elsewhere
         self.label_words = [list(ws) for ws in label_words]
@@ -180,6 +181,7 @@ def head_from_config(cfg: dict[str, Any], backbone: Backbone) -> Head:
     kind = str(cfg.get("type"))
     if kind not in HEADS:
         raise ConfigError(
-            f"unknown head type '{kind}' in the saved prompt: it was written by another version of skillneurons"
+            f"unknown head type '{kind}' in the saved prompt: it was written by another version of "
+            "skillneurons"
         )
     return HEADS.get(kind).from_config(cfg, backbone)

@@ -52,8 +52,9 @@ def check_backbone(saved: dict[str, Any], backbone: Backbone, what: str = "promp
     for key in ("hidden_size", "num_layers", "vocab_size", "model_type"):
         if key in saved and saved[key] != cur[key]:
             raise ArtifactError(
-                f"this {what} was made for {saved.get('name')} ({key} {saved[key]}) but the backbone is {cur['name']} "
-                f"({key} {cur[key]}): load it with --model {saved.get('name')}, or project it across models"
+                f"this {what} was made for {saved.get('name')} ({key} {saved[key]}) but the backbone is "
+                f"{cur['name']} ({key} {cur[key]}): load it with --model {saved.get('name')}, "
+                "or project it across models"
             )
 
 

@@ -90,7 +90,8 @@ class PromptModel(nn.Module):
         super().__init__()
         if prompt.hidden_size != backbone.hidden_size:
             raise ConfigError(
-                f"the prompt has width {prompt.hidden_size} but {backbone.name} has hidden size {backbone.hidden_size}: "
+                f"the prompt has width {prompt.hidden_size} but {backbone.name} has hidden size "
+                f"{backbone.hidden_size}: "
                 "use a prompt trained on this model, or project it across models (skillneurons transfer)"
             )
         if layout == "auto":
@@ -102,7 +103,8 @@ class PromptModel(nn.Module):
         self.layout: Layout = LAYOUT_ALIASES[layout]  # type: ignore[assignment]
         if self.layout == "slot_first" and backbone.is_causal:
             raise ConfigError(
-                "layout slot_first reads at position 0, which a causal LM cannot condition on: use --layout prompt_first"
+                "layout slot_first reads at position 0, which a causal LM cannot condition on: use --layout "
+                "prompt_first"
             )
         if template is not None and "{text}" not in template:
             raise ConfigError(
@@ -116,7 +118,8 @@ class PromptModel(nn.Module):
         self.max_length = int(max_length)
         if self.max_length <= self.prefix_length + 2:
             raise ConfigError(
-                f"max_length {self.max_length} leaves no room for text after the {self.prefix_length}-token prefix: raise --max-length"
+                f"max_length {self.max_length} leaves no room for text after the {self.prefix_length}-token "
+                "prefix: raise --max-length"
             )
         self.to(backbone.device)  # prompt and head live where the backbone's embeddings are
 

@@ -1,6 +1,35 @@
-"""Training and evaluation loops."""
+"""Training and evaluation loops; :class:`TrainConfig` (torch-free) holds the optimisation settings."""
 
-from skillneurons.training.fit import fit_and_test
-from skillneurons.training.trainer import TrainConfig, Trainer, TrainResult, autocast_context, evaluate
+from __future__ import annotations
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "autocast_context", "evaluate", "fit_and_test"]
+from typing import TYPE_CHECKING
+
+from skillneurons._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from skillneurons.training.config import TrainConfig
+    from skillneurons.training.fit import fit_and_test
+    from skillneurons.training.trainer import Trainer, TrainHooks, TrainResult, autocast_context, evaluate
+
+__all__ = [
+    "TrainConfig",
+    "TrainHooks",
+    "TrainResult",
+    "Trainer",
+    "autocast_context",
+    "evaluate",
+    "fit_and_test",
+]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "TrainConfig": ".config",
+        "TrainHooks": ".trainer",
+        "TrainResult": ".trainer",
+        "Trainer": ".trainer",
+        "autocast_context": ".trainer",
+        "evaluate": ".trainer",
+        "fit_and_test": ".fit",
+    },
+)

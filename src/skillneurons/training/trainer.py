@@ -18,53 +18,34 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from skillneurons.artifacts import atomic_write_json, load_artifact, save_artifact
+from skillneurons.artifacts import load_artifact, save_artifact
 from skillneurons.data import Task
 from skillneurons.distributed import all_reduce_sum, barrier, is_main, my_share, rank, world_size
 from skillneurons.errors import ConfigError, SkillNeuronsError
+from skillneurons.files import atomic_write_json
 from skillneurons.prompts.io import save_prompt
 from skillneurons.prompts.model import PromptModel
+from skillneurons.training.config import TrainConfig
+
+__all__ = [
+    "TrainConfig",
+    "TrainHooks",
+    "TrainResult",
+    "Trainer",
+    "autocast_context",
+    "encode_examples",
+    "evaluate",
+    "iterate_batches",
+    "lr_factor",
+]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (defaults: the paper's Adam betas, warm-up, clipping; a higher lr
-    than its 1e-3 because short prompts on small models converge slowly at 1e-3)."""
-
-    epochs: float = 3.0  #: passes over the training split (fractions allowed)
-    max_steps: int | None = None  #: overrides ``epochs`` when set
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    lr: float = 3e-2  #: learning rate of the prompt
-    head_lr: float | None = 1e-3  #: learning rate of trainable head parameters (None: same as lr)
-    optimizer: Literal["adamw", "adam"] = "adamw"
-    betas: tuple[float, float] = (0.9, 0.98)
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.06  #: linear warm-up over this fraction of the steps, then linear decay
-    grad_clip: float = 1.0  #: max global grad norm (0 disables)
-    eval_every: int | None = None  #: steps between dev evaluations (default: twice per epoch)
-    patience: int | None = None  #: stop after this many evaluations without improvement
-    seed: int = 0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  #: auto = bf16 autocast on CUDA, fp32 on CPU
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ConfigError("batch sizes must be >= 1")
-        if self.lr <= 0 or (self.head_lr is not None and self.head_lr <= 0):
-            raise ConfigError("learning rates must be > 0")
-        if self.max_steps is None and self.epochs <= 0:
-            raise ConfigError("epochs must be > 0 (or give max_steps)")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError("warmup_ratio must be in [0, 1)")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
 
 
 @dataclass
@@ -437,7 +418,8 @@ class Trainer:
             all_reduce_sum(total, *(p.grad for p in self.params if p.grad is not None))
         if not torch.isfinite(total).all():
             raise SkillNeuronsError(
-                f"the training loss became {total.item()} at step {step}: lower --lr (now {c.lr}) or use --precision fp32"
+                f"the training loss became {total.item()} at step {step}: "
+                f"lower --lr (now {c.lr}) or use --precision fp32"
             )
         if c.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)

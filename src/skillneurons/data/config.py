@@ -1,0 +1,52 @@
+"""Task options: which data a command reads (a built-in name, a file, or an ``hf:`` dataset) and how
+its columns are read. No torch, numpy or pandas here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from skillneurons.options import option
+
+if TYPE_CHECKING:
+    from skillneurons.data.task import Task
+
+__all__ = ["TaskOptions"]
+
+
+@dataclass
+class TaskOptions:
+    """A task spec and its column options, as :func:`~skillneurons.data.load_task` takes them."""
+
+    task: str | None = option(
+        None,
+        "built-in task (mr, pang_lee, fine_food, bbc_news, tweets), a CSV/TSV/JSONL/Parquet file, "
+        "or hf:NAME[/CONFIG]",
+    )
+    text_column: str | None = option(None, "column holding the text (files / hf datasets)")
+    text_b_column: str | None = option(None, "column holding the second text of a pair task")
+    label_column: str | None = option(None, "column holding the label")
+    label_names: str | tuple[str, ...] | None = option(None, "comma-separated label set, in class order")
+    hf_split: str | None = option(None, "split of an hf: dataset to read (default: train)")
+
+    def label_name_list(self) -> list[str] | None:
+        """The label names as a list (a comma-separated string is split), or ``None``."""
+        if not self.label_names:
+            return None
+        if isinstance(self.label_names, str):
+            return self.label_names.split(",")
+        return list(self.label_names)
+
+    def load(self) -> Task:
+        """The task these options name (:func:`~skillneurons.data.load_task`); every data problem is
+        a one-line :class:`~skillneurons.errors.DataError`."""
+        from skillneurons.data.loaders import load_task  # the loaders import numpy/pandas: on use only
+
+        return load_task(
+            self.task,  # type: ignore[arg-type]  # None is refused by load_task with a one-line error
+            text_column=self.text_column,
+            text_b_column=self.text_b_column,
+            label_column=self.label_column,
+            label_names=self.label_name_list(),
+            split=self.hf_split,
+        )
