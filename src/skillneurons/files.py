@@ -58,6 +58,9 @@ def to_jsonable(obj: Any, where: str = "value") -> Any:
         return obj
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
+    to_json = getattr(obj, "to_json", None)  # a typed result (skillneurons.results.Result) inside a dict
+    if callable(to_json):
+        return to_jsonable(to_json(), where)
     item = getattr(obj, "item", None)  # numpy / torch scalars
     if callable(item):
         return to_jsonable(item(), where)

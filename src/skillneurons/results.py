@@ -104,6 +104,23 @@ class Result:
             raise ArtifactError(f"{where} does not match the {cls.SCHEMA} schema: re-create it")
         return out
 
+    # ---- read access by key (``result["accuracy"]``, ``{**result}``), for one release: the functions that
+    # returned dicts return these classes now; new code reads attributes ------------------------------
+    def keys(self) -> list[str]:
+        """The field names (so ``dict(result)`` and ``{**result}`` work like the old dicts)."""
+        return [f.name for f in dataclasses.fields(self)]
+
+    def __getitem__(self, key: str) -> Any:
+        if not isinstance(key, str) or key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.keys()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self else default
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_json` to ``path`` atomically; returns the path."""
         atomic_write_json(path, self.to_json())
