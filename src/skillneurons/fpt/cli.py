@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from skillneurons.fpt.schedule import ProgressiveSchedule, parse_schedule
+from skillneurons.fpt.config import ProgressiveConfig
+from skillneurons.fpt.schedule import ProgressiveSchedule
 
-__all__ = ["add_arguments", "schedule_from_args"]
+__all__ = ["add_arguments", "config_from_args", "schedule_from_args"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,15 +54,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def schedule_from_args(args: argparse.Namespace) -> ProgressiveSchedule | None:
-    """The schedule given by the options, or None without ``--progressive``."""
-    if not getattr(args, "progressive", None):
-        return None
-    return parse_schedule(
-        args.progressive,
+def config_from_args(args: argparse.Namespace) -> ProgressiveConfig:
+    """The :class:`ProgressiveConfig` of the parsed ``tune`` options."""
+    return ProgressiveConfig(
+        schedule=getattr(args, "progressive", None) or None,
         depth_rule=args.progressive_depth,
         width_by=args.progressive_width_by,
         neurons=args.progressive_neurons,
         evaluate=args.progressive_eval,
         reset_optimizer=args.reset_optimizer,
     )
+
+
+def schedule_from_args(args: argparse.Namespace) -> ProgressiveSchedule | None:
+    """The schedule given by the options, or None without ``--progressive``."""
+    if not getattr(args, "progressive", None):
+        return None
+    return ProgressiveSchedule.from_config(config_from_args(args))

@@ -92,6 +92,7 @@ def register(sub: Any) -> None:
 def cmd_kpt_evaluate(args: argparse.Namespace) -> int:
     from skillneurons.cli import _load_task_from
     from skillneurons.errors import ConfigError
+    from skillneurons.verbalizers.config import KPTEvalConfig
     from skillneurons.verbalizers.zero_shot import zero_shot_evaluate
 
     contexts = None
@@ -101,10 +102,7 @@ def cmd_kpt_evaluate(args: argparse.Namespace) -> int:
                 "--contexts-split needs an hf: task; for other tasks the contexts come from the task itself"
             )
         contexts = _load_task_from(argparse.Namespace(**{**vars(args), "hf_split": args.contexts_split}))
-    res = zero_shot_evaluate(
-        args.model,
-        _load_task_from(args),
-        contexts_task=contexts,
+    config = KPTEvalConfig(
         verbalizer=args.verbalizer,
         calibrate=args.calibrate,
         words=args.words,
@@ -112,15 +110,22 @@ def cmd_kpt_evaluate(args: argparse.Namespace) -> int:
         template=args.template,
         multi_token=args.multi_token,
         cutoff=args.cutoff,
-        scope=args.cutoff_scope,
-        drop_shared=not args.keep_shared,
+        cutoff_scope=args.cutoff_scope,
+        keep_shared=args.keep_shared,
         relevance=args.relevance,
         max_examples=args.max_examples,
         prior_examples=args.prior_examples,
         test_fraction=args.test_fraction,
-        seed=args.split_seed,
+        contexts_split=args.contexts_split,
+        split_seed=args.split_seed,
         max_length=args.max_length,
         batch_size=args.batch_size,
+    )
+    res = zero_shot_evaluate(
+        args.model,
+        _load_task_from(args),
+        config,
+        contexts_task=contexts,
         progress=not getattr(args, "quiet", False),
         out=args.out,
     )
