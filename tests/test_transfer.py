@@ -163,10 +163,9 @@ def test_own_prompt_through_the_transfer_path_equals_plain_evaluation(runs: dict
     test_b = res["n_eval"][1]
     cross = evaluate_prompt(pb, runs["b"], model=bb, progress=False)  # same split as the matrix column
     assert cross["n"] == test_b
-    from skillneurons.artifacts import load_manifest
-    from skillneurons.neurons.find import prompt_splits
+    from skillneurons.rundir import RunDir
 
-    part = prompt_splits(pb, load_manifest(pb, "prompt"), runs["b"]).part("test")
+    part = RunDir.of(pb).part("test", runs["b"])
     assert res["accuracy"][0][1] == pytest.approx(evaluate(pm_b, part)["accuracy"])
     assert res["relative"][0][1] == pytest.approx(res["accuracy"][0][1] / res["own"][1])
     assert res["same_task"] == [[True, False], [False, True]] and res["same_head"][0][1] is True

@@ -77,7 +77,8 @@ class DeltaModel(PromptModel):
             return super().forward(batch)
 
     def release(self) -> None:
-        """Remove the method from the shared backbone's module tree (LoRA); see :meth:`DeltaMethod.release`."""
+        """Remove the method from the shared backbone's module tree (LoRA); see
+        :meth:`DeltaMethod.release`."""
         self.delta.release()
 
     # ---- artifact hooks (used by skillneurons.prompts.save_prompt) ---------------------------

@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SCHEDULE",
         help="train first on partial models, then the full one: comma-separated stages, each 'full', "
         "'dPCT' (keep PCT%% of the layers), 'wPCT' (keep PCT%% of the FFN neurons per layer), 'dPCTwPCT' or "
-        "'PCT' (both), optionally ':WEIGHT' (share of the steps; default 1 each, 2 for the final full stage). "
+        "'PCT' (both), optionally ':WEIGHT' (share of the steps; default 1 each, 2 for the final full "
+        "stage). "
         "The last stage must be 'full'. E.g. '25,50,75,full' (compound), 'w25,w50,w75,full', 'd50,full:3'",
     )
     g.add_argument(

@@ -50,7 +50,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--template",
-        help="with {text} (and {mask} for masked LMs), e.g. 'A {mask} news: {text}' or '{text} This topic is about'",
+        help="with {text} (and {mask} for masked LMs), e.g. 'A {mask} news: {text}' or '{text} This "
+        "topic is about'",
     )
     p.add_argument(
         "--multi-token",
@@ -62,7 +63,8 @@ def register(sub: Any) -> None:
         "--cutoff",
         type=float,
         default=0.5,
-        help="frequency refinement: drop words whose tokens rank in this lowest fraction of the prior (0: off)",
+        help="frequency refinement: drop words whose tokens rank in this lowest fraction of the prior "
+        "(0: off)",
     )
     p.add_argument(
         "--cutoff-scope",
@@ -79,7 +81,8 @@ def register(sub: Any) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of the task held out for testing")
     p.add_argument(
         "--contexts-split",
-        help="take the contexts from this split of the same hf: dataset (e.g. train) and test on all of --hf-split",
+        help="take the contexts from this split of the same hf: dataset (e.g. train) and test on all of "
+        "--hf-split",
     )
     p.add_argument("--split-seed", type=int, default=0, help="seed of the contexts/test split")
     p.add_argument("--max-length", type=int, default=128, help="tokens per example (the text is truncated)")

@@ -1,7 +1,8 @@
-"""The verbalizer of a tuned prompt, built from its :class:`~skillneurons.verbalizers.config.VerbalizerConfig`:
-``tune_prompt`` asks for the head (:func:`tuning_head`) and, once the model is built, lets the
-verbalizer prepare itself (:func:`prepare_head`: a knowledgeable verbalizer is refined on unlabelled
-training texts read through the initial prompt), so it never switches on the verbalizer's name."""
+"""The verbalizer of a tuned prompt, built from its
+:class:`~skillneurons.verbalizers.config.VerbalizerConfig`: ``tune_prompt`` asks for the head
+(:func:`tuning_head`) and, once the model is built, lets the verbalizer prepare itself
+(:func:`prepare_head`: a knowledgeable verbalizer is refined on unlabelled training texts read
+through the initial prompt), so it never switches on the verbalizer's name."""
 
 from __future__ import annotations
 

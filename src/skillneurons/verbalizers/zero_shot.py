@@ -55,7 +55,8 @@ class TemplateReader:
     def __init__(self, backbone: Backbone, template: str | None = None, max_length: int = 128) -> None:
         if backbone.kind not in DEFAULT_TEMPLATES:
             raise ConfigError(
-                f"{backbone.name} has no MLM/LM head, so it cannot fill a template: load a masked or causal LM"
+                f"{backbone.name} has no MLM/LM head, so it cannot fill a template: load a masked or "
+                "causal LM"
             )
         self.backbone = backbone
         tok = backbone.tokenizer
@@ -70,7 +71,8 @@ class TemplateReader:
                 stripped = stripped[: -len("{mask}")].rstrip()
             if "{mask}" in stripped:
                 raise ConfigError(
-                    f"template {t!r} puts {{mask}} inside the text, but a causal LM only predicts the next word: "
+                    f"template {t!r} puts {{mask}} inside the text, but a causal LM only predicts the "
+                    "next word: "
                     "end the template where the label word goes, e.g. '{text} It was'"
                 )
             t = stripped
@@ -78,14 +80,16 @@ class TemplateReader:
         else:
             if t.count("{mask}") != 1 or tok.mask_token is None:
                 raise ConfigError(
-                    f"template {t!r} needs exactly one {{mask}} for the masked LM {backbone.name}, e.g. '{{text}} It was {{mask}}.'"
+                    f"template {t!r} needs exactly one {{mask}} for the masked LM {backbone.name}, e.g. "
+                    f"'{{text}} It was {{mask}}.'"
                 )
             self.mask_token = str(tok.mask_token)
         try:
             t.format(text="", text_b="", mask="")
         except (KeyError, IndexError, ValueError):
             raise ConfigError(
-                f"template {t!r} has an unknown placeholder: use {{text}}, {{text_b}}, {{mask}} (write literal braces as {{{{ }}}})"
+                f"template {t!r} has an unknown placeholder: use {{text}}, {{text_b}}, {{mask}} (write "
+                f"literal braces as {{{{ }}}})"
             ) from None
         self.template = t
         self.pair = "{text_b}" in t
@@ -95,7 +99,8 @@ class TemplateReader:
         self.room = self.max_length - overhead - 2  # 2 tokens of slack for merges at the boundaries
         if self.room < 2:
             raise ConfigError(
-                f"max_length {self.max_length} leaves no room for text after the {overhead}-token template: raise --max-length"
+                f"max_length {self.max_length} leaves no room for text after the {overhead}-token "
+                "template: raise --max-length"
             )
 
     def _fill(self, text: str, text_b: str | None) -> str:
@@ -128,7 +133,8 @@ class TemplateReader:
             raise DataError("cannot encode an empty batch: the split has no examples")
         if texts_b is not None and not self.pair:
             raise ConfigError(
-                f"this is a pair task but template {self.template!r} has no {{text_b}}: write e.g. '{{text}} ? {{mask}}, {{text_b}}'"
+                f"this is a pair task but template {self.template!r} has no {{text_b}}: write e.g. "
+                f"'{{text}} ? {{mask}}, {{text_b}}'"
             )
         if self.pair and texts_b is None:
             raise ConfigError(

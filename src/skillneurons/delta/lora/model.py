@@ -172,7 +172,8 @@ def _target_modules(backbone: Backbone, paths: Sequence[str]) -> tuple[dict[str,
             base = m.get_base_layer() if isinstance(m, BaseTunerLayer) else m
             if not isinstance(base, (nn.Linear, Conv1D)):
                 raise ConfigError(
-                    f"LoRA target {p!r} is a {type(base).__name__}, not a linear layer: pass linear projections"
+                    f"LoRA target {p!r} is a {type(base).__name__}, not a linear layer: pass linear "
+                    "projections"
                 )
             conv.append(isinstance(base, Conv1D))
             full[f"{layer}_{i}"] = f"{backbone.layers_path}.{layer}.{p}"
