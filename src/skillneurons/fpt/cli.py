@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from skillneurons.fpt.config import ProgressiveConfig
-from skillneurons.fpt.schedule import ProgressiveSchedule
+
+if TYPE_CHECKING:
+    from skillneurons.fpt.schedule import ProgressiveSchedule
 
 __all__ = ["add_arguments", "config_from_args", "schedule_from_args"]
 
@@ -71,4 +74,6 @@ def schedule_from_args(args: argparse.Namespace) -> ProgressiveSchedule | None:
     """The schedule given by the options, or None without ``--progressive``."""
     if not getattr(args, "progressive", None):
         return None
+    from skillneurons.fpt.schedule import ProgressiveSchedule  # lazy: building the parser stays torch-free
+
     return ProgressiveSchedule.from_config(config_from_args(args))

@@ -11,7 +11,6 @@ from typing import Any
 
 from skillneurons.errors import ConfigError
 from skillneurons.transfer.config import parse_layers
-from skillneurons.transfer.indicators import INDICATORS
 
 #: ``3:6`` (a window, end exclusive), ``0,2,5`` or None (all layers); see :func:`parse_layers`
 _layers = parse_layers
@@ -62,7 +61,7 @@ def cmd_transfer_matrix(args: argparse.Namespace) -> int:
 def cmd_transferability(args: argparse.Namespace) -> int:
     from skillneurons.cli import _backbone
     from skillneurons.rundir import RunDir
-    from skillneurons.transfer.indicators import OnOptions, transferability
+    from skillneurons.transfer.indicators import INDICATORS, OnOptions, transferability
     from skillneurons.transfer.matrix import TransferMatrix
 
     matrix = TransferMatrix.load(args.matrix) if args.matrix else None
