@@ -102,6 +102,9 @@ class ProjectorRun(_WithModel):
     projector_module: Any = field(default=None, compare=False, repr=False)
 
 
+_RUN_FIELDS = {f.name for f in dataclasses.fields(ProjectorRun)}
+
+
 @dataclass
 class ProjectedPromptResult(_WithModel):
     """What :func:`apply_projector` returns: the projected prompt's artifact (when saved) and, when
@@ -341,7 +344,7 @@ def train_projector(
         sizes={"train": len(train), "dev": len(dev), "test": len(test)},
         projector=proj.config(),
         head=h.kind,
-        **metrics,
+        **{k: v for k, v in metrics.items() if k in _RUN_FIELDS},
         projector_path=str(out / "projector.safetensors") if out else None,
     )
     if out is not None and is_main():
