@@ -22,8 +22,15 @@ def cpu_model() -> str:
 def write_json(path: str | Path, result: Any) -> None:
     """Write ``result`` as indented JSON (creating the folder) and print it."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    Path(path).write_text(json.dumps(result, indent=2, default=_typed) + "\n")
+    print(json.dumps(result, indent=2, default=_typed))
+
+
+def _typed(obj: Any) -> Any:
+    """A typed result (:class:`skillneurons.results.Result`) inside ``result``, as its JSON."""
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def matrix_md(

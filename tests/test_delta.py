@@ -760,3 +760,36 @@ def test_delta_perturb_cli_loads_the_manifest_backbone_with_the_options(
     manifest = json.loads(paths[0].with_suffix(".json").read_text())
     assert seen["name"] == manifest["backbone"]["name"]
     assert seen["dtype"] == "bfloat16" and seen["device_map"] == "auto" and seen["trust_remote_code"] is False
+
+
+def test_method_configs_are_torch_free_plugins_with_their_options() -> None:
+    import subprocess
+    import sys
+
+    from skillneurons.delta import AdapterConfig, BitFitConfig, LoraConfig, method_config
+    from skillneurons.prompts.methods import TUNING_METHODS
+
+    code = (
+        "import sys, skillneurons.delta.config, skillneurons.delta.lora.config, "
+        "skillneurons.delta.adapter.config, skillneurons.delta.bitfit.config; "
+        "assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    lora = TUNING_METHODS.get("lora")
+    assert lora.config is LoraConfig and lora.config_from_options({"r": 4}) == LoraConfig(r=4)
+    assert TUNING_METHODS.get("bitfit").config is BitFitConfig
+    assert method_config("adapter", {"reduction": 8}) == AdapterConfig(reduction=8.0)
+    assert LoraConfig(targets="attention.self.query, attention.self.key").targets == (
+        "attention.self.query",
+        "attention.self.key",
+    )
+    with pytest.raises(ConfigError, match="has no option 'rank'"):
+        lora.config_from_options({"rank": 4})
+    with pytest.raises(ConfigError, match="placement"):
+        AdapterConfig(placement="parallel")
+    with pytest.raises(ConfigError, match="no method options"):
+        TUNING_METHODS.get("prompt").config_from_options({"r": 1})
+    bb = tiny_model("bert")
+    dm = lora.wrap(_plain(bb), LoraConfig(r=2))
+    assert isinstance(dm, DeltaModel) and dm.delta.options()["r"] == 2
+    dm.release()

@@ -521,3 +521,23 @@ def test_depth_stage_gives_kept_layers_their_own_layer_types() -> None:
     ref.config.layer_types = types[:2]
     wrong = ref.base_model(inputs_embeds=emb, attention_mask=mask)[0]
     assert not torch.allclose(wrong[real], want[real])
+
+
+def test_progressive_config_builds_the_schedule_hooks_and_a_typed_summary() -> None:
+    from skillneurons.fpt import ProgressiveConfig, ProgressiveSchedule, ProgressiveSummary, progressive_hooks
+
+    assert ProgressiveSchedule.from_config(ProgressiveConfig()) is None
+    cfg = ProgressiveConfig(schedule="d50,full", depth_rule="first", reset_optimizer=True)
+    s = ProgressiveSchedule.from_config(cfg)
+    assert s is not None and s.spec == "d50:1,full:2" and s.depth_rule == "first" and s.reset_optimizer
+    with pytest.raises(ConfigError, match="depth rule"):
+        ProgressiveConfig(schedule="d50,full", depth_rule="last")
+    model, task = _setup(layers=2)
+    assert progressive_hooks(ProgressiveConfig(), model, task) is None
+    hooks = progressive_hooks(cfg, model, task)
+    assert hooks is not None
+    Trainer(model, task, task, TrainConfig(max_steps=4, batch_size=8), progress=False, hooks=hooks)
+    summary = hooks.summary()
+    assert isinstance(summary, ProgressiveSummary) and summary.stages[0].layers == [0]
+    again = ProgressiveSummary.from_json(json.loads(json.dumps(summary.to_json())))
+    assert again == summary and summary.to_json()["schema"] == "skillneurons.fpt_summary"

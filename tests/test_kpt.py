@@ -439,3 +439,21 @@ def test_real_bpe_vocabulary_whole_words_and_split_words() -> None:
         torch.testing.assert_close(head.word_logits(hidden)[:, 0], expect)
     near = nearest_words(bb, [["negative"], ["positive"]], 5)
     assert "positively" in [w for w, _ in near[1]]
+
+
+def test_verbalizer_config_builds_the_tuning_head() -> None:
+    from skillneurons.verbalizers import KPTEvalConfig, VerbalizerConfig, prepare_head, tuning_head
+
+    with pytest.raises(ConfigError, match="unknown verbalizer 'many'"):
+        VerbalizerConfig(verbalizer="many")
+    with pytest.raises(ConfigError, match="unknown verbalizer"):
+        KPTEvalConfig(verbalizer="many")
+    bb = tiny_model("bert")
+    task = separable_task(40)
+    single = tuning_head(VerbalizerConfig(), bb, task, "label_words")
+    assert single.kind == build_head("label_words", bb, task.label_words).kind
+    kpt = tuning_head(VerbalizerConfig(verbalizer="kpt"), bb, task)
+    assert isinstance(kpt, KnowledgeableHead) and kpt.kind == "kpt"
+    pm = PromptModel(bb, SoftPrompt.create(bb, 2), kpt, max_length=24)
+    assert prepare_head(VerbalizerConfig(), pm, task, 0) is None
+    assert prepare_head(VerbalizerConfig(verbalizer="kpt", contexts=8), pm, task, 0) is not None

@@ -163,10 +163,9 @@ def test_own_prompt_through_the_transfer_path_equals_plain_evaluation(runs: dict
     test_b = res["n_eval"][1]
     cross = evaluate_prompt(pb, runs["b"], model=bb, progress=False)  # same split as the matrix column
     assert cross["n"] == test_b
-    from skillneurons.artifacts import load_manifest
-    from skillneurons.neurons.find import prompt_splits
+    from skillneurons.rundir import RunDir
 
-    part = prompt_splits(pb, load_manifest(pb, "prompt"), runs["b"]).part("test")
+    part = RunDir.of(pb).part("test", runs["b"])
     assert res["accuracy"][0][1] == pytest.approx(evaluate(pm_b, part)["accuracy"])
     assert res["relative"][0][1] == pytest.approx(res["accuracy"][0][1] / res["own"][1])
     assert res["same_task"] == [[True, False], [False, True]] and res["same_head"][0][1] is True
@@ -743,3 +742,23 @@ def test_project_cli_options(runs: dict, tmp_path: Path, monkeypatch: pytest.Mon
         ),
     )
     assert args.fn(args) == 0 and seen["model"] is runs["bb"] and loaded[-1] == runs["bb"].name  # type: ignore[attr-defined]
+
+
+def test_typed_results_round_trip(runs: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    from skillneurons.transfer import TransferMatrix, TransferMatrixConfig, parse_layers
+
+    tasks = {"tiny-sentiment": runs["a"], "tiny-b": runs["b"]}
+    res = run_transfer_matrix(
+        [runs["pa"], runs["pb"]],
+        tmp_path,
+        TransferMatrixConfig(precision="fp32"),
+        model=runs["bb"],
+        tasks=tasks,
+    )
+    saved = TransferMatrix.load(tmp_path / "transfer_matrix.json")
+    assert saved == res and saved.settings["precision"] == "fp32" and saved.accuracy == res["accuracy"]
+    assert (
+        json.loads((tmp_path / "transfer_matrix.json").read_text())["schema"]
+        == "skillneurons.transfer_matrix"
+    )
+    assert parse_layers("1:3") == [1, 2] and parse_layers("0,2") == [0, 2] and parse_layers(None) is None

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from skillneurons.delta.methods import METHODS
+from skillneurons.delta.config import METHOD_NAMES as METHODS
 
 
 def add_method_args(p: argparse.ArgumentParser) -> None:
@@ -67,44 +67,35 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_delta_perturb(args: argparse.Namespace) -> int:
-    from skillneurons.cli import _backbone
+    from skillneurons.cli import _backbone, _load_task_from
+    from skillneurons.delta.config import DeltaPerturbConfig
     from skillneurons.delta.experiment import run_delta_perturbation
     from skillneurons.perturb.cli import _floats, _options
+    from skillneurons.rundir import RunDir
 
     opts = _options(args)
-    mode = opts.pop("mode")
-    positions = opts.pop("positions")
-    from skillneurons.cli import _load_task_from
-
+    progress = opts.pop("progress")
+    config = DeltaPerturbConfig(
+        rhos=tuple(_floats(args.rho, "--rho")), draws=args.draws, split=args.split, **opts
+    )
     task = _load_task_from(args) if args.task else None
-    from skillneurons.artifacts import load_manifest
-
     # the backbone named by --model, else the one the first tuned model names; --dtype etc. apply to both
-    bb = _backbone(args, args.model or load_manifest(args.models[0], "prompt")["backbone"]["name"])
+    bb = _backbone(args, args.model or RunDir.of(args.models[0]).backbone_name)
     res = run_delta_perturbation(
-        args.neurons,
-        args.models,
-        args.out,
-        model=bb,
-        task=task,
-        split=args.split,
-        rhos=_floats(args.rho, "--rho"),
-        draws=args.draws,
-        mode=mode,
-        positions=positions,
-        **opts,
+        args.neurons, args.models, args.out, config, model=bb, task=task, progress=progress
     )
     print(
-        f"skill neurons of {res['task']} ({mode}); drop from unperturbed test accuracy, random: mean [95% CI]"
+        f"skill neurons of {res.task} ({config.mode}); drop from unperturbed test accuracy, "
+        "random: mean [95% CI]"
     )
-    for m in res["models"]:
-        print(f"{m['label']}: unperturbed {m['sweep']['unperturbed']:.4f} (n={m['sweep']['n_eval']})")
-        for r in m["summary"]:
-            ci = r["random_drop_ci95"]
+    for m in res.models:
+        print(f"{m.label}: unperturbed {m.sweep['unperturbed']:.4f} (n={m.sweep['n_eval']})")
+        for r in m.summary:
+            ci = r.random_drop_ci95
             band = f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci[0] is not None else ""
-            rnd = f"{r['random_drop']:+.4f}" if r["random_drop"] is not None else "-"
+            rnd = f"{r.random_drop:+.4f}" if r.random_drop is not None else "-"
             print(
-                f"  rho {r['rho']:.3f} ({r['neurons']:5d} neurons): skill {r['skill_drop']:+.4f}, random {rnd}{band}"
+                f"  rho {r.rho:.3f} ({r.neurons:5d} neurons): skill {r.skill_drop:+.4f}, random {rnd}{band}"
             )
     print(f"results written to {Path(args.out) / 'delta_perturb.json'} and delta_perturb.png")
     return 0

@@ -6,10 +6,10 @@ PEFT's adapter switch for LoRA), so one frozen :class:`~skillneurons.backbones.B
 by plain prompt models and by any number of delta-tuned models (e.g. in a perturbation experiment)
 without one leaking into another. The backbone's own parameters are never written:
 
-* ``bitfit`` (:class:`~skillneurons.delta.bitfit.BitFit`): every bias term of the transformer body;
-* ``adapter`` (:class:`~skillneurons.delta.adapters.Adapters`): bottleneck adapters after the FFN
+* ``bitfit`` (:class:`~skillneurons.delta.bitfit.model.BitFit`): every bias term of the transformer body;
+* ``adapter`` (:class:`~skillneurons.delta.adapter.model.Adapters`): bottleneck adapters after the FFN
   (Pfeiffer) or after the attention output and the FFN (Houlsby);
-* ``lora`` (:class:`~skillneurons.delta.lora.LoRA`): low-rank updates of the attention query/value
+* ``lora`` (:class:`~skillneurons.delta.lora.model.LoRA`): low-rank updates of the attention query/value
   projections through PEFT.
 
 The FFN up/gate/down weights (the neurons, REFERENCE.md section 0) stay frozen under every method,
@@ -18,7 +18,7 @@ which is what makes skill neurons found by prompt tuning comparable across metho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -27,12 +27,12 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from skillneurons.backbones import Backbone
-from skillneurons.errors import ConfigError
+from skillneurons.delta.config import METHOD_NAMES
 
 #: the tuning methods, ``prompt`` included (it is the plain :class:`~skillneurons.prompts.PromptModel`)
-METHODS: tuple[str, ...] = ("prompt", "bitfit", "adapter", "lora")
+METHODS: tuple[str, ...] = METHOD_NAMES
 
-__all__ = ["METHODS", "DeltaMethod", "build_method", "output_hook", "output_hooks"]
+__all__ = ["METHODS", "DeltaMethod", "output_hook", "output_hooks"]
 
 
 class DeltaMethod(nn.Module):
@@ -40,7 +40,7 @@ class DeltaMethod(nn.Module):
 
     Subclasses set :attr:`name`, create their trainable tensors in ``__init__``, implement
     :meth:`_install` (put the edits on the backbone; return callables that take them off) and
-    :meth:`options` (the keyword arguments that rebuild the method: saved in artifacts).
+    :meth:`options` (the options that rebuild the method, its config's fields: saved in artifacts).
     :meth:`_install` must leave the backbone plain when it raises (see :func:`output_hooks`).
     """
 
@@ -118,26 +118,3 @@ def output_hooks(
             h.remove()
         raise
     return [h.remove for h in handles]
-
-
-def build_method(name: str, backbone: Backbone, options: Mapping[str, Any] | None = None) -> DeltaMethod:
-    """The delta method ``name`` (``bitfit``, ``adapter``, ``lora``) on ``backbone`` with ``options``
-    (its keyword arguments; unknown ones are a :class:`ConfigError`)."""
-    from skillneurons.delta.adapters import Adapters
-    from skillneurons.delta.bitfit import BitFit
-    from skillneurons.delta.lora import LoRA
-
-    classes: dict[str, type[DeltaMethod]] = {"bitfit": BitFit, "adapter": Adapters, "lora": LoRA}
-    if name not in classes:
-        raise ConfigError(f"unknown tuning method '{name}': use one of {', '.join(METHODS)}")
-    cls = classes[name]
-    opts = dict(options or {})
-    import inspect
-
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "backbone")]
-    unknown = sorted(set(opts) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"method '{name}' has no option {', '.join(map(repr, unknown))}: its options are {', '.join(allowed) or 'none'}"
-        )
-    return cls(backbone, **opts)

@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from skillneurons.backbones import Backbone
-from skillneurons.delta.methods import DeltaMethod, build_method
+from skillneurons.delta.build import build_method
+from skillneurons.delta.methods import DeltaMethod
 from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.prompts.heads import Head
+from skillneurons.prompts.methods import options_to_config
 from skillneurons.prompts.model import Batch, PromptModel
 from skillneurons.prompts.soft_prompt import SoftPrompt
 
@@ -75,7 +77,8 @@ class DeltaModel(PromptModel):
             return super().forward(batch)
 
     def release(self) -> None:
-        """Remove the method from the shared backbone's module tree (LoRA); see :meth:`DeltaMethod.release`."""
+        """Remove the method from the shared backbone's module tree (LoRA); see
+        :meth:`DeltaMethod.release`."""
         self.delta.release()
 
     # ---- artifact hooks (used by skillneurons.prompts.save_prompt) ---------------------------
@@ -91,13 +94,13 @@ class DeltaModel(PromptModel):
 
 
 def delta_model(
-    model: PromptModel, method: str = "prompt", options: Mapping[str, Any] | None = None
+    model: PromptModel, method: str = "prompt", options: Mapping[str, Any] | Any = None
 ) -> PromptModel:
     """``model`` itself for ``method="prompt"``; otherwise a :class:`DeltaModel` with ``model``'s head,
-    layout, length and template, no soft prompt, and the method ``method`` built with ``options``."""
+    layout, length and template, no soft prompt, and the method ``method`` built with ``options`` (its
+    config, e.g. a :class:`~skillneurons.delta.LoraConfig`, or the config's fields as a mapping)."""
     if method == "prompt":
-        if options:
-            raise ConfigError(f"prompt tuning takes no method options (got {', '.join(options)})")
+        options_to_config(None, options, "prompt")  # refuses options
         return model
     m = build_method(method, model.backbone, options)
     return DeltaModel(

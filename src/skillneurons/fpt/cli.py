@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from skillneurons.fpt.schedule import ProgressiveSchedule, parse_schedule
+from skillneurons.fpt.config import ProgressiveConfig
 
-__all__ = ["add_arguments", "schedule_from_args"]
+if TYPE_CHECKING:
+    from skillneurons.fpt.schedule import ProgressiveSchedule
+
+__all__ = ["add_arguments", "config_from_args", "schedule_from_args"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SCHEDULE",
         help="train first on partial models, then the full one: comma-separated stages, each 'full', "
         "'dPCT' (keep PCT%% of the layers), 'wPCT' (keep PCT%% of the FFN neurons per layer), 'dPCTwPCT' or "
-        "'PCT' (both), optionally ':WEIGHT' (share of the steps; default 1 each, 2 for the final full stage). "
+        "'PCT' (both), optionally ':WEIGHT' (share of the steps; default 1 each, 2 for the final full "
+        "stage). "
         "The last stage must be 'full'. E.g. '25,50,75,full' (compound), 'w25,w50,w75,full', 'd50,full:3'",
     )
     g.add_argument(
@@ -53,15 +58,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def schedule_from_args(args: argparse.Namespace) -> ProgressiveSchedule | None:
-    """The schedule given by the options, or None without ``--progressive``."""
-    if not getattr(args, "progressive", None):
-        return None
-    return parse_schedule(
-        args.progressive,
+def config_from_args(args: argparse.Namespace) -> ProgressiveConfig:
+    """The :class:`ProgressiveConfig` of the parsed ``tune`` options."""
+    return ProgressiveConfig(
+        schedule=getattr(args, "progressive", None) or None,
         depth_rule=args.progressive_depth,
         width_by=args.progressive_width_by,
         neurons=args.progressive_neurons,
         evaluate=args.progressive_eval,
         reset_optimizer=args.reset_optimizer,
     )
+
+
+def schedule_from_args(args: argparse.Namespace) -> ProgressiveSchedule | None:
+    """The schedule given by the options, or None without ``--progressive``."""
+    if not getattr(args, "progressive", None):
+        return None
+    from skillneurons.fpt.schedule import ProgressiveSchedule  # lazy: building the parser stays torch-free
+
+    return ProgressiveSchedule.from_config(config_from_args(args))

@@ -42,6 +42,7 @@ from skillneurons.backbones import Backbone, neuron_hooks
 from skillneurons.data import Task
 from skillneurons.errors import ConfigError
 from skillneurons.prompts.model import PromptModel
+from skillneurons.pruning.prune import prune_backbone
 from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
 
 __all__ = [
@@ -240,7 +241,6 @@ class PartialModel:
     # ---- construction of the narrowed FFNs ---------------------------------------------------
     @torch.no_grad()
     def _build_narrow(self, keep: Sequence[Tensor], baseline: Sequence[Tensor]) -> None:
-        from skillneurons.pruning.prune import prune_backbone
 
         bb = self.backbone
         if len(keep) != bb.num_layers or len(baseline) != bb.num_layers:

@@ -35,6 +35,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from torch import Tensor
 
 from skillneurons.data import Task
 from skillneurons.errors import ConfigError
+from skillneurons.fpt.config import ProgressiveConfig
 from skillneurons.fpt.partial import (
     PartialModel,
     activation_magnitudes,
@@ -52,12 +54,62 @@ from skillneurons.fpt.partial import (
     top_fraction_mask,
 )
 from skillneurons.fpt.schedule import ProgressiveSchedule, Stage, parse_schedule
+from skillneurons.neurons.find import SkillNeurons
 from skillneurons.prompts.model import Batch, PromptModel
+from skillneurons.results import Result
 from skillneurons.training.trainer import Trainer, TrainHooks, autocast_context, encode_examples
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ProgressiveTraining", "count_step_flops"]
+__all__ = [
+    "ProgressiveSummary",
+    "ProgressiveTraining",
+    "StageSummary",
+    "count_step_flops",
+    "progressive_hooks",
+]
+
+
+@dataclass
+class StageSummary(Result):
+    """One stage of a progressive run: its shape, kept layers and FFN widths, steps, FLOPs per step
+    and seconds (this process's)."""
+
+    SCHEMA = "skillneurons.fpt_stage"
+
+    name: str
+    depth: float
+    width: float
+    weight: float
+    layers: list[int]
+    widths: list[int] | None
+    steps: int
+    flops_per_step: int | None
+    seconds: float
+
+
+@dataclass
+class ProgressiveSummary(Result):
+    """``results["progressive"]`` of a fast-prompt-tuning run: the schedule and its options, the
+    stages, and the training FLOPs against the same steps on the full model."""
+
+    SCHEMA = "skillneurons.fpt_summary"
+
+    schedule: str
+    depth_rule: str
+    width_by: str
+    neurons: str | None
+    width_examples: int
+    fold_baseline: bool
+    reset_optimizer: bool
+    evaluate: str
+    stages: list[StageSummary] = field(default_factory=list)
+    steps: int = 0
+    flops: int = 0
+    flops_full_model: int = 0
+    flops_ratio: float | None = None
+    train_step_seconds: float = 0.0
+    prepare_seconds: float = 0.0
 
 
 def count_step_flops(model: PromptModel, batch: Batch, precision: str = "auto") -> int:
@@ -88,7 +140,8 @@ class ProgressiveTraining(TrainHooks):
     Args:
         model: the prompt model being trained (its backbone is the full model).
         train: the training split (the width ranking samples it; FLOPs are counted on its first batch).
-        schedule: a :class:`ProgressiveSchedule` or its string form (:func:`parse_schedule`).
+        schedule: a :class:`ProgressiveSchedule`, its string form (:func:`parse_schedule`) or a
+            :class:`~skillneurons.fpt.config.ProgressiveConfig` with a schedule.
         precision: as in ``TrainConfig`` (used for the ranking pass and the FLOP count).
         progress: show progress bars.
 
@@ -100,14 +153,14 @@ class ProgressiveTraining(TrainHooks):
         self,
         model: PromptModel,
         train: Task,
-        schedule: ProgressiveSchedule | str,
+        schedule: ProgressiveSchedule | ProgressiveConfig | str,
         *,
         precision: str = "auto",
         progress: bool = False,
     ) -> None:
         self.model = model
         self.train = train
-        self.schedule = parse_schedule(schedule) if isinstance(schedule, str) else schedule
+        self.schedule = _schedule(schedule)
         self.precision = precision
         self.progress = progress
         self.trainer: Trainer | None = None
@@ -196,38 +249,38 @@ class ProgressiveTraining(TrainHooks):
             for s, n, ls in zip(self.schedule.stages, self.steps_per_stage(), self.stage_layers)
         )
 
-    def summary(self, steps_done: int | None = None) -> dict[str, Any]:
-        """JSON-ready description: stages (layers, widths, steps, FLOPs per step), FLOPs against the
-        same steps on the full model, seconds per stage (seconds since this process started: not
-        carried over a resume)."""
+    def summary(self, steps_done: int | None = None) -> ProgressiveSummary:
+        """The stages (layers, widths, steps, FLOPs per step), FLOPs against the same steps on the full
+        model, seconds per stage (seconds since this process started: not carried over a resume)."""
         done = self.total_steps if steps_done is None else steps_done
         full = self.flops_per_step[-1] if self.flops_per_step else 0
         flops = self.flops_until(done)
         stages = [
-            {
-                "name": s.name,
-                "depth": s.depth,
-                "width": s.width,
-                "weight": s.weight,
-                "layers": self.stage_layers[i],
-                "widths": self._widths[i] if i < len(self._widths) else None,
-                "steps": n,
-                "flops_per_step": self.flops_per_step[i] if i < len(self.flops_per_step) else None,
-                "seconds": self.stage_seconds[i],
-            }
+            StageSummary(
+                name=s.name,
+                depth=s.depth,
+                width=s.width,
+                weight=s.weight,
+                layers=self.stage_layers[i],
+                widths=self._widths[i] if i < len(self._widths) else None,
+                steps=n,
+                flops_per_step=self.flops_per_step[i] if i < len(self.flops_per_step) else None,
+                seconds=self.stage_seconds[i],
+            )
             for i, (s, n) in enumerate(zip(self.schedule.stages, self.steps_per_stage(done)))
         ]
-        return {
-            "schedule": self.schedule.spec,
-            **{k: v for k, v in self.schedule.identity().items() if k != "stages"},
-            "stages": stages,
-            "steps": done,
-            "flops": flops,
-            "flops_full_model": done * full,
-            "flops_ratio": flops / (done * full) if done and full else None,
-            "train_step_seconds": sum(self.stage_seconds),
-            "prepare_seconds": self.prepare_seconds,
-        }
+        ident = {k: v for k, v in self.schedule.identity().items() if k != "stages"}
+        return ProgressiveSummary(
+            schedule=self.schedule.spec,
+            **ident,
+            stages=stages,
+            steps=done,
+            flops=flops,
+            flops_full_model=done * full,
+            flops_ratio=flops / (done * full) if done and full else None,
+            train_step_seconds=sum(self.stage_seconds),
+            prepare_seconds=self.prepare_seconds,
+        )
 
     # ---- internals ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -274,16 +327,14 @@ class ProgressiveTraining(TrainHooks):
     def _rank_neurons(self, trainer: Trainer) -> None:
         bb = self.model.backbone
         if self.schedule.width_by == "skill":
-            from skillneurons.neurons.find import SkillNeurons
-
             assert self.schedule.neurons is not None
             path = Path(self.schedule.neurons)
             self._skill = SkillNeurons.load(path)
             if self._skill.n_layers != bb.num_layers or [self._skill.d_ff] * bb.num_layers != bb.d_ff:
                 raise ConfigError(
-                    f"the skill neurons in {path} were found on a model with {self._skill.n_layers} layers of "
-                    f"{self._skill.d_ff} neurons, but {bb.name} has {bb.num_layers} layers of widths {sorted(set(bb.d_ff))}: "
-                    "use skill neurons found on this model"
+                    f"the skill neurons in {path} were found on a model with {self._skill.n_layers} layers "
+                    f"of {self._skill.d_ff} neurons, but {bb.name} has {bb.num_layers} layers of widths "
+                    f"{sorted(set(bb.d_ff))}: use skill neurons found on this model"
                 )
             scores = list(self._skill.scores().unbind(0))
             self._scores = (scores, list(self._skill.token_mean.unbind(0)))
@@ -299,3 +350,28 @@ class ProgressiveTraining(TrainHooks):
             progress=self.progress,
         )
         self._scores = (mean_abs, mean)
+
+
+def _schedule(schedule: ProgressiveSchedule | ProgressiveConfig | str) -> ProgressiveSchedule:
+    if isinstance(schedule, str):
+        return parse_schedule(schedule)
+    if isinstance(schedule, ProgressiveConfig):
+        built = ProgressiveSchedule.from_config(schedule)
+        if built is None:
+            raise ConfigError("fast prompt tuning needs a schedule: pass --progressive SCHEDULE")
+        return built
+    return schedule
+
+
+def progressive_hooks(
+    config: ProgressiveConfig | ProgressiveSchedule | str | None,
+    model: PromptModel,
+    train: Task,
+    *,
+    precision: str = "auto",
+    progress: bool = False,
+) -> ProgressiveTraining | None:
+    """The trainer hooks of fast prompt tuning for ``config`` (None when it gives no schedule)."""
+    if config is None or (isinstance(config, ProgressiveConfig) and not config.enabled):
+        return None
+    return ProgressiveTraining(model, train, config, precision=precision, progress=progress)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from skillneurons.errors import ConfigError
+from skillneurons.fpt.config import ProgressiveConfig
 from skillneurons.fpt.partial import DepthRule
 
 __all__ = ["ProgressiveSchedule", "Stage", "WidthBy", "parse_schedule"]
@@ -169,6 +170,15 @@ class ProgressiveSchedule:
     def with_options(self, **kw: Any) -> ProgressiveSchedule:
         return replace(self, **kw)
 
+    @classmethod
+    def from_config(cls, config: ProgressiveConfig) -> ProgressiveSchedule | None:
+        """The schedule of ``config`` (:func:`parse_schedule` of its ``schedule`` with its other
+        options); None when it gives no schedule."""
+        if not config.enabled:
+            return None
+        assert config.schedule is not None
+        return parse_schedule(config.schedule, **config.schedule_options())
+
 
 def parse_schedule(text: str, **options: Any) -> ProgressiveSchedule:
     """Parse the schedule syntax of the module docstring; ``options`` are the other
@@ -176,7 +186,8 @@ def parse_schedule(text: str, **options: Any) -> ProgressiveSchedule:
     parts = [p.strip() for p in str(text).split(",")]
     if not parts or any(not p for p in parts):
         raise ConfigError(
-            f"progressive schedule '{text}' has an empty stage: write e.g. '25,50,75,full' or 'd25,d50,d75,full'"
+            f"progressive schedule '{text}' has an empty stage: write e.g. '25,50,75,full' or "
+            "'d25,d50,d75,full'"
         )
     weights: list[float | None] = []
     shapes: list[tuple[float, float]] = []
@@ -205,9 +216,10 @@ def parse_schedule(text: str, **options: Any) -> ProgressiveSchedule:
         shapes.append((d, wd))
         weights.append(weight)
     n = len(shapes)
+    default = [2.0 if i == n - 1 and n > 1 else 1.0 for i in range(n)]
     stages = tuple(
-        Stage(d, wd, weights[i] if weights[i] is not None else (2.0 if i == n - 1 and n > 1 else 1.0))  # type: ignore[arg-type]
-        for i, (d, wd) in enumerate(shapes)
+        Stage(d, wd, w if w is not None else default[i])
+        for i, ((d, wd), w) in enumerate(zip(shapes, weights))
     )
     return ProgressiveSchedule(stages, text=str(text), **options)
 

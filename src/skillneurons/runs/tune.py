@@ -152,7 +152,7 @@ def tune_prompt(
             "prompt": str(result.prompt_path) if result.prompt_path else None,
         }
         if hooks is not None:
-            results["progressive"] = hooks.summary(result.steps)
+            results["progressive"] = hooks.summary(result.steps).to_json()
         if method != "prompt":
             results.update(prompt_length=0, **pm.artifact_manifest())  # type: ignore[operator]
     finally:

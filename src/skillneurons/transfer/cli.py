@@ -10,28 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from skillneurons.errors import ConfigError
-from skillneurons.transfer.indicators import INDICATORS
+from skillneurons.transfer.config import parse_layers
 
-
-def _layers(text: str | None) -> list[int] | None:
-    """``3:6`` (a window, end exclusive), ``0,2,5`` or None (all layers)."""
-    if text is None:
-        return None
-    try:
-        if ":" in text:
-            a, b = text.split(":", 1)
-            layers = list(range(int(a), int(b)))
-        else:
-            layers = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"--layers {text!r} is not a window 'A:B' or a list '0,1,2' of layer indices"
-        ) from None
-    if not layers:
-        raise ConfigError(
-            f"--layers {text!r} selects no layer: give a window 'A:B' with A < B, or a list '0,1,2'"
-        )
-    return layers
+#: ``3:6`` (a window, end exclusive), ``0,2,5`` or None (all layers); see :func:`parse_layers`
+_layers = parse_layers
 
 
 def _table(rows: list[str], cols: list[str], m: list[list[Any]], fmt: str = "{:.3f}") -> str:
@@ -47,12 +29,12 @@ def _table(rows: list[str], cols: list[str], m: list[list[Any]], fmt: str = "{:.
 
 
 def cmd_transfer_matrix(args: argparse.Namespace) -> int:
-    from skillneurons.artifacts import load_manifest
     from skillneurons.cli import _backbone
+    from skillneurons.rundir import RunDir
     from skillneurons.transfer.matrix import run_transfer_matrix
 
     # through the CLI's loader (--dtype, --device-map, --ffn, --trust-remote-code), also for the default
-    model = _backbone(args, args.model or load_manifest(args.prompts[0], "prompt")["backbone"]["name"])
+    model = _backbone(args, args.model or RunDir.of(args.prompts[0]).backbone_name)
     names = args.names.split(",") if args.names else None
     res = run_transfer_matrix(
         args.prompts,
@@ -66,7 +48,8 @@ def cmd_transfer_matrix(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(
-        f"accuracy on the target's {res['settings']['split']} split (rows: source prompt, columns: target task)"
+        f"accuracy on the target's {res['settings']['split']} split "
+        "(rows: source prompt, columns: target task)"
     )
     print(_table(res["sources"], res["targets"], res["accuracy"]))
     print("\nrelative to the target's own prompt")
@@ -76,17 +59,19 @@ def cmd_transfer_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_transferability(args: argparse.Namespace) -> int:
-    from skillneurons.artifacts import atomic_write_json, load_manifest
     from skillneurons.cli import _backbone
-    from skillneurons.transfer.indicators import OnOptions, transferability
+    from skillneurons.rundir import RunDir
+    from skillneurons.transfer.indicators import INDICATORS, OnOptions, transferability
+    from skillneurons.transfer.matrix import TransferMatrix
 
-    matrix = json.loads(Path(args.matrix).read_text()) if args.matrix else None
+    matrix = TransferMatrix.load(args.matrix) if args.matrix else None
     if args.neurons and len(args.neurons) != len(args.prompts):
         raise ConfigError(
-            f"--neurons gives {len(args.neurons)} artifacts for {len(args.prompts)} prompts: give one per prompt ('-' for none)"
+            f"--neurons gives {len(args.neurons)} artifacts for {len(args.prompts)} prompts: "
+            "give one per prompt ('-' for none)"
         )
     neurons = {p: (None if n == "-" else n) for p, n in zip(args.prompts, args.neurons or [])}
-    bb = _backbone(args, args.model or load_manifest(args.prompts[0], "prompt")["backbone"]["name"])
+    bb = _backbone(args, args.model or RunDir.of(args.prompts[0]).backbone_name)
     on = OnOptions(
         position=args.on_position,
         texts=args.on_input or [""],
@@ -107,7 +92,7 @@ def cmd_transferability(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "transferability.json", res)
+    res.save(out / "transferability.json")
     for k in INDICATORS:
         print(f"{k}")
         print(_table(res["names"], res["names"], res["indicators"][k]))
@@ -122,7 +107,8 @@ def cmd_transferability(args: argparse.Namespace) -> int:
             f = lambda v: f"{v:9.3f}" if v is not None else f"{'-':>9s}"  # noqa: E731
             g = lambda v: f"{v:7.3f}" if v is not None else f"{'-':>7s}"  # noqa: E731
             print(
-                f"{k:16s} {f(c['spearman'])} {g(c['spearman_p'])} {f(c['pearson'])} {g(c['pearson_p'])} {c['n']:4d}"
+                f"{k:16s} {f(c['spearman'])} {g(c['spearman_p'])} {f(c['pearson'])} "
+                f"{g(c['pearson_p'])} {c['n']:4d}"
             )
     print(f"results written to {out / 'transferability.json'}")
     return 0
@@ -157,7 +143,8 @@ def cmd_project(args: argparse.Namespace) -> int:
         )
         print(
             f"projected {res['task']} prompt: test accuracy {res['test_accuracy']:.4f} "
-            f"(best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); projector saved to {res['projector_path']}"
+            f"(best dev {res['best_dev_accuracy']:.4f} at step {res['best_step']}); "
+            f"projector saved to {res['projector_path']}"
         )
         return 0
     from skillneurons.transfer.projector import apply_projector, projector_manifest
@@ -172,7 +159,7 @@ def cmd_project(args: argparse.Namespace) -> int:
 
         task = _load_task_from(args)
     target = args.model or projector_manifest(args.projector)["target_backbone"]["name"]
-    res = apply_projector(
+    applied = apply_projector(
         args.projector,
         args.prompt,
         _backbone(args, target),
@@ -184,13 +171,13 @@ def cmd_project(args: argparse.Namespace) -> int:
         precision=args.precision,
         progress=not args.quiet,
     )
-    res.pop("model", None)
-    print(json.dumps(res, indent=2))
+    body = applied.to_json() if hasattr(applied, "to_json") else dict(applied)
+    body.pop("model", None)
+    print(json.dumps(body, indent=2))
     return 0
 
 
 def cmd_tpt_compare(args: argparse.Namespace) -> int:
-    from skillneurons.artifacts import atomic_write_json
     from skillneurons.transfer.tpt import compare_runs
 
     others = {}
@@ -206,10 +193,11 @@ def cmd_tpt_compare(args: argparse.Namespace) -> int:
         sp = r["speedup"]
         print(
             f"{n:16s} {st if st is not None else '-':>6} {f'{sec:.0f}' if sec is not None else '-':>8s} "
-            f"{f'{sp:.2f}x' if sp is not None else '-':>8s} {r['best_dev_accuracy']:8.4f} {r['test_accuracy']:7.4f}"
+            f"{f'{sp:.2f}x' if sp is not None else '-':>8s} {r['best_dev_accuracy']:8.4f} "
+            f"{r['test_accuracy']:7.4f}"
         )
     if args.out:
-        atomic_write_json(Path(args.out), res)
+        res.save(Path(args.out))
         print(f"results written to {args.out}")
     return 0
 
@@ -217,7 +205,17 @@ def cmd_tpt_compare(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add the ``transfer-matrix``, ``transferability``, ``project`` and ``tpt-compare`` commands to
     ``sub`` (the object returned by ``parser.add_subparsers``)."""
-    from skillneurons.cli import _backbone_args, _task_args
+    for add in (
+        _register_transfer_matrix,
+        _register_transferability,
+        _register_project,
+        _register_tpt_compare,
+    ):
+        add(sub)
+
+
+def _register_transfer_matrix(sub: Any) -> None:
+    from skillneurons.cli import _backbone_args
 
     p = sub.add_parser("transfer-matrix", help="cross-task zero-shot transfer: every prompt on every task")
     _backbone_args(p)
@@ -239,9 +237,14 @@ def register(sub: Any) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.set_defaults(fn=cmd_transfer_matrix)
 
+
+def _register_transferability(sub: Any) -> None:
+    from skillneurons.cli import _backbone_args
+
     p = sub.add_parser(
         "transferability",
-        help="indicators (E_avg, E_tok, ON, skill-neuron overlap) for every pair, and their correlation with transfer",
+        help="indicators (E_avg, E_tok, ON, skill-neuron overlap) for every pair, and their correlation "
+        "with transfer",
     )
     _backbone_args(p)
     p.add_argument("prompts", nargs="+", help="prompt artifacts of one model")
@@ -252,7 +255,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--neurons",
         nargs="+",
-        help="skill-neuron artifacts, one per prompt ('-' for none; default: looked up in RUN/neurons or RUN/../neurons)",
+        help="skill-neuron artifacts, one per prompt ('-' for none; default: looked up in RUN/neurons "
+        "or RUN/../neurons)",
     )
     p.add_argument("--rho", type=float, default=0.02, help="fraction defining the skill-neuron sets")
     p.add_argument(
@@ -285,6 +289,10 @@ def register(sub: Any) -> None:
         help="leave out pairs with a prompt whose own accuracy beats its majority class by less (e.g. 0.05)",
     )
     p.set_defaults(fn=cmd_transferability)
+
+
+def _register_project(sub: Any) -> None:
+    from skillneurons.cli import _backbone_args, _task_args
 
     p = sub.add_parser("project", help="cross-model prompt projector: train it, or apply it to a prompt")
     p.add_argument("action", choices=["train", "apply"])
@@ -334,6 +342,9 @@ def register(sub: Any) -> None:
     _backbone_args(p)
     _task_args(p, required=False)
     p.set_defaults(fn=cmd_project)
+
+
+def _register_tpt_compare(sub: Any) -> None:
 
     p = sub.add_parser("tpt-compare", help="speed-up of transfer-initialised tuning runs over a baseline run")
     p.add_argument("--baseline", required=True, help="run folder of the randomly initialised run")

@@ -22,12 +22,13 @@ transfer over all (source, target) pairs with source != target (:func:`correlati
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,12 +42,19 @@ from skillneurons.errors import ArtifactError, ConfigError, DataError
 from skillneurons.neurons.find import SkillNeurons
 from skillneurons.neurons.ranking import overlap
 from skillneurons.prompts import PromptModel, load_prompt
+from skillneurons.results import Result
+from skillneurons.rundir import RunDir
 from skillneurons.training.trainer import autocast_context
+from skillneurons.transfer.config import POSITIONS, OnOptions, TransferabilityConfig
+from skillneurons.transfer.matrix import TransferMatrix, prompt_names
 from skillneurons.transfer.sources import require_soft_prompt
 
 __all__ = [
     "INDICATORS",
+    "POSITIONS",
     "OnOptions",
+    "TransferPair",
+    "Transferability",
     "activated_neurons",
     "correlations",
     "e_avg",
@@ -58,8 +66,6 @@ __all__ = [
     "transferability",
 ]
 
-Position = Literal["read", "prompt", "prompt_mean"]
-POSITIONS = ("read", "prompt", "prompt_mean")
 
 #: every indicator :func:`transferability` computes, in table order
 INDICATORS = ("E_avg", "E_tok_aligned", "E_tok_all", "ON", "ON_skill", "skill_overlap")
@@ -78,7 +84,8 @@ def _vectors(p: Tensor) -> Tensor:
 def _check_width(p: Tensor, q: Tensor) -> None:
     if p.shape[1] != q.shape[1]:
         raise ConfigError(
-            f"prompts of widths {p.shape[1]} and {q.shape[1]} cannot be compared: compare prompts of one model "
+            f"prompts of widths {p.shape[1]} and {q.shape[1]} cannot be compared: compare prompts of "
+            "one model "
             "(or project one of them first)"
         )
 
@@ -98,7 +105,8 @@ def e_tok(p: Tensor, q: Tensor, aligned: bool = True) -> float:
     if aligned:
         if a.shape[0] != b.shape[0]:
             raise ConfigError(
-                f"aligned E_tok needs prompts of one length, got {a.shape[0]} and {b.shape[0]}: use the all-pairs variant"
+                f"aligned E_tok needs prompts of one length, got {a.shape[0]} and {b.shape[0]}: use the "
+                "all-pairs variant"
             )
         return float(F.cosine_similarity(a, b, dim=1).mean())
     return float((F.normalize(a, dim=1) @ F.normalize(b, dim=1).T).mean())
@@ -106,35 +114,6 @@ def e_tok(p: Tensor, q: Tensor, aligned: bool = True) -> float:
 
 # ----------------------------------------------------------------------------------------------------
 # activated neurons
-
-
-@dataclass
-class OnOptions:
-    """How ON reads activated neurons (defaults: the original's)."""
-
-    position: Position = "read"  #: read slot (mask position); each soft token ("prompt"); their mean
-    texts: Sequence[str] = ("",)  #: inputs fed with the prompt; activations averaged over them
-    layers: Sequence[int] | None = None  #: layer window (default: all layers)
-    threshold: float = 0.0  #: activated = activation > threshold
-    precision: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.position not in POSITIONS:
-            raise ConfigError(f"unknown ON position '{self.position}': use one of {', '.join(POSITIONS)}")
-        if not self.texts:
-            raise ConfigError("ON needs at least one input text (the original uses the empty text '')")
-        if not math.isfinite(self.threshold):
-            raise ConfigError(f"ON threshold {self.threshold} is not a finite number")
-        if self.layers is not None and len(self.layers) == 0:
-            raise ConfigError("the ON layer window is empty: give at least one layer (or None for all)")
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "position": self.position,
-            "texts": list(self.texts),
-            "layers": None if self.layers is None else list(self.layers),
-            "threshold": self.threshold,
-        }
 
 
 @torch.no_grad()
@@ -241,9 +220,9 @@ def find_neurons_for(prompt: str | os.PathLike[str]) -> Path | None:
     ``RUN/../neurons/`` (as ``skillneurons find --out`` is usually given), accepted only when it was
     found for the same task (fingerprint or name) on the same backbone."""
     p = Path(prompt)
-    man = load_manifest(p, "prompt")
-    task = man.get("task", {})
-    for cand in (p.parent / "neurons", p.parent.parent / "neurons"):
+    run = RunDir.of(p).require_kind("prompt", "delta")
+    man, task = run.manifest, run.task_record
+    for cand in (run.path / "neurons", run.path.parent / "neurons"):
         f = cand / "skill_neurons.json"
         if not f.is_file():
             continue
@@ -262,6 +241,54 @@ def find_neurons_for(prompt: str | os.PathLike[str]) -> Path | None:
 
 
 @dataclass
+class TransferPair(Result):
+    """One ordered pair of prompts matched to a transfer-matrix cell: the measured transfer and every
+    indicator (:data:`INDICATORS`; None where it is undefined for the pair)."""
+
+    SCHEMA = "skillneurons.transfer_pair"
+
+    source: str
+    target: str
+    same_task: bool
+    same_head: bool | None
+    accuracy: float | None
+    relative: float | None
+    learned: bool
+    E_avg: float | None = None
+    E_tok_aligned: float | None = None
+    E_tok_all: float | None = None
+    ON: float | None = None
+    ON_skill: float | None = None
+    skill_overlap: float | None = None
+
+
+@dataclass
+class Transferability(Result):
+    """``transferability.json``: every indicator for every ordered pair of prompts and, given a
+    transfer matrix, the pairs matched to its cells and the indicators' correlation with the measured
+    relative transfer (``correlation``: indicator -> spearman/pearson/p-values/n; also over the pairs
+    with the same head, ``correlation_same_head``). Without a matrix the matrix fields are None."""
+
+    SCHEMA = "skillneurons.transferability"
+
+    names: list[str]
+    paths: list[str]
+    backbone: dict[str, Any]
+    on: dict[str, Any]
+    rho: float
+    per_layer: bool
+    include_same_task: bool
+    active_counts: list[int]
+    neurons: list[str | None]
+    indicators: dict[str, list[list[float | None]]]
+    pairs: list[TransferPair] | None = None
+    correlation: dict[str, dict[str, Any]] | None = None
+    correlation_same_head: dict[str, dict[str, Any]] | None = None
+    n_pairs: int | None = None
+    min_margin: float | None = None
+
+
+@dataclass
 class _Node:
     name: str
     path: str
@@ -274,66 +301,97 @@ class _Node:
 def transferability(
     prompts: Sequence[str | os.PathLike[str]],
     backbone: Backbone,
+    config: TransferabilityConfig | None = None,
     *,
-    matrix: Mapping[str, Any] | None = None,
+    matrix: TransferMatrix | Mapping[str, Any] | None = None,
     names: Sequence[str] | None = None,
     neurons: Mapping[str, str | os.PathLike[str] | SkillNeurons | None] | None = None,
     on: OnOptions | None = None,
-    rho: float = 0.02,
-    per_layer: bool = True,
-    include_same_task: bool = False,
-    min_margin: float | None = None,
-) -> dict[str, Any]:
+    **options: Any,
+) -> Transferability:
     """Every indicator for every ordered pair of ``prompts`` and, given a transfer ``matrix``
-    (:func:`~skillneurons.transfer.matrix.transfer_matrix`'s result), its correlation with the
-    measured relative transfer.
+    (:func:`~skillneurons.transfer.matrix.transfer_matrix`'s result or its parsed JSON), its
+    correlation with the measured relative transfer.
 
-    Pairs are matched to matrix cells by prompt path (resolved), else by name. The correlation uses
-    pairs with source != target, and by default leaves out pairs of the same task (another seed of
-    the target's own prompt; ``include_same_task`` keeps them). With ``min_margin``, pairs are also
-    left out when the source's or the target's own prompt (as a matrix target) does not beat its
-    majority-class rate by that margin: a prompt that never learned makes relative transfer
-    meaningless (its ratio has a chance-level denominator). ``neurons`` maps a prompt path to
-    its task's skill neurons (an artifact path or :class:`SkillNeurons`); missing entries are looked
-    up with :func:`find_neurons_for`, and pairs without skill neurons get None for the skill-neuron
-    indicators. Returns a JSON-able dict with ``names``, ``paths``, ``indicators`` (name -> [N, N]),
-    ``pairs`` (one row per ordered pair: indicators and measured transfer) and ``correlation``
-    (indicator -> spearman/pearson/p-values/n).
+    ``config`` (:class:`~skillneurons.transfer.config.TransferabilityConfig`; ``options`` override
+    its fields by name: ``rho``, ``per_layer``, ``include_same_task``, ``min_margin``) and ``on``
+    (how ON reads activated neurons). Pairs are matched to matrix cells by prompt path (resolved),
+    else by name. The correlation uses pairs with source != target, and by default leaves out pairs
+    of the same task (another seed of the target's own prompt; ``include_same_task`` keeps them).
+    With ``min_margin``, pairs are also left out when the source's or the target's own prompt (as a
+    matrix target) does not beat its majority-class rate by that margin: a prompt that never learned
+    makes relative transfer meaningless (its ratio has a chance-level denominator). ``neurons`` maps
+    a prompt path to its task's skill neurons (an artifact path or :class:`SkillNeurons`); missing
+    entries are looked up with :func:`find_neurons_for`, and pairs without skill neurons get None for
+    the skill-neuron indicators.
     """
+    c = dataclasses.replace(config or TransferabilityConfig(), **options)
     if len(prompts) < 2:
         raise ConfigError("transferability compares prompts: pass at least two prompt artifacts")
     on = on or OnOptions()
     paths = [str(p) for p in prompts]
     if names is None:
-        from skillneurons.transfer.matrix import prompt_names
-
         names = prompt_names(paths)
     if len(names) != len(paths):
         raise ConfigError("give one name per prompt (--names)")
-    layer_idx = _layers(backbone, on.layers)
-    neurons = dict(neurons or {})
-    nodes: list[_Node] = []
     for path in paths:  # delta-tuned artifacts have no soft prompt: refuse before loading anything
         require_soft_prompt(path)
-    for name, path in zip(names, paths):
-        tensors, man = load_artifact(path, kind="prompt")
-        pm, man = load_prompt(path, backbone)
-        node = _Node(
-            name, path, tensors["prompt"], activated_neurons(pm, on), meta={"task": man.get("task", {})}
+    layer_idx = _layers(backbone, on.layers)
+    given = dict(neurons or {})
+    nodes = [
+        _node(name, path, backbone, on, given.get(path), c, layer_idx) for name, path in zip(names, paths)
+    ]
+    ind = _indicators(nodes)
+    res = Transferability(
+        names=list(names),
+        paths=paths,
+        backbone=backbone.identity(),
+        on=on.describe(),
+        rho=c.rho,
+        per_layer=c.per_layer,
+        include_same_task=c.include_same_task,
+        active_counts=[int(x.active.sum()) for x in nodes],
+        neurons=[x.meta.get("neurons") for x in nodes],
+        indicators=ind,
+    )
+    if matrix is not None:
+        tm = TransferMatrix.of(matrix)
+        res.pairs, res.correlation, res.correlation_same_head, res.n_pairs = _against_matrix(
+            nodes, ind, tm, c.include_same_task, c.min_margin
         )
-        src = neurons.get(path)
-        if src is None:
-            src = find_neurons_for(path)
-        if src is not None:
-            sn = src if isinstance(src, SkillNeurons) else SkillNeurons.load(src)
-            if (sn.n_layers, sn.d_ff) != (backbone.num_layers, max(backbone.d_ff)):
-                raise ArtifactError(
-                    f"the skill neurons for {path} are [{sn.n_layers}, {sn.d_ff}] but {backbone.name} has "
-                    f"[{backbone.num_layers}, {max(backbone.d_ff)}]: pass skill neurons found on this model"
-                )
-            node.skill = sn.mask(rho, per_layer=per_layer)[layer_idx].unsqueeze(1)
-            node.meta["neurons"] = str(src) if not isinstance(src, SkillNeurons) else "given"
-        nodes.append(node)
+        res.min_margin = c.min_margin
+    return res
+
+
+def _node(
+    name: str,
+    path: str,
+    backbone: Backbone,
+    on: OnOptions,
+    src: str | os.PathLike[str] | SkillNeurons | None,
+    c: TransferabilityConfig,
+    layer_idx: Any,
+) -> _Node:
+    """A prompt's vectors, activated neurons and (when found) skill-neuron set."""
+    tensors, man = load_artifact(path, kind="prompt")
+    pm, man = load_prompt(path, backbone)
+    node = _Node(name, path, tensors["prompt"], activated_neurons(pm, on), meta={"task": man.get("task", {})})
+    if src is None:
+        src = find_neurons_for(path)
+    if src is not None:
+        sn = src if isinstance(src, SkillNeurons) else SkillNeurons.load(src)
+        if (sn.n_layers, sn.d_ff) != (backbone.num_layers, max(backbone.d_ff)):
+            raise ArtifactError(
+                f"the skill neurons for {path} are [{sn.n_layers}, {sn.d_ff}] but {backbone.name} has "
+                f"[{backbone.num_layers}, {max(backbone.d_ff)}]: pass skill neurons found on this model"
+            )
+        node.skill = sn.mask(c.rho, per_layer=c.per_layer)[layer_idx].unsqueeze(1)
+        node.meta["neurons"] = str(src) if not isinstance(src, SkillNeurons) else "given"
+    return node
+
+
+def _indicators(nodes: Sequence[_Node]) -> dict[str, list[list[float | None]]]:
+    """Every indicator ``[N, N]`` over ``nodes`` (None where undefined)."""
     n = len(nodes)
     ind: dict[str, list[list[float | None]]] = {k: [[None] * n for _ in range(n)] for k in INDICATORS}
     for i, a in enumerate(nodes):
@@ -350,22 +408,7 @@ def transferability(
                     )
             if a.skill is not None and b.skill is not None:
                 ind["skill_overlap"][i][j] = _none_if_nan(neuron_overlap(a.skill, b.skill))
-    res: dict[str, Any] = {
-        "names": list(names),
-        "paths": paths,
-        "backbone": backbone.identity(),
-        "on": on.describe(),
-        "rho": rho,
-        "per_layer": per_layer,
-        "include_same_task": include_same_task,
-        "active_counts": [int(x.active.sum()) for x in nodes],
-        "neurons": [x.meta.get("neurons") for x in nodes],
-        "indicators": ind,
-    }
-    if matrix is not None:
-        res.update(_against_matrix(nodes, ind, matrix, include_same_task, min_margin))
-        res["min_margin"] = min_margin
-    return res
+    return ind
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -375,13 +418,15 @@ def _none_if_nan(x: float) -> float | None:
 def _against_matrix(
     nodes: Sequence[_Node],
     ind: Mapping[str, list[list[float | None]]],
-    matrix: Mapping[str, Any],
+    matrix: TransferMatrix,
     include_same_task: bool,
     min_margin: float | None = None,
-) -> dict[str, Any]:
-    def index(paths_key: str, names_key: str) -> dict[int, int]:
-        by_path = {str(Path(p).resolve()): k for k, p in enumerate(matrix.get(paths_key, []))}
-        by_name = {nm: k for k, nm in enumerate(matrix.get(names_key, []))}
+) -> tuple[list[TransferPair], dict[str, Any], dict[str, Any], int]:
+    """``(pairs, correlation, correlation over same-head pairs, pairs used)``."""
+
+    def index(paths: Sequence[str], names: Sequence[str]) -> dict[int, int]:
+        by_path = {str(Path(p).resolve()): k for k, p in enumerate(paths)}
+        by_name = {nm: k for k, nm in enumerate(names)}
         out = {}
         for i, node in enumerate(nodes):
             k = by_path.get(str(Path(node.path).resolve()), by_name.get(node.name))
@@ -389,40 +434,40 @@ def _against_matrix(
                 out[i] = k
         return out
 
-    rows, cols = index("source_paths", "sources"), index("target_paths", "targets")
+    rows = index(matrix.source_paths, matrix.sources)
+    cols = index(matrix.target_paths, matrix.targets)
     if not rows or not cols:
         raise ConfigError(
-            "none of the prompts appear in the transfer matrix (matched by path or name): pass the prompts the matrix was computed for"
+            "none of the prompts appear in the transfer matrix (matched by path or name): "
+            "pass the prompts the matrix was computed for"
         )
+    majority = matrix.majority or [None] * (max(cols.values()) + 1)
     learned: dict[int, bool] = {}
-    for i, c in cols.items():
-        own, maj = matrix["own"][c], matrix.get("majority", [None] * (c + 1))[c]
+    for i, col in cols.items():
+        own, maj = matrix.own[col], majority[col]
         learned[i] = min_margin is None or own is None or maj is None or own - maj >= min_margin
     pairs = []
     for i, a in enumerate(nodes):
         for j, b in enumerate(nodes):
             if i == j or i not in rows or j not in cols:
                 continue
-            r, c = rows[i], cols[j]
-            same_task = bool(matrix["same_task"][r][c]) if "same_task" in matrix else False
+            r, col = rows[i], cols[j]
             pairs.append(
-                {
-                    "source": a.name,
-                    "target": b.name,
-                    "same_task": same_task,
-                    "same_head": bool(matrix.get("same_head", [[False]])[r][c])
-                    if "same_head" in matrix
-                    else None,
-                    "accuracy": matrix["accuracy"][r][c],
-                    "relative": matrix["relative"][r][c],
-                    "learned": learned.get(i, True) and learned.get(j, True),
+                TransferPair(
+                    source=a.name,
+                    target=b.name,
+                    same_task=bool(matrix.same_task[r][col]) if matrix.same_task else False,
+                    same_head=bool(matrix.same_head[r][col]) if matrix.same_head else None,
+                    accuracy=matrix.accuracy[r][col],
+                    relative=matrix.relative[r][col],
+                    learned=learned.get(i, True) and learned.get(j, True),
                     **{k: ind[k][i][j] for k in INDICATORS},
-                }
+                )
             )
-    used = [p for p in pairs if (include_same_task or not p["same_task"]) and p["learned"]]
-    corr = {k: correlations([p[k] for p in used], [p["relative"] for p in used]) for k in INDICATORS}
-    shared = [p for p in used if p["same_head"]]
-    corr_shared = {
-        k: correlations([p[k] for p in shared], [p["relative"] for p in shared]) for k in INDICATORS
-    }
-    return {"pairs": pairs, "correlation": corr, "correlation_same_head": corr_shared, "n_pairs": len(used)}
+    used = [p for p in pairs if (include_same_task or not p.same_task) and p.learned]
+    shared = [p for p in used if p.same_head]
+    return pairs, _correlate(used), _correlate(shared), len(used)
+
+
+def _correlate(pairs: Sequence[TransferPair]) -> dict[str, Any]:
+    return {k: correlations([getattr(p, k) for p in pairs], [p.relative for p in pairs]) for k in INDICATORS}

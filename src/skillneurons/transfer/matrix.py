@@ -16,32 +16,36 @@ sha256 of its tensor file: a prompt overwritten in place has its row and column 
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from skillneurons.artifacts import atomic_write_json, load_artifact, load_manifest
+from skillneurons.artifacts import load_artifact
 from skillneurons.backbones import Backbone, load_backbone
+from skillneurons.backbones.config import BackboneOptions
 from skillneurons.data import Task, load_task
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError, DataError, SkillNeuronsError
-from skillneurons.neurons.find import prompt_splits
 from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
 from skillneurons.prompts.io import check_backbone
+from skillneurons.results import Result
+from skillneurons.rundir import RunDir
 from skillneurons.training import evaluate
+from skillneurons.transfer.config import TransferMatrixConfig
 from skillneurons.transfer.sources import prompt_identity, require_soft_prompt
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "TransferMatrix",
     "TransferTarget",
     "load_target",
     "prompt_names",
@@ -50,6 +54,44 @@ __all__ = [
     "transfer_accuracy",
     "transfer_matrix",
 ]
+
+
+@dataclass
+class TransferMatrix(Result):
+    """``transfer_matrix.json``: every source prompt (rows) on every target task (columns).
+
+    ``accuracy`` and ``relative`` are ``[S, T]`` (``relative = accuracy / own``), ``own`` ``[T]`` each
+    target prompt on its own task (through the same transfer path), ``n_eval`` and ``majority``
+    ``[T]`` the evaluated part's size and majority-class rate (chance level), ``same_task`` and
+    ``same_head`` ``[S, T]``; ``source_ids``/``target_ids`` are content identities (sha256 of each
+    prompt's tensor file) and ``settings`` the backbone, split and precision. A matrix read from an
+    older file may lack the optional lists (then empty).
+    """
+
+    SCHEMA = "skillneurons.transfer_matrix"
+
+    sources: list[str]
+    targets: list[str]
+    accuracy: list[list[float | None]]
+    relative: list[list[float | None]]
+    own: list[float | None]
+    source_paths: list[str] = field(default_factory=list)
+    target_paths: list[str] = field(default_factory=list)
+    source_ids: list[str] = field(default_factory=list)
+    target_ids: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    n_eval: list[int | None] = field(default_factory=list)
+    majority: list[float | None] = field(default_factory=list)
+    same_task: list[list[bool]] = field(default_factory=list)
+    same_head: list[list[bool]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, matrix: TransferMatrix | Mapping[str, Any]) -> TransferMatrix:
+        """``matrix`` itself, or the matrix of a mapping (a parsed ``transfer_matrix.json``)."""
+        return (
+            matrix if isinstance(matrix, TransferMatrix) else cls.from_json(dict(matrix), "transfer matrix")
+        )
 
 
 @dataclass
@@ -66,9 +108,7 @@ class TransferTarget:
 def prompt_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     """Display names: the task recorded in each prompt's manifest; where several prompts share a
     task, ``task/RUNFOLDER`` (e.g. ``mr/seed0``)."""
-    tasks = [
-        str(load_manifest(p, "prompt").get("task", {}).get("name") or Path(p).parent.name) for p in paths
-    ]
+    tasks = [str(RunDir.of(p).task_record.get("name") or Path(p).parent.name) for p in paths]
     names = [t if tasks.count(t) == 1 else f"{t}/{Path(p).parent.name}" for t, p in zip(tasks, paths)]
     if len(set(names)) != len(names):
         names = [f"{n}#{i}" for i, n in enumerate(names)]
@@ -91,17 +131,19 @@ def load_target(
         task = task_of(p, man)
     if split not in ("train", "dev", "test"):
         raise ConfigError(f"split {split!r} is unknown: use train, dev or test")
-    part = prompt_splits(p, man, task).part(split)  # type: ignore[arg-type]
+    part = RunDir.of(p).part(split, task)  # type: ignore[arg-type]
     model.eval()
     return TransferTarget(name or task.name, p, model, man, part)
 
 
 def task_of(
-    path: str | os.PathLike[str], manifest: dict[str, Any], tasks: Mapping[str, Task] | None = None
+    path: str | os.PathLike[str],
+    manifest: dict[str, Any] | None = None,
+    tasks: Mapping[str, Task] | None = None,
 ) -> Task:
-    """The task a prompt was trained on: from ``tasks`` (by name), a built-in task of that name, or
-    the data file recorded as its source."""
-    rec = manifest.get("task", {})
+    """The task a prompt was trained on (its run's :attr:`RunDir.task_record`): from ``tasks`` (by
+    name), a built-in task of that name, or the data file recorded as its source."""
+    rec = RunDir.of(path).task_record
     name, source = rec.get("name"), rec.get("source")
     if not name:
         raise DataError(f"{path} does not name its task: it cannot serve as a transfer target")
@@ -113,7 +155,8 @@ def task_of(
         if source and Path(str(source)).is_file():
             return load_task(str(source))
         raise DataError(
-            f"task '{name}' of {path} is neither built in nor a readable file ({source}): pass the task (tasks=...)"
+            f"task '{name}' of {path} is neither built in nor a readable file ({source}): "
+            "pass the task (tasks=...)"
         ) from None
 
 
@@ -141,8 +184,8 @@ def transfer_accuracy(
     bb = t.backbone
     if w.dim() != 2 or w.shape[1] != bb.hidden_size:
         raise ConfigError(
-            f"a source prompt of shape {list(w.shape)} cannot run on {bb.name} (hidden size {bb.hidden_size}): "
-            "project it across models first (skillneurons project apply)"
+            f"a source prompt of shape {list(w.shape)} cannot run on {bb.name} (hidden size "
+            f"{bb.hidden_size}): project it across models first (skillneurons project apply)"
         )
     model = PromptModel(
         bb, SoftPrompt(w), t.head, layout=t.layout, max_length=t.max_length, template=t.template
@@ -154,175 +197,203 @@ def _settings_key(backbone: Backbone, split: str, precision: str) -> dict[str, A
     return {"backbone": backbone.identity(), "split": split, "precision": precision}
 
 
+_Cells = tuple[dict[tuple[str, str, str, str], float], dict[tuple[str, str], float]]
+
+
+def _previous_cells(previous: TransferMatrix | Mapping[str, Any] | None, settings: dict[str, Any]) -> _Cells:
+    """Finished cells of ``previous`` (same settings), keyed by (source path, its identity, target
+    path, its identity), and the targets' own accuracies keyed by (path, identity)."""
+    done: dict[tuple[str, str, str, str], float] = {}
+    own_done: dict[tuple[str, str], float] = {}
+    if not previous:
+        return done, own_done
+    prev = TransferMatrix.of(previous)
+    if prev.settings != settings:
+        return done, own_done
+    p_src, p_tgt, p_sid, p_tid = prev.source_paths, prev.target_paths, prev.source_ids, prev.target_ids
+    if len(p_sid) != len(p_src) or len(p_tid) != len(p_tgt):  # files without identities: recompute
+        return done, own_done
+    for i, sp in enumerate(p_src):
+        for j, tp in enumerate(p_tgt):
+            v = prev.accuracy[i][j]
+            if v is not None:
+                done[(sp, p_sid[i], tp, p_tid[j])] = float(v)
+    own_done = {(tp, tid): float(v) for tp, tid, v in zip(p_tgt, p_tid, prev.own) if v is not None}
+    return done, own_done
+
+
+def _names(
+    src_paths: list[str],
+    tgt_paths: list[str],
+    names: Sequence[str] | None,
+    target_names: Sequence[str] | None,
+    same: bool,
+) -> tuple[list[str], list[str]]:
+    src_names = list(names) if names is not None else prompt_names(src_paths)
+    if target_names is not None:
+        tgt_names = list(target_names)
+    else:
+        tgt_names = src_names if same else prompt_names(tgt_paths)
+    if len(src_names) != len(src_paths) or len(tgt_names) != len(tgt_paths):
+        raise ConfigError("give one name per prompt (--names)")
+    return src_names, tgt_names
+
+
 def transfer_matrix(
     sources: Sequence[str | os.PathLike[str]],
     backbone: Backbone,
+    config: TransferMatrixConfig | None = None,
     *,
     targets: Sequence[str | os.PathLike[str]] | None = None,
     names: Sequence[str] | None = None,
     target_names: Sequence[str] | None = None,
-    split: str = "test",
-    batch_size: int = 64,
-    precision: str = "auto",
     progress: bool = True,
-    previous: dict[str, Any] | None = None,
-    on_target_done: Any = None,
+    previous: TransferMatrix | Mapping[str, Any] | None = None,
+    on_target_done: Callable[[TransferMatrix], None] | None = None,
     tasks: Mapping[str, Task] | None = None,
-) -> dict[str, Any]:
+    **options: Any,
+) -> TransferMatrix:
     """Accuracy of every source prompt on every target task (default targets: the sources).
 
-    Returns a JSON-able dict: ``sources``/``targets`` (names), ``source_paths``/``target_paths``,
-    ``accuracy`` and ``relative`` ``[S, T]``, ``own`` ``[T]`` (each target prompt on its own task,
-    computed through the same transfer path), ``n_eval`` and ``majority`` ``[T]`` (the majority-class
-    rate of each evaluated part: chance level), ``same_task`` and ``same_head`` ``[S, T]`` booleans,
-    ``source_ids``/``target_ids`` (content identities: sha256 of each prompt's tensor file) and the
-    settings. ``previous`` (an earlier result with the same settings) supplies cells already
-    computed whose source and target files are unchanged; ``on_target_done(result_so_far)`` is called after every target column (checkpointing).
-    ``tasks`` (name -> :class:`Task`) supplies targets' tasks that are not built in or in a file.
+    ``config`` (:class:`~skillneurons.transfer.config.TransferMatrixConfig`; ``options`` override its
+    fields by name: ``split``, ``batch_size``, ``precision``). ``previous`` (an earlier result with
+    the same settings) supplies cells already computed whose source and target files are unchanged;
+    ``on_target_done(result_so_far)`` is called after every target column (checkpointing). ``tasks``
+    (name -> :class:`Task`) supplies targets' tasks that are not built in or in a file.
     """
+    c = dataclasses.replace(config or TransferMatrixConfig(), **options)
     if not sources:
         raise ConfigError("no source prompts given: pass at least one prompt artifact")
     src_paths = [str(p) for p in sources]
     tgt_paths = [str(p) for p in (targets if targets is not None else sources)]
-    src_names = list(names) if names is not None else prompt_names(src_paths)
-    tgt_names = (
-        list(target_names)
-        if target_names is not None
-        else (src_names if targets is None else prompt_names(tgt_paths))
-    )
-    if len(src_names) != len(src_paths) or len(tgt_names) != len(tgt_paths):
-        raise ConfigError("give one name per prompt (--names)")
-    settings = _settings_key(backbone, split, precision)
+    src_names, tgt_names = _names(src_paths, tgt_paths, names, target_names, targets is None)
+    settings = _settings_key(backbone, c.split, c.precision)
     for p in dict.fromkeys(src_paths + tgt_paths):
         require_soft_prompt(p)
     ident = {p: prompt_identity(p) for p in dict.fromkeys(src_paths + tgt_paths)}
-    # finished cells keyed by (source path, its identity, target path, its identity)
-    done: dict[tuple[str, str, str, str], float] = {}
-    own_done: dict[tuple[str, str], float] = {}
-    if previous and previous.get("settings") == settings:
-        p_src, p_tgt = previous.get("source_paths", []), previous.get("target_paths", [])
-        p_sid, p_tid = previous.get("source_ids") or [], previous.get("target_ids") or []
-        if len(p_sid) == len(p_src) and len(p_tid) == len(p_tgt):  # files without identities: recompute
-            for i, sp in enumerate(p_src):
-                for j, tp in enumerate(p_tgt):
-                    v = previous["accuracy"][i][j]
-                    if v is not None:
-                        done[(sp, p_sid[i], tp, p_tid[j])] = float(v)
-            own_done = {
-                (tp, tid): float(v)
-                for tp, tid, v in zip(p_tgt, p_tid, previous.get("own", []))
-                if v is not None
-            }
+    done, own_done = _previous_cells(previous, settings)
     weights, smans = {}, {}
     for p in src_paths:
         weights[p], smans[p] = _source_weight(p, backbone)
     S, T = len(src_paths), len(tgt_paths)
-    acc: list[list[float | None]] = [[None] * T for _ in range(S)]
-    res: dict[str, Any] = {
-        "sources": src_names,
-        "targets": tgt_names,
-        "source_paths": src_paths,
-        "target_paths": tgt_paths,
-        "source_ids": [ident[p] for p in src_paths],
-        "target_ids": [ident[p] for p in tgt_paths],
-        "settings": settings,
-        "accuracy": acc,
-        "relative": [[None] * T for _ in range(S)],
-        "own": [None] * T,
-        "n_eval": [None] * T,
-        "majority": [None] * T,
-        "same_task": [[False] * T for _ in range(S)],
-        "same_head": [[False] * T for _ in range(S)],
-        "seconds": 0.0,
-    }
+    res = TransferMatrix(
+        sources=src_names,
+        targets=tgt_names,
+        source_paths=src_paths,
+        target_paths=tgt_paths,
+        source_ids=[ident[p] for p in src_paths],
+        target_ids=[ident[p] for p in tgt_paths],
+        settings=settings,
+        accuracy=[[None] * T for _ in range(S)],
+        relative=[[None] * T for _ in range(S)],
+        own=[None] * T,
+        n_eval=[None] * T,
+        majority=[None] * T,
+        same_task=[[False] * T for _ in range(S)],
+        same_head=[[False] * T for _ in range(S)],
+        seconds=0.0,
+    )
     start = time.perf_counter()
     bar = tqdm(total=S * T, desc="transfer matrix", disable=not progress or not is_main(), unit="pair")
     for j, tp in enumerate(tgt_paths):
-        target = load_target(
-            tp, backbone, name=tgt_names[j], split=split, task=task_of(tp, load_manifest(tp, "prompt"), tasks)
-        )
-        labels = torch.tensor(target.part.labels)
-        res["n_eval"][j] = len(target.part)
-        res["majority"][j] = float(torch.bincount(labels).max()) / len(labels)
-        tw, _ = _source_weight(tp, backbone)
+        target = load_target(tp, backbone, name=tgt_names[j], split=c.split, task=task_of(tp, None, tasks))
         own = own_done.get((tp, ident[tp]))
-        if own is None:
-            own = float(transfer_accuracy(tw, target, batch_size=batch_size, precision=precision)["accuracy"])
-        res["own"][j] = own
-        for i, sp in enumerate(src_paths):
-            sman = smans[sp]
-            res["same_task"][i][j] = sman.get("task", {}).get("fingerprint") == target.manifest.get(
-                "task", {}
-            ).get("fingerprint")
-            res["same_head"][i][j] = sman.get("head") == target.manifest.get("head")
-            if sman.get("layout") != target.model.layout:
-                log.warning(
-                    "%s was trained with layout %s; evaluated in the target's layout %s",
-                    sp,
-                    sman.get("layout"),
-                    target.model.layout,
-                )
-            key = (sp, ident[sp], tp, ident[tp])
-            if key in done:
-                a = done[key]
-            elif Path(sp).resolve() == Path(tp).resolve():
-                a = own
-            else:
-                a = float(
-                    transfer_accuracy(weights[sp], target, batch_size=batch_size, precision=precision)[
-                        "accuracy"
-                    ]
-                )
-            acc[i][j] = a
-            res["relative"][i][j] = a / own if own > 0 else None
-            bar.update(1)
-        res["seconds"] = time.perf_counter() - start
+        _fill_column(res, j, target, weights, smans, ident, done, own, c, bar)
+        res.seconds = time.perf_counter() - start
         if on_target_done is not None:
             on_target_done(res)
     bar.close()
     return res
 
 
+def _fill_column(
+    res: TransferMatrix,
+    j: int,
+    target: TransferTarget,
+    weights: Mapping[str, torch.Tensor],
+    smans: Mapping[str, dict[str, Any]],
+    ident: Mapping[str, str],
+    done: Mapping[tuple[str, str, str, str], float],
+    own: float | None,
+    c: TransferMatrixConfig,
+    bar: Any,
+) -> None:
+    """Column ``j`` of ``res``: every source prompt on ``target`` (cells in ``done`` reused)."""
+    tp = res.target_paths[j]
+    labels = torch.tensor(target.part.labels)
+    res.n_eval[j] = len(target.part)
+    res.majority[j] = float(torch.bincount(labels).max()) / len(labels)
+    tw, _ = _source_weight(tp, target.model.backbone)
+    if own is None:
+        own = float(transfer_accuracy(tw, target, batch_size=c.batch_size, precision=c.precision)["accuracy"])
+    res.own[j] = own
+    for i, sp in enumerate(res.source_paths):
+        sman = smans[sp]
+        res.same_task[i][j] = (sman.get("task") or {}).get("fingerprint") == (
+            target.manifest.get("task") or {}
+        ).get("fingerprint")
+        res.same_head[i][j] = sman.get("head") == target.manifest.get("head")
+        if sman.get("layout") != target.model.layout:
+            log.warning(
+                "%s was trained with layout %s; evaluated in the target's layout %s",
+                sp,
+                sman.get("layout"),
+                target.model.layout,
+            )
+        key = (sp, ident[sp], tp, ident[tp])
+        if key in done:
+            a = done[key]
+        elif Path(sp).resolve() == Path(tp).resolve():
+            a = own
+        else:
+            acc = transfer_accuracy(weights[sp], target, batch_size=c.batch_size, precision=c.precision)
+            a = float(acc["accuracy"])
+        res.accuracy[i][j] = a
+        res.relative[i][j] = a / own if own > 0 else None
+        bar.update(1)
+
+
 def run_transfer_matrix(
     sources: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
+    config: TransferMatrixConfig | None = None,
     *,
     model: str | Backbone | None = None,
+    backbone_options: BackboneOptions | None = None,
     targets: Sequence[str | os.PathLike[str]] | None = None,
     names: Sequence[str] | None = None,
-    split: str = "test",
-    batch_size: int = 64,
-    precision: str = "auto",
     progress: bool = True,
     tasks: Mapping[str, Task] | None = None,
-) -> dict[str, Any]:
+    **options: Any,
+) -> TransferMatrix:
     """:func:`transfer_matrix` written to ``OUT/transfer_matrix.json`` after every target column
-    (an interrupted run resumes from it); the backbone defaults to the first prompt's."""
+    (an interrupted run resumes from it); the backbone defaults to the first prompt's (loaded with
+    ``backbone_options``)."""
     out = Path(out_dir)
     if isinstance(model, Backbone):
         bb = model
     else:
-        bb = load_backbone(model or load_manifest(sources[0], "prompt")["backbone"]["name"])
+        name = model or RunDir.of(sources[0]).backbone_name
+        bb = backbone_options.load(name) if backbone_options is not None else load_backbone(name)
     path = out / "transfer_matrix.json"
-    previous = json.loads(path.read_text()) if path.is_file() else None
+    previous = TransferMatrix.load(path) if path.is_file() else None
 
-    def save(res: dict[str, Any]) -> None:
+    def save(res: TransferMatrix) -> None:
         if is_main():
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(path, res)
+            res.save(path)
 
     res = transfer_matrix(
         sources,
         bb,
+        config,
         targets=targets,
         names=names,
-        split=split,
-        batch_size=batch_size,
-        precision=precision,
         progress=progress,
         previous=previous,
         on_target_done=save,
         tasks=tasks,
+        **options,
     )
     save(res)
     return res

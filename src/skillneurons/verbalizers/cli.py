@@ -50,7 +50,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--template",
-        help="with {text} (and {mask} for masked LMs), e.g. 'A {mask} news: {text}' or '{text} This topic is about'",
+        help="with {text} (and {mask} for masked LMs), e.g. 'A {mask} news: {text}' or '{text} This "
+        "topic is about'",
     )
     p.add_argument(
         "--multi-token",
@@ -62,7 +63,8 @@ def register(sub: Any) -> None:
         "--cutoff",
         type=float,
         default=0.5,
-        help="frequency refinement: drop words whose tokens rank in this lowest fraction of the prior (0: off)",
+        help="frequency refinement: drop words whose tokens rank in this lowest fraction of the prior "
+        "(0: off)",
     )
     p.add_argument(
         "--cutoff-scope",
@@ -79,7 +81,8 @@ def register(sub: Any) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of the task held out for testing")
     p.add_argument(
         "--contexts-split",
-        help="take the contexts from this split of the same hf: dataset (e.g. train) and test on all of --hf-split",
+        help="take the contexts from this split of the same hf: dataset (e.g. train) and test on all of "
+        "--hf-split",
     )
     p.add_argument("--split-seed", type=int, default=0, help="seed of the contexts/test split")
     p.add_argument("--max-length", type=int, default=128, help="tokens per example (the text is truncated)")
@@ -92,6 +95,7 @@ def register(sub: Any) -> None:
 def cmd_kpt_evaluate(args: argparse.Namespace) -> int:
     from skillneurons.cli import _load_task_from
     from skillneurons.errors import ConfigError
+    from skillneurons.verbalizers.config import KPTEvalConfig
     from skillneurons.verbalizers.zero_shot import zero_shot_evaluate
 
     contexts = None
@@ -101,10 +105,7 @@ def cmd_kpt_evaluate(args: argparse.Namespace) -> int:
                 "--contexts-split needs an hf: task; for other tasks the contexts come from the task itself"
             )
         contexts = _load_task_from(argparse.Namespace(**{**vars(args), "hf_split": args.contexts_split}))
-    res = zero_shot_evaluate(
-        args.model,
-        _load_task_from(args),
-        contexts_task=contexts,
+    config = KPTEvalConfig(
         verbalizer=args.verbalizer,
         calibrate=args.calibrate,
         words=args.words,
@@ -112,15 +113,22 @@ def cmd_kpt_evaluate(args: argparse.Namespace) -> int:
         template=args.template,
         multi_token=args.multi_token,
         cutoff=args.cutoff,
-        scope=args.cutoff_scope,
-        drop_shared=not args.keep_shared,
+        cutoff_scope=args.cutoff_scope,
+        keep_shared=args.keep_shared,
         relevance=args.relevance,
         max_examples=args.max_examples,
         prior_examples=args.prior_examples,
         test_fraction=args.test_fraction,
-        seed=args.split_seed,
+        contexts_split=args.contexts_split,
+        split_seed=args.split_seed,
         max_length=args.max_length,
         batch_size=args.batch_size,
+    )
+    res = zero_shot_evaluate(
+        args.model,
+        _load_task_from(args),
+        config,
+        contexts_task=contexts,
         progress=not getattr(args, "quiet", False),
         out=args.out,
     )

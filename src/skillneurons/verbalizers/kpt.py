@@ -51,7 +51,8 @@ def _log(p: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class ContextStats:
-    """What refinement needs from the unlabelled contexts (computed by :meth:`KnowledgeableHead.context_stats`).
+    """What refinement needs from the unlabelled contexts (computed by
+    :meth:`KnowledgeableHead.context_stats`).
 
     Attributes:
         token_prior: ``[V]`` mean over the contexts of ``log p(t|c)`` for every vocabulary token.
@@ -73,7 +74,8 @@ class KnowledgeableHead(Head):
     Args:
         backbone: a backbone with an MLM / LM head.
         label_words: one list of words per class; the first word of a class is its anchor.
-        multi_token: how a word of several tokens is scored (:func:`~skillneurons.verbalizers.refine.combine_pieces`).
+        multi_token: how a word of several tokens is scored
+            (:func:`~skillneurons.verbalizers.refine.combine_pieces`).
         calibrate: divide by the contextual prior (needs :meth:`refine` or ``prior``).
         aggregate: ``"mean"`` (zero-shot) or ``"learned"`` (one trainable weight per word).
         prior: ``p~(v)`` per class and word, as :meth:`config` writes it.
@@ -119,7 +121,8 @@ class KnowledgeableHead(Head):
             flat = [float(p) for ws in prior for p in ws]
             if [len(ws) for ws in prior] != [len(ws) for ws in self.label_words]:
                 raise ConfigError(
-                    "the saved prior does not match the label words (one value per word): it was edited by hand; "
+                    "the saved prior does not match the label words (one value per word): it was edited "
+                    "by hand; "
                     "refine the head again"
                 )
             self.prior_probs = torch.tensor(flat).to(self.piece_ids.device)
@@ -193,7 +196,8 @@ class KnowledgeableHead(Head):
 
     # ---- scoring ------------------------------------------------------------------------------
     def word_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``[B, W]`` each label word's logit at the read position (pieces combined) from ``hidden [B, H]``."""
+        """``[B, W]`` each label word's logit at the read position (pieces combined) from
+        ``hidden [B, H]``."""
         logits = self.backbone.lm_logits(hidden, self.vocab_ids).float()  # [B, U]
         return combine_pieces(logits[:, self.piece_index], self.piece_mask, self.multi_token)
 
@@ -201,7 +205,8 @@ class KnowledgeableHead(Head):
         """Steps 3: ``[B, W]`` log-probabilities over all label words, calibrated when enabled."""
         if self.calibrate and self.prior_probs is None:
             raise ConfigError(
-                "KPT calibration needs the contextual prior: call head.refine(head.context_stats(...)) on unlabelled "
+                "KPT calibration needs the contextual prior: call head.refine(head.context_stats(...)) "
+                "on unlabelled "
                 "texts first, or build the head with calibrate=False"
             )
         log_prior = _log(self.prior_probs) if self.calibrate and self.prior_probs is not None else None
@@ -265,7 +270,8 @@ class KnowledgeableHead(Head):
         """
         if stats.word_log_probs.shape[1] != self.num_words:
             raise ConfigError(
-                "these context statistics were computed for another word list: call context_stats with this head"
+                "these context statistics were computed for another word list: call context_stats with "
+                "this head"
             )
         if scope not in ("vocab", "words"):
             raise ConfigError(f"unknown frequency scope '{scope}': use vocab (original) or words")
@@ -300,7 +306,8 @@ class KnowledgeableHead(Head):
             usable = [w for w in mine if shared_out[w]]
             if not usable:
                 raise ConfigError(
-                    f"every label word of class {c} ({', '.join(flat[w] for w in mine[:5])}) is shared with another "
+                    f"every label word of class {c} ({', '.join(flat[w] for w in mine[:5])}) is shared "
+                    "with another "
                     "class: give the class words of its own"
                 )
             best = max(usable, key=lambda w: float(word_prior[w]))

@@ -41,7 +41,8 @@ def _by_name(mapping: Mapping[str, Any], class_names: Sequence[str], where: str)
         i = index.get(str(key).casefold().strip())
         if i is None:
             raise DataError(
-                f"{where} names class '{key}', which the task does not have: use the label names {list(class_names)}"
+                f"{where} names class '{key}', which the task does not have: use the label names "
+                f"{list(class_names)}"
             )
         out[i] = [*(out[i] or []), *_clean(words, f"{where}, class '{key}'")]
     return _complete(out, class_names, where)
@@ -57,7 +58,8 @@ def _complete(out: Sequence[list[str] | None], class_names: Sequence[str], where
 def _positional(lists: Sequence[Any], class_names: Sequence[str], where: str) -> list[list[str]]:
     if len(lists) != len(class_names):
         raise DataError(
-            f"{where} has {len(lists)} word lists but the task has {len(class_names)} classes {list(class_names)}: "
+            f"{where} has {len(lists)} word lists but the task has {len(class_names)} classes "
+            f"{list(class_names)}: "
             "give one line per class, in class order, or name each line 'class: w1, w2'"
         )
     return _complete([_clean(ws, f"{where}, list {i + 1}") for i, ws in enumerate(lists)], class_names, where)
@@ -73,7 +75,8 @@ def parse_label_words(
     if any(named) and not all(named):
         bad = lines[named.index(False)]
         raise DataError(
-            f"{where}: line {bad[:40]!r} does not start with a class name while others do: write every line as "
+            f"{where}: line {bad[:40]!r} does not start with a class name while others do: write every "
+            "line as "
             f"'class: w1, w2' with a class from {list(class_names)}"
         )
     if lines and all(named):
@@ -110,7 +113,8 @@ def load_label_words(source: WordSource, class_names: Sequence[str]) -> list[lis
             if isinstance(obj, list):
                 return _positional(obj, class_names, f"label-word file {path}")
             raise DataError(
-                f"label-word file {path} holds a JSON {type(obj).__name__}: write an object {{class: [words]}}"
+                f"label-word file {path} holds a JSON {type(obj).__name__}: write an object "
+                f"{{class: [words]}}"
             )
         return parse_label_words(text, class_names, f"label-word file {path}")
     return _positional(list(source), class_names, "the label-word lists")

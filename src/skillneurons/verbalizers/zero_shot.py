@@ -13,6 +13,7 @@ verbalizer, refine and calibrate it on the contexts, and measure accuracy on hel
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -29,6 +30,7 @@ from skillneurons.backbones import Backbone, load_backbone
 from skillneurons.data import Task, load_task, stratified_sample
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.prompts.model import PromptModel
+from skillneurons.verbalizers.config import KPTEvalConfig
 from skillneurons.verbalizers.expand import expand_label_words
 from skillneurons.verbalizers.kpt import KnowledgeableHead
 from skillneurons.verbalizers.words import WordSource, load_label_words
@@ -53,7 +55,8 @@ class TemplateReader:
     def __init__(self, backbone: Backbone, template: str | None = None, max_length: int = 128) -> None:
         if backbone.kind not in DEFAULT_TEMPLATES:
             raise ConfigError(
-                f"{backbone.name} has no MLM/LM head, so it cannot fill a template: load a masked or causal LM"
+                f"{backbone.name} has no MLM/LM head, so it cannot fill a template: load a masked or "
+                "causal LM"
             )
         self.backbone = backbone
         tok = backbone.tokenizer
@@ -68,7 +71,8 @@ class TemplateReader:
                 stripped = stripped[: -len("{mask}")].rstrip()
             if "{mask}" in stripped:
                 raise ConfigError(
-                    f"template {t!r} puts {{mask}} inside the text, but a causal LM only predicts the next word: "
+                    f"template {t!r} puts {{mask}} inside the text, but a causal LM only predicts the "
+                    "next word: "
                     "end the template where the label word goes, e.g. '{text} It was'"
                 )
             t = stripped
@@ -76,14 +80,16 @@ class TemplateReader:
         else:
             if t.count("{mask}") != 1 or tok.mask_token is None:
                 raise ConfigError(
-                    f"template {t!r} needs exactly one {{mask}} for the masked LM {backbone.name}, e.g. '{{text}} It was {{mask}}.'"
+                    f"template {t!r} needs exactly one {{mask}} for the masked LM {backbone.name}, e.g. "
+                    f"'{{text}} It was {{mask}}.'"
                 )
             self.mask_token = str(tok.mask_token)
         try:
             t.format(text="", text_b="", mask="")
         except (KeyError, IndexError, ValueError):
             raise ConfigError(
-                f"template {t!r} has an unknown placeholder: use {{text}}, {{text_b}}, {{mask}} (write literal braces as {{{{ }}}})"
+                f"template {t!r} has an unknown placeholder: use {{text}}, {{text_b}}, {{mask}} (write "
+                f"literal braces as {{{{ }}}})"
             ) from None
         self.template = t
         self.pair = "{text_b}" in t
@@ -93,7 +99,8 @@ class TemplateReader:
         self.room = self.max_length - overhead - 2  # 2 tokens of slack for merges at the boundaries
         if self.room < 2:
             raise ConfigError(
-                f"max_length {self.max_length} leaves no room for text after the {overhead}-token template: raise --max-length"
+                f"max_length {self.max_length} leaves no room for text after the {overhead}-token "
+                "template: raise --max-length"
             )
 
     def _fill(self, text: str, text_b: str | None) -> str:
@@ -126,7 +133,8 @@ class TemplateReader:
             raise DataError("cannot encode an empty batch: the split has no examples")
         if texts_b is not None and not self.pair:
             raise ConfigError(
-                f"this is a pair task but template {self.template!r} has no {{text_b}}: write e.g. '{{text}} ? {{mask}}, {{text_b}}'"
+                f"this is a pair task but template {self.template!r} has no {{text_b}}: write e.g. "
+                f"'{{text}} ? {{mask}}, {{text_b}}'"
             )
         if self.pair and texts_b is None:
             raise ConfigError(
@@ -332,83 +340,60 @@ def head_accuracy(
 def zero_shot_evaluate(
     model: str | Backbone,
     task: str | Task,
+    config: KPTEvalConfig | None = None,
     *,
-    verbalizer: str = "kpt",
-    calibrate: bool = True,
-    words: WordSource | None = None,
-    expand: int = 0,
-    template: str | None = None,
-    multi_token: str = "first",
-    cutoff: float = 0.5,
-    scope: str = "vocab",
-    drop_shared: bool = True,
-    relevance: bool = False,
-    max_examples: int | None = None,
-    prior_examples: int = 200,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    max_length: int = 128,
-    batch_size: int = 16,
+    contexts_task: Task | None = None,
     progress: bool = True,
     out: str | os.PathLike[str] | None = None,
-    contexts_task: Task | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Zero-shot accuracy of a single-word or knowledgeable verbalizer (see the module docstring).
 
-    ``single`` reads each class's first word (calibrated by the same contextual prior when
-    ``calibrate``); ``kpt`` uses all words (file, task label words, ``expand`` neighbours), refined
-    on the contexts. The contexts are ``prior_examples`` texts of ``contexts_task`` when given (e.g.
-    the training split of a Hub dataset: the whole ``task`` is then the test set, subsampled to
+    ``config`` (:class:`~skillneurons.verbalizers.config.KPTEvalConfig`; ``options`` override its
+    fields by name): ``single`` reads each class's first word (calibrated by the same contextual prior
+    when ``calibrate``); ``kpt`` uses all words (file, task label words, ``expand`` neighbours),
+    refined on the contexts. The contexts are ``prior_examples`` texts of ``contexts_task`` when given
+    (e.g. the training split of a Hub dataset: the whole ``task`` is then the test set, subsampled to
     ``max_examples``), else of the non-test part of ``task`` (:func:`zero_shot_parts`). Returns the
     results dict (also written to ``out`` as JSON when given).
     """
     t0 = time.perf_counter()
+    c = dataclasses.replace(config or KPTEvalConfig(), **options)
     bb = load_backbone(model) if isinstance(model, str) else model
     t = load_task(task) if isinstance(task, str) else task
-    if contexts_task is not None:
-        contexts, test = unlabelled_contexts(contexts_task, prior_examples, seed), t
-        if max_examples is not None and max_examples < len(t):
-            rng = np.random.default_rng(seed)
-            test = t.subset(stratified_sample(t.labels, int(max_examples), rng).tolist())
-    else:
-        contexts, test = zero_shot_parts(
-            t,
-            seed=seed,
-            test_fraction=test_fraction,
-            max_examples=max_examples,
-            prior_examples=prior_examples,
-        )
-    label_words = verbalizer_words(bb, t, verbalizer=verbalizer, words=words, expand=expand)
-    needs_contexts = calibrate or (verbalizer == "kpt" and (cutoff > 0 or drop_shared or relevance))
+    contexts, test = _eval_parts(t, c, contexts_task)
+    label_words = verbalizer_words(bb, t, verbalizer=c.verbalizer, words=c.words, expand=c.expand)
+    drop_shared = not c.keep_shared
+    needs_contexts = c.calibrate or (c.verbalizer == "kpt" and (c.cutoff > 0 or drop_shared or c.relevance))
     head = build_kpt_head(
         bb,
         label_words,
         contexts if needs_contexts else None,
-        template=template,
-        max_length=max_length,
-        batch_size=batch_size,
-        multi_token=multi_token,
-        calibrate=calibrate,
-        refine=verbalizer == "kpt",
-        cutoff=cutoff,
-        scope=scope,
+        template=c.template,
+        max_length=c.max_length,
+        batch_size=c.batch_size,
+        multi_token=c.multi_token,
+        calibrate=c.calibrate,
+        refine=c.verbalizer == "kpt",
+        cutoff=c.cutoff,
+        scope=c.cutoff_scope,
         drop_shared=drop_shared,
-        relevance=relevance,
+        relevance=c.relevance,
         progress=progress,
     )
-    reader = TemplateReader(bb, template, max_length)
-    hidden = read_states(reader, test, batch_size, progress=progress, desc="test")
+    reader = TemplateReader(bb, c.template, c.max_length)
+    hidden = read_states(reader, test, c.batch_size, progress=progress, desc="test")
     metrics = head_accuracy(head, hidden, test.labels)
     res: dict[str, Any] = {
         "model": bb.identity(),
         "task": t.name,
         "label_names": list(t.label_names),
-        "verbalizer": verbalizer,
-        "calibrate": calibrate,
+        "verbalizer": c.verbalizer,
+        "calibrate": c.calibrate,
         "template": reader.template,
-        "multi_token": multi_token,
+        "multi_token": c.multi_token,
         "sizes": {"contexts": len(contexts) if needs_contexts else 0, "test": len(test)},
-        "seed": seed,
+        "seed": c.split_seed,
         **metrics,
         "words_per_class": [len(ws) for ws in head.label_words],
         "label_words": head.label_words,
@@ -418,3 +403,20 @@ def zero_shot_evaluate(
     if out is not None:
         atomic_write_json(Path(out), res)
     return res
+
+
+def _eval_parts(t: Task, c: KPTEvalConfig, contexts_task: Task | None) -> tuple[Task, Task]:
+    """``(contexts, test)`` of a zero-shot evaluation (see :func:`zero_shot_evaluate`)."""
+    if contexts_task is None:
+        return zero_shot_parts(
+            t,
+            seed=c.split_seed,
+            test_fraction=c.test_fraction,
+            max_examples=c.max_examples,
+            prior_examples=c.prior_examples,
+        )
+    contexts, test = unlabelled_contexts(contexts_task, c.prior_examples, c.split_seed), t
+    if c.max_examples is not None and c.max_examples < len(t):
+        rng = np.random.default_rng(c.split_seed)
+        test = t.subset(stratified_sample(t.labels, int(c.max_examples), rng).tolist())
+    return contexts, test

@@ -18,8 +18,11 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from skillneurons.backbones import Backbone
+from skillneurons.delta.bitfit.config import BitFitConfig
 from skillneurons.delta.methods import DeltaMethod, output_hooks
 from skillneurons.errors import ConfigError
+
+__all__ = ["BIAS_MODULES", "BitFit", "bias_modules"]
 
 #: module types whose bias is added to the output's last dimension
 BIAS_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.LayerNorm, Conv1D)
@@ -34,7 +37,7 @@ def bias_modules(backbone: Backbone) -> list[tuple[str, nn.Module]]:
         parts = name.split(".")
         if parts[0] == "pooler":  # encoders' pooler: never read by the heads
             continue
-        if any(p.startswith("lora_") for p in parts):  # another method's tensors (a LoRA left in the model)
+        if any(p.startswith("lora_") for p in parts):  # another method's tensors (a LoRA in the model)
             continue
         b = getattr(m, "bias", None)
         if isinstance(m, BIAS_MODULES) and isinstance(b, nn.Parameter):
@@ -49,25 +52,21 @@ def _canonical(name: str) -> str:
 
 
 class BitFit(DeltaMethod):
-    """Bias-only tuning. No options."""
+    """Bias-only tuning. No options (``config``, a :class:`BitFitConfig`, is empty)."""
 
     name = "bitfit"
 
-    def __init__(self, backbone: Backbone) -> None:
+    def __init__(self, backbone: Backbone, config: BitFitConfig | None = None) -> None:
         super().__init__(backbone)
         found = bias_modules(backbone)
         if not found:
             raise ConfigError(
-                f"{backbone.name} ({backbone.config.model_type}) has no bias terms, so BitFit has nothing to tune: "
-                "use --method lora or --method adapter"
+                f"{backbone.name} ({backbone.config.model_type}) has no bias terms, so BitFit has nothing "
+                "to tune: use --method lora or --method adapter"
             )
         self.module_names = [_canonical(n) for n, _ in found]
-        self.biases = nn.ParameterDict(
-            {
-                _key(_canonical(n)): nn.Parameter(torch.zeros_like(m.bias, dtype=torch.float32))  # type: ignore[arg-type]
-                for n, m in found
-            }
-        )
+        zeros = {n: torch.zeros_like(m.bias, dtype=torch.float32) for n, m in found}  # type: ignore[arg-type]
+        self.biases = nn.ParameterDict({_key(_canonical(n)): nn.Parameter(z) for n, z in zeros.items()})
 
     def options(self) -> dict[str, object]:
         return {}

@@ -25,10 +25,12 @@ import torch
 from torch import nn
 
 from skillneurons.backbones import Backbone
+from skillneurons.delta.adapter.config import PLACEMENTS, AdapterConfig
 from skillneurons.delta.methods import DeltaMethod, output_hooks
 from skillneurons.errors import ConfigError
 
-PLACEMENTS: tuple[str, ...] = ("pfeiffer", "houlsby")
+__all__ = ["ACTIVATIONS", "PLACEMENTS", "Adapters", "Bottleneck"]
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -60,41 +62,28 @@ class Adapters(DeltaMethod):
     """Bottleneck adapters in every block.
 
     Args:
-        placement: ``pfeiffer`` (after the FFN) or ``houlsby`` (after attention and after the FFN).
-        reduction: hidden size / bottleneck width (16: AdapterHub's default for both placements).
-        activation: ``relu`` (default), ``gelu``, ``silu``/``swish`` or ``tanh``.
-        init_std: standard deviation of the down projection's initial weights.
+        backbone: the frozen backbone.
+        config: an :class:`AdapterConfig`: ``placement`` ``pfeiffer`` (after the FFN) or ``houlsby``
+            (after attention and after the FFN); ``reduction`` hidden size / bottleneck width (16:
+            AdapterHub's default for both placements); ``activation`` ``relu`` (default), ``gelu``,
+            ``silu``/``swish`` or ``tanh``; ``init_std`` the down projection's initial weights' std.
     """
 
     name = "adapter"
 
-    def __init__(
-        self,
-        backbone: Backbone,
-        placement: str = "pfeiffer",
-        reduction: float = 16.0,
-        activation: str = "relu",
-        init_std: float = 0.02,
-    ) -> None:
+    def __init__(self, backbone: Backbone, config: AdapterConfig | None = None) -> None:
         super().__init__(backbone)
-        if placement not in PLACEMENTS:
-            raise ConfigError(f"unknown adapter placement '{placement}': use pfeiffer or houlsby")
-        if activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"unknown adapter activation '{activation}': use one of {', '.join(ACTIVATIONS)}"
-            )
-        if not float(reduction) > 0 or not float(init_std) >= 0:
-            raise ConfigError(
-                f"adapter reduction {reduction} / init_std {init_std} invalid: pass a reduction > 0 and init_std >= 0"
-            )
+        config = config or AdapterConfig()
+        placement, reduction, activation = config.placement, config.reduction, config.activation
         spec = backbone.spec
         if placement == "houlsby" and not spec.attn_out:
             raise ConfigError(
-                f"the architecture registry does not know {backbone.config.model_type}'s attention output projection, "
-                "which Houlsby adapters need: declare FFNSpec(attn_out=...) with register_architecture, or use placement pfeiffer"
+                f"the architecture registry does not know {backbone.config.model_type}'s attention output "
+                "projection, which Houlsby adapters need: declare FFNSpec(attn_out=...) with "
+                "register_architecture, or use placement pfeiffer"
             )
         self.placement, self.reduction, self.activation = placement, float(reduction), activation
-        self.init_std = float(init_std)
+        self.init_std = float(config.init_std)
         width = backbone.hidden_size
         self.bottleneck = max(1, round(width / self.reduction))
         self.sites: list[tuple[int, str, str]] = []  # (layer, key, module path inside the block)

@@ -25,8 +25,11 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from skillneurons.backbones import Backbone
+from skillneurons.delta.lora.config import LoraConfig
 from skillneurons.delta.methods import DeltaMethod
 from skillneurons.errors import ConfigError
+
+__all__ = ["LoRA", "lora_layers_active"]
 
 _names = itertools.count()
 
@@ -35,87 +38,34 @@ class LoRA(DeltaMethod):
     """Low-rank adapters on projections of every block.
 
     Args:
-        r: rank.
-        alpha: scale numerator (the update is ``alpha / r * B A``).
-        dropout: must be 0 (kept for PEFT parity and old manifests): the backbone runs in eval
-            mode and every training step is a pure function of the seed and step (exact resume),
-            so dropout on the LoRA branch is refused rather than silently ignored.
-        targets: module paths inside a block (e.g. ``["attention.self.query", "attention.self.key"]``);
-            default: the registry's query and value projections.
+        backbone: the frozen backbone.
+        config: a :class:`LoraConfig`: ``r`` the rank; ``alpha`` the scale numerator (the update is
+            ``alpha / r * B A``); ``dropout`` must be 0 (kept for PEFT parity and old manifests: the
+            backbone runs in eval mode and every training step is a pure function of the seed and
+            step, exact resume, so dropout on the LoRA branch is refused rather than silently
+            ignored); ``targets`` module paths inside a block (e.g. ``["attention.self.query",
+            "attention.self.key"]``), default the registry's query and value projections.
     """
 
     name = "lora"
 
-    def __init__(
-        self,
-        backbone: Backbone,
-        r: int = 8,
-        alpha: float = 16.0,
-        dropout: float = 0.0,
-        targets: Sequence[str] | None = None,
-    ) -> None:
+    def __init__(self, backbone: Backbone, config: LoraConfig | None = None) -> None:
         super().__init__(backbone)
-        from peft import LoraConfig, inject_adapter_in_model
-        from peft.tuners.tuners_utils import BaseTunerLayer
+        from peft import LoraConfig as PeftLoraConfig
+        from peft import inject_adapter_in_model
 
-        if (
-            isinstance(r, bool)
-            or not isinstance(r, int)
-            or r < 1
-            or not float(alpha) > 0
-            or not 0 <= dropout < 1
-        ):
-            raise ConfigError(
-                f"LoRA r={r!r}, alpha={alpha!r}, dropout={dropout!r} invalid: pass an integer r >= 1, alpha > 0 and dropout in [0, 1)"
-            )
-        if dropout:
-            raise ConfigError(
-                f"LoRA dropout {dropout!r} is not supported: the backbone runs in eval mode and training steps are "
-                "deterministic (exact resume); pass dropout 0 (--lora-dropout 0)"
-            )
-        spec = backbone.spec
-        paths = list(
-            dict.fromkeys(targets if targets else [p for p in (spec.attn_query, spec.attn_value) if p])
-        )
-        if not paths:
-            raise ConfigError(
-                f"the architecture registry does not know {backbone.config.model_type}'s attention query/value projections: "
-                "pass LoRA targets (--lora-targets PATH,PATH, paths inside a block)"
-            )
-        ffn = {p for p in (spec.up, spec.down, spec.gate) if p}
-        bad = [p for p in paths if p in ffn]
-        if bad:
-            raise ConfigError(
-                f"LoRA target {bad[0]!r} is an FFN matrix: a low-rank update there changes the neuron weights "
-                "(and the down projection's input is the neuron site); target attention projections instead"
-            )
-        self.r, self.alpha, self.dropout, self.targets = int(r), float(alpha), float(dropout), paths
+        config = config or LoraConfig()
+        paths = _target_paths(backbone, config.targets)
+        self.r, self.alpha, self.dropout = int(config.r), float(config.alpha), float(config.dropout)
+        self.targets = paths
         self.adapter_name = f"skillneurons_lora_{next(_names)}"
-        full: dict[str, str] = {}  # key -> module name from the top model
-        conv = []
-        for layer, block in enumerate(backbone.blocks):
-            for i, p in enumerate(paths):
-                try:
-                    m = block.get_submodule(p)
-                except AttributeError:
-                    raise ConfigError(
-                        f"block {layer} of {backbone.name} has no module {p!r}: pass LoRA targets that exist in every block"
-                    ) from None
-                base = m.get_base_layer() if isinstance(m, BaseTunerLayer) else m
-                if not isinstance(base, (nn.Linear, Conv1D)):
-                    raise ConfigError(
-                        f"LoRA target {p!r} is a {type(base).__name__}, not a linear layer: pass linear projections"
-                    )
-                conv.append(isinstance(base, Conv1D))
-                full[f"{layer}_{i}"] = f"{backbone.layers_path}.{layer}.{p}"
-        if len(set(conv)) > 1:
-            raise ConfigError("LoRA targets mix Linear and GPT-2 Conv1D layers: target one kind at a time")
+        full, conv = _target_modules(backbone, paths)
         kw: dict[str, Any] = {"lora_alpha": self.alpha}  # typed int in PEFT; a float scales the same
-        cfg = LoraConfig(
+        cfg = PeftLoraConfig(
             r=self.r,
             lora_dropout=self.dropout,
             target_modules=list(full.values()),
-            fan_in_fan_out=conv[0],
+            fan_in_fan_out=conv,
             bias="none",
             **kw,
         )
@@ -181,6 +131,55 @@ class LoRA(DeltaMethod):
             cfgs.pop(self.adapter_name, None)
         self._full = {}
         self.layers = nn.ModuleDict()
+
+
+def _target_paths(backbone: Backbone, targets: Sequence[str] | None) -> list[str]:
+    """The module paths inside a block that LoRA wraps: ``targets``, else the registry's query and
+    value projections; FFN matrices are refused."""
+    spec = backbone.spec
+    paths = list(dict.fromkeys(targets if targets else [p for p in (spec.attn_query, spec.attn_value) if p]))
+    if not paths:
+        raise ConfigError(
+            f"the architecture registry does not know {backbone.config.model_type}'s attention query/value "
+            "projections: pass LoRA targets (--lora-targets PATH,PATH, paths inside a block)"
+        )
+    ffn = {p for p in (spec.up, spec.down, spec.gate) if p}
+    bad = [p for p in paths if p in ffn]
+    if bad:
+        raise ConfigError(
+            f"LoRA target {bad[0]!r} is an FFN matrix: a low-rank update there changes the neuron weights "
+            "(and the down projection's input is the neuron site); target attention projections instead"
+        )
+    return paths
+
+
+def _target_modules(backbone: Backbone, paths: Sequence[str]) -> tuple[dict[str, str], bool]:
+    """``({key: module name from the top model}, whether they are GPT-2 Conv1D layers)`` for ``paths``
+    in every block; a missing or non-linear module is a one-line error."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    full: dict[str, str] = {}  # key -> module name from the top model
+    conv = []
+    for layer, block in enumerate(backbone.blocks):
+        for i, p in enumerate(paths):
+            try:
+                m = block.get_submodule(p)
+            except AttributeError:
+                raise ConfigError(
+                    f"block {layer} of {backbone.name} has no module {p!r}: "
+                    "pass LoRA targets that exist in every block"
+                ) from None
+            base = m.get_base_layer() if isinstance(m, BaseTunerLayer) else m
+            if not isinstance(base, (nn.Linear, Conv1D)):
+                raise ConfigError(
+                    f"LoRA target {p!r} is a {type(base).__name__}, not a linear layer: pass linear "
+                    "projections"
+                )
+            conv.append(isinstance(base, Conv1D))
+            full[f"{layer}_{i}"] = f"{backbone.layers_path}.{layer}.{p}"
+    if len(set(conv)) > 1:
+        raise ConfigError("LoRA targets mix Linear and GPT-2 Conv1D layers: target one kind at a time")
+    return full, conv[0]
 
 
 def lora_layers_active(model: torch.nn.Module) -> list[str]:
