@@ -264,7 +264,12 @@ def test_schedule_syntax() -> None:
 
 def test_cli_options_build_the_schedule() -> None:
     from skillneurons.cli import build_parser
-    from skillneurons.fpt.cli import schedule_from_args
+    from skillneurons.cli.options import build_config
+    from skillneurons.fpt.config import ProgressiveConfig
+    from skillneurons.fpt.schedule import ProgressiveSchedule
+
+    def schedule_from_args(args):  # type: ignore[no-untyped-def]
+        return ProgressiveSchedule.from_config(build_config(args, ProgressiveConfig))
 
     args = build_parser().parse_args(
         [

@@ -63,7 +63,7 @@ def test_identity_differs_is_an_error_naming_the_option(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
     run.check_identity({"seed": 0, "max_examples": None})
     run.check_identity({"seed": 0, "max_examples": None})  # same run: resumes
-    with pytest.raises(ConfigError, match=r"max_examples \(None -> 100\).*--overwrite"):
+    with pytest.raises(ConfigError, match=r"different run .*max_examples \(None -> 100\).*--overwrite"):
         run.check_identity({"seed": 0, "max_examples": 100})
     (tmp_path / "checkpoint.json").write_text("{}")
     run.check_identity({"seed": 0, "max_examples": 100}, overwrite=True)

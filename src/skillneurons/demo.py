@@ -16,6 +16,7 @@ from typing import Any
 from skillneurons.artifacts import atomic_write_json
 from skillneurons.backbones import load_backbone
 from skillneurons.data import load_task
+from skillneurons.runs.results import TuneResult
 from skillneurons.training import TrainConfig
 
 DEMO_MODEL = "minilm"
@@ -45,7 +46,7 @@ def run_demo(
     print(
         f"demo: {DEMO_MODEL} ({bb.num_layers} layers x {bb.d_ff[0]} neurons) on {task.name} ({len(task)} examples)"
     )
-    results: list[dict[str, Any]] = []
+    results: list[TuneResult] = []
     per_seed = 0.0
     for seed in range(max_seeds):
         spent = time.perf_counter() - start

@@ -122,7 +122,7 @@ class RunDir:
                 diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
                 shown = ", ".join(f"{k} ({have.get(k)!r} -> {want.get(k)!r})" for k in diff[:4])
                 raise ConfigError(
-                    f"{self.path} holds a run with other options: {shown}{' ...' if len(diff) > 4 else ''}; "
+                    f"{self.path} holds a different run (other options: {shown}{' ...' if len(diff) > 4 else ''}); "
                     "pass --overwrite to replace it, or another --out"
                 )
         elif overwrite and self.path.is_dir():

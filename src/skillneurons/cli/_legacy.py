@@ -324,23 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
-    p = sub.add_parser("tune", help="prompt-tune a frozen model on a task")
-    _tune_args(p)
-    _backbone_args(p)
-    _task_args(p)
-    p.add_argument(
-        "--out", required=True, help="run folder (resumes if it holds a checkpoint of the same run)"
-    )
-    p.set_defaults(fn=cmd_tune)
+    from skillneurons.cli import data, tune
 
-    p = sub.add_parser("evaluate", help="evaluate a saved prompt")
-    p.add_argument("--prompt", required=True, help="prompt artifact (RUN/prompt.safetensors)")
-    p.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
-    p.add_argument("--split", default="test", choices=["train", "dev", "test", "all"])
-    _backbone_args(p)
-    _task_args(p, required=False)
-    p.set_defaults(fn=cmd_evaluate)
-
+    for module in (data, tune):
+        for cmd in module.COMMANDS:
+            p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+            cmd.add_arguments(p)
+            p.set_defaults(fn=cmd.run)
     p = sub.add_parser("find", help="find the skill neurons of trained prompts (one per seed)")
     _backbone_args(p)
     p.add_argument(
@@ -370,34 +360,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _task_args(p, required=False)
     p.set_defaults(fn=cmd_find)
-
-    p = sub.add_parser("data", help="built-in data: fetch it, or list the built-in tasks")
-    p.add_argument("action", choices=["fetch", "list"])
-    p.add_argument("names", nargs="*", help="fetch: only these built-in tasks (default: all)")
-    p.add_argument("--force", action="store_true", help="fetch: extract again even if already there")
-    p.set_defaults(fn=cmd_data)
-
-    p = sub.add_parser("models", help="list offline models and known architecture families")
-    p.set_defaults(fn=cmd_models)
-
-    p = sub.add_parser("peft", help="export a prompt to / import one from a PEFT prompt-tuning adapter")
-    p.add_argument("action", choices=["export", "import"])
-    p.add_argument("--prompt", help="export: the prompt artifact")
-    p.add_argument("--adapter", help="import: the PEFT adapter directory")
-    p.add_argument("--model", help="backbone (default: recorded in the artifact)")
-    p.add_argument("--head", default="auto", choices=["auto", "label_words", "similarity"])
-    p.add_argument(
-        "--label-words",
-        default="negative,positive",
-        help="import: class words, e.g. 'negative,positive' or 'bad|awful,good|great'",
-    )
-    p.add_argument("--out", required=True, help="export: adapter directory; import: prompt artifact path")
-    p.set_defaults(fn=cmd_peft)
-
-    p = sub.add_parser("demo", help="the main job on the embedded default (offline MiniLM + MR)")
-    p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--budget-minutes", type=float, default=6.0, help="time budget for tuning on CPU")
-    p.set_defaults(fn=cmd_demo)
     # commands whose parsers live with their package
     from skillneurons.perturb.cli import register as register_perturb
     from skillneurons.pruning.cli import register as register_prune

@@ -96,6 +96,8 @@ def _kwargs(field: dataclasses.Field[Any], tp: Any) -> dict[str, Any]:
         kw["choices"] = list(choices)
     if meta.get("metavar"):
         kw["metavar"] = meta["metavar"]
+    elif "type" in kw and "choices" not in kw:
+        kw["metavar"] = field.name.upper()
     kw["help"] = f"{meta['help']} (default: {_fmt_default(default)})"
     return kw
 

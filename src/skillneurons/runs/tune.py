@@ -1,163 +1,236 @@
-"""High-level runs: what the CLI commands do, as importable functions.
+"""Tuning a frozen model on a task: a short composition of the floors below.
 
-A run folder holds everything needed to reproduce and to check a result::
-
-    RUN/split.json        the seeded train/dev/test split (indices + per-example hashes)
-    RUN/prompt.*          best prompt (.safetensors + manifest)
-    RUN/checkpoint.*      resumable training state
-    RUN/history.json      dev accuracy during training
-    RUN/results.json      final metrics
+``tune_prompt`` = the options, checked -> the run folder (one writer, one identity) -> the seeded
+split -> the prompt model (:mod:`skillneurons.prompts`) -> the tuning method's wrapper
+(``TUNING_METHODS``: prompt, BitFit, adapters, LoRA...) -> the verbalizer's preparation and the trainer
+hooks (KPT refinement, progressive partial models) -> fit with the best dev checkpoint -> test.
+Adding a method, a head or a verbalizer registers a plugin; this file is not edited for it.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from skillneurons.artifacts import atomic_write_json
 from skillneurons.backbones import Backbone, load_backbone
-from skillneurons.data import Task, load_task
+from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.distributed import is_main
 from skillneurons.errors import ConfigError
+from skillneurons.files import atomic_write_json
+from skillneurons.fpt.config import ProgressiveConfig
+from skillneurons.fpt.progressive import progressive_hooks
 from skillneurons.fpt.schedule import ProgressiveSchedule
-from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head
-from skillneurons.rundir import make_splits, run_manifest
+from skillneurons.prompts import PromptModel, SoftPrompt
+from skillneurons.prompts.build import build_prompt_model, new_prompt
+from skillneurons.prompts.config import PromptConfig
+from skillneurons.prompts.methods import TUNING_METHODS, TuningMethod
+from skillneurons.rundir import RunDir, make_splits, run_manifest
+from skillneurons.runs.config import RunOptions
+from skillneurons.runs.results import TuneResult
 from skillneurons.training import TrainConfig, Trainer, fit_and_test
+from skillneurons.transfer.tpt import initial_prompt, prompt_digest
+from skillneurons.verbalizers.config import VerbalizerConfig
+from skillneurons.verbalizers.tuning import prepare_head, tuning_head
 
-log = logging.getLogger(__name__)
+__all__ = ["TuneSpec", "tune_prompt"]
 
-__all__ = [
-    "tune_prompt",
-]
+
+@dataclass
+class TuneSpec:
+    """Everything that defines a tuning run, checked (its :meth:`identity` is the run's identity)."""
+
+    prompt: PromptConfig
+    train: TrainConfig
+    run: RunOptions
+    method: TuningMethod
+    method_config: Any
+    verbalizer: VerbalizerConfig
+    progressive: ProgressiveConfig | ProgressiveSchedule | None
+    init_prompt: str | os.PathLike[str] | SoftPrompt | None
+
+    @property
+    def split_seed(self) -> int:
+        return self.train.seed if self.run.split_seed is None else self.run.split_seed
+
+    def identity(self, backbone: Backbone, task: Task) -> dict[str, Any]:
+        """Every option that changes the run's result (``overwrite`` and progress bars do not)."""
+
+        def plain(obj: Any) -> Any:
+            return (
+                dataclasses.asdict(obj)
+                if dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+                else obj
+            )
+
+        init = self.init_prompt
+        return {
+            "model": backbone.name,
+            "task": {"name": task.name, "fingerprint": task.fingerprint(), "source": task.source},
+            "split_seed": self.split_seed,
+            "max_examples": self.run.max_examples,
+            "prompt": plain(self.prompt),
+            "train": plain(self.train),
+            "method": self.method.name,
+            "method_config": plain(self.method_config),
+            "verbalizer": plain(self.verbalizer) if self.verbalizer.is_kpt else None,
+            "progressive": plain(self.progressive),
+            "init_prompt": prompt_digest(init) if isinstance(init, SoftPrompt) else init and str(init),
+        }
 
 
 def tune_prompt(
     model: str | Backbone,
     task: str | Task,
-    out_dir: str | Path | None,
+    out_dir: str | os.PathLike[str] | None,
     *,
-    prompt_length: int = 20,
-    init: str = "normal",
-    init_text: str | None = None,
-    init_prompt: str | Path | SoftPrompt | None = None,
-    head: str = "auto",
-    layout: str = "auto",
-    template: str | None = None,
-    max_length: int = 128,
-    max_examples: int | None = None,
-    split_seed: int | None = None,
+    prompt: PromptConfig | None = None,
     config: TrainConfig | None = None,
+    run: RunOptions | None = None,
     method: str = "prompt",
-    method_options: Mapping[str, Any] | None = None,
-    verbalizer: str = "single",
-    words: Any = None,
-    expand: int = 0,
-    calibrate: bool = False,
-    relevance: bool = False,
-    progressive: ProgressiveSchedule | str | None = None,
+    method_options: Any = None,
+    verbalizer: VerbalizerConfig | None = None,
+    progressive: ProgressiveConfig | ProgressiveSchedule | str | None = None,
+    init_prompt: str | os.PathLike[str] | SoftPrompt | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Prompt-tune ``model`` on ``task``; returns the results dict also written to ``out_dir/results.json``.
+    **options: Any,
+) -> TuneResult:
+    """Tune ``model`` on ``task``; returns the result also written to ``out_dir/results.json``.
 
-    ``split_seed`` fixes the data split independently of the training seed (default: the training
-    seed), so several prompts (seeds) can share one split, as skill-neuron aggregation needs.
-    ``verbalizer="kpt"`` reads the label through a knowledgeable verbalizer (many words per class:
-    ``words`` file/mapping or the task's label words, plus ``expand`` embedding neighbours), refined on
-    200 unlabelled training texts before tuning, with learned per-word weights; ``calibrate`` divides
-    by the contextual prior read at the initial prompt (off by default: it goes stale as the prompt
-    trains), ``relevance`` adds the relevance refinement. ``init_prompt`` (a prompt artifact of this
-    backbone, e.g. another task's or a projected one, or a :class:`SoftPrompt`) starts tuning from
-    that prompt's vectors instead of ``init`` (transferable prompt tuning); its length must be
-    ``prompt_length``. ``progressive`` (a :class:`~skillneurons.fpt.ProgressiveSchedule` or its string,
-    e.g. ``"25,50,75,full"``) trains with fast prompt tuning: the early steps on partial models,
-    the prompt and optimizer state carried over (``results["progressive"]`` describes the stages).
-    ``method`` (``prompt``, ``bitfit``, ``adapter``, ``lora``; :mod:`skillneurons.delta`) tunes the
-    method's tensors with ``config.lr`` instead of a soft prompt (no prompt then: ``prompt_length``
-    and the init options are unused), with ``method_options`` its keyword arguments; the artifact is
-    still ``prompt.safetensors`` and loads through :func:`~skillneurons.prompts.load_prompt`.
+    ``prompt`` (:class:`PromptConfig`), ``config`` (:class:`TrainConfig`, its seed the training seed) and
+    ``run`` (:class:`RunOptions`) may be overridden by keyword ``options`` named like their fields
+    (``prompt_length=4``, ``split_seed=0``). ``method`` is ``prompt`` or a registered method (``bitfit``,
+    ``adapter``, ``lora``) with ``method_options`` (a dict or its config); ``verbalizer`` a knowledgeable
+    verbalizer; ``progressive`` a fast-prompt-tuning schedule; ``init_prompt`` a prompt to start from.
+    The folder is locked while the run writes it and tied to the run's identity (its options).
     """
-    config = config or TrainConfig()
-    if method != "prompt" and init_prompt is not None:
-        raise ConfigError(
-            f"--init-prompt starts a soft prompt; --method {method} tunes no prompt: drop one of them"
-        )
+    spec = _spec(prompt, config, run, method, method_options, verbalizer, progressive, init_prompt, options)
     bb = load_backbone(model) if isinstance(model, str) else model
     t = load_task(task) if isinstance(task, str) else task
     out = Path(out_dir) if out_dir is not None else None
-    splits = make_splits(t, config.seed if split_seed is None else split_seed, out, max_examples)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    prompt = SoftPrompt.create(bb, prompt_length, init, text=init_text, generator=gen)  # type: ignore[arg-type]
-    if init_prompt is not None:  # transfer as initialisation (TPT): start from a trained prompt
-        from skillneurons.transfer.tpt import initial_prompt
+    with _open_run(out, spec, bb, t):
+        splits = make_splits(t, spec.split_seed, out, spec.run.max_examples)
+        with _tuned_model(bb, t, spec) as pm:
+            result = _fit(pm, bb, t, splits, spec, out, progress)
+        if out is not None and is_main():
+            atomic_write_json(out / "results.json", result.to_json())
+    return result
 
-        prompt = initial_prompt(bb, init_prompt, prompt_length)
-    train, dev, test = splits.part("train"), splits.part("dev"), splits.part("test")
-    h: Head
-    if verbalizer == "kpt":
-        from skillneurons.verbalizers.kpt import KnowledgeableHead
-        from skillneurons.verbalizers.zero_shot import (
-            refine_in_prompt_model,
-            unlabelled_contexts,
-            verbalizer_words,
+
+def _spec(
+    prompt: PromptConfig | None,
+    config: TrainConfig | None,
+    run: RunOptions | None,
+    method: str,
+    method_options: Any,
+    verbalizer: VerbalizerConfig | None,
+    progressive: ProgressiveConfig | ProgressiveSchedule | str | None,
+    init_prompt: str | os.PathLike[str] | SoftPrompt | None,
+    options: dict[str, Any],
+) -> TuneSpec:
+    """The run's options, merged and checked before anything is loaded or written."""
+    prompt_keys = {f.name for f in dataclasses.fields(PromptConfig)}
+    run_keys = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(options) - prompt_keys - run_keys)
+    if unknown:
+        raise TypeError(f"tune_prompt() got unexpected keyword arguments {', '.join(unknown)}")
+    prompt = dataclasses.replace(
+        prompt or PromptConfig(), **{k: v for k, v in options.items() if k in prompt_keys}
+    )
+    run = dataclasses.replace(run or RunOptions(), **{k: v for k, v in options.items() if k in run_keys})
+    tuning = TUNING_METHODS.get(method)
+    if isinstance(progressive, str):
+        progressive = ProgressiveConfig(schedule=progressive)
+    if isinstance(progressive, ProgressiveConfig) and not progressive.enabled:
+        progressive = None
+    if not tuning.tunes_prompt and init_prompt is not None:
+        raise ConfigError(
+            f"--init-prompt starts a soft prompt; --method {method} tunes no prompt: drop one of them"
         )
+    if not tuning.tunes_prompt and progressive is not None:
+        raise ConfigError(f"progressive training tunes prompts: drop it for --method {method}")
+    method_config = tuning.config_from_options(method_options)
+    verbalizer = verbalizer or VerbalizerConfig()
+    return TuneSpec(
+        prompt, config or TrainConfig(), run, tuning, method_config, verbalizer, progressive, init_prompt
+    )
 
-        h = KnowledgeableHead(
-            bb, verbalizer_words(bb, t, words=words, expand=expand), aggregate="learned", calibrate=calibrate
-        )
-    elif verbalizer == "single":
-        h = build_head(head, bb, t.label_words)
-    else:
-        raise ConfigError(f"unknown verbalizer '{verbalizer}': use single or kpt")
-    pm = PromptModel(bb, prompt, h, layout=layout, max_length=max_length, template=template)
-    if method != "prompt":  # BitFit / adapter / LoRA: the same head and layout, no soft prompt (P=0)
-        from skillneurons.delta.model import delta_model
 
-        if progressive is not None:
-            raise ConfigError(f"progressive training tunes prompts: drop it for --method {method}")
-        pm = delta_model(pm, method, method_options)
-    try:  # a LoRA is taken back out of the caller's backbone even when training fails
-        if verbalizer == "kpt":
-            refine_in_prompt_model(pm, unlabelled_contexts(train, 200, config.seed), relevance=relevance)
-        manifest = run_manifest(t, splits)
-        if init_prompt is not None:  # the start is part of the run: a checkpoint resumes only the same init
-            from skillneurons.transfer.tpt import prompt_digest
+@contextlib.contextmanager
+def _open_run(out: Path | None, spec: TuneSpec, backbone: Backbone, task: Task) -> Iterator[None]:
+    """Hold the run folder's lock and check its identity (the main process only; none without a folder)."""
+    if out is None or not is_main():
+        yield
+        return
+    with RunDir(out).lock() as rundir:
+        rundir.check_identity(spec.identity(backbone, task), overwrite=spec.run.overwrite)
+        yield
 
-            manifest["init_prompt"] = {
-                "path": None if isinstance(init_prompt, SoftPrompt) else str(init_prompt),
-                "sha256": prompt_digest(prompt),
-            }
-        hooks = None
-        if progressive is not None:  # fast prompt tuning: progressive partial models (skillneurons.fpt)
-            from skillneurons.fpt import ProgressiveTraining
 
-            hooks = ProgressiveTraining(pm, train, progressive, precision=config.precision, progress=progress)
-        trainer = Trainer(pm, train, dev, config, out, manifest=manifest, progress=progress, hooks=hooks)
-        result, metrics = fit_and_test(trainer, test)
-        results = {
-            "model": bb.identity(),
-            "task": t.name,
-            "seed": config.seed,
-            "split_seed": splits.seed,
-            "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
-            "prompt_length": prompt_length,
-            "head": h.kind,
-            "layout": pm.layout,
-            **metrics,
-            "resumed_from_step": result.resumed_from,
-            "prompt": str(result.prompt_path) if result.prompt_path else None,
-        }
-        if hooks is not None:
-            results["progressive"] = hooks.summary(result.steps).to_json()
-        if method != "prompt":
-            results.update(prompt_length=0, **pm.artifact_manifest())  # type: ignore[operator]
+@contextlib.contextmanager
+def _tuned_model(bb: Backbone, task: Task, spec: TuneSpec) -> Iterator[PromptModel]:
+    """The model the method trains; the backbone is the caller's, so a method's edits (LoRA) are taken
+    back out of it afterwards, even when training fails."""
+    pm = spec.method.wrap(_prompt_model(bb, task, spec), spec.method_config)
+    try:
+        yield pm
     finally:
-        if method != "prompt":
-            pm.release()  # type: ignore[operator]  # the backbone is the caller's: take a LoRA back out of it
-    if out is not None and is_main():
-        atomic_write_json(out / "results.json", results)
-    return results
+        release = getattr(pm, "release", None)
+        if callable(release):
+            release()
+
+
+def _prompt_model(bb: Backbone, task: Task, spec: TuneSpec) -> PromptModel:
+    """The prompt model to tune: a fresh (or transferred) prompt and the head or verbalizer."""
+    seed = spec.train.seed
+    torch.manual_seed(seed)
+    soft = new_prompt(bb, spec.prompt, torch.Generator().manual_seed(seed))
+    if spec.init_prompt is not None:  # transfer as initialisation (TPT): start from a trained prompt
+        soft = initial_prompt(bb, spec.init_prompt, spec.prompt.prompt_length)
+    head = tuning_head(spec.verbalizer, bb, task, spec.prompt.head)
+    return build_prompt_model(bb, task.label_words, spec.prompt, prompt=soft, head=head)
+
+
+def _fit(
+    pm: PromptModel,
+    bb: Backbone,
+    task: Task,
+    splits: TaskSplits,
+    spec: TuneSpec,
+    out: Path | None,
+    progress: bool,
+) -> TuneResult:
+    train, dev, test = splits.part("train"), splits.part("dev"), splits.part("test")
+    prepare_head(spec.verbalizer, pm, train, spec.train.seed)  # KPT: refine the words on unlabelled texts
+    manifest = run_manifest(task, splits)
+    if spec.init_prompt is not None:  # the start is part of the run: a checkpoint resumes only the same init
+        manifest["init_prompt"] = {
+            "path": None if isinstance(spec.init_prompt, SoftPrompt) else str(spec.init_prompt),
+            "sha256": prompt_digest(pm.prompt),
+        }
+    hooks = progressive_hooks(spec.progressive, pm, train, precision=spec.train.precision, progress=progress)
+    trainer = Trainer(pm, train, dev, spec.train, out, manifest=manifest, progress=progress, hooks=hooks)
+    result, metrics = fit_and_test(trainer, test)
+    delta: Any = pm
+    extra = delta.artifact_manifest() if not spec.method.tunes_prompt else {}
+    return TuneResult(
+        model=bb.identity(),
+        task=task.name,
+        seed=spec.train.seed,
+        split_seed=splits.seed,
+        sizes={"train": len(train), "dev": len(dev), "test": len(test)},
+        prompt_length=spec.prompt.prompt_length if spec.method.tunes_prompt else 0,
+        head=pm.head.kind,
+        layout=pm.layout,
+        **metrics,
+        resumed_from_step=result.resumed_from,
+        prompt=str(result.prompt_path) if result.prompt_path else None,
+        progressive=hooks.summary(result.steps) if hooks is not None else None,
+        **extra,
+    )
