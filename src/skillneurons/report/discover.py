@@ -42,6 +42,7 @@ from skillneurons.report.views import (
     DemoSummaryView,
     FindSummaryView,
     PromptRecord,
+    TaskInfo,
 )
 
 log = logging.getLogger(__name__)
@@ -184,10 +185,10 @@ class TuneRun:
         return cfg if isinstance(cfg, dict) else None
 
     @property
-    def task_record(self) -> dict[str, Any]:
+    def task_info(self) -> TaskInfo | None:
         """The prompt manifest's task record (name, fingerprint, label names, source)."""
         rec = (self.prompt or {}).get("task")
-        return rec if isinstance(rec, dict) else {}
+        return TaskInfo.read(rec) if isinstance(rec, dict) else None
 
     @property
     def artifact(self) -> ArtifactInfo | None:
@@ -525,7 +526,22 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
     subdirs = sorted(
         (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_natural_key
     )
+    _find_neurons(data, subdirs)
+    data.tunes = [load_tune_run(p) for p in _tune_dirs(data, subdirs)]
+    if data.neurons is None and not data.tunes:
+        raise _invalid(
+            root, "holds no run (no prompt.json, results.json, history.json or skill_neurons.json)"
+        )
+    demo = _read_json(root / "summary.json")
+    if DemoSummaryView.matches(demo):
+        data.demo_summary = DemoSummaryView.read(demo)
+    _collect_results(data, include)
+    return data
 
+
+def _find_neurons(data: ReportData, subdirs: list[Path]) -> None:
+    """The skill neurons of the run: the folder itself, else its ``neurons/`` (or first) sub-folder."""
+    root = data.root
     neuron_dirs = [root] if is_neurons_dir(root) else [p for p in subdirs if is_neurons_dir(p)]
     if neuron_dirs:
         pick = next((p for p in neuron_dirs if p.name == "neurons"), neuron_dirs[0])
@@ -534,6 +550,10 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
             if other != pick:
                 data.notes.append(f"{other} also holds skill neurons: report it separately")
 
+
+def _tune_dirs(data: ReportData, subdirs: list[Path]) -> list[Path]:
+    """The tuning runs: the folder and its sub-folders, else (a ``find`` output) the recorded prompts'."""
+    root = data.root
     tune_dirs = ([root] if is_tune_dir(root) else []) + [p for p in subdirs if is_tune_dir(p)]
     if not tune_dirs and data.neurons is not None:  # a `find` output: follow the recorded prompts
         for info in data.neurons.prompts:
@@ -545,16 +565,12 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
                 data.notes.append(
                     f"prompt-tuning run of {recorded} not found: its training curve is left out"
                 )
-    data.tunes = [load_tune_run(p) for p in tune_dirs]
-    if data.neurons is None and not data.tunes:
-        raise _invalid(
-            root, "holds no run (no prompt.json, results.json, history.json or skill_neurons.json)"
-        )
+    return tune_dirs
 
-    demo = _read_json(root / "summary.json")
-    if DemoSummaryView.matches(demo):
-        data.demo_summary = DemoSummaryView.read(demo)
 
+def _collect_results(data: ReportData, include: Sequence[str | os.PathLike[str]]) -> None:
+    """The other experiments' results: in the folder tree, then from ``include``."""
+    root = data.root
     seen: set[Path] = set()
 
     def add(path: Path, explicit: bool, related: Callable[[Any], bool] | None) -> None:
@@ -589,7 +605,6 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
                 add(f, explicit=False, related=lambda obj: _refers_to(obj, root, digests))
         else:
             raise ConfigError(f"--include {p} does not exist: pass result JSON files or folders holding them")
-    return data
 
 
 def _artifact_digests(data: ReportData) -> set[str]:

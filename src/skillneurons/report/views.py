@@ -10,6 +10,7 @@ reader here is the one place to change: the attribute names are the JSON keys.
 view               JSON keys read
 =================  =========================================================================
 BackboneInfo       name, model_type, kind, num_layers, hidden_size, d_ff
+TaskInfo           name, fingerprint, label_names, source (a prompt manifest's ``task``)
 ArtifactInfo       sha256, skillneurons_version, created (of a manifest)
 PromptRecord       prompt, dev_accuracy (a ``find`` artifact's ``prompts``)
 HistoryPoint       step, dev_accuracy, train_loss, dev_loss (``history.json``)
@@ -59,6 +60,7 @@ __all__ = [
     "SeedStability",
     "SimilarityView",
     "SweepPoint",
+    "TaskInfo",
     "TransferView",
     "as_number",
 ]
@@ -95,6 +97,26 @@ class BackboneInfo:
     def read(cls, obj: dict[str, Any]) -> BackboneInfo:
         keys = ("name", "model_type", "kind", "num_layers", "hidden_size", "d_ff")
         return cls(**{k: obj.get(k) for k in keys})
+
+
+@dataclass
+class TaskInfo:
+    """The task record of a prompt artifact (``task``)."""
+
+    name: Any = None
+    fingerprint: Any = None
+    label_names: list[str] = field(default_factory=list)
+    source: Any = None
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> TaskInfo:
+        names = obj.get("label_names")
+        return cls(
+            obj.get("name"),
+            obj.get("fingerprint"),
+            [str(n) for n in names] if isinstance(names, list) else [],
+            obj.get("source"),
+        )
 
 
 @dataclass

@@ -30,9 +30,8 @@ class Context:
 def label_names(data: ReportData) -> list[str]:
     """The task's class names, as the first tuning run that records them has them."""
     for t in data.tunes:
-        names = t.task_record.get("label_names")
-        if isinstance(names, list) and names:
-            return [str(n) for n in names]
+        if t.task_info is not None and t.task_info.label_names:
+            return list(t.task_info.label_names)
     return []
 
 

@@ -140,10 +140,10 @@ def _versions() -> str:
 
 def _provenance(data: ReportData) -> list[list[Any]]:
     rows: list[list[Any]] = [["run folder", rel(data.root)]]
-    task_info = next((t.task_record for t in data.tunes if t.task_record), {})
-    if task_info.get("source"):
-        fingerprint = str(task_info.get("fingerprint", ""))[:12]
-        rows.append(["task data", f"{task_info['source']} (fingerprint {fingerprint})"])
+    task = next((t.task_info for t in data.tunes if t.task_info is not None), None)
+    if task is not None and task.source:
+        fingerprint = str(_or(task.fingerprint, ""))[:12]
+        rows.append(["task data", f"{task.source} (fingerprint {fingerprint})"])
     splits = {(t.split_seed, tuple((t.sizes or {}).values())) for t in data.tunes}
     if splits:
         text = "; ".join(
