@@ -323,3 +323,23 @@ def test_top_activating_equals_stored_activations() -> None:
         assert [v for _, v in ne.top] == pytest.approx(top.values.tolist(), abs=1e-5)
         for c in range(2):
             assert ne.class_mean[c] == pytest.approx(float(a[labels == c, m].mean()), abs=1e-5)
+
+
+def test_report_config_is_torch_free_validated_and_the_assets_are_package_data() -> None:
+    import subprocess
+    import sys
+    from importlib import resources
+
+    code = (
+        "import sys, skillneurons.report.config; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    for bad in ({"top": -1}, {"examples": -1}, {"sample": 0}, {"batch_size": 0}):
+        with pytest.raises(ConfigError) as e:
+            ReportConfig(run_dir="runs/demo", **bad)
+        assert "\n" not in str(e.value)
+    assert ReportConfig(run_dir=Path("a"), include=[Path("b")]).include == ("b",)
+    assets = resources.files("skillneurons.report") / "assets"
+    assert "table.sortable" in (assets / "report.css").read_text()
+    assert "sortBy" in (assets / "report.js").read_text()
