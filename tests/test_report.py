@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 import torch
 
+from browser import Chromium, PageCheck, collect, find_chromium
 from conftest import separable_task
 from skillneurons.backbones import record_neurons
 from skillneurons.data import Task
 from skillneurons.errors import ConfigError, SkillNeuronsError
-from skillneurons.report import discover, write_report
-from skillneurons.report.browser import Chromium, PageCheck, collect, find_chromium
+from skillneurons.report import ReportConfig, discover, write_report
+from skillneurons.report.discover import classify
 from skillneurons.report.examples import top_activating
-from skillneurons.report.sections import classify
 from skillneurons.runs import find_skill_neurons, tune_prompt
 from skillneurons.testing import tiny_model
 from skillneurons.training import TrainConfig
@@ -46,7 +46,8 @@ def _hostile_task() -> Task:
 
 
 def _extra_results(root: Path, tasks: list[str]) -> None:
-    """Results of the other experiments, in their JSON shapes (perturbation, similarity, pruning, transfer)."""
+    """Results of the other experiments, in their JSON shapes (perturbation, similarity, pruning,
+    transfer)."""
     pts = [
         {
             "rho": r,
@@ -171,7 +172,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         prompts.append(res["prompt"])
     find_skill_neurons(bb, prompts, task, root / "neurons", auroc_bins=8, batch_size=16, progress=False)
     _extra_results(root, [EVIL_NAME, "other"])
-    path = write_report(root, root / "report.html", backbone=bb, task=task, top=6, examples=2, sample=None)
+    config = ReportConfig(run_dir=root, out=root / "report.html", top=6, examples=2, sample=None)
+    path = write_report(config, backbone=bb, task=task)
     return {"root": root, "bb": bb, "task": task, "path": path, "html": path.read_text(encoding="utf-8")}
 
 
@@ -197,7 +199,8 @@ def test_report_in_headless_chromium(run: dict[str, Any], tmp_path: Path) -> Non
     with Chromium(exe, width=1280, height=900) as c:
         c.open(
             run["path"].resolve().as_uri(),
-            init_script="window.__alerts = []; window.alert = function (m) { window.__alerts.push(String(m)); };",
+            init_script="window.__alerts = []; "
+            "window.alert = function (m) { window.__alerts.push(String(m)); };",
         )
         check.text = c.evaluate("document.body.innerText")
         assert c.evaluate("window.__alerts.length") == 0
@@ -212,7 +215,10 @@ def test_report_in_headless_chromium(run: dict[str, Any], tmp_path: Path) -> Non
         assert any(XSS in t for t in texts)
         assert c.evaluate("document.querySelectorAll('main img:not(.fig)').length") == 0
         # clicking a header sorts the top-neuron table
-        col = "Array.from(document.querySelectorAll('#top-neurons tbody tr')).map(r => Number(r.cells[2].dataset.sort))"
+        col = (
+            "Array.from(document.querySelectorAll('#top-neurons tbody tr'))"
+            ".map(r => Number(r.cells[2].dataset.sort))"
+        )
         c.evaluate("document.querySelectorAll('#top-neurons th')[2].click()")
         first = c.evaluate(col)
         assert first == sorted(first, reverse=True)
@@ -230,7 +236,7 @@ def test_report_in_headless_chromium(run: dict[str, Any], tmp_path: Path) -> Non
 def test_sections_appear_only_when_their_data_exists(run: dict[str, Any], tmp_path: Path) -> None:
     root: Path = run["root"]
     # a `find` output folder alone: its tuning runs are found through the recorded prompt paths
-    out = write_report(root / "neurons", tmp_path / "find.html", examples=0)
+    out = write_report(ReportConfig(run_dir=root / "neurons", out=tmp_path / "find.html", examples=0))
     page = out.read_text()
     for sid in CORE_SECTIONS:
         assert f'<section id="{sid}">' in page, sid
@@ -238,7 +244,7 @@ def test_sections_appear_only_when_their_data_exists(run: dict[str, Any], tmp_pa
         assert f'<section id="{sid}">' not in page, sid
     assert "dev examples that activate it most" not in page  # --examples 0: no model loaded
     # one `tune` folder: run metadata and curves only
-    page = write_report(root / "seed0", tmp_path / "tune.html").read_text()
+    page = write_report(ReportConfig(run_dir=root / "seed0", out=tmp_path / "tune.html")).read_text()
     assert '<section id="training">' in page and '<section id="overview">' in page
     assert '<section id="top-neurons">' not in page and '<section id="map">' not in page
     # a results folder passed with --include contributes only the files that refer to this run
@@ -317,3 +323,23 @@ def test_top_activating_equals_stored_activations() -> None:
         assert [v for _, v in ne.top] == pytest.approx(top.values.tolist(), abs=1e-5)
         for c in range(2):
             assert ne.class_mean[c] == pytest.approx(float(a[labels == c, m].mean()), abs=1e-5)
+
+
+def test_report_config_is_torch_free_validated_and_the_assets_are_package_data() -> None:
+    import subprocess
+    import sys
+    from importlib import resources
+
+    code = (
+        "import sys, skillneurons.report.config; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    for bad in ({"top": -1}, {"examples": -1}, {"sample": 0}, {"batch_size": 0}):
+        with pytest.raises(ConfigError) as e:
+            ReportConfig(run_dir="runs/demo", **bad)
+        assert "\n" not in str(e.value)
+    assert ReportConfig(run_dir=Path("a"), include=[Path("b")]).include == ("b",)
+    assets = resources.files("skillneurons.report") / "assets"
+    assert "table.sortable" in (assets / "report.css").read_text()
+    assert "sortBy" in (assets / "report.js").read_text()

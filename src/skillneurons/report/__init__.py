@@ -1,17 +1,36 @@
 """Self-contained HTML reports of runs: ``skillneurons report RUN_DIR``.
 
-* :mod:`~skillneurons.report.sections`: what a run folder is, and the readers of its results
-  (the core artifacts, and the JSON results of other experiments recognised by their content);
+* :mod:`~skillneurons.report.config`: :class:`ReportConfig`, the report's options (no torch);
+* :mod:`~skillneurons.report.discover`: what a run folder is, and the readers of its core artifacts
+  (tuning runs, skill neurons) and of the result JSON of other experiments (recognised by content);
+* :mod:`~skillneurons.report.views`: the loading layer, one reader per result type;
+* :mod:`~skillneurons.report.sections`: one section builder per result type;
+* :mod:`~skillneurons.report.html`: the page's HTML helpers and the page, with ``assets/`` (CSS, JS);
 * :mod:`~skillneurons.report.examples`: the texts that most activate chosen neurons (streaming);
 * :mod:`~skillneurons.report.plots`: the figures (matplotlib, Agg canvas, inline PNG);
-* :mod:`~skillneurons.report.render`: the page (:func:`write_report`);
-* :mod:`~skillneurons.report.browser`: a headless-Chromium check of a page (tests, screenshots);
+* :mod:`~skillneurons.report.render`: the sections in page order, and :func:`write_report`;
 * :mod:`~skillneurons.report.cli`: the ``report`` command.
 """
 
 from __future__ import annotations
 
-from skillneurons.report.render import write_report
-from skillneurons.report.sections import ReportData, discover
+from typing import TYPE_CHECKING
 
-__all__ = ["ReportData", "discover", "write_report"]
+from skillneurons._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from skillneurons.report.config import ReportConfig
+    from skillneurons.report.discover import ReportData, discover
+    from skillneurons.report.render import write_report
+
+__all__ = ["ReportConfig", "ReportData", "discover", "write_report"]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ReportConfig": ".config",
+        "ReportData": ".discover",
+        "discover": ".discover",
+        "write_report": ".render",
+    },
+)

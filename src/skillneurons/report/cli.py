@@ -42,6 +42,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from skillneurons.report.config import ReportConfig
     from skillneurons.report.render import write_report
 
     task = None
@@ -49,17 +50,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         from skillneurons.cli import _load_task_from
 
         task = _load_task_from(args)
-    path = write_report(
-        args.run_dir,
-        args.out,
+    config = ReportConfig(
+        run_dir=args.run_dir,
+        out=args.out,
         include=args.include,
-        task=task,
         model=args.model,
         top=args.top,
         examples=args.examples,
         sample=args.sample,
         batch_size=args.batch_size,
-        progress=not getattr(args, "quiet", False),
     )
+    path = write_report(config, task=task, progress=not getattr(args, "quiet", False))
     print(f"report written to {path}")
     return 0

@@ -9,13 +9,16 @@ import math
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from skillneurons.perturb.plots import draw_heatmap
+from skillneurons.report.views import HistoryPoint, PerturbSweepView, PruneEntry, as_number
 
 __all__ = [
+    "Curve",
     "layer_distribution",
     "matrix",
     "perturb_sweep",
@@ -70,54 +73,44 @@ def _grid(ax: Any) -> None:
 # prompt tuning
 
 
-def training_curves(runs: Sequence[Mapping[str, Any]]) -> str:
-    """Dev accuracy and train loss vs step, one colour per run (``label``, ``history``, ``best_step``)."""
+@dataclass
+class Curve:
+    """One tuning run's history: its legend ``label``, evaluations, and the step kept as the prompt."""
+
+    label: str
+    history: list[HistoryPoint]
+    best_step: Any = None
+
+
+def training_curves(runs: Sequence[Curve]) -> str:
+    """Dev accuracy and train loss vs step, one colour per run."""
     with _figure(WIDTH, 3.3, ncols=2) as (fig, (acc, loss)):
         for i, r in enumerate(runs):
             c = COLORS[i % len(COLORS)]
-            h = [x for x in r["history"] if isinstance(x.get("step"), (int, float))]
-            steps = [x["step"] for x in h]
-            da = [x.get("dev_accuracy") for x in h]
+            steps = [x.step for x in r.history]
+            da = [x.dev_accuracy for x in r.history]
             if any(v is not None for v in da):
-                acc.plot(
-                    steps,
-                    [math.nan if v is None else v for v in da],
-                    "o-",
-                    color=c,
-                    ms=3,
-                    lw=1.4,
-                    label=r["label"],
-                )
-            best = r.get("best_step")
+                acc.plot(steps, _gaps(da), "o-", color=c, ms=3, lw=1.4, label=r.label)
+            best = r.best_step
             if best is not None and best in steps and da[steps.index(best)] is not None:
                 acc.plot([best], [da[steps.index(best)]], "*", color=c, ms=11, mec="white", mew=0.8)
-            tl = [x.get("train_loss") for x in h]
+            tl = [x.train_loss for x in r.history]
             if any(v is not None for v in tl):
-                loss.plot(
-                    steps,
-                    [math.nan if v is None else v for v in tl],
-                    "-",
-                    color=c,
-                    lw=1.4,
-                    label=f"{r['label']} train",
-                )
-            dl = [x.get("dev_loss") for x in h]
+                loss.plot(steps, _gaps(tl), "-", color=c, lw=1.4, label=f"{r.label} train")
+            dl = [x.dev_loss for x in r.history]
             if any(v is not None for v in dl):
-                loss.plot(
-                    steps,
-                    [math.nan if v is None else v for v in dl],
-                    "--",
-                    color=c,
-                    lw=1.0,
-                    alpha=0.7,
-                    label=f"{r['label']} dev",
-                )
+                loss.plot(steps, _gaps(dl), "--", color=c, lw=1.0, alpha=0.7, label=f"{r.label} dev")
         acc.set(xlabel="step", ylabel="dev accuracy", title="Dev accuracy (★ best checkpoint)")
         loss.set(xlabel="step", ylabel="loss", title="Loss (solid: train, dashed: dev)")
         for ax in (acc, loss):
             _grid(ax)
         acc.legend(loc="lower right")
         return _uri(fig)
+
+
+def _gaps(values: Sequence[Any]) -> list[Any]:
+    """None as NaN (a gap in the line)."""
+    return [math.nan if v is None else v for v in values]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -233,7 +226,8 @@ def position_layer(
             ax = axs.pop(0)
             im = ax.imshow(top_mean, cmap="viridis", **kw)
             ax.set(
-                title=f"Mean predictivity of the {k_label} most predictive neurons of the layer at each position",
+                title=f"Mean predictivity of the {k_label} most predictive neurons of the layer "
+                "at each position",
                 ylabel="layer",
             )
             fig.colorbar(im, ax=ax, pad=0.01, label="predictivity")
@@ -260,27 +254,22 @@ def _ticks(ax: Any, names: Sequence[str], step: int, L: int) -> None:
 # other experiments
 
 
-def _num(x: Any) -> float:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
+_num = as_number
 
 
-def perturb_sweep(res: Mapping[str, Any]) -> str:
+def perturb_sweep(res: PerturbSweepView) -> str:
     """Accuracy vs perturbed fraction: skill neurons (solid) and the random control's mean (dashed)
     with its 95% interval as a band."""
-    pts = sorted(res["points"], key=lambda p: _num(p.get("rho")))
-    x = [100 * _num(p.get("rho")) for p in pts]
+    pts = res.sorted_points()
+    x = [100 * _num(p.rho) for p in pts]
     with _figure(6.4, 3.6) as (fig, ax):
-        ax.plot(x, [_num(p.get("skill")) for p in pts], "o-", color=COLORS[1], lw=1.8, label="skill neurons")
-        rnd = [p.get("random") if isinstance(p.get("random"), dict) else {} for p in pts]
-        mean = [_num(r.get("mean")) for r in rnd]
+        ax.plot(x, [_num(p.skill) for p in pts], "o-", color=COLORS[1], lw=1.8, label="skill neurons")
+        mean = [_num(p.random.mean) for p in pts]
         if any(not math.isnan(m) for m in mean):
-            ci = [
-                r.get("ci95") if isinstance(r.get("ci95"), list) and len(r["ci95"]) == 2 else [None, None]
-                for r in rnd
-            ]
+            ci = [p.random.ci95 for p in pts]
             lo = [_num(c[0]) if c[0] is not None else m for c, m in zip(ci, mean)]
             hi = [_num(c[1]) if c[1] is not None else m for c, m in zip(ci, mean)]
-            draws = res.get("draws")
+            draws = res.draws
             ax.fill_between(x, lo, hi, color=COLORS[0], alpha=0.18, lw=0, label="random: 95% interval")
             ax.plot(
                 x,
@@ -291,14 +280,10 @@ def perturb_sweep(res: Mapping[str, Any]) -> str:
                 ms=4,
                 label=f"random neurons (mean of {draws} draws)" if draws else "random neurons",
             )
-        if isinstance(res.get("unperturbed"), (int, float)):
-            ax.axhline(res["unperturbed"], color="#6b7280", lw=0.8, ls=":", label="unperturbed")
-        ax.set(
-            xlabel="perturbed neurons per layer (%)"
-            if res.get("per_layer", True)
-            else "perturbed neurons (%)",
-            ylabel="accuracy",
-        )
+        if isinstance(res.unperturbed, (int, float)):
+            ax.axhline(res.unperturbed, color="#6b7280", lw=0.8, ls=":", label="unperturbed")
+        per_layer = "perturbed neurons per layer (%)" if res.per_layer else "perturbed neurons (%)"
+        ax.set(xlabel=per_layer, ylabel="accuracy")
         _grid(ax)
         ax.legend(loc="lower left")
         return _uri(fig)
@@ -338,17 +323,14 @@ def _pct_ticks(ax: Any, x: Sequence[float]) -> None:
     ax.minorticks_off()
 
 
-def prune_bench(entry: Mapping[str, Any]) -> str:
+def prune_bench(entry: PruneEntry) -> str:
     """Pruning: speedup (median, quartiles) and accuracy vs kept fraction."""
-    rows = [
-        r for r in entry.get("rows", []) if isinstance(r, dict) and isinstance(r.get("rho"), (int, float))
-    ]
-    rows.sort(key=lambda r: r["rho"])
-    x = [100 * r["rho"] for r in rows]
+    rows = entry.timed_rows()
+    x = [100 * r.rho for r in rows]
     with _figure(WIDTH, 3.2, ncols=2) as (fig, (spd, acc)):
-        med = [_num(r.get("speedup_median")) for r in rows]
-        q1 = [_num(r.get("speedup_q1", r.get("speedup_median"))) for r in rows]
-        q3 = [_num(r.get("speedup_q3", r.get("speedup_median"))) for r in rows]
+        med = [_num(r.speedup_median) for r in rows]
+        q1 = [_num(r.speedup_q1) for r in rows]
+        q3 = [_num(r.speedup_q3) for r in rows]
         err = np.array([[max(m - a, 0) for m, a in zip(med, q1)], [max(b - m, 0) for m, b in zip(med, q3)]])
         spd.errorbar(x, med, yerr=np.nan_to_num(err), fmt="o-", color=COLORS[0], capsize=3, lw=1.5)
         spd.axhline(1.0, color="#6b7280", lw=0.8, ls=":")
@@ -361,12 +343,12 @@ def prune_bench(entry: Mapping[str, Any]) -> str:
         _pct_ticks(spd, x)
         _grid(spd)
         plotted = False
-        for key, style, lab, c in (
+        for attr, style, lab, c in (
             ("accuracy", "o-", "skill neurons kept", COLORS[1]),
             ("accuracy_random_neurons", "s--", "random neurons kept", COLORS[0]),
             ("accuracy_retuned", "^-", "skill neurons, prompt re-tuned", COLORS[2]),
         ):
-            ys = [_num(r.get(key)) for r in rows]
+            ys = [_num(getattr(r, attr)) for r in rows]
             if any(not math.isnan(y) for y in ys):
                 acc.plot(x, ys, style, color=c, lw=1.5, ms=4, label=lab)
                 plotted = True

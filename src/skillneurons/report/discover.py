@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from skillneurons.artifacts import load_artifact, load_manifest
 from skillneurons.errors import ConfigError, SkillNeuronsError
+from skillneurons.neurons.find import SkillNeurons
+from skillneurons.neurons.ranking import per_prompt
+from skillneurons.report.views import (
+    TRANSFER_MATRIX_KEYS,
+    ArtifactInfo,
+    BackboneInfo,
+    DemoSummaryView,
+    FindSummaryView,
+    PromptRecord,
+    TaskInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +136,71 @@ class TuneRun:
         return None
 
     @property
-    def backbone(self) -> dict[str, Any]:
+    def backbone(self) -> BackboneInfo | None:
         b = (self.results or {}).get("model") or (self.prompt or {}).get("backbone") or {}
-        return dict(b) if isinstance(b, dict) else {}
+        return BackboneInfo.read(b) if isinstance(b, dict) and b else None
+
+    # what the report shows of the run: results.json first, then the prompt's manifest
+    @property
+    def test_accuracy(self) -> float | None:
+        v = self.get("test_accuracy")
+        return v if isinstance(v, (int, float)) else None
+
+    @property
+    def dev_accuracy(self) -> Any:
+        """The best dev accuracy of the run (the prompt's own when results.json is missing)."""
+        return self.get("best_dev_accuracy") if self.results else (self.prompt or {}).get("dev_accuracy")
+
+    @property
+    def split_seed(self) -> Any:
+        return self.get("split_seed")
+
+    @property
+    def steps(self) -> Any:
+        return self.get("steps")
+
+    @property
+    def best_step(self) -> Any:
+        return self.get("best_step")
+
+    @property
+    def train_seconds(self) -> Any:
+        return self.get("train_seconds")
+
+    def setting(self, key: str) -> str | None:
+        """``prompt_length``, ``head`` or ``layout`` as shown (the head's type when only the manifest's
+        head record is there)."""
+        v = self.get(key)
+        if v is not None and not isinstance(v, dict):
+            return str(v)
+        return None
+
+    @property
+    def head_type(self) -> str | None:
+        return str((self.prompt or {}).get("head", {}).get("type")) if self.prompt else None
+
+    @property
+    def train_config(self) -> dict[str, Any] | None:
+        cfg = self.get("train_config")
+        return cfg if isinstance(cfg, dict) else None
+
+    @property
+    def task_info(self) -> TaskInfo | None:
+        """The prompt manifest's task record (name, fingerprint, label names, source)."""
+        rec = (self.prompt or {}).get("task")
+        return TaskInfo.read(rec) if isinstance(rec, dict) else None
+
+    @property
+    def artifact(self) -> ArtifactInfo | None:
+        """The prompt artifact's provenance (None without its manifest)."""
+        return ArtifactInfo.read(self.prompt) if self.prompt else None
+
+    @property
+    def task_name(self) -> str | None:
+        name = self.get("task")
+        if isinstance(name, dict):
+            name = name.get("name")
+        return str(name) if name else None
 
 
 def _is_tune_results(obj: Any) -> bool:
@@ -177,7 +251,7 @@ class NeuronsRun:
     path: Path
     neurons: Any  #: skillneurons.neurons.find.SkillNeurons
     manifest: dict[str, Any]
-    summary: dict[str, Any] | None
+    summary: FindSummaryView | None  #: summary.json (None when missing or empty)
     #: [P, L, T, N] per-prompt predictivity (max over subtasks), from scores_<i>; None without them
     per_position: Tensor | None = None
     #: [L, N] threshold-free AUROC predictivity, mean over prompts (when find ran with --auroc-bins)
@@ -192,6 +266,33 @@ class NeuronsRun:
     def position_names(self) -> list[str]:
         return position_names(self.meta.get("layout"), int(self.meta.get("prompt_length") or 0))
 
+    @property
+    def prompts(self) -> list[PromptRecord]:
+        """The prompts the neurons were found with, as recorded."""
+        return [PromptRecord.read(p) for p in self.meta.get("prompts", [])]
+
+    @property
+    def task(self) -> str | None:
+        t = self.meta.get("task")
+        return str(t) if t else None
+
+    @property
+    def backbone(self) -> BackboneInfo | None:
+        b = self.meta.get("backbone")
+        return BackboneInfo.read(b) if isinstance(b, dict) else None
+
+    @property
+    def scheme(self) -> Any:
+        return self.meta.get("scheme")
+
+    @property
+    def aggregation(self) -> Any:
+        return self.meta.get("aggregation")
+
+    @property
+    def artifact(self) -> ArtifactInfo:
+        return ArtifactInfo.read(self.manifest)
+
     def per_prompt_scores(self) -> Tensor | None:
         """[P, L, N]: each prompt's predictivity (max over positions and subtasks)."""
         return None if self.per_position is None else self.per_position.amax(2)
@@ -200,14 +301,12 @@ class NeuronsRun:
 def load_neurons_run(path: Path) -> NeuronsRun:
     """Load ``skill_neurons.*`` (errors are one line: a corrupted core artifact is fatal) and, when
     present, the per-prompt ``scores_<i>`` files (skipped with a warning when unreadable)."""
-    from skillneurons.artifacts import load_artifact, load_manifest
-    from skillneurons.neurons.find import SkillNeurons
-    from skillneurons.neurons.ranking import per_prompt
-
     sn = SkillNeurons.load(path / "skill_neurons")
     man = load_manifest(path / "skill_neurons")
     summary = _read_json(path / "summary.json")
-    run = NeuronsRun(path, sn, man, summary if isinstance(summary, dict) else None)
+    run = NeuronsRun(
+        path, sn, man, FindSummaryView.read(summary) if isinstance(summary, dict) and summary else None
+    )
     subs = [s.name for s in sn.subtasks]
     preds: list[Tensor] = []
     aucs: list[Tensor] = []
@@ -250,8 +349,9 @@ def resolve_recorded(recorded: str, near: Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# optional results: one small predicate per kind. A new kind = a predicate here + a renderer in
-# skillneurons.report.render (RENDERERS); both are keyed by the same name.
+# optional results: one small predicate per kind. A new kind = a predicate here, a reader in
+# skillneurons.report.views (LOADERS) and a section in skillneurons.report.render (RENDERERS), keyed
+# by the same name.
 
 
 def _matrix(x: Any) -> bool:
@@ -284,9 +384,6 @@ def _is_prune_bench(d: Any, name: str) -> bool:
 
 def _is_prune_run(d: Any, name: str) -> bool:
     return isinstance(d.get("parameters"), dict) and "pruned_layers" in d
-
-
-TRANSFER_MATRIX_KEYS = ("relative_accuracy", "relative", "accuracy", "matrix", "speedup")
 
 
 def _is_transfer(d: Any, name: str) -> bool:
@@ -383,37 +480,33 @@ class ReportData:
     tunes: list[TuneRun] = field(default_factory=list)
     neurons: NeuronsRun | None = None
     results: list[ResultFile] = field(default_factory=list)
-    demo_summary: dict[str, Any] | None = None
+    demo_summary: DemoSummaryView | None = None
     notes: list[str] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[ResultFile]:
         return [r for r in self.results if r.kind == kind]
 
     @property
-    def backbone(self) -> dict[str, Any]:
-        if self.neurons is not None and isinstance(self.neurons.meta.get("backbone"), dict):
-            return dict(self.neurons.meta["backbone"])
+    def backbone(self) -> BackboneInfo:
+        """The backbone of the skill neurons, else of the first tuning run that records one."""
+        if self.neurons is not None and self.neurons.backbone is not None:
+            return self.neurons.backbone
         for t in self.tunes:
-            if t.backbone:
+            if t.backbone is not None:
                 return t.backbone
-        return {}
+        return BackboneInfo()
 
     @property
     def task_name(self) -> str | None:
-        if self.neurons is not None and self.neurons.meta.get("task"):
-            return str(self.neurons.meta["task"])
-        for t in self.tunes:
-            name = t.get("task")
-            if isinstance(name, dict):
-                name = name.get("name")
-            if name:
-                return str(name)
-        return None
+        if self.neurons is not None and self.neurons.task:
+            return self.neurons.task
+        return next((t.task_name for t in self.tunes if t.task_name), None)
 
 
 def _invalid(root: Path, why: str) -> ConfigError:
     return ConfigError(
-        f"{root} {why}: pass a folder written by `skillneurons demo`, `tune` or `find` (or a folder holding them)"
+        f"{root} {why}: pass a folder written by `skillneurons demo`, `tune` or `find` "
+        "(or a folder holding them)"
     )
 
 
@@ -433,7 +526,22 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
     subdirs = sorted(
         (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_natural_key
     )
+    _find_neurons(data, subdirs)
+    data.tunes = [load_tune_run(p) for p in _tune_dirs(data, subdirs)]
+    if data.neurons is None and not data.tunes:
+        raise _invalid(
+            root, "holds no run (no prompt.json, results.json, history.json or skill_neurons.json)"
+        )
+    demo = _read_json(root / "summary.json")
+    if DemoSummaryView.matches(demo):
+        data.demo_summary = DemoSummaryView.read(demo)
+    _collect_results(data, include)
+    return data
 
+
+def _find_neurons(data: ReportData, subdirs: list[Path]) -> None:
+    """The skill neurons of the run: the folder itself, else its ``neurons/`` (or first) sub-folder."""
+    root = data.root
     neuron_dirs = [root] if is_neurons_dir(root) else [p for p in subdirs if is_neurons_dir(p)]
     if neuron_dirs:
         pick = next((p for p in neuron_dirs if p.name == "neurons"), neuron_dirs[0])
@@ -442,10 +550,14 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
             if other != pick:
                 data.notes.append(f"{other} also holds skill neurons: report it separately")
 
+
+def _tune_dirs(data: ReportData, subdirs: list[Path]) -> list[Path]:
+    """The tuning runs: the folder and its sub-folders, else (a ``find`` output) the recorded prompts'."""
+    root = data.root
     tune_dirs = ([root] if is_tune_dir(root) else []) + [p for p in subdirs if is_tune_dir(p)]
     if not tune_dirs and data.neurons is not None:  # a `find` output: follow the recorded prompts
-        for info in data.neurons.meta.get("prompts", []):
-            recorded = info.get("prompt") if isinstance(info, dict) else None
+        for info in data.neurons.prompts:
+            recorded = info.prompt
             found = resolve_recorded(str(recorded), data.neurons.path) if recorded else None
             if found is not None and found.parent not in tune_dirs:
                 tune_dirs.append(found.parent)
@@ -453,16 +565,12 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
                 data.notes.append(
                     f"prompt-tuning run of {recorded} not found: its training curve is left out"
                 )
-    data.tunes = [load_tune_run(p) for p in tune_dirs]
-    if data.neurons is None and not data.tunes:
-        raise _invalid(
-            root, "holds no run (no prompt.json, results.json, history.json or skill_neurons.json)"
-        )
+    return tune_dirs
 
-    demo = _read_json(root / "summary.json")
-    if isinstance(demo, dict) and "minutes" in demo and "seeds" in demo:
-        data.demo_summary = demo
 
+def _collect_results(data: ReportData, include: Sequence[str | os.PathLike[str]]) -> None:
+    """The other experiments' results: in the folder tree, then from ``include``."""
+    root = data.root
     seen: set[Path] = set()
 
     def add(path: Path, explicit: bool, related: Callable[[Any], bool] | None) -> None:
@@ -497,16 +605,11 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
                 add(f, explicit=False, related=lambda obj: _refers_to(obj, root, digests))
         else:
             raise ConfigError(f"--include {p} does not exist: pass result JSON files or folders holding them")
-    return data
 
 
 def _artifact_digests(data: ReportData) -> set[str]:
     """SHA-256 of the run's artifacts, as recorded in their manifests (no file is re-hashed)."""
-    out: set[str] = set()
-    manifests: Iterable[Any] = [t.prompt for t in data.tunes]
+    infos = [t.artifact for t in data.tunes]
     if data.neurons is not None:
-        manifests = [*manifests, data.neurons.manifest]
-    for m in manifests:
-        if isinstance(m, dict) and isinstance(m.get("sha256"), str):
-            out.add(m["sha256"])
-    return out
+        infos.append(data.neurons.artifact)
+    return {a.sha256 for a in infos if a is not None and a.sha256 is not None}

@@ -1,7 +1,8 @@
 """Open a page in headless Chromium and report what happened: console messages, uncaught errors,
-requests, the rendered text, a screenshot. Used by the tests and to make the README's screenshot::
+requests, the rendered text, a screenshot. Used by tests/test_report.py and to make the README's
+screenshot (a test helper, not part of the library)::
 
-    python -m skillneurons.report.browser runs/demo/report.html --screenshot docs/report-screenshot.png
+    python tests/browser.py runs/demo/report.html --screenshot docs/report-screenshot.png
 
 Talks the DevTools protocol over ``--remote-debugging-pipe`` (file descriptors 3 and 4): no Python
 package and no network port are needed, only a Chromium binary (Debian: ``apt-get install chromium``;

@@ -1,0 +1,546 @@
+"""The report's loading layer: ONE reader per result type, turning a parsed result file into the data
+its section draws (attributes, never string keys, in the sections and the figures).
+
+Each ``*View.read(obj)`` is the only place that knows the JSON keys of its result type; it keeps the
+report's tolerance of older or partial files (a missing value is ``None`` or the default shown). When
+a result type gets its typed class (:class:`skillneurons.results.Result` with ``from_json``), its
+reader here is the one place to change: the attribute names are the JSON keys.
+
+=================  =========================================================================
+view               JSON keys read
+=================  =========================================================================
+BackboneInfo       name, model_type, kind, num_layers, hidden_size, d_ff
+TaskInfo           name, fingerprint, label_names, source (a prompt manifest's ``task``)
+ArtifactInfo       sha256, skillneurons_version, created (of a manifest)
+PromptRecord       prompt, dev_accuracy (a ``find`` artifact's ``prompts``)
+HistoryPoint       step, dev_accuracy, train_loss, dev_loss (``history.json``)
+FindSummaryView    top1_predictivity, top1pct_mean_predictivity, first_prompt{top1,
+                   top1pct_mean}, controls{name: {top1, top1pct_mean}}, auroc_top1,
+                   auroc_top1pct_mean, seed_stability{rho, jaccard_mean, overlap_mean}
+DemoSummaryView    minutes, seeds
+PerturbSweepView   mode, sigma, positions, task, n_eval, unperturbed, draws, per_layer,
+                   points[{rho, neurons, skill, random{mean, ci95}}]
+PerturbCrossView   tasks, drop, mode, rho, unperturbed, random_control{drop, draws}
+SimilarityView     tasks, spearman, jaccard, chance_jaccard, rho
+PruneBenchView     entries[{model, geometry, task, split, examples, rows[{variant, rho,
+                   kept_per_pruned_layer, parameters_fraction, examples_per_s, speedup_median,
+                   speedup_q1, speedup_q3, accuracy, accuracy_random_neurons, accuracy_retuned}]}]
+PruneRunView       source_model, rho, pruned_layers, parameters{fraction, pruned, source},
+                   accuracy_unpruned, accuracy_pruned, accuracy_retuned
+TransferView       the first matrix of TRANSFER_MATRIX_KEYS, sources, targets, tasks, title
+=================  =========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "LOADERS",
+    "TRANSFER_MATRIX_KEYS",
+    "ArtifactInfo",
+    "BackboneInfo",
+    "Control",
+    "DemoSummaryView",
+    "FindSummaryView",
+    "HistoryPoint",
+    "PerturbCrossView",
+    "PerturbSweepView",
+    "PromptRecord",
+    "PruneBenchView",
+    "PruneEntry",
+    "PruneParameters",
+    "PruneRow",
+    "PruneRunView",
+    "RandomControl",
+    "RandomDraws",
+    "SeedStability",
+    "SimilarityView",
+    "SweepPoint",
+    "TaskInfo",
+    "TransferView",
+    "as_number",
+]
+
+#: the matrices a transfer result may hold, in the order the report looks for them
+TRANSFER_MATRIX_KEYS = ("relative_accuracy", "relative", "accuracy", "matrix", "speedup")
+
+
+def _dict(x: Any) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
+
+
+def as_number(x: Any) -> float:
+    """A number as float, anything else (None, bool, text) as NaN (what the figures draw as a gap)."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
+
+
+# ----------------------------------------------------------------------------------------------------
+# what the artifacts record (prompt and skill-neuron manifests, tuning results)
+
+
+@dataclass
+class BackboneInfo:
+    """The backbone record of an artifact or a tuning result (``model`` / ``backbone``)."""
+
+    name: Any = None
+    model_type: Any = None
+    kind: Any = None
+    num_layers: Any = None
+    hidden_size: Any = None
+    d_ff: Any = None
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> BackboneInfo:
+        keys = ("name", "model_type", "kind", "num_layers", "hidden_size", "d_ff")
+        return cls(**{k: obj.get(k) for k in keys})
+
+
+@dataclass
+class TaskInfo:
+    """The task record of a prompt artifact (``task``)."""
+
+    name: Any = None
+    fingerprint: Any = None
+    label_names: list[str] = field(default_factory=list)
+    source: Any = None
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> TaskInfo:
+        names = obj.get("label_names")
+        return cls(
+            obj.get("name"),
+            obj.get("fingerprint"),
+            [str(n) for n in names] if isinstance(names, list) else [],
+            obj.get("source"),
+        )
+
+
+@dataclass
+class ArtifactInfo:
+    """Provenance of a saved artifact: its hash, the version that wrote it and when."""
+
+    sha256: str | None = None
+    skillneurons_version: Any = None
+    created: Any = None
+
+    @classmethod
+    def read(cls, manifest: dict[str, Any]) -> ArtifactInfo:
+        sha = manifest.get("sha256")
+        return cls(
+            sha if isinstance(sha, str) else None,
+            manifest.get("skillneurons_version"),
+            manifest.get("created"),
+        )
+
+
+@dataclass
+class PromptRecord:
+    """A prompt that skill neurons were found with, as the ``find`` artifact records it."""
+
+    prompt: str | None = None
+    dev_accuracy: Any = None
+
+    @classmethod
+    def read(cls, obj: Any) -> PromptRecord:
+        if not isinstance(obj, dict):
+            return cls()
+        return cls(str(obj["prompt"]) if obj.get("prompt") else None, obj.get("dev_accuracy"))
+
+
+@dataclass
+class HistoryPoint:
+    """One evaluation of a tuning run's history (``history.json``)."""
+
+    step: float
+    dev_accuracy: Any = None
+    train_loss: Any = None
+    dev_loss: Any = None
+
+    @classmethod
+    def read_all(cls, history: Any) -> list[HistoryPoint]:
+        """The evaluations with a numeric step, in file order."""
+        return [
+            cls(x["step"], x.get("dev_accuracy"), x.get("train_loss"), x.get("dev_loss"))
+            for x in history
+            if isinstance(x, dict) and isinstance(x.get("step"), (int, float))
+        ]
+
+
+# ----------------------------------------------------------------------------------------------------
+# find
+
+
+@dataclass
+class Control:
+    """Top-1 predictivity and the mean of the top 1% of a set of scores (a prompt, a control)."""
+
+    top1: Any = None
+    top1pct_mean: Any = None
+
+    @classmethod
+    def read(cls, obj: Any) -> Control:
+        d = _dict(obj)
+        return cls(d.get("top1"), d.get("top1pct_mean"))
+
+
+@dataclass
+class SeedStability:
+    rho: Any = None
+    jaccard_mean: Any = None
+    overlap_mean: Any = None
+
+
+@dataclass
+class FindSummaryView:
+    """``summary.json`` of a ``find`` output."""
+
+    top1_predictivity: Any = None
+    top1pct_mean_predictivity: Any = None
+    first_prompt: Control | None = None
+    controls: dict[str, Control] = field(default_factory=dict)
+    auroc_top1: Any = None
+    auroc_top1pct_mean: Any = None
+    seed_stability: SeedStability | None = None
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> FindSummaryView:
+        st = obj.get("seed_stability")
+        first = obj.get("first_prompt")
+        return cls(
+            top1_predictivity=obj.get("top1_predictivity"),
+            top1pct_mean_predictivity=obj.get("top1pct_mean_predictivity"),
+            first_prompt=Control.read(first) if isinstance(first, dict) else None,
+            controls={
+                str(k): Control.read(c) for k, c in (obj.get("controls") or {}).items() if isinstance(c, dict)
+            },
+            auroc_top1=obj.get("auroc_top1"),
+            auroc_top1pct_mean=obj.get("auroc_top1pct_mean"),
+            seed_stability=(
+                SeedStability(st.get("rho"), st.get("jaccard_mean"), st.get("overlap_mean"))
+                if isinstance(st, dict)
+                else None
+            ),
+        )
+
+
+@dataclass
+class DemoSummaryView:
+    """``summary.json`` of the demo (recognised by its ``minutes`` and ``seeds``)."""
+
+    minutes: Any = None
+
+    @staticmethod
+    def matches(obj: Any) -> bool:
+        return isinstance(obj, dict) and "minutes" in obj and "seeds" in obj
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> DemoSummaryView:
+        return cls(obj.get("minutes"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# perturbation
+
+
+@dataclass
+class RandomDraws:
+    """The random-neuron control at one point: mean accuracy and its 95% interval (None: not recorded)."""
+
+    mean: Any = None
+    ci95: tuple[Any, Any] = (None, None)
+
+
+@dataclass
+class SweepPoint:
+    rho: Any
+    neurons: Any
+    skill: Any
+    random: RandomDraws
+
+    @property
+    def gap(self) -> float | None:
+        """Random mean minus skill-neuron accuracy (None when either is missing)."""
+        if isinstance(self.random.mean, (int, float)) and isinstance(self.skill, (int, float)):
+            return self.random.mean - self.skill
+        return None
+
+
+@dataclass
+class PerturbSweepView:
+    """A perturbation sweep (``perturb``): accuracy vs perturbed fraction, skill vs random neurons."""
+
+    points: list[SweepPoint]
+    mode: Any = "?"
+    sigma: Any = None
+    positions: Any = "all"
+    task: Any = "?"
+    n_eval: Any = "?"
+    unperturbed: Any = None
+    draws: Any = None
+    per_layer: Any = True
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> PerturbSweepView:
+        points = []
+        for p in obj["points"]:
+            rnd = _dict(p.get("random"))
+            ci = rnd.get("ci95")
+            points.append(
+                SweepPoint(
+                    p.get("rho"),
+                    p.get("neurons"),
+                    p.get("skill"),
+                    RandomDraws(
+                        rnd.get("mean"),
+                        (ci[0], ci[1]) if isinstance(ci, list) and len(ci) == 2 else (None, None),
+                    ),
+                )
+            )
+        return cls(
+            points=points,
+            mode=obj.get("mode", "?"),
+            sigma=obj.get("sigma"),
+            positions=obj.get("positions", "all"),
+            task=obj.get("task", "?"),
+            n_eval=obj.get("n_eval", "?"),
+            unperturbed=obj.get("unperturbed"),
+            draws=obj.get("draws"),
+            per_layer=obj.get("per_layer", True),
+        )
+
+    def sorted_points(self) -> list[SweepPoint]:
+        return sorted(self.points, key=lambda p: as_number(p.rho))
+
+
+@dataclass
+class RandomControl:
+    """The cross-task matrix's control row: the drop when as many random neurons are perturbed."""
+
+    drop: list[Any]
+    draws: Any = "?"
+
+
+@dataclass
+class PerturbCrossView:
+    """A cross-task perturbation matrix (``cross-perturb``)."""
+
+    tasks: list[str]
+    drop: list[list[Any]]
+    mode: Any = "?"
+    rho: Any = None
+    unperturbed: list[Any] | None = None
+    random_control: RandomControl | None = None
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> PerturbCrossView:
+        tasks = [str(t) for t in obj["tasks"]]
+        ctrl = obj.get("random_control")
+        control = None
+        if isinstance(ctrl, dict) and isinstance(ctrl.get("drop"), list) and len(ctrl["drop"]) == len(tasks):
+            control = RandomControl(list(ctrl["drop"]), ctrl.get("draws", "?"))
+        unperturbed = obj.get("unperturbed")
+        return cls(
+            tasks=tasks,
+            drop=[list(row) for row in obj["drop"]],
+            mode=obj.get("mode", "?"),
+            rho=obj.get("rho"),
+            unperturbed=list(unperturbed) if isinstance(unperturbed, list) else None,
+            random_control=control,
+        )
+
+
+@dataclass
+class SimilarityView:
+    """Task similarity from skill neurons (``similarity``)."""
+
+    tasks: list[str]
+    spearman: list[list[Any]]
+    jaccard: list[list[Any]] | None = None
+    chance_jaccard: list[list[Any]] = field(default_factory=list)
+    rho: Any = None
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> SimilarityView:
+        jaccard = obj.get("jaccard")
+        return cls(
+            tasks=[str(t) for t in obj["tasks"]],
+            spearman=obj["spearman"],
+            jaccard=jaccard if isinstance(jaccard, list) else None,
+            chance_jaccard=obj.get("chance_jaccard") or [],
+            rho=obj.get("rho"),
+        )
+
+    def chance_mean(self) -> float | None:
+        """Mean chance Jaccard off the diagonal (None when not recorded)."""
+        chance = [
+            v
+            for i, row in enumerate(self.chance_jaccard)
+            for j, v in enumerate(row)
+            if i != j and isinstance(v, (int, float))
+        ]
+        return sum(chance) / len(chance) if chance else None
+
+
+# ----------------------------------------------------------------------------------------------------
+# pruning
+
+
+@dataclass
+class PruneRow:
+    """One model of a pruning benchmark (the unpruned one, or one kept fraction)."""
+
+    variant: Any = ""
+    rho: Any = None
+    kept_per_pruned_layer: Any = None
+    parameters_fraction: Any = None
+    examples_per_s: Any = None
+    speedup_median: Any = None
+    speedup_q1: Any = None  #: the median when not recorded
+    speedup_q3: Any = None  #: the median when not recorded
+    accuracy: Any = None
+    accuracy_random_neurons: Any = None
+    accuracy_retuned: Any = None
+
+    @classmethod
+    def read(cls, x: dict[str, Any]) -> PruneRow:
+        med = x.get("speedup_median")
+        return cls(
+            variant=x.get("variant", ""),
+            rho=x.get("rho"),
+            kept_per_pruned_layer=x.get("kept_per_pruned_layer"),
+            parameters_fraction=x.get("parameters_fraction"),
+            examples_per_s=x.get("examples_per_s"),
+            speedup_median=med,
+            speedup_q1=x.get("speedup_q1", med),
+            speedup_q3=x.get("speedup_q3", med),
+            accuracy=x.get("accuracy"),
+            accuracy_random_neurons=x.get("accuracy_random_neurons"),
+            accuracy_retuned=x.get("accuracy_retuned"),
+        )
+
+
+@dataclass
+class PruneEntry:
+    """One model and task of a pruning benchmark, with its rows."""
+
+    rows: list[PruneRow]
+    model: Any = "?"
+    geometry: Any = "?"
+    task: Any = "?"
+    split: Any = ""
+    examples: Any = "?"
+
+    def timed_rows(self) -> list[PruneRow]:
+        """The rows with a numeric kept fraction, by kept fraction (what the figure draws)."""
+        rows = [r for r in self.rows if isinstance(r.rho, (int, float))]
+        rows.sort(key=lambda r: r.rho)
+        return rows
+
+
+@dataclass
+class PruneBenchView:
+    """A pruning benchmark (``bench/prune_speed.py``)."""
+
+    entries: list[PruneEntry]
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> PruneBenchView:
+        entries = [
+            PruneEntry(
+                rows=[PruneRow.read(x) for x in e["rows"] if isinstance(x, dict)],
+                model=e.get("model", "?"),
+                geometry=e.get("geometry", "?"),
+                task=e.get("task", "?"),
+                split=e.get("split", ""),
+                examples=e.get("examples", "?"),
+            )
+            for e in obj.get("entries", [])
+            if isinstance(e, dict) and isinstance(e.get("rows"), list)
+        ]
+        return cls(entries)
+
+
+@dataclass
+class PruneParameters:
+    """Parameter counts of a pruned model: ``fraction`` = ``pruned`` / ``source``."""
+
+    fraction: Any = None
+    pruned: Any = None
+    source: Any = None
+
+
+@dataclass
+class PruneRunView:
+    """The record of one pruned model (``prune``'s ``results.json``)."""
+
+    pruned_layers: Any = None
+    rho: Any = None
+    parameters: PruneParameters = field(default_factory=PruneParameters)
+    source_model: Any = "model"
+    accuracy_unpruned: Any = None
+    accuracy_pruned: Any = None
+    accuracy_retuned: Any = None
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> PruneRunView:
+        p = obj.get("parameters", {})
+        return cls(
+            pruned_layers=obj.get("pruned_layers"),
+            rho=obj.get("rho"),
+            parameters=PruneParameters(**{k: p.get(k) for k in ("fraction", "pruned", "source")}),
+            source_model=obj.get("source_model", "model"),
+            accuracy_unpruned=obj.get("accuracy_unpruned"),
+            accuracy_pruned=obj.get("accuracy_pruned"),
+            accuracy_retuned=obj.get("accuracy_retuned"),
+        )
+
+    def accuracies(self) -> list[tuple[str, Any]]:
+        """``(label, accuracy)`` of the recorded accuracies."""
+        pairs = (
+            ("accuracy, unpruned", self.accuracy_unpruned),
+            ("accuracy, pruned", self.accuracy_pruned),
+            ("accuracy, prompt re-tuned", self.accuracy_retuned),
+        )
+        return [(lab, v) for lab, v in pairs if v is not None]
+
+
+# ----------------------------------------------------------------------------------------------------
+# transfer
+
+
+@dataclass
+class TransferView:
+    """A transfer matrix: a source prompt (rows) used on a target task (columns)."""
+
+    key: str  #: which of TRANSFER_MATRIX_KEYS the matrix is
+    matrix: list[list[Any]]
+    sources: list[str]
+    targets: list[str]
+    title: str
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> TransferView:
+        key = next(k for k in TRANSFER_MATRIX_KEYS if isinstance(obj.get(k), list))
+        m = obj[key]
+        return cls(
+            key=key,
+            matrix=m,
+            sources=[str(x) for x in (obj.get("sources") or obj.get("tasks") or range(len(m)))],
+            targets=[str(x) for x in (obj.get("targets") or obj.get("tasks") or range(len(m[0])))],
+            title=str(obj.get("title") or key.replace("_", " ")),
+        )
+
+
+#: result kind (see :data:`skillneurons.report.discover.RESULT_KINDS`) -> its reader
+LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "perturb_sweep": PerturbSweepView.read,
+    "perturb_cross": PerturbCrossView.read,
+    "similarity": SimilarityView.read,
+    "prune_bench": PruneBenchView.read,
+    "prune_run": PruneRunView.read,
+    "transfer": TransferView.read,
+}
