@@ -324,9 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
-    from skillneurons.cli import data, tune
+    from skillneurons.cli.app import MODULES
 
-    for module in (data, tune):
+    for module in MODULES:
         for cmd in module.COMMANDS:
             p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
             cmd.add_arguments(p)

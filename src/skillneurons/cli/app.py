@@ -14,14 +14,17 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from skillneurons import __version__
-from skillneurons.cli import data
+from skillneurons.cli import data, tune
 from skillneurons.cli.common import Command
 from skillneurons.errors import SkillNeuronsError
 
 __all__ = ["build_parser", "commands", "main"]
 
 #: the command modules, in the order ``--help`` lists them
-MODULES = (data,)
+MODULES = (
+    tune,
+    data,
+)
 
 
 def commands() -> Iterator[Command]:
