@@ -230,6 +230,8 @@ def _skill_neurons(bb: Backbone, seed: int = 0) -> SkillNeurons:
 
 
 def test_prune_run_evaluates_and_retunes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from skillneurons.pruning.config import PruneConfig
+    from skillneurons.pruning.results import PruneResult
     from skillneurons.pruning.run import prune_model
     from skillneurons.training import TrainConfig
 
@@ -256,22 +258,25 @@ def test_prune_run_evaluates_and_retunes(tmp_path) -> None:  # type: ignore[no-u
     res = prune_model(
         tmp_path / "neurons" / "skill_neurons.safetensors",
         tmp_path / "pruned",
-        rho=0.1,
+        PruneConfig(rho=0.1, retune=True),
         model=bb,
         prompt=prompt,
         task=task,
-        retune=True,
-        config=TrainConfig(max_steps=2, batch_size=8),
+        train_config=TrainConfig(max_steps=2, batch_size=8),
         progress=False,
     )
-    assert res["pruned_layers"] == [1, 2, 3] and res["d_ff"] == [48, 5, 5, 5]
-    assert 0 <= res["accuracy_pruned"] <= 1 and 0 <= res["accuracy_retuned"] <= 1
-    assert res["parameters"]["fraction"] < 1 and "re-tuned" in res["text"]
+    assert res.pruned_layers == [1, 2, 3] and res.d_ff == [48, 5, 5, 5]
+    assert res.accuracy_pruned is not None and res.accuracy_retuned is not None
+    assert 0 <= res.accuracy_pruned <= 1 and 0 <= res.accuracy_retuned <= 1
+    assert res.parameters.fraction is not None
+    assert res.parameters.fraction < 1 and "re-tuned" in res.text
+    saved = PruneResult.load(tmp_path / "pruned" / "results.json")
+    assert saved.to_json() == res.to_json() and "fraction" not in saved.to_json()["ffn_parameters"]
     man = read_pruned_manifest(tmp_path / "pruned")
     assert len(man["skill_neurons"]["sha256"]) == 64 and man["first_layer"] == 1
     assert (tmp_path / "pruned" / "retuned" / "prompt.safetensors").is_file()
     with pytest.raises(ConfigError, match="--prompt"):
-        prune_model(sn, tmp_path / "q", model=bb, retune=True)
+        prune_model(sn, tmp_path / "q", PruneConfig(retune=True), model=bb)
 
 
 def test_cli_registers_the_prune_command() -> None:

@@ -148,7 +148,7 @@ def delta_perturbation(
                 positions=positions,
                 progress=progress,
                 **options,
-            )
+            ).to_json()
         finally:
             _release(run.model)
         row = {

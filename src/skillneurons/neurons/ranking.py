@@ -32,6 +32,7 @@ from torch import Tensor
 
 from skillneurons.artifacts import load_artifact, save_artifact
 from skillneurons.errors import ArtifactError, ConfigError
+from skillneurons.neurons.config import DECOMPOSITION_SCHEMES
 
 __all__ = [
     "DECOMPOSITION_SCHEMES",
@@ -46,8 +47,6 @@ __all__ = [
     "spearman",
     "union_mask",
 ]
-
-DECOMPOSITION_SCHEMES = ("one_vs_rest", "pairwise", "paper")
 
 
 # ----------------------------------------------------------------------------------------------------

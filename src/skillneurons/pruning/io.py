@@ -34,14 +34,10 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 from skillneurons.artifacts import atomic_write_json, sha256_file
 from skillneurons.backbones import Backbone, FFNSpec, default_device
 from skillneurons.backbones.loading import _prepare_tokenizer
+from skillneurons.backbones.masks import MaskLike
+from skillneurons.backbones.surgery import make_linear, replace_module
 from skillneurons.errors import ArtifactError, ConfigError
-from skillneurons.pruning.prune import (
-    MaskLike,
-    count_parameters,
-    ffn_parameters,
-    kept_indices,
-    make_linear,
-)
+from skillneurons.pruning.prune import count_parameters, ffn_parameters, kept_indices
 
 __all__ = [
     "MANIFEST_NAME",
@@ -297,9 +293,7 @@ def load_pruned(
             ow = old.weight
             assert isinstance(ow, torch.Tensor)
             if list(ow.shape) != wshape or isinstance(getattr(old, "bias", None), torch.Tensor) != has_bias:
-                parent_path, _, attr = rel.rpartition(".")
-                parent = bb.blocks[i].get_submodule(parent_path) if parent_path else bb.blocks[i]
-                setattr(parent, attr, make_linear(spec.linear_kind, in_f, out_f, has_bias, ow))
+                replace_module(bb.blocks[i], rel, make_linear(spec.linear_kind, in_f, out_f, has_bias, ow))
     try:
         load_model(model, weights, strict=True)
     except RuntimeError as e:
