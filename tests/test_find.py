@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -191,7 +193,7 @@ def test_pooled_control_from_the_same_pass_equals_naive_pooling() -> None:
     torch.testing.assert_close(got["pooled.pred.1_vs_0"], expected, rtol=0, atol=0)
 
 
-def test_bad_options_and_wrong_artifacts_fail_before_any_pass(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_options_and_wrong_artifacts_fail_before_any_pass(tmp_path: Path) -> None:
     from skillneurons.errors import ArtifactError, ConfigError
     from skillneurons.neurons.stats import BaselineStats
 

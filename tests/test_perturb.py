@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any, cast
 
 import pytest
 import torch
 
 from conftest import separable_task
-from skillneurons.backbones import has_hooks, record_neurons
+from skillneurons.backbones import Backbone, has_hooks, record_neurons
 from skillneurons.errors import ConfigError
 from skillneurons.neurons import SkillRanking, decompose
 from skillneurons.neurons.find import SkillNeurons
@@ -28,6 +29,7 @@ from skillneurons.perturb import (
 )
 from skillneurons.perturb.cli import register
 from skillneurons.perturb.config import CrossPerturbConfig, SimilarityConfig, SweepConfig
+from skillneurons.perturb.interventions import Mode
 from skillneurons.perturb.results import CrossResult, SimilarityResult, SweepResult
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head, save_prompt
 from skillneurons.testing import tiny_model
@@ -35,7 +37,7 @@ from skillneurons.testing import tiny_model
 LAYERS, D_FF = 3, 48
 
 
-def _pm(family: str = "bert", layout: str = "auto", seed: int = 0, bb=None) -> PromptModel:  # type: ignore[no-untyped-def]
+def _pm(family: str = "bert", layout: str = "auto", seed: int = 0, bb: Backbone | None = None) -> PromptModel:
     bb = bb or tiny_model(family, layers=LAYERS, d_ff=D_FF)
     torch.manual_seed(seed)
     prompt = SoftPrompt.create(bb, 3, "normal", std=0.5)
@@ -61,7 +63,7 @@ def _neurons(seed: int = 0, layers: int = LAYERS, d_ff: int = D_FF, task: str = 
     )
 
 
-def _record(pm: PromptModel, batch, perturbation: Perturbation | None = None) -> dict[int, torch.Tensor]:  # type: ignore[no-untyped-def]
+def _record(pm: PromptModel, batch: Any, perturbation: Perturbation | None = None) -> dict[int, torch.Tensor]:
     with torch.no_grad():
         if perturbation is None:
             with record_neurons(pm.backbone) as rec:
@@ -87,7 +89,8 @@ def test_edits_exactly_the_chosen_neurons_positions_and_layers(
     clean = _record(pm, batch)
     mask = _mask()
     base = torch.randn(LAYERS, D_FF, dtype=torch.float64)
-    p = Perturbation(mode, mask, sigma=0.3, seed=5, layers=[1], positions=positions, baseline=base)  # type: ignore[arg-type]
+    kw: dict[str, Any] = dict(sigma=0.3, seed=5, layers=[1], positions=positions, baseline=base)
+    p = Perturbation(cast(Mode, mode), mask, **kw)
     got = _record(pm, batch, p)
     # layer 0 runs before the edit: untouched although the mask selects neurons there
     assert torch.equal(got[0], clean[0])
@@ -147,7 +150,7 @@ def test_zero_fraction_reproduces_the_unperturbed_accuracy_exactly() -> None:
     clean = accuracy(pm, task)
     empty = torch.zeros(LAYERS, D_FF, dtype=torch.bool)
     for mode in ("gaussian", "zero", "mean"):
-        assert accuracy(pm, task, Perturbation(mode, empty, baseline=_neurons())) == clean  # type: ignore[arg-type]
+        assert accuracy(pm, task, Perturbation(cast(Mode, mode), empty, baseline=_neurons())) == clean
     res = perturbation_sweep(pm, task, _neurons(), SweepConfig(rho=(0.0, 0.1), draws=3, mode="zero"))
     first = res.points[0]
     assert res.unperturbed == clean and first.skill == clean and first.random.values == [clean] * 3

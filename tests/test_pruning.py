@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -55,7 +56,7 @@ def _run(bb: Backbone, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return h.flatten()
 
 
-def _replaced_by_baseline(bb: Backbone, keep: torch.Tensor, base: torch.Tensor):  # type: ignore[no-untyped-def]
+def _replaced_by_baseline(bb: Backbone, keep: torch.Tensor, base: torch.Tensor) -> Any:
     def fn(layer: int, acts: torch.Tensor) -> torch.Tensor:
         out = acts.clone()
         removed = ~keep[layer]

@@ -71,7 +71,8 @@ def as_rows(value: Any, what: str, dtype: torch.dtype = torch.bool) -> tuple[Ten
             raise ConfigError(f"the {what} rows must be 1-D (one per layer): pass a [layers, neurons] tensor")
     else:
         raise ConfigError(
-            f"the {what} is a {type(value).__name__}: pass a [layers, neurons] tensor (e.g. neurons.mask(rho))"
+            f"the {what} is a {type(value).__name__}: pass a [layers, neurons] tensor (e.g. "
+            "neurons.mask(rho))"
         )
     if dtype == torch.bool and any(r.dtype != torch.bool for r in rows):
         if not all(bool(((r == 0) | (r == 1)).all()) for r in rows):

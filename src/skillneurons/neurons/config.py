@@ -57,7 +57,8 @@ class FindConfig:
             raise ConfigError("--top must be >= 0 and --batch-size >= 1")
         if self.scheme not in DECOMPOSITION_SCHEMES:
             raise ConfigError(
-                f"decomposition scheme {self.scheme!r} is unknown: use one of {', '.join(DECOMPOSITION_SCHEMES)}"
+                f"decomposition scheme {self.scheme!r} is unknown: use one of "
+                f"{', '.join(DECOMPOSITION_SCHEMES)}"
             )
         if self.aggregate not in AGGREGATIONS:
             raise ConfigError(f"aggregation {self.aggregate!r} is unknown: use 'mean' or 'min'")

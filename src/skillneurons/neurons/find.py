@@ -141,7 +141,8 @@ class SkillNeurons:
             return cls(subtasks, rankings, best, tensors["token_mean"].double(), dict(man.get("meta", {})))
         except KeyError as e:
             raise ArtifactError(
-                f"{path} lacks {e}: the skill-neuron artifact is incomplete; re-create it with `skillneurons find`"
+                f"{path} lacks {e}: the skill-neuron artifact is incomplete; re-create it with `skillneurons "
+                "find`"
             ) from None
 
 
@@ -391,11 +392,11 @@ def _aggregate(
 ) -> SkillNeurons:
     """The rankings over prompts, best positions and token means, as :class:`SkillNeurons`."""
     rankings, best_position = {}, {}
+    how: Any = cfg.aggregate
     for s in subtasks:
         key = f"pred.{s.name}"
         rankings[s.name] = SkillRanking(
-            aggregate([per_prompt(sc[key])[0] for sc in per_prompt_scores], cfg.aggregate),  # type: ignore[arg-type]
-            meta={"subtask": s.name},
+            aggregate([per_prompt(sc[key])[0] for sc in per_prompt_scores], how), meta={"subtask": s.name}
         )
         mean_pred = torch.stack([sc[key] for sc in per_prompt_scores]).mean(0)
         best_position[s.name] = per_prompt(mean_pred)[1]
@@ -510,7 +511,8 @@ def format_summary(summary: FindSummary) -> str:
     if accs:
         lines.append("  prompt dev accuracy: " + ", ".join(f"{a:.4f}" for a in accs))
     lines.append(
-        f"  top-1 predictivity {s.top1_predictivity:.4f}; mean of the top 1% {s.top1pct_mean_predictivity:.4f}"
+        f"  top-1 predictivity {s.top1_predictivity:.4f}; mean of the top 1% "
+        f"{s.top1pct_mean_predictivity:.4f}"
     )
     if s.auroc_top1 is not None:
         lines.append(

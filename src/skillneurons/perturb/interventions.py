@@ -86,7 +86,8 @@ class Perturbation:
         if self.mode == "mean":
             if base is None:
                 raise ConfigError(
-                    "mode 'mean' needs the per-neuron means: pass baseline=neurons.token_mean (or the SkillNeurons)"
+                    "mode 'mean' needs the per-neuron means: pass baseline=neurons.token_mean (or the "
+                    "SkillNeurons)"
                 )
             rows = as_rows(base, "mean baseline", torch.float64)
             if [r.shape for r in rows] != [m.shape for m in mask]:
@@ -153,7 +154,8 @@ class _Editor:
             pm = self.pos_mask
             if pm is None or pm.shape != (b, s):
                 raise ConfigError(
-                    "positions='prompt' needs the forward pass to run through the PromptModel given to perturbed(): "
+                    "positions='prompt' needs the forward pass to run through the PromptModel given to "
+                    "perturbed(): "
                     "call model(batch) or model.hidden_states(batch)"
                 )
             sel = sel & pm.unsqueeze(-1)

@@ -73,7 +73,8 @@ def task_similarity(
     shapes = {tuple(n.token_mean.shape) for n in neurons.values()}
     if len(shapes) != 1:
         raise ConfigError(
-            f"skill neurons of shapes {sorted(shapes)} cannot be compared: pass skill neurons found on one model"
+            f"skill neurons of shapes {sorted(shapes)} cannot be compared: pass skill neurons found on one "
+            "model"
         )
     scores = {k: v.scores() for k, v in neurons.items()}
     masks = {k: v.mask(rho, per_layer=per_layer) for k, v in neurons.items()}

@@ -69,7 +69,8 @@ def skill_keep_mask(
         l0 = default_first_layer(L) if first_layer is None else int(first_layer)
         if not 0 <= l0 < L:
             raise ConfigError(
-                f"first layer {l0} is out of range: pass a --first-layer between 0 and {L - 1} (the model has {L} layers)"
+                f"first layer {l0} is out of range: pass a --first-layer between 0 and {L - 1} (the model "
+                f"has {L} layers)"
             )
         chosen = list(range(l0, L))
     else:
@@ -134,7 +135,8 @@ def prune_backbone(
     for i, (k, a) in enumerate(zip(keeps, bases)):
         if not a.is_floating_point() or not bool(torch.isfinite(a[~k]).all()):
             raise ConfigError(
-                f"the baseline of layer {i} has non-finite or non-float values: pass the finite mean activations "
+                f"the baseline of layer {i} has non-finite or non-float values: pass the finite mean "
+                "activations "
                 "(SkillNeurons.token_mean)"
             )
     spec = backbone.spec

@@ -76,7 +76,8 @@ class PruneResult(LegacyKeys, Result):
         """The readable summary ``skillneurons prune`` prints."""
         p = self.parameters
         lines = [
-            f"pruned {self.source_model} to rho={self.rho} in layers {self.pruned_layers}: widths {self.d_ff} "
+            f"pruned {self.source_model} to rho={self.rho} in layers {self.pruned_layers}: widths "
+            f"{self.d_ff} "
             f"(from {self.d_ff_source})",
             f"parameters {p.pruned:,} of {p.source:,} ({100 * (p.fraction or 0.0):.1f}%); "
             f"FFN {self.ffn_parameters.pruned:,} of {self.ffn_parameters.source:,}",
