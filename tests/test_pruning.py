@@ -302,3 +302,36 @@ def test_gradients_reach_the_prompt_through_the_pruned_model(family: str) -> Non
 
 
 assert len(ALL_FAMILIES) >= 10
+
+
+def test_neuron_mask_converts_and_checks_masks_and_layers() -> None:
+    from skillneurons.backbones.masks import NeuronMask, layer_indices
+
+    m = NeuronMask.of(torch.tensor([[1, 0, 1], [0, 0, 1]]))
+    assert m.counts() == [2, 1] and m.indices() == [[0, 2], [2]] and m.shape_text() == "[2, 3]"
+    assert m.restrict([-1]).counts() == [0, 1] and torch.equal(m.tensor(), m.tensor().bool())
+    rows = NeuronMask.from_orders([torch.tensor([2, 0, 1]), torch.tensor([1, 0])], [1, 2])
+    assert rows.indices() == [[2], [0, 1]] and rows.shape_text() == "2 rows of [2, 3]"
+    assert layer_indices([-1, 0], 3) == [2, 0] and layer_indices(None, 2) == [0, 1]
+    with pytest.raises(ConfigError, match=r"layer 3 does not exist: the model has layers 0\.\.2"):
+        layer_indices([3], 3)
+    with pytest.raises(ConfigError, match="does not exist"):
+        layer_indices([-1], 3, negative=False)
+    with pytest.raises(ConfigError, match="other than 0/1"):
+        NeuronMask.of(torch.full((2, 3), 0.5))
+    with pytest.raises(ConfigError, match="boolean"):
+        NeuronMask.for_model(torch.ones(2, 3), [3, 3], "keep mask", "tiny")
+    with pytest.raises(ConfigError, match="mask made for this model"):
+        m.check_fits([3, 4], "tiny")
+
+
+def test_surgery_replaces_a_submodule_by_path() -> None:
+    from skillneurons.backbones.surgery import parent_of, replace_module
+
+    bb = tiny_model("bert")
+    new = torch.nn.Linear(2, 2)
+    path = bb.spec.down
+    replace_module(bb.blocks[0], path, new)
+    assert bb.blocks[0].get_submodule(path) is new
+    parent, attr = parent_of(bb.blocks[0], path)
+    assert getattr(parent, attr) is new
