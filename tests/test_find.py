@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from conftest import separable_task
 from skillneurons.backbones import record_neurons
 from skillneurons.data import Task
-from skillneurons.errors import DataError
+from skillneurons.errors import ConfigError, DataError
 from skillneurons.neurons import PredictivityStats, decompose
 from skillneurons.neurons.collect import baseline_pass, predictivity_pass
+from skillneurons.neurons.config import FindConfig
 from skillneurons.neurons.find import SkillNeurons, find_skill_neurons, score_prompt
+from skillneurons.neurons.results import FindSummary
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head, save_prompt
 from skillneurons.testing import tiny_model
 from skillneurons.training.trainer import encode_examples, iterate_batches
@@ -123,25 +127,29 @@ def test_find_chain_saves_resumes_and_reports(tmp_path) -> None:  # type: ignore
             "split": {"seed": 0, "file": "split.json"},
         }
         prompts.append(save_prompt(run / "prompt", pm, seed=seed, **manifest))
-    res = find_skill_neurons(bb, prompts, task, tmp_path / "neurons", auroc_bins=16, progress=False, top_k=3)
-    summary = res["summary"]
-    assert 0.5 <= summary["top1_predictivity"] <= 1.0 and len(summary["top"]) == 3
-    assert set(summary["controls"]) == {
+    res = find_skill_neurons(
+        bb, prompts, task, tmp_path / "neurons", FindConfig(auroc_bins=16, top=3), progress=False
+    )
+    summary = res.summary
+    assert 0.5 <= summary.top1_predictivity <= 1.0 and len(summary.top) == 3
+    assert set(summary.controls or {}) == {
         "text_mean_pooled",
         "text_max_pooled",
         "random_prompt",
         "hand_written_prompt",
     }
-    assert "seed_stability" in summary and "auroc_top1" in summary
-    assert "top-1 predictivity" in res["text"]
+    assert summary.seed_stability is not None and summary.auroc_top1 is not None
+    assert "top-1 predictivity" in res.text
+    saved = FindSummary.load(tmp_path / "neurons" / "summary.json")
+    assert saved == summary and saved.to_json()["schema"] == "skillneurons.find_summary"
     loaded = SkillNeurons.load(tmp_path / "neurons" / "skill_neurons")
-    assert torch.equal(loaded.mask(0.1), res["neurons"].mask(0.1))
+    assert torch.equal(loaded.mask(0.1), res.neurons.mask(0.1))
     assert loaded.mask(0.1).sum(1).tolist() == [5, 5]  # 10% of 48 per layer
     # a rerun reuses the per-prompt scores (no forward pass needed) and gives the same ranking
     again = find_skill_neurons(
-        bb, prompts, task, tmp_path / "neurons", auroc_bins=16, controls=False, progress=False
+        bb, prompts, task, tmp_path / "neurons", FindConfig(auroc_bins=16, controls=False), progress=False
     )
-    assert torch.equal(again["neurons"].scores(), res["neurons"].scores())
+    assert torch.equal(again.neurons.scores(), res.neurons.scores())
 
 
 def test_find_refuses_prompt_of_other_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -185,7 +193,7 @@ def test_pooled_control_from_the_same_pass_equals_naive_pooling() -> None:
     torch.testing.assert_close(got["pooled.pred.1_vs_0"], expected, rtol=0, atol=0)
 
 
-def test_bad_options_and_wrong_artifacts_fail_before_any_pass(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_options_and_wrong_artifacts_fail_before_any_pass(tmp_path: Path) -> None:
     from skillneurons.errors import ArtifactError, ConfigError
     from skillneurons.neurons.stats import BaselineStats
 
@@ -194,7 +202,26 @@ def test_bad_options_and_wrong_artifacts_fail_before_any_pass(tmp_path) -> None:
     pm = PromptModel(bb, SoftPrompt.create(bb, 3), build_head("auto", bb, task.label_words), max_length=24)
     path = save_prompt(tmp_path / "prompt", pm)
     with pytest.raises(ConfigError, match="rho"):
-        find_skill_neurons(bb, [path], task, None, rho=2.0, progress=False)
+        find_skill_neurons(bb, [path], task, None, FindConfig(rho=2.0), progress=False)
     BaselineStats(1, 1, 1).save(tmp_path / "stats")
     with pytest.raises(ArtifactError, match="not a 'prompt'"):
         find_skill_neurons(bb, [tmp_path / "stats"], task, None, progress=False)
+
+
+def test_configs_import_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, skillneurons.neurons.config, skillneurons.perturb.config, skillneurons.pruning.config; "
+        "import skillneurons.neurons.results, skillneurons.perturb.results, skillneurons.pruning.results; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_find_config_validates_in_one_line() -> None:
+    for bad in (dict(rho=2.0), dict(auroc_bins=0), dict(top=-1), dict(scheme="x"), dict(aggregate="max")):
+        with pytest.raises(ConfigError) as e:
+            FindConfig(**bad)  # type: ignore[arg-type]
+        assert "\n" not in str(e.value)

@@ -33,7 +33,8 @@ BATCH_SIZES = [1, 7, 33, 64, 5, 2, 50, 38]  # uneven, sums to 200
 def make_data(
     num_classes: int, seed: int, quantized: bool, n: int = 200
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``acts`` [n, L, T, N] float32 with a class-dependent shift (so some neurons are predictive), labels [n]."""
+    """``acts`` [n, L, T, N] float32 with a class-dependent shift (so some neurons are predictive),
+    labels [n]."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, num_classes, (n,), generator=g)
     labels[:num_classes] = torch.arange(num_classes)  # every class present

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any, cast
 
 import pytest
 import torch
 
 from conftest import separable_task
-from skillneurons.backbones import has_hooks, record_neurons
+from skillneurons.backbones import Backbone, has_hooks, record_neurons
 from skillneurons.errors import ConfigError
 from skillneurons.neurons import SkillRanking, decompose
 from skillneurons.neurons.find import SkillNeurons
@@ -27,13 +28,16 @@ from skillneurons.perturb import (
     task_similarity,
 )
 from skillneurons.perturb.cli import register
+from skillneurons.perturb.config import CrossPerturbConfig, SimilarityConfig, SweepConfig
+from skillneurons.perturb.interventions import Mode
+from skillneurons.perturb.results import CrossResult, SimilarityResult, SweepResult
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head, save_prompt
 from skillneurons.testing import tiny_model
 
 LAYERS, D_FF = 3, 48
 
 
-def _pm(family: str = "bert", layout: str = "auto", seed: int = 0, bb=None) -> PromptModel:  # type: ignore[no-untyped-def]
+def _pm(family: str = "bert", layout: str = "auto", seed: int = 0, bb: Backbone | None = None) -> PromptModel:
     bb = bb or tiny_model(family, layers=LAYERS, d_ff=D_FF)
     torch.manual_seed(seed)
     prompt = SoftPrompt.create(bb, 3, "normal", std=0.5)
@@ -59,7 +63,7 @@ def _neurons(seed: int = 0, layers: int = LAYERS, d_ff: int = D_FF, task: str = 
     )
 
 
-def _record(pm: PromptModel, batch, perturbation: Perturbation | None = None) -> dict[int, torch.Tensor]:  # type: ignore[no-untyped-def]
+def _record(pm: PromptModel, batch: Any, perturbation: Perturbation | None = None) -> dict[int, torch.Tensor]:
     with torch.no_grad():
         if perturbation is None:
             with record_neurons(pm.backbone) as rec:
@@ -85,7 +89,8 @@ def test_edits_exactly_the_chosen_neurons_positions_and_layers(
     clean = _record(pm, batch)
     mask = _mask()
     base = torch.randn(LAYERS, D_FF, dtype=torch.float64)
-    p = Perturbation(mode, mask, sigma=0.3, seed=5, layers=[1], positions=positions, baseline=base)  # type: ignore[arg-type]
+    kw: dict[str, Any] = dict(sigma=0.3, seed=5, layers=[1], positions=positions, baseline=base)
+    p = Perturbation(cast(Mode, mode), mask, **kw)
     got = _record(pm, batch, p)
     # layer 0 runs before the edit: untouched although the mask selects neurons there
     assert torch.equal(got[0], clean[0])
@@ -145,35 +150,37 @@ def test_zero_fraction_reproduces_the_unperturbed_accuracy_exactly() -> None:
     clean = accuracy(pm, task)
     empty = torch.zeros(LAYERS, D_FF, dtype=torch.bool)
     for mode in ("gaussian", "zero", "mean"):
-        assert accuracy(pm, task, Perturbation(mode, empty, baseline=_neurons())) == clean  # type: ignore[arg-type]
-    res = perturbation_sweep(pm, task, _neurons(), rhos=[0.0, 0.1], draws=3, mode="zero")
-    first = res["points"][0]
-    assert (
-        res["unperturbed"] == clean and first["skill"] == clean and first["random"]["values"] == [clean] * 3
-    )
-    assert first["neurons"] == 0 and res["points"][1]["neurons_per_layer"] == [5] * LAYERS  # 10% of 48
+        assert accuracy(pm, task, Perturbation(cast(Mode, mode), empty, baseline=_neurons())) == clean
+    res = perturbation_sweep(pm, task, _neurons(), SweepConfig(rho=(0.0, 0.1), draws=3, mode="zero"))
+    first = res.points[0]
+    assert res.unperturbed == clean and first.skill == clean and first.random.values == [clean] * 3
+    assert first.neurons == 0 and res.points[1].neurons_per_layer == [5] * LAYERS  # 10% of 48
 
 
 def test_sweep_is_reproducible_and_the_control_matches_the_skill_counts() -> None:
     pm = _pm("bert")
     task = separable_task(40)
     sn = _neurons()
-    kw = dict(rhos=[0.0, 0.1, 0.3], draws=4, mode="gaussian", sigma=2.0, positions="prompt")
-    a = perturbation_sweep(pm, task, sn, seed=3, **kw)  # type: ignore[arg-type]
-    b = perturbation_sweep(pm, task, sn, seed=3, **kw)  # type: ignore[arg-type]
+    cfg = SweepConfig(rho=(0.0, 0.1, 0.3), draws=4, mode="gaussian", sigma=2.0, positions="prompt", seed=3)
+    a = perturbation_sweep(pm, task, sn, cfg)
+    b = perturbation_sweep(pm, task, sn, cfg)
     assert a == b
-    for p in a["points"]:
-        assert len(p["random"]["values"]) == 4
-        lo, hi = p["random"]["ci95"]
-        assert lo <= p["random"]["mean"] <= hi
-    restricted = perturbation_sweep(pm, task, sn, rhos=[0.1], draws=2, mode="zero", layers=[-1])
-    assert restricted["points"][0]["neurons_per_layer"] == [0, 0, 5]
+    for p in a.points:
+        assert len(p.random.values) == 4
+        lo, hi = p.random.ci95
+        assert lo is not None and hi is not None and p.random.mean is not None
+        assert lo <= p.random.mean <= hi
+    restricted = perturbation_sweep(pm, task, sn, SweepConfig(rho=(0.1,), draws=2, mode="zero", layers=(-1,)))
+    assert restricted.points[0].neurons_per_layer == [0, 0, 5]
+    # the former keyword spelling still works
+    assert perturbation_sweep(pm, task, sn, rhos=[0.1], draws=2, mode="zero", layers=[-1]) == restricted
 
 
 def test_mean_ci() -> None:
     r = mean_ci([0.5, 0.7])
-    assert r["mean"] == pytest.approx(0.6) and r["ci95"][0] < 0.5 and r["ci95"][1] > 0.7
-    assert mean_ci([0.4])["ci95"] == [None, None]
+    lo, hi = r.ci95
+    assert r.mean == pytest.approx(0.6) and lo is not None and hi is not None and lo < 0.5 and hi > 0.7
+    assert mean_ci([0.4]).ci95 == [None, None]
 
 
 def test_cross_task_matrix_and_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -194,38 +201,47 @@ def test_cross_task_matrix_and_files(tmp_path) -> None:  # type: ignore[no-untyp
     runs = [load_prompt_run(p, bb, task=task, neurons=n) for p, n in zip(prompts, neurons)]
     assert len(runs[0].eval_task) == len(splits.test)
     runs[1].name = "other"
-    res = cross_task_matrix(runs, rho=0.2, mode="mean", control_draws=2)
-    assert len(res["accuracy"]) == 2 and all(len(r) == 2 for r in res["accuracy"])
+    res = cross_task_matrix(runs, CrossPerturbConfig(rho=0.2, mode="mean", draws=2))
+    assert len(res.accuracy) == 2 and all(len(r) == 2 for r in res.accuracy)
     for a in range(2):
         for b in range(2):
-            assert res["drop"][a][b] == pytest.approx(res["unperturbed"][b] - res["accuracy"][a][b])
-    assert len(res["random_control"]["accuracy"]) == 2
+            assert res.drop[a][b] == pytest.approx(res.unperturbed[b] - res.accuracy[a][b])
+    assert len(res.random_control.accuracy) == 2
     # from artifacts, to files
-    sweep = run_sweep(prompts[0], neurons[0], tmp_path / "out", model=bb, task=task, rhos=[0, 0.1], draws=2)
-    assert json.loads((tmp_path / "out" / "perturb_sweep.json").read_text())["points"] == sweep["points"]
+    sweep = run_sweep(
+        prompts[0], neurons[0], tmp_path / "out", SweepConfig(rho=(0, 0.1), draws=2), model=bb, task=task
+    )
+    assert (
+        json.loads((tmp_path / "out" / "perturb_sweep.json").read_text())["points"]
+        == sweep.to_json()["points"]
+    )
+    assert SweepResult.load(tmp_path / "out" / "perturb_sweep.json") == sweep
     assert (tmp_path / "out" / "perturb_sweep.png").stat().st_size > 1000
     cross = run_cross(
-        prompts, neurons, tmp_path / "out", model=bb, tasks=[task, task], rho=0.1, control_draws=1
+        prompts, neurons, tmp_path / "out", CrossPerturbConfig(rho=0.1, draws=1), model=bb, tasks=[task, task]
     )
-    assert cross["tasks"] == ["tiny-sentiment:t0", "tiny-sentiment:t1"]
+    assert cross.tasks == ["tiny-sentiment:t0", "tiny-sentiment:t1"]
+    assert CrossResult.load(tmp_path / "out" / "perturb_cross.json") == cross
     assert (tmp_path / "out" / "perturb_cross.png").is_file()
     with pytest.raises(ConfigError, match="repeat"):
-        cross_task_matrix([runs[0], runs[0]], rho=0.1)
+        cross_task_matrix([runs[0], runs[0]], CrossPerturbConfig(rho=0.1))
 
 
 def test_similarity_of_a_ranking_with_itself_is_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
     a, b = _neurons(0, task="a"), _neurons(1, task="b")
-    res = task_similarity({"a": a, "a again": a, "b": b}, rho=0.1)
-    assert res["spearman"][0][1] == pytest.approx(1.0) and res["spearman"][0][0] == pytest.approx(1.0)
-    assert res["spearman_per_layer"][0][1] == pytest.approx([1.0] * LAYERS)
-    assert res["spearman_layer_mean"][0][1] == pytest.approx(1.0)
-    assert res["jaccard"][0][1] == 1.0 and res["intersection"][0][1] == res["set_size"][0] == 5 * LAYERS
-    assert abs(res["spearman"][0][2]) < 0.2  # independent random scores
-    assert res["chance_jaccard"][0][2] == pytest.approx(5 / 48 * 5 / (10 - 5 * 5 / 48))
-    assert res["spearman"][2][0] == res["spearman"][0][2]  # symmetric
+    res = task_similarity({"a": a, "a again": a, "b": b}, SimilarityConfig(rho=0.1))
+    assert res.spearman[0][1] == pytest.approx(1.0) and res.spearman[0][0] == pytest.approx(1.0)
+    assert res.spearman_per_layer[0][1] == pytest.approx([1.0] * LAYERS)
+    assert res.spearman_layer_mean[0][1] == pytest.approx(1.0)
+    assert res.jaccard[0][1] == 1.0 and res.intersection[0][1] == res.set_size[0] == 5 * LAYERS
+    independent = res.spearman[0][2]
+    assert independent is not None and abs(independent) < 0.2  # independent random scores
+    assert res.chance_jaccard[0][2] == pytest.approx(5 / 48 * 5 / (10 - 5 * 5 / 48))
+    assert res.spearman[2][0] == res.spearman[0][2]  # symmetric
     paths = [a.save(tmp_path / "a" / "skill_neurons"), b.save(tmp_path / "b" / "skill_neurons")]
-    out = run_similarity(paths, tmp_path / "sim", rho=0.1)
-    assert out["tasks"] == ["a", "b"]
+    out = run_similarity(paths, tmp_path / "sim", SimilarityConfig(rho=0.1))
+    assert out.tasks == ["a", "b"]
+    assert SimilarityResult.load(tmp_path / "sim" / "similarity.json") == out
     for name in (
         "similarity.json",
         "similarity_spearman.png",
@@ -278,7 +294,7 @@ def test_bad_input_gives_one_line_config_errors() -> None:
         pass
     _one_line(e)
     with pytest.raises(ConfigError) as e:
-        perturbation_sweep(pm, separable_task(10), _neurons(), rhos=[1.5])
+        perturbation_sweep(pm, separable_task(10), _neurons(), SweepConfig(rho=(1.5,)))
     _one_line(e)
     with pytest.raises(ConfigError) as e:
         perturbation_sweep(pm, separable_task(10), _neurons(d_ff=D_FF + 2))
@@ -297,7 +313,8 @@ def test_backbone_target_perturbs_any_model_using_it() -> None:
 
 
 def test_cli_commands(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    import skillneurons.perturb.experiments as ex
+    import skillneurons.rundir as rundir
+    from skillneurons.backbones.config import BackboneOptions
 
     bb = tiny_model("bert", layers=LAYERS, d_ff=D_FF)
     task = separable_task(60)
@@ -309,8 +326,8 @@ def test_cli_commands(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no
     }
     prompt = save_prompt(tmp_path / "run" / "prompt", _pm("bert", bb=bb), **man)
     neurons = _neurons().save(tmp_path / "neurons" / "skill_neurons")
-    monkeypatch.setattr(ex, "load_backbone", lambda name: bb)
-    monkeypatch.setattr(ex, "load_task", lambda name: task)
+    monkeypatch.setattr(BackboneOptions, "load", lambda self, name: bb)
+    monkeypatch.setattr(rundir, "load_task", lambda name: task)
     parser = argparse.ArgumentParser()
     parser.add_argument("-q", "--quiet", action="store_true")
     register(parser.add_subparsers(dest="command", required=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -55,7 +56,7 @@ def _run(bb: Backbone, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return h.flatten()
 
 
-def _replaced_by_baseline(bb: Backbone, keep: torch.Tensor, base: torch.Tensor):  # type: ignore[no-untyped-def]
+def _replaced_by_baseline(bb: Backbone, keep: torch.Tensor, base: torch.Tensor) -> Any:
     def fn(layer: int, acts: torch.Tensor) -> torch.Tensor:
         out = acts.clone()
         removed = ~keep[layer]
@@ -230,6 +231,8 @@ def _skill_neurons(bb: Backbone, seed: int = 0) -> SkillNeurons:
 
 
 def test_prune_run_evaluates_and_retunes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from skillneurons.pruning.config import PruneConfig
+    from skillneurons.pruning.results import PruneResult
     from skillneurons.pruning.run import prune_model
     from skillneurons.training import TrainConfig
 
@@ -256,22 +259,25 @@ def test_prune_run_evaluates_and_retunes(tmp_path) -> None:  # type: ignore[no-u
     res = prune_model(
         tmp_path / "neurons" / "skill_neurons.safetensors",
         tmp_path / "pruned",
-        rho=0.1,
+        PruneConfig(rho=0.1, retune=True),
         model=bb,
         prompt=prompt,
         task=task,
-        retune=True,
-        config=TrainConfig(max_steps=2, batch_size=8),
+        train_config=TrainConfig(max_steps=2, batch_size=8),
         progress=False,
     )
-    assert res["pruned_layers"] == [1, 2, 3] and res["d_ff"] == [48, 5, 5, 5]
-    assert 0 <= res["accuracy_pruned"] <= 1 and 0 <= res["accuracy_retuned"] <= 1
-    assert res["parameters"]["fraction"] < 1 and "re-tuned" in res["text"]
+    assert res.pruned_layers == [1, 2, 3] and res.d_ff == [48, 5, 5, 5]
+    assert res.accuracy_pruned is not None and res.accuracy_retuned is not None
+    assert 0 <= res.accuracy_pruned <= 1 and 0 <= res.accuracy_retuned <= 1
+    assert res.parameters.fraction is not None
+    assert res.parameters.fraction < 1 and "re-tuned" in res.text
+    saved = PruneResult.load(tmp_path / "pruned" / "results.json")
+    assert saved.to_json() == res.to_json() and "fraction" not in saved.to_json()["ffn_parameters"]
     man = read_pruned_manifest(tmp_path / "pruned")
     assert len(man["skill_neurons"]["sha256"]) == 64 and man["first_layer"] == 1
     assert (tmp_path / "pruned" / "retuned" / "prompt.safetensors").is_file()
     with pytest.raises(ConfigError, match="--prompt"):
-        prune_model(sn, tmp_path / "q", model=bb, retune=True)
+        prune_model(sn, tmp_path / "q", PruneConfig(retune=True), model=bb)
 
 
 def test_cli_registers_the_prune_command() -> None:
@@ -296,3 +302,36 @@ def test_gradients_reach_the_prompt_through_the_pruned_model(family: str) -> Non
 
 
 assert len(ALL_FAMILIES) >= 10
+
+
+def test_neuron_mask_converts_and_checks_masks_and_layers() -> None:
+    from skillneurons.backbones.masks import NeuronMask, layer_indices
+
+    m = NeuronMask.of(torch.tensor([[1, 0, 1], [0, 0, 1]]))
+    assert m.counts() == [2, 1] and m.indices() == [[0, 2], [2]] and m.shape_text() == "[2, 3]"
+    assert m.restrict([-1]).counts() == [0, 1] and torch.equal(m.tensor(), m.tensor().bool())
+    rows = NeuronMask.from_orders([torch.tensor([2, 0, 1]), torch.tensor([1, 0])], [1, 2])
+    assert rows.indices() == [[2], [0, 1]] and rows.shape_text() == "2 rows of [2, 3]"
+    assert layer_indices([-1, 0], 3) == [2, 0] and layer_indices(None, 2) == [0, 1]
+    with pytest.raises(ConfigError, match=r"layer 3 does not exist: the model has layers 0\.\.2"):
+        layer_indices([3], 3)
+    with pytest.raises(ConfigError, match="does not exist"):
+        layer_indices([-1], 3, negative=False)
+    with pytest.raises(ConfigError, match="other than 0/1"):
+        NeuronMask.of(torch.full((2, 3), 0.5))
+    with pytest.raises(ConfigError, match="boolean"):
+        NeuronMask.for_model(torch.ones(2, 3), [3, 3], "keep mask", "tiny")
+    with pytest.raises(ConfigError, match="mask made for this model"):
+        m.check_fits([3, 4], "tiny")
+
+
+def test_surgery_replaces_a_submodule_by_path() -> None:
+    from skillneurons.backbones.surgery import parent_of, replace_module
+
+    bb = tiny_model("bert")
+    new = torch.nn.Linear(2, 2)
+    path = bb.spec.down
+    replace_module(bb.blocks[0], path, new)
+    assert bb.blocks[0].get_submodule(path) is new
+    parent, attr = parent_of(bb.blocks[0], path)
+    assert getattr(parent, attr) is new

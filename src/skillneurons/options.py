@@ -21,14 +21,23 @@ Metadata keys understood by the CLI generator:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from skillneurons.errors import ConfigError
 
-__all__ = ["check_choice", "check_range", "option", "option_fields", "parse_floats", "require"]
+__all__ = [
+    "check_choice",
+    "check_range",
+    "configure",
+    "option",
+    "option_fields",
+    "parse_floats",
+    "require",
+]
 
 _MISSING: Any = dataclasses.MISSING
+C = TypeVar("C")
 
 
 def option(
@@ -122,3 +131,24 @@ def parse_floats(value: str | Sequence[float] | float, name: str) -> list[float]
     if not out:
         raise ConfigError(f"{name} is empty: give at least one number")
     return out
+
+
+def configure(
+    cls: type[C], config: C | None, options: Mapping[str, Any], aliases: Mapping[str, str] | None = None
+) -> C:
+    """``config`` (default ``cls()``) with the fields named in ``options`` replaced (validated again by
+    ``__post_init__``): the keyword form of a function that takes a config object. ``aliases`` maps
+    older keyword spellings to field names; an unknown name is a TypeError, as for any call."""
+    if config is not None and not isinstance(config, cls):
+        raise TypeError(f"config is a {type(config).__name__}, not a {cls.__name__}")
+    base: Any = config if config is not None else cls()
+    if not options:
+        return base  # type: ignore[no-any-return]
+    names = {f.name for f in dataclasses.fields(base)}
+    changes = {}
+    for key, value in options.items():
+        name = (aliases or {}).get(key, key)
+        if name not in names:
+            raise TypeError(f"{cls.__name__} has no option {key!r}")
+        changes[name] = value
+    return dataclasses.replace(base, **changes)  # type: ignore[no-any-return]

@@ -15,23 +15,14 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from skillneurons.backbones.loading import Backbone
-from skillneurons.errors import ConfigError
+from skillneurons.backbones.masks import layer_indices
 
 #: ``fn(layer, activations[batch, seq, d_ff]) -> replacement or None``
 SiteFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 
 def _layers(backbone: Backbone, layers: Sequence[int] | None) -> list[int]:
-    if layers is None:
-        return list(range(backbone.num_layers))
-    out = []
-    for layer in layers:
-        if not -backbone.num_layers <= layer < backbone.num_layers:
-            raise ConfigError(
-                f"layer {layer} does not exist: {backbone.name} has layers 0..{backbone.num_layers - 1}"
-            )
-        out.append(layer % backbone.num_layers)
-    return out
+    return layer_indices(layers, backbone.num_layers, model=backbone.name)
 
 
 @contextmanager

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from skillneurons.backbones import Backbone, neuron_hooks
+from skillneurons.backbones.surgery import parent_of, replace_module
 from skillneurons.data import Task
 from skillneurons.errors import ConfigError
 from skillneurons.prompts.model import PromptModel
@@ -160,8 +161,7 @@ _ACTIVE: weakref.WeakKeyDictionary[nn.Module, PartialModel] = weakref.WeakKeyDic
 
 
 def _layer_container(backbone: Backbone) -> tuple[nn.Module, str, nn.ModuleList]:
-    parent_path, _, attr = backbone.layers_path.rpartition(".")
-    parent = backbone.model.get_submodule(parent_path) if parent_path else backbone.model
+    parent, attr = parent_of(backbone.model, backbone.layers_path)
     layers = getattr(parent, attr)
     if not isinstance(layers, nn.ModuleList):
         raise ConfigError(f"{backbone.layers_path} of {backbone.name} is not a ModuleList")
@@ -265,7 +265,7 @@ class PartialModel:
         finally:
             for i, mods in originals.items():
                 for p, m in mods.items():
-                    _set_submodule(bb.blocks[i], p, m)
+                    replace_module(bb.blocks[i], p, m)
         self._orig = {i: originals[i] for i in self._narrow}
 
     # ---- activation ---------------------------------------------------------------------------
@@ -276,7 +276,7 @@ class PartialModel:
         _ACTIVE[self.backbone.model] = self
         for i, mods in self._narrow.items():
             for p, m in mods.items():
-                _set_submodule(self.backbone.blocks[i], p, m)
+                replace_module(self.backbone.blocks[i], p, m)
         if self._partial_list is not None:
             setattr(self._parent, self._attr, self._partial_list)
             types = getattr(self.backbone.config, "layer_types", None)
@@ -300,7 +300,7 @@ class PartialModel:
             self._layer_types = None
         for i, mods in self._orig.items():
             for p, m in mods.items():
-                _set_submodule(self.backbone.blocks[i], p, m)
+                replace_module(self.backbone.blocks[i], p, m)
         self._active = False
         _ACTIVE.pop(self.backbone.model, None)
 
@@ -314,12 +314,6 @@ def _refuse_active(backbone: Backbone) -> None:
         raise ConfigError(
             f"a partial model of {backbone.name} is active: leave it before building or entering another"
         )
-
-
-def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, attr = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    setattr(parent, attr, module)
 
 
 def _in_features(down: nn.Module, backbone: Backbone) -> int:

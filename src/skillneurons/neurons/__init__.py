@@ -22,27 +22,83 @@ For C > 2 classes, build one ranking per ``Subtask`` of ``decompose(C, scheme)``
 
 from __future__ import annotations
 
-from skillneurons.neurons.ranking import (
-    DECOMPOSITION_SCHEMES,
-    Overlap,
-    SkillRanking,
-    Subtask,
-    aggregate,
-    decompose,
-    overlap,
-    per_prompt,
-    quota_size,
-    spearman,
-    union_mask,
-)
-from skillneurons.neurons.stats import (
-    MAX_CHUNK_ELEMENTS,
-    POOLED_POSITIONS,
-    BaselineStats,
-    PredictivityStats,
-    baseline_stats_bytes,
-    histogram_bytes,
-    predictivity_stats_bytes,
+from typing import TYPE_CHECKING
+
+from skillneurons._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from skillneurons.neurons.config import DECOMPOSITION_SCHEMES, FindConfig
+    from skillneurons.neurons.find import (
+        FindResult,
+        SkillNeurons,
+        find_skill_neurons,
+        format_summary,
+        score_prompt,
+    )
+    from skillneurons.neurons.ranking import (
+        Overlap,
+        SkillRanking,
+        Subtask,
+        aggregate,
+        decompose,
+        overlap,
+        per_prompt,
+        quota_size,
+        spearman,
+        union_mask,
+    )
+    from skillneurons.neurons.results import (
+        ControlScore,
+        FindSummary,
+        LayerDistribution,
+        PromptInfo,
+        SeedStability,
+        TopNeuron,
+    )
+    from skillneurons.neurons.stats import (
+        MAX_CHUNK_ELEMENTS,
+        POOLED_POSITIONS,
+        BaselineStats,
+        PredictivityStats,
+        baseline_stats_bytes,
+        histogram_bytes,
+        predictivity_stats_bytes,
+    )
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DECOMPOSITION_SCHEMES": ".config",
+        "FindConfig": ".config",
+        "ControlScore": ".results",
+        "FindSummary": ".results",
+        "LayerDistribution": ".results",
+        "PromptInfo": ".results",
+        "SeedStability": ".results",
+        "TopNeuron": ".results",
+        "FindResult": ".find",
+        "SkillNeurons": ".find",
+        "find_skill_neurons": ".find",
+        "format_summary": ".find",
+        "score_prompt": ".find",
+        "Overlap": ".ranking",
+        "SkillRanking": ".ranking",
+        "Subtask": ".ranking",
+        "aggregate": ".ranking",
+        "decompose": ".ranking",
+        "overlap": ".ranking",
+        "per_prompt": ".ranking",
+        "quota_size": ".ranking",
+        "spearman": ".ranking",
+        "union_mask": ".ranking",
+        "MAX_CHUNK_ELEMENTS": ".stats",
+        "POOLED_POSITIONS": ".stats",
+        "BaselineStats": ".stats",
+        "PredictivityStats": ".stats",
+        "baseline_stats_bytes": ".stats",
+        "histogram_bytes": ".stats",
+        "predictivity_stats_bytes": ".stats",
+    },
 )
 
 __all__ = [
@@ -50,18 +106,30 @@ __all__ = [
     "MAX_CHUNK_ELEMENTS",
     "POOLED_POSITIONS",
     "BaselineStats",
+    "ControlScore",
+    "FindConfig",
+    "FindResult",
+    "FindSummary",
+    "LayerDistribution",
     "Overlap",
     "PredictivityStats",
+    "PromptInfo",
+    "SeedStability",
+    "SkillNeurons",
     "SkillRanking",
     "Subtask",
+    "TopNeuron",
     "aggregate",
     "baseline_stats_bytes",
     "decompose",
+    "find_skill_neurons",
+    "format_summary",
     "histogram_bytes",
     "overlap",
     "per_prompt",
     "predictivity_stats_bytes",
     "quota_size",
+    "score_prompt",
     "spearman",
     "union_mask",
 ]

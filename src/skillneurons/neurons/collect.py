@@ -33,7 +33,8 @@ def uniform_width(model: PromptModel) -> int:
     widths = set(model.backbone.d_ff)
     if len(widths) != 1:
         raise ConfigError(
-            f"layers of {model.backbone.name} have different FFN widths {sorted(widths)}: skill neurons are found "
+            f"layers of {model.backbone.name} have different FFN widths {sorted(widths)}: skill neurons are "
+            "found "
             "on the unpruned model (find them first, then prune)"
         )
     return widths.pop()
@@ -145,7 +146,8 @@ def activation_batches(
             for acts in out.values():
                 if not bool(torch.isfinite(acts).all()):
                     raise DataError(
-                        f"NaN or inf neuron activations in task '{task.name}' (batch starting at example {idx[0]}): "
+                        f"NaN or inf neuron activations in task '{task.name}' (batch starting at example "
+                        f"{idx[0]}): "
                         "check the prompt for NaN values, or use --precision fp32"
                     )
             real = int(gather.full_mask.sum())

@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,8 +24,9 @@ from skillneurons.artifacts import load_artifact, load_manifest, save_artifact, 
 from skillneurons.backbones import Backbone
 from skillneurons.data import Task, TaskSplits, check_disjoint
 from skillneurons.distributed import is_main
-from skillneurons.errors import ArtifactError, ConfigError, DataError
+from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.neurons.collect import Positions, baseline_pass, predictivity_pass
+from skillneurons.neurons.config import FindConfig
 from skillneurons.neurons.ranking import (
     SkillRanking,
     Subtask,
@@ -33,15 +34,22 @@ from skillneurons.neurons.ranking import (
     decompose,
     overlap,
     per_prompt,
-    quota_size,
     union_mask,
 )
+from skillneurons.neurons.results import (
+    ControlScore,
+    FindSummary,
+    LayerDistribution,
+    PromptInfo,
+    SeedStability,
+    TopNeuron,
+)
 from skillneurons.neurons.stats import PredictivityStats
+from skillneurons.options import configure
 from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
+from skillneurons.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-Scheme = Literal["one_vs_rest", "pairwise", "paper"]
 
 
 @dataclass
@@ -133,7 +141,8 @@ class SkillNeurons:
             return cls(subtasks, rankings, best, tensors["token_mean"].double(), dict(man.get("meta", {})))
         except KeyError as e:
             raise ArtifactError(
-                f"{path} lacks {e}: the skill-neuron artifact is incomplete; re-create it with `skillneurons find`"
+                f"{path} lacks {e}: the skill-neuron artifact is incomplete; re-create it with `skillneurons "
+                "find`"
             ) from None
 
 
@@ -197,22 +206,9 @@ def score_prompt(
 
 
 def prompt_splits(prompt_path: Path, manifest: Mapping[str, Any], task: Task) -> TaskSplits:
-    """The split a prompt was trained with: ``split.json`` next to it, else re-drawn from its seed."""
-    saved = manifest.get("task", {})
-    if saved.get("fingerprint") and saved["fingerprint"] != task.fingerprint():
-        raise DataError(
-            f"{prompt_path} was trained on other data (task '{saved.get('name')}') than the task given ('{task.name}', "
-            f"{len(task)} examples): pass the task the prompt was trained on"
-        )
-    split_file = prompt_path.parent / str(manifest.get("split", {}).get("file", "split.json"))
-    if split_file.is_file():
-        return TaskSplits.load(task, split_file)
-    seed = manifest.get("split", {}).get("seed")
-    if seed is None:
-        raise DataError(
-            f"{prompt_path} records no split and has no split.json beside it: pass --dev-file data to rank on"
-        )
-    return task.split(int(seed))
+    """The split a prompt was trained with (deprecated: use ``RunDir.of(prompt_path).splits(task)``;
+    ``manifest`` is read from the artifact again)."""
+    return RunDir.of(prompt_path).splits(task)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -232,15 +228,36 @@ def _top_fraction_mean(score: Tensor, rho: float = 0.01) -> float:
 
 
 def _control_summary(
-    pred: dict[str, Tensor], subtasks: Sequence[Subtask], t: int | None = None
-) -> dict[str, float]:
+    pred: Mapping[str, Tensor], subtasks: Sequence[Subtask], t: int | None = None
+) -> ControlScore:
     """Top-1 and mean of the top 1% of the control's [L, N] score (max over subtasks)."""
     per_sub = []
     for s in subtasks:
         p = pred[f"pred.{s.name}"]
         per_sub.append(p[:, t] if t is not None else per_prompt(p)[0])
     score = torch.stack(per_sub).amax(0)
-    return {"top1": float(score.max()), "top1pct_mean": _top_fraction_mean(score)}
+    return ControlScore(float(score.max()), _top_fraction_mean(score))
+
+
+@dataclass
+class FindResult:
+    """What :func:`find_skill_neurons` returns: the rankings, the summary and its printed text."""
+
+    neurons: SkillNeurons
+    summary: FindSummary
+    text: str
+
+    def __getitem__(self, key: str) -> Any:
+        """Deprecated: the former dict result's keys (``"summary"`` in its JSON form)."""
+        if key == "summary":
+            return self.summary.to_json()
+        if key not in ("neurons", "text"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+#: keyword spellings of the former signature
+_FIND_ALIASES = {"how": "aggregate", "top_k": "top"}
 
 
 def find_skill_neurons(
@@ -248,18 +265,11 @@ def find_skill_neurons(
     prompts: Sequence[str | os.PathLike[str]],
     task: Task,
     out_dir: str | os.PathLike[str] | None = None,
+    config: FindConfig | None = None,
     *,
-    scheme: Scheme = "one_vs_rest",
-    how: Literal["mean", "min"] = "mean",
-    auroc_bins: int | None = None,
-    controls: bool = True,
-    hand_written: str | None = None,
-    batch_size: int = 64,
-    precision: str = "auto",
-    top_k: int = 10,
-    rho: float = 0.01,
     progress: bool = True,
-) -> dict[str, Any]:
+    **options: Any,
+) -> FindResult:
     """Rank the skill neurons of ``task`` from trained ``prompts`` (one per seed).
 
     Args:
@@ -267,95 +277,122 @@ def find_skill_neurons(
         prompts: prompt artifacts (``RUN/prompt.safetensors``), each with its ``split.json`` beside it.
         task: the task the prompts were trained on (checked by fingerprint).
         out_dir: where ``skill_neurons.*``, per-prompt ``scores_<i>.*`` and ``summary.json`` go.
-        scheme: decomposition of a multi-class task into binary subtasks.
-        how: aggregation over prompts, ``mean`` (paper) or ``min``.
-        auroc_bins: also compute the threshold-free AUROC predictivity with this many histogram bins.
-        controls: also score the paper's controls on the first prompt: mean/max-pooled text tokens,
-            a random prompt and a hand-written prompt (``hand_written``, default: a task description).
-        top_k, rho: size of the printed top list, and the fraction whose per-layer distribution and
-            mean score are reported.
+        config: the :class:`FindConfig` (scheme, aggregation, AUROC bins, controls, ...); ``options``
+            replace its fields by name (``how`` and ``top_k`` are accepted for ``aggregate``/``top``).
 
     Returns:
-        ``{"neurons": SkillNeurons, "summary": dict, "text": str}``.
+        A :class:`FindResult` (``neurons``, ``summary``, ``text``).
     """
+    cfg = configure(FindConfig, config, options, _FIND_ALIASES)  # every option checked before a pass
     if not prompts:
         raise ConfigError("no prompts given: pass at least one trained prompt (RUN/prompt.safetensors)")
-    quota_size(rho, 1)  # validate every option before the first (long) pass
-    if auroc_bins is not None and (isinstance(auroc_bins, bool) or auroc_bins < 1):
-        raise ConfigError(f"--auroc-bins {auroc_bins} is invalid: give a positive number of bins (e.g. 64)")
-    if top_k < 0 or batch_size < 1:
-        raise ConfigError("--top must be >= 0 and --batch-size >= 1")
     for p in prompts:
         load_manifest(p, "prompt")
     out = Path(out_dir) if out_dir is not None else None
-    subtasks = decompose(task.num_classes, scheme)
-    per_prompt_scores: list[dict[str, Tensor]] = []
-    infos: list[dict[str, Any]] = []
-    first_model: PromptModel | None = None
-    first_split: TaskSplits | None = None
-    for i, p in enumerate(prompts):
-        path = Path(p)
-        man = load_manifest(path, "prompt")
-        model, man = load_prompt(path, backbone)
-        splits = prompt_splits(path, man, task)
-        if i == 0:
-            first_model, first_split = model, splits
-        digest = sha256_file(path.with_suffix(".safetensors"))
-        cache = out / f"scores_{i}" if out is not None else None
-        scores = None
-        if cache is not None and cache.with_suffix(".json").is_file():
-            tensors, cman = load_artifact(cache, kind="prompt_scores")
-            if (
-                cman.get("prompt_sha256") == digest
-                and cman.get("scheme") == scheme
-                and cman.get("auroc_bins") == auroc_bins
-                and (cman.get("pooled", False) or not (controls and i == 0))
-            ):
-                scores = tensors
-                log.info("reusing the scores of %s from %s", path, cache)
-        if scores is None:
-            if progress and is_main():
-                print(f"find: scoring prompt {i + 1}/{len(prompts)} ({path})")
-            scores = score_prompt(
-                model,
-                splits.part("train"),
-                splits.part("dev"),
-                subtasks,
-                pooled=controls and i == 0,
-                hist_bins=auroc_bins,
-                batch_size=batch_size,
-                precision=precision,
-                progress=progress,
-            )
-            if cache is not None and is_main():
-                save_artifact(
-                    cache,
-                    scores,
-                    kind="prompt_scores",
-                    manifest={
-                        "prompt": str(path),
-                        "prompt_sha256": digest,
-                        "scheme": scheme,
-                        "auroc_bins": auroc_bins,
-                        "pooled": controls and i == 0,
-                        "task": task.name,
-                        "split_seed": splits.seed,
-                        "backbone": backbone.identity(),
-                    },
-                )
-        per_prompt_scores.append(scores)
-        infos.append(
-            {
-                "prompt": str(path),
-                "seed": man.get("seed"),
-                "split_seed": splits.seed,
-                "dev_accuracy": man.get("dev_accuracy"),
-                "dev_size": len(splits.dev),
-            }
+    subtasks = decompose(task.num_classes, cfg.scheme)  # type: ignore[arg-type]
+    scored = [
+        _score_one(backbone, Path(p), i, len(prompts), task, subtasks, cfg, out, progress)
+        for i, p in enumerate(prompts)
+    ]
+    per_prompt_scores = [s for s, _, _ in scored]
+    infos = [info for _, info, _ in scored]
+    first_model, first_split = scored[0][2]
+    neurons = _aggregate(backbone, task, subtasks, per_prompt_scores, infos, first_model, cfg)
+    summary = _summarize(backbone, task, neurons, subtasks, per_prompt_scores, infos, first_model, cfg)
+    if cfg.controls:
+        # the controls are scored on the first prompt's split: compare them with that prompt alone
+        summary.first_prompt = _control_summary(per_prompt_scores[0], subtasks)
+        summary.controls = _controls(
+            first_model,
+            first_split,
+            task,
+            subtasks,
+            per_prompt_scores[0],
+            cfg.hand_written,
+            cfg.batch_size,
+            cfg.precision,
+            progress,
         )
-    assert first_model is not None and first_split is not None
+    if out is not None and is_main():
+        neurons.save(out / "skill_neurons", manifest={"summary_file": "summary.json"})
+        summary.save(out / "summary.json")
+    return FindResult(neurons, summary, format_summary(summary))
 
+
+def _score_one(
+    backbone: Backbone,
+    path: Path,
+    i: int,
+    n: int,
+    task: Task,
+    subtasks: Sequence[Subtask],
+    cfg: FindConfig,
+    out: Path | None,
+    progress: bool,
+) -> tuple[dict[str, Tensor], PromptInfo, tuple[PromptModel, TaskSplits]]:
+    """Score prompt ``i`` (or reuse its saved scores): ``(scores, info, (model, split))``."""
+    model, man = load_prompt(path, backbone)
+    splits = RunDir.of(path).splits(task)
+    pooled = cfg.controls and i == 0
+    digest = sha256_file(path.with_suffix(".safetensors"))
+    cache = out / f"scores_{i}" if out is not None else None
+    scores = None
+    if cache is not None and cache.with_suffix(".json").is_file():
+        tensors, cman = load_artifact(cache, kind="prompt_scores")
+        if (
+            cman.get("prompt_sha256") == digest
+            and cman.get("scheme") == cfg.scheme
+            and cman.get("auroc_bins") == cfg.auroc_bins
+            and (cman.get("pooled", False) or not pooled)
+        ):
+            scores = tensors
+            log.info("reusing the scores of %s from %s", path, cache)
+    if scores is None:
+        if progress and is_main():
+            print(f"find: scoring prompt {i + 1}/{n} ({path})")
+        scores = score_prompt(
+            model,
+            splits.part("train"),
+            splits.part("dev"),
+            subtasks,
+            pooled=pooled,
+            hist_bins=cfg.auroc_bins,
+            batch_size=cfg.batch_size,
+            precision=cfg.precision,
+            progress=progress,
+        )
+        if cache is not None and is_main():
+            save_artifact(
+                cache,
+                scores,
+                kind="prompt_scores",
+                manifest={
+                    "prompt": str(path),
+                    "prompt_sha256": digest,
+                    "scheme": cfg.scheme,
+                    "auroc_bins": cfg.auroc_bins,
+                    "pooled": pooled,
+                    "task": task.name,
+                    "split_seed": splits.seed,
+                    "backbone": backbone.identity(),
+                },
+            )
+    info = PromptInfo(str(path), man.get("seed"), splits.seed, man.get("dev_accuracy"), len(splits.dev))
+    return scores, info, (model, splits)
+
+
+def _aggregate(
+    backbone: Backbone,
+    task: Task,
+    subtasks: Sequence[Subtask],
+    per_prompt_scores: Sequence[Mapping[str, Tensor]],
+    infos: Sequence[PromptInfo],
+    first_model: PromptModel,
+    cfg: FindConfig,
+) -> SkillNeurons:
+    """The rankings over prompts, best positions and token means, as :class:`SkillNeurons`."""
     rankings, best_position = {}, {}
+    how: Any = cfg.aggregate
     for s in subtasks:
         key = f"pred.{s.name}"
         rankings[s.name] = SkillRanking(
@@ -368,77 +405,64 @@ def find_skill_neurons(
         "backbone": backbone.identity(),
         "task": task.name,
         "task_fingerprint": task.fingerprint(),
-        "scheme": scheme,
-        "aggregation": how,
-        "prompts": infos,
+        "scheme": cfg.scheme,
+        "aggregation": cfg.aggregate,
+        "prompts": [vars(i).copy() for i in infos],
         "layout": first_model.layout,
         "prompt_length": first_model.prompt.length,
     }
-    neurons = SkillNeurons(subtasks, rankings, best_position, token_mean, meta)
+    return SkillNeurons(list(subtasks), rankings, best_position, token_mean, meta)
 
-    summary: dict[str, Any] = {
-        "task": task.name,
-        "model": backbone.name,
-        "num_prompts": len(prompts),
-        "aggregation": how,
-        "scheme": scheme,
-        "prompts": infos,
-    }
+
+def _summarize(
+    backbone: Backbone,
+    task: Task,
+    neurons: SkillNeurons,
+    subtasks: Sequence[Subtask],
+    per_prompt_scores: Sequence[Mapping[str, Tensor]],
+    infos: Sequence[PromptInfo],
+    first_model: PromptModel,
+    cfg: FindConfig,
+) -> FindSummary:
+    """The summary but the controls: top neurons, layer distribution, AUROC and seed stability."""
+    rho = cfg.rho
     combined = neurons.scores()
-    summary["top1_predictivity"] = float(combined.max())
-    summary["top1pct_mean_predictivity"] = _top_fraction_mean(combined, rho)
-    summary["top"] = [
-        {
-            "subtask": s,
-            "layer": layer,
-            "index": idx,
-            "score": sc,
-            "position": _position_name(first_model, pos),
-        }
-        for s, layer, idx, sc, pos in neurons.top(top_k)
-    ]
-    mask = neurons.mask(rho, per_layer=False)
-    summary["layer_distribution"] = {"rho": rho, "counts": mask.sum(1).tolist()}
-    if auroc_bins is not None:
+    summary = FindSummary(
+        task=task.name,
+        model=backbone.name,
+        num_prompts=len(per_prompt_scores),
+        aggregation=cfg.aggregate,
+        scheme=cfg.scheme,
+        prompts=list(infos),
+        top1_predictivity=float(combined.max()),
+        top1pct_mean_predictivity=_top_fraction_mean(combined, rho),
+        top=[
+            TopNeuron(s, layer, idx, sc, _position_name(first_model, pos))
+            for s, layer, idx, sc, pos in neurons.top(cfg.top)
+        ],
+        layer_distribution=LayerDistribution(rho, neurons.mask(rho, per_layer=False).sum(1).tolist()),
+    )
+    if cfg.auroc_bins is not None:
         auc = torch.stack(
             [
                 torch.stack([per_prompt(sc[f"auroc.{s.name}"])[0] for sc in per_prompt_scores]).mean(0)
                 for s in subtasks
             ]
         ).amax(0)
-        summary["auroc_top1"] = float(auc.max())
-        summary["auroc_top1pct_mean"] = _top_fraction_mean(auc, rho)
+        summary.auroc_top1 = float(auc.max())
+        summary.auroc_top1pct_mean = _top_fraction_mean(auc, rho)
     if len(per_prompt_scores) > 1:
         masks = []
         for sc in per_prompt_scores:
             r = {s.name: SkillRanking(per_prompt(sc[f"pred.{s.name}"])[0]) for s in subtasks}
             masks.append(union_mask([r[s.name] for s in subtasks], rho, per_layer=False))
         pairs = [overlap(masks[a], masks[b]) for a in range(len(masks)) for b in range(a + 1, len(masks))]
-        summary["seed_stability"] = {
-            "rho": rho,
-            "jaccard_mean": sum(o.jaccard for o in pairs) / len(pairs),
-            "overlap_mean": sum(o.intersection / max(o.size_a, 1) for o in pairs) / len(pairs),
-        }
-    if controls:
-        # the controls are scored on the first prompt's split: compare them with that prompt alone
-        summary["first_prompt"] = _control_summary(per_prompt_scores[0], subtasks)
-        summary["controls"] = _controls(
-            first_model,
-            first_split,
-            task,
-            subtasks,
-            per_prompt_scores[0],
-            hand_written,
-            batch_size,
-            precision,
-            progress,
+        summary.seed_stability = SeedStability(
+            rho,
+            sum(o.jaccard for o in pairs) / len(pairs),
+            sum(o.intersection / max(o.size_a, 1) for o in pairs) / len(pairs),
         )
-    if out is not None and is_main():
-        neurons.save(out / "skill_neurons", manifest={"summary_file": "summary.json"})
-        from skillneurons.artifacts import atomic_write_json
-
-        atomic_write_json(out / "summary.json", summary)
-    return {"neurons": neurons, "summary": summary, "text": format_summary(summary)}
+    return summary
 
 
 def _controls(
@@ -451,12 +475,12 @@ def _controls(
     batch_size: int,
     precision: str,
     progress: bool,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, ControlScore]:
     """The paper's controls, scored like the trained prompt on the same split: the pooled text tokens
     (from the first prompt's own passes), a random prompt and a hand-written prompt."""
     train, dev = splits.part("train"), splits.part("dev")
     kw: dict[str, Any] = dict(batch_size=batch_size, precision=precision, progress=progress)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, ControlScore] = {}
     pooled = {k.removeprefix("pooled."): v for k, v in first.items() if k.startswith("pooled.")}
     out["text_mean_pooled"] = _control_summary(pooled, subtasks, t=0)
     out["text_max_pooled"] = _control_summary(pooled, subtasks, t=1)
@@ -474,44 +498,44 @@ def _controls(
     return out
 
 
-def format_summary(summary: Mapping[str, Any]) -> str:
+def format_summary(summary: FindSummary) -> str:
     """A readable multi-line report of :func:`find_skill_neurons`' summary."""
+    if not isinstance(summary, FindSummary):
+        summary = FindSummary.from_json(summary, "summary")
+    s = summary
     lines = [
-        f"skill neurons of {summary['model']} on {summary['task']}: {summary['num_prompts']} prompt(s), "
-        f"{summary['aggregation']} over prompts, subtasks by {summary['scheme']}",
+        f"skill neurons of {s.model} on {s.task}: {s.num_prompts} prompt(s), "
+        f"{s.aggregation} over prompts, subtasks by {s.scheme}",
     ]
-    accs = [p.get("dev_accuracy") for p in summary["prompts"] if p.get("dev_accuracy") is not None]
+    accs = [p.dev_accuracy for p in s.prompts if p.dev_accuracy is not None]
     if accs:
         lines.append("  prompt dev accuracy: " + ", ".join(f"{a:.4f}" for a in accs))
     lines.append(
-        f"  top-1 predictivity {summary['top1_predictivity']:.4f}; mean of the top 1% "
-        f"{summary['top1pct_mean_predictivity']:.4f}"
+        f"  top-1 predictivity {s.top1_predictivity:.4f}; mean of the top 1% "
+        f"{s.top1pct_mean_predictivity:.4f}"
     )
-    if "auroc_top1" in summary:
+    if s.auroc_top1 is not None:
         lines.append(
-            f"  threshold-free (AUROC) predictivity: top-1 {summary['auroc_top1']:.4f}, top 1% "
-            f"{summary['auroc_top1pct_mean']:.4f}"
+            f"  threshold-free (AUROC) predictivity: top-1 {s.auroc_top1:.4f}, top 1% "
+            f"{s.auroc_top1pct_mean:.4f}"
         )
     lines.append("  rank  subtask      layer  neuron  position  predictivity")
-    for r, t in enumerate(summary["top"], 1):
+    for r, t in enumerate(s.top, 1):
+        lines.append(f"  {r:4d}  {t.subtask:11s} {t.layer:6d} {t.index:7d}  {t.position:>8s}  {t.score:.4f}")
+    dist = s.layer_distribution
+    if dist is not None:
         lines.append(
-            f"  {r:4d}  {t['subtask']:11s} {t['layer']:6d} {t['index']:7d}  {t['position']:>8s}  {t['score']:.4f}"
+            f"  top {dist.rho:.0%} per layer: " + " ".join(f"L{i}:{c}" for i, c in enumerate(dist.counts))
         )
-    dist = summary["layer_distribution"]
-    lines.append(
-        f"  top {dist['rho']:.0%} per layer: " + " ".join(f"L{i}:{c}" for i, c in enumerate(dist["counts"]))
-    )
-    if "seed_stability" in summary:
-        st = summary["seed_stability"]
+    if s.seed_stability is not None:
+        st = s.seed_stability
         lines.append(
-            f"  seed stability of the top {st['rho']:.0%}: mean pairwise Jaccard {st['jaccard_mean']:.3f}, "
-            f"overlap {st['overlap_mean']:.3f}"
+            f"  seed stability of the top {st.rho:.0%}: mean pairwise Jaccard {st.jaccard_mean:.3f}, "
+            f"overlap {st.overlap_mean:.3f}"
         )
-    if "first_prompt" in summary:
-        c = summary["first_prompt"]
-        lines.append(
-            f"  first trained prompt alone          top-1 {c['top1']:.4f}, top 1% {c['top1pct_mean']:.4f}"
-        )
-    for name, c in summary.get("controls", {}).items():
-        lines.append(f"  control {name:20s} top-1 {c['top1']:.4f}, top 1% {c['top1pct_mean']:.4f}")
+    if s.first_prompt is not None:
+        c = s.first_prompt
+        lines.append(f"  first trained prompt alone          top-1 {c.top1:.4f}, top 1% {c.top1pct_mean:.4f}")
+    for name, c in (s.controls or {}).items():
+        lines.append(f"  control {name:20s} top-1 {c.top1:.4f}, top 1% {c.top1pct_mean:.4f}")
     return "\n".join(lines)

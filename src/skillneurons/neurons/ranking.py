@@ -32,6 +32,7 @@ from torch import Tensor
 
 from skillneurons.artifacts import load_artifact, save_artifact
 from skillneurons.errors import ArtifactError, ConfigError
+from skillneurons.neurons.config import DECOMPOSITION_SCHEMES
 
 __all__ = [
     "DECOMPOSITION_SCHEMES",
@@ -46,8 +47,6 @@ __all__ = [
     "spearman",
     "union_mask",
 ]
-
-DECOMPOSITION_SCHEMES = ("one_vs_rest", "pairwise", "paper")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -123,7 +122,8 @@ class SkillRanking:
     def __post_init__(self) -> None:
         if not isinstance(self.scores, Tensor) or self.scores.dim() != 2 or self.scores.numel() == 0:
             raise ConfigError(
-                "SkillRanking scores must be a non-empty [layers, neurons] tensor: pass per_prompt()/aggregate() output"
+                "SkillRanking scores must be a non-empty [layers, neurons] tensor: pass "
+                "per_prompt()/aggregate() output"
             )
         self.scores = self.scores.detach().to(device="cpu", dtype=torch.float64).contiguous()
         if not bool(torch.isfinite(self.scores).all()):
@@ -245,7 +245,8 @@ def decompose(
         return [Subtask((j,), (i,), f"{j}_vs_{i}", balanced=True) for i in classes for j in classes if i < j]
     if num_classes != 3:
         raise ConfigError(
-            f"the 'paper' decomposition is defined for 2 or 3 classes, not {num_classes}: use 'one_vs_rest' or 'pairwise'"
+            f"the 'paper' decomposition is defined for 2 or 3 classes, not {num_classes}: use 'one_vs_rest' "
+            "or 'pairwise'"
         )
     return [
         Subtask((0,), (2,), "0_vs_2", balanced=True),
@@ -324,7 +325,8 @@ def spearman(a: Tensor, b: Tensor, per_layer: bool = False) -> float | Tensor:
     """
     if a.shape != b.shape or a.dim() != 2:
         raise ConfigError(
-            f"cannot correlate scores of shapes {list(a.shape)} and {list(b.shape)}: pass two [L, N] scores of one model"
+            f"cannot correlate scores of shapes {list(a.shape)} and {list(b.shape)}: pass two [L, N] scores "
+            "of one model"
         )
     x = a.detach().to(device="cpu", dtype=torch.float64).numpy()
     y = b.detach().to(device="cpu", dtype=torch.float64).numpy()
@@ -349,7 +351,8 @@ def overlap(mask_a: Tensor, mask_b: Tensor) -> Overlap:
     """Overlap of two boolean masks of the same shape (e.g. [L, N] skill-neuron masks)."""
     if mask_a.shape != mask_b.shape:
         raise ConfigError(
-            f"masks of shapes {list(mask_a.shape)} and {list(mask_b.shape)} cannot be compared: pass masks of one model"
+            f"masks of shapes {list(mask_a.shape)} and {list(mask_b.shape)} cannot be compared: pass masks "
+            "of one model"
         )
     a, b = mask_a.detach().cpu().bool(), mask_b.detach().cpu().bool()
     inter = int((a & b).sum())

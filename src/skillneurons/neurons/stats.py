@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from skillneurons.artifacts import load_artifact, save_artifact
+from skillneurons.distributed import all_reduce_sum, world_size
 from skillneurons.errors import ArtifactError, ConfigError, DataError
 
 __all__ = [
@@ -208,7 +209,10 @@ class BaselineStats:
         return self.shape[2]
 
     def __repr__(self) -> str:
-        return f"BaselineStats(n_layers={self.n_layers}, n_positions={self.n_positions}, d_ff={self.d_ff}, count={self.count})"
+        return (
+            f"BaselineStats(n_layers={self.n_layers}, n_positions={self.n_positions}, d_ff={self.d_ff}, "
+            f"count={self.count})"
+        )
 
     @torch.no_grad()
     def update(self, acts: Tensor) -> None:
@@ -288,8 +292,6 @@ class BaselineStats:
 
     def reduce_across_ranks(self) -> BaselineStats:
         """Sum the shards of all ``torch.distributed`` ranks into every rank (no-op single-process)."""
-        from skillneurons.distributed import all_reduce_sum, world_size
-
         if world_size() > 1:
             count = torch.tensor([self.count], dtype=torch.float64, device=self.device)
             all_reduce_sum(self.sum, self.sum_sq, count)
@@ -297,7 +299,8 @@ class BaselineStats:
         return self
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Tensors only (safetensors-compatible): ``sum``, ``sum_sq`` [L,T,N] float64, ``count`` int64 scalar."""
+        """Tensors only (safetensors-compatible): ``sum``, ``sum_sq`` [L,T,N] float64, ``count`` int64
+        scalar."""
         return {"sum": self.sum, "sum_sq": self.sum_sq, "count": torch.tensor(self.count, dtype=torch.int64)}
 
     @classmethod
@@ -414,7 +417,8 @@ class PredictivityStats:
                 )
             if hist_range is None:
                 raise ConfigError(
-                    "hist_bins needs bin ranges: pass the BaselineStats (not only its mean) or hist_range=(lo, hi)"
+                    "hist_bins needs bin ranges: pass the BaselineStats (not only its mean) or "
+                    "hist_range=(lo, hi)"
                 )
             lo, hi = (
                 torch.as_tensor(r, dtype=torch.float64, device=self.device).expand(self.shape).clone()
@@ -470,7 +474,8 @@ class PredictivityStats:
         y = y.to(torch.int64)
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             raise DataError(
-                f"labels must lie in [0, {self.num_classes}) but range over [{int(y.min())}, {int(y.max())}]: "
+                f"labels must lie in [0, {self.num_classes}) but range over [{int(y.min())}, "
+                f"{int(y.max())}]: "
                 "map the labels to class ids 0..C-1 or set num_classes"
             )
         batch_counts = torch.bincount(y, minlength=self.num_classes)
@@ -630,7 +635,8 @@ class PredictivityStats:
         ):
             raise ArtifactError(
                 f"cannot merge predictivity statistics ({list(other.shape)}, {other.num_classes} classes, "
-                f"{other.hist_bins} bins) into ({list(self.shape)}, {self.num_classes} classes, {self.hist_bins} bins): "
+                f"{other.hist_bins} bins) into ({list(self.shape)}, {self.num_classes} classes, "
+                f"{self.hist_bins} bins): "
                 "merge shards recorded with the same model, positions, task and options"
             )
         if not torch.equal(other.baseline.to(self.device), self.baseline):
@@ -663,8 +669,6 @@ class PredictivityStats:
     def reduce_across_ranks(self) -> PredictivityStats:
         """Sum the counts (and histograms) of all ``torch.distributed`` ranks into every rank; every rank
         must have used the same baseline (:meth:`BaselineStats.reduce_across_ranks` gives it)."""
-        from skillneurons.distributed import all_reduce_sum
-
         all_reduce_sum(self.class_counts, self.above, *(() if self.hist is None else (self.hist,)))
         return self
 

@@ -34,42 +34,15 @@ import torch
 from torch import Tensor
 
 from skillneurons.backbones.loading import Backbone
+from skillneurons.backbones.masks import NeuronMask, as_rows, layer_indices, shape_text
 from skillneurons.backbones.sites import neuron_hooks
 from skillneurons.errors import ConfigError
+from skillneurons.perturb.config import MODES, POSITIONS
 
 Mode = Literal["gaussian", "zero", "mean"]
 PositionsChoice = Literal["all", "prompt"]
-MODES: tuple[str, ...] = ("gaussian", "zero", "mean")
-POSITIONS: tuple[str, ...] = ("all", "prompt")
 
 __all__ = ["MODES", "POSITIONS", "Perturbation", "perturbed"]
-
-
-def _as_rows(value: Any, what: str, dtype: torch.dtype) -> tuple[Tensor, ...]:
-    """A [L, N] tensor or a sequence of L 1-D tensors (layers of different widths) -> L CPU rows."""
-    if isinstance(value, Tensor):
-        if value.dim() != 2:
-            raise ConfigError(
-                f"the {what} has shape {list(value.shape)}: pass a [layers, neurons] tensor (e.g. neurons.mask(rho))"
-            )
-        rows = tuple(value.detach().cpu())
-    elif isinstance(value, Sequence) and value and all(isinstance(r, Tensor) for r in value):
-        rows = tuple(r.detach().cpu() for r in value)
-        if any(r.dim() != 1 for r in rows):
-            raise ConfigError(f"the {what} rows must be 1-D (one per layer): pass a [layers, neurons] tensor")
-    else:
-        raise ConfigError(
-            f"the {what} is a {type(value).__name__}: pass a [layers, neurons] tensor (e.g. neurons.mask(rho))"
-        )
-    if dtype == torch.bool and any(r.dtype != torch.bool for r in rows):
-        if not all(bool(((r == 0) | (r == 1)).all()) for r in rows):
-            raise ConfigError(f"the {what} holds values other than 0/1: pass a bool [layers, neurons] mask")
-        rows = tuple(r != 0 for r in rows)
-    if dtype != torch.bool:
-        rows = tuple(r.to(dtype) for r in rows)
-        if not all(bool(torch.isfinite(r).all()) for r in rows):
-            raise ConfigError(f"the {what} contains NaN or inf: pass finite per-neuron values")
-    return rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +78,7 @@ class Perturbation:
             raise ConfigError(f"sigma={self.sigma!r} is invalid: pass a non-negative standard deviation")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed={self.seed!r} is invalid: pass an integer")
-        mask = _as_rows(self.mask, "perturbation mask", torch.bool)
+        mask = as_rows(self.mask, "perturbation mask", torch.bool)
         object.__setattr__(self, "mask", mask)
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
@@ -113,12 +86,13 @@ class Perturbation:
         if self.mode == "mean":
             if base is None:
                 raise ConfigError(
-                    "mode 'mean' needs the per-neuron means: pass baseline=neurons.token_mean (or the SkillNeurons)"
+                    "mode 'mean' needs the per-neuron means: pass baseline=neurons.token_mean (or the "
+                    "SkillNeurons)"
                 )
-            rows = _as_rows(base, "mean baseline", torch.float64)
+            rows = as_rows(base, "mean baseline", torch.float64)
             if [r.shape for r in rows] != [m.shape for m in mask]:
                 raise ConfigError(
-                    f"the mean baseline has shape {_shape(rows)} but the mask has {_shape(mask)}: "
+                    f"the mean baseline has shape {shape_text(rows)} but the mask has {shape_text(mask)}: "
                     "pass the token_mean of the same model's skill neurons"
                 )
             object.__setattr__(self, "baseline", rows)
@@ -136,29 +110,9 @@ class Perturbation:
 
     def check(self, backbone: Backbone) -> list[int]:
         """ConfigError unless the mask fits ``backbone``; returns the layers that get a hook."""
-        widths = list(backbone.d_ff)
-        if [int(m.numel()) for m in self.masks] != widths:
-            raise ConfigError(
-                f"the perturbation mask has shape {_shape(self.masks)} but {backbone.name} has {len(widths)} layers of "
-                f"{_widths(widths)} neurons: pass a mask made for this model"
-            )
-        L = backbone.num_layers
-        chosen = range(L) if self.layers is None else self.layers
-        out = []
-        for layer in chosen:
-            if not -L <= layer < L:
-                raise ConfigError(f"layer {layer} does not exist: {backbone.name} has layers 0..{L - 1}")
-            out.append(layer % L)
+        NeuronMask(self.masks).check_fits(backbone.d_ff, backbone.name)
+        out = layer_indices(self.layers, backbone.num_layers, model=backbone.name)
         return sorted({layer for layer in out if bool(self.masks[layer].any())})
-
-
-def _shape(rows: Sequence[Tensor]) -> str:
-    widths = {int(r.numel()) for r in rows}
-    return f"[{len(rows)}, {widths.pop()}]" if len(widths) == 1 else f"{len(rows)} rows of {sorted(widths)}"
-
-
-def _widths(widths: list[int]) -> str:
-    return str(widths[0]) if len(set(widths)) == 1 else str(widths)
 
 
 def _resolve_target(target: Any) -> tuple[Backbone, Any]:
@@ -200,7 +154,8 @@ class _Editor:
             pm = self.pos_mask
             if pm is None or pm.shape != (b, s):
                 raise ConfigError(
-                    "positions='prompt' needs the forward pass to run through the PromptModel given to perturbed(): "
+                    "positions='prompt' needs the forward pass to run through the PromptModel given to "
+                    "perturbed(): "
                     "call model(batch) or model.hidden_states(batch)"
                 )
             sel = sel & pm.unsqueeze(-1)

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from skillneurons.perturb.results import SweepResult
+
 __all__ = ["draw_heatmap", "plot_matrix", "plot_sweep"]
 
 
@@ -31,45 +33,33 @@ def _pyplot() -> Any:
 
 
 def plot_sweep(
-    results: Sequence[Mapping[str, Any]],
+    results: Sequence[SweepResult | Mapping[str, Any]],
     path: str | os.PathLike[str],
     *,
     labels: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Path:
     """Accuracy vs perturbed fraction: one solid line per sweep (skill neurons) and its random
-    control (dashed, mean) with the control's 95% interval as a band."""
+    control (dashed, mean) with the control's 95% interval as a band. A sweep given as its JSON
+    (a mapping) is read as a :class:`SweepResult`."""
+    sweeps = [r if isinstance(r, SweepResult) else SweepResult.from_json(r, "sweep") for r in results]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, res in enumerate(results):
+    for i, res in enumerate(sweeps):
         c = colors[i % len(colors)]
-        x = [100 * p["rho"] for p in res["points"]]
-        lab = (
-            labels[i]
-            if labels
-            else f"{res['mode']}" + (f" (sigma {res['sigma']})" if res.get("sigma") else "")
-        )
-        ax.plot(x, [p["skill"] for p in res["points"]], "o-", color=c, label=f"skill neurons, {lab}")
-        mean = [p["random"]["mean"] for p in res["points"]]
-        ax.plot(x, mean, "s--", color=c, alpha=0.8, label=f"random neurons (k={res['draws']}), {lab}")
-        lo = [
-            p["random"]["ci95"][0] if p["random"]["ci95"][0] is not None else m
-            for p, m in zip(res["points"], mean)
-        ]
-        hi = [
-            p["random"]["ci95"][1] if p["random"]["ci95"][1] is not None else m
-            for p, m in zip(res["points"], mean)
-        ]
+        x = [100 * p.rho for p in res.points]
+        lab = labels[i] if labels else f"{res.mode}" + (f" (sigma {res.sigma})" if res.sigma else "")
+        ax.plot(x, [p.skill for p in res.points], "o-", color=c, label=f"skill neurons, {lab}")
+        mean = [p.random.mean for p in res.points]
+        ax.plot(x, mean, "s--", color=c, alpha=0.8, label=f"random neurons (k={res.draws}), {lab}")
+        lo = [p.random.ci95[0] if p.random.ci95[0] is not None else m for p, m in zip(res.points, mean)]
+        hi = [p.random.ci95[1] if p.random.ci95[1] is not None else m for p, m in zip(res.points, mean)]
         ax.fill_between(x, lo, hi, color=c, alpha=0.18, linewidth=0)
-    first = results[0]
-    ax.set_xlabel(
-        "perturbed neurons per layer (%)" if first.get("per_layer", True) else "perturbed neurons (%)"
-    )
-    ax.set_ylabel(f"test accuracy ({first['task']}, n={first['n_eval']})")
-    ax.set_title(
-        title or f"{first['model']} on {first['task']}: perturbing skill vs random neurons", fontsize=10
-    )
+    first = sweeps[0]
+    ax.set_xlabel("perturbed neurons per layer (%)" if first.per_layer else "perturbed neurons (%)")
+    ax.set_ylabel(f"test accuracy ({first.task}, n={first.n_eval})")
+    ax.set_title(title or f"{first.model} on {first.task}: perturbing skill vs random neurons", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     return _save(fig, path)

@@ -20,12 +20,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from skillneurons.artifacts import atomic_write_json
 from skillneurons.errors import ConfigError
 from skillneurons.neurons.find import SkillNeurons
-from skillneurons.neurons.ranking import overlap, quota_size, spearman
+from skillneurons.neurons.ranking import overlap, spearman
+from skillneurons.options import configure
+from skillneurons.perturb.config import SimilarityConfig
+from skillneurons.perturb.plots import _pyplot, plot_matrix
+from skillneurons.perturb.results import SimilarityResult
 
 __all__ = ["chance_jaccard", "run_similarity", "task_similarity"]
 
@@ -47,28 +51,31 @@ def _none_if_nan(x: float) -> float | None:
 
 
 def task_similarity(
-    neurons: Mapping[str, SkillNeurons], *, rho: float = 0.02, per_layer: bool = True
-) -> dict[str, Any]:
+    neurons: Mapping[str, SkillNeurons], config: SimilarityConfig | None = None, **options: Any
+) -> SimilarityResult:
     """Similarity matrices between tasks (rows and columns in ``neurons``' order).
 
     The overall correlation also counts differences BETWEEN layers (two tasks whose skill neurons
     both sit in the upper layers correlate even if they share no neuron); ``spearman_layer_mean``,
     the mean of the per-layer correlations, compares neurons within a layer only.
 
-    Returns a JSON-able dict with ``tasks``, ``spearman`` [T, T], ``spearman_per_layer`` [T, T, L],
+    ``config`` (:class:`SimilarityConfig`: ``rho``, ``per_layer``) or its fields by name in ``options``.
+    Returns a :class:`SimilarityResult` with ``tasks``, ``spearman`` [T, T], ``spearman_per_layer`` [T, T, L],
     ``spearman_layer_mean`` [T, T],
     ``jaccard``, ``cosine``, ``intersection`` [T, T] of the top-``rho`` skill sets, ``set_size`` [T] and
     ``chance_jaccard`` [T, T]. NaN (a constant score vector) is written as None.
     """
+    cfg = configure(SimilarityConfig, config, options)
+    rho, per_layer = cfg.rho, cfg.per_layer
     names = list(neurons)
     if len(names) < 1:
         raise ConfigError("no skill neurons given: pass the skill_neurons artifacts of at least one task")
     shapes = {tuple(n.token_mean.shape) for n in neurons.values()}
     if len(shapes) != 1:
         raise ConfigError(
-            f"skill neurons of shapes {sorted(shapes)} cannot be compared: pass skill neurons found on one model"
+            f"skill neurons of shapes {sorted(shapes)} cannot be compared: pass skill neurons found on one "
+            "model"
         )
-    quota_size(rho, 1)  # validates rho
     scores = {k: v.scores() for k, v in neurons.items()}
     masks = {k: v.mask(rho, per_layer=per_layer) for k, v in neurons.items()}
     L, N = next(iter(shapes))
@@ -103,42 +110,39 @@ def task_similarity(
             chance[i][j] = _none_if_nan(
                 chance_jaccard(masks[a].sum(1).tolist(), masks[b].sum(1).tolist(), [N] * L)
             )
-    return {
-        "tasks": names,
-        "n_layers": L,
-        "d_ff": N,
-        "score": "predictivity (max over binary subtasks for multi-class tasks)",
-        "rho": rho,
-        "per_layer": per_layer,
-        "set_size": [int(masks[k].sum()) for k in names],
-        "spearman": sp,
-        "spearman_per_layer": sp_layer,
-        "spearman_layer_mean": [
-            [_mean([v for v in cell if v is not None]) for cell in row] for row in sp_layer
-        ],
-        "jaccard": jac,
-        "cosine": cos,
-        "intersection": inter,
-        "chance_jaccard": chance,
-    }
+    return SimilarityResult(
+        tasks=names,
+        n_layers=L,
+        d_ff=N,
+        score="predictivity (max over binary subtasks for multi-class tasks)",
+        rho=rho,
+        per_layer=per_layer,
+        set_size=[int(masks[k].sum()) for k in names],
+        spearman=sp,
+        spearman_per_layer=sp_layer,
+        spearman_layer_mean=[[_mean([v for v in cell if v is not None]) for cell in row] for row in sp_layer],
+        jaccard=jac,
+        cosine=cos,
+        intersection=inter,
+        chance_jaccard=chance,
+    )
 
 
 def run_similarity(
     neurons: Sequence[str | os.PathLike[str] | SkillNeurons],
     out_dir: str | os.PathLike[str] | None,
-    *,
-    names: Sequence[str] | None = None,
-    rho: float = 0.02,
-    per_layer: bool = True,
-    plot: bool = True,
-    name: str = "similarity",
-) -> dict[str, Any]:
+    config: SimilarityConfig | None = None,
+    **options: Any,
+) -> SimilarityResult:
     """:func:`task_similarity` from ``skill_neurons`` artifacts; writes ``NAME.json`` and the heatmaps
     ``NAME_spearman.png``, ``NAME_spearman_within.png``, ``NAME_spearman_layers.png`` and
-    ``NAME_jaccard.png`` to ``out_dir``.
+    ``NAME_jaccard.png`` to ``out_dir`` (``config.name``, ``config.plot``).
     Names default to the task recorded in each artifact."""
+    cfg = configure(SimilarityConfig, config, options)
     loaded = [n if isinstance(n, SkillNeurons) else SkillNeurons.load(n) for n in neurons]
-    if names is None:
+    if cfg.names is not None:
+        names = list(cfg.names)
+    else:
         names = [str(n.meta.get("task", f"task{i}")) for i, n in enumerate(loaded)]
     if len(names) != len(loaded):
         raise ConfigError(
@@ -146,27 +150,25 @@ def run_similarity(
         )
     if len(set(names)) != len(names):
         raise ConfigError(f"task names {list(names)} repeat: pass --names to tell the artifacts apart")
-    res = task_similarity(dict(zip(names, loaded)), rho=rho, per_layer=per_layer)
-    res["sources"] = [str(n) if not isinstance(n, SkillNeurons) else None for n in neurons]
+    res = task_similarity(dict(zip(names, loaded)), cfg)
+    res.sources = [str(n) if not isinstance(n, SkillNeurons) else None for n in neurons]
     if out_dir is not None:
         out = Path(out_dir)
-        atomic_write_json(out / f"{name}.json", res)
-        if plot:
-            plot_similarity(res, out, name)
+        res.save(out / f"{cfg.name}.json")
+        if cfg.plot:
+            plot_similarity(res, out, cfg.name)
     return res
 
 
 def plot_similarity(
-    res: Mapping[str, Any], out_dir: str | os.PathLike[str], name: str = "similarity"
+    res: SimilarityResult, out_dir: str | os.PathLike[str], name: str = "similarity"
 ) -> list[Path]:
     """The heatmaps of :func:`run_similarity`."""
-    from skillneurons.perturb.plots import _pyplot, plot_matrix
-
     out = Path(out_dir)
-    tasks = res["tasks"]
+    tasks = res.tasks
     paths = [
         plot_matrix(
-            res["spearman"],
+            res.spearman,
             tasks,
             out / f"{name}_spearman.png",
             cmap="RdBu_r",
@@ -174,7 +176,7 @@ def plot_similarity(
             title="Spearman correlation of neuron predictivity (all layers)",
         ),
         plot_matrix(
-            res["spearman_layer_mean"],
+            res.spearman_layer_mean,
             tasks,
             out / f"{name}_spearman_within.png",
             cmap="RdBu_r",
@@ -182,18 +184,16 @@ def plot_similarity(
             title="Spearman correlation within layers (mean over layers)",
         ),
         plot_matrix(
-            res["jaccard"],
+            res.jaccard,
             tasks,
             out / f"{name}_jaccard.png",
             cmap="Blues",
-            title=f"Jaccard overlap of the top {res['rho']:.0%} skill neurons "
-            f"(chance ~{_mean_off_diag(res['chance_jaccard']):.3f})",
+            title=f"Jaccard overlap of the top {res.rho:.0%} skill neurons "
+            f"(chance ~{_mean_off_diag(res.chance_jaccard):.3f})",
         ),
     ]
     plt = _pyplot()
-    import numpy as np
-
-    L = int(res["n_layers"])
+    L = int(res.n_layers)
     cols = min(L, 4)
     rows = (L + cols - 1) // cols
     fig, axes = plt.subplots(
@@ -205,7 +205,7 @@ def plot_similarity(
         constrained_layout=True,
     )
     per = np.array(
-        [[[np.nan if v is None else v for v in cell] for cell in row] for row in res["spearman_per_layer"]],
+        [[[np.nan if v is None else v for v in cell] for cell in row] for row in res.spearman_per_layer],
         dtype=float,
     )
     for i in range(per.shape[0]):  # the diagonal (1 by definition) would flatten the colour scale

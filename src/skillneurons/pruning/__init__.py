@@ -15,28 +15,64 @@ Typical use::
     again = load_pruned("runs/mr/pruned-2")                         # a Backbone
 """
 
-from skillneurons.pruning.io import (
-    MANIFEST_NAME,
-    WEIGHTS_NAME,
-    is_pruned_model,
-    load_pruned,
-    read_pruned_manifest,
-    save_pruned,
-)
-from skillneurons.pruning.prune import (
-    MaskLike,
-    count_parameters,
-    default_first_layer,
-    ffn_parameters,
-    kept_indices,
-    prune_backbone,
-    skill_keep_mask,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from skillneurons._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from skillneurons.pruning.config import PruneConfig
+    from skillneurons.pruning.io import (
+        MANIFEST_NAME,
+        WEIGHTS_NAME,
+        is_pruned_model,
+        load_pruned,
+        read_pruned_manifest,
+        save_pruned,
+    )
+    from skillneurons.pruning.prune import (
+        MaskLike,
+        count_parameters,
+        default_first_layer,
+        ffn_parameters,
+        kept_indices,
+        prune_backbone,
+        skill_keep_mask,
+    )
+    from skillneurons.pruning.results import ParameterCount, PruneResult
+    from skillneurons.pruning.run import prune_model
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "PruneConfig": ".config",
+        "ParameterCount": ".results",
+        "PruneResult": ".results",
+        "MANIFEST_NAME": ".io",
+        "WEIGHTS_NAME": ".io",
+        "is_pruned_model": ".io",
+        "load_pruned": ".io",
+        "read_pruned_manifest": ".io",
+        "save_pruned": ".io",
+        "MaskLike": ".prune",
+        "count_parameters": ".prune",
+        "default_first_layer": ".prune",
+        "ffn_parameters": ".prune",
+        "kept_indices": ".prune",
+        "prune_backbone": ".prune",
+        "skill_keep_mask": ".prune",
+        "prune_model": ".run",
+    },
 )
 
 __all__ = [
     "MANIFEST_NAME",
     "WEIGHTS_NAME",
     "MaskLike",
+    "ParameterCount",
+    "PruneConfig",
+    "PruneResult",
     "count_parameters",
     "default_first_layer",
     "ffn_parameters",
@@ -44,6 +80,7 @@ __all__ = [
     "kept_indices",
     "load_pruned",
     "prune_backbone",
+    "prune_model",
     "read_pruned_manifest",
     "save_pruned",
     "skill_keep_mask",

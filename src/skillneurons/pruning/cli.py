@@ -67,10 +67,16 @@ def register(sub: Any) -> None:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from skillneurons.cli import _load_task_from
+    from skillneurons.pruning.config import PruneConfig
     from skillneurons.pruning.run import prune_model
-    from skillneurons.training import TrainConfig
 
-    config = TrainConfig(
+    config = PruneConfig(
+        rho=args.rho,
+        first_layer=args.first_layer,
+        layers=args.layers,
+        global_selection=args.global_selection,
+        split=args.split,
+        retune=args.retune,
         epochs=args.epochs,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
@@ -81,17 +87,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     res = prune_model(
         args.neurons,
         args.out,
-        rho=args.rho,
+        config,
         model=args.model,
-        first_layer=args.first_layer,
-        layers=args.layers,
-        per_layer=not args.global_selection,
         prompt=args.prompt,
         task=_load_task_from(args) if args.task else None,
-        split=args.split,
-        retune=args.retune,
-        config=config,
         progress=not getattr(args, "quiet", False),
     )
-    print(res["text"])
+    print(res.text)
     return 0

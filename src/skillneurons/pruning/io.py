@@ -31,17 +31,14 @@ from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
+from skillneurons import __version__
 from skillneurons.artifacts import atomic_write_json, sha256_file
 from skillneurons.backbones import Backbone, FFNSpec, default_device
 from skillneurons.backbones.loading import _prepare_tokenizer
+from skillneurons.backbones.masks import MaskLike
+from skillneurons.backbones.surgery import make_linear, replace_module
 from skillneurons.errors import ArtifactError, ConfigError
-from skillneurons.pruning.prune import (
-    MaskLike,
-    count_parameters,
-    ffn_parameters,
-    kept_indices,
-    make_linear,
-)
+from skillneurons.pruning.prune import count_parameters, ffn_parameters, kept_indices
 
 __all__ = [
     "MANIFEST_NAME",
@@ -59,8 +56,6 @@ FORMAT_VERSION = 1
 
 
 def _version() -> str:
-    from skillneurons import __version__
-
     return __version__
 
 
@@ -114,7 +109,8 @@ def save_pruned(
     widths = backbone.d_ff
     if [len(k) for k in kept] != widths:
         raise ConfigError(
-            f"the keep mask keeps {[len(k) for k in kept]} neurons per layer but the pruned model has widths {widths}: "
+            f"the keep mask keeps {[len(k) for k in kept]} neurons per layer but the pruned model has widths "
+            f"{widths}: "
             "pass the mask the model was pruned with"
         )
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not is_pruned_model(out))):
@@ -186,7 +182,8 @@ def read_pruned_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     mfile = Path(path) / MANIFEST_NAME
     if not mfile.is_file():
         raise ArtifactError(
-            f"{path} is not a pruned-model folder (no {MANIFEST_NAME}): pass the --out of `skillneurons prune`"
+            f"{path} is not a pruned-model folder (no {MANIFEST_NAME}): pass the --out of `skillneurons "
+            "prune`"
         )
     try:
         man = json.loads(mfile.read_text())
@@ -198,7 +195,8 @@ def read_pruned_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     if int(man.get("format_version", 0)) > FORMAT_VERSION:
         raise ArtifactError(
-            f"{mfile} was written by a newer skillneurons (format {man['format_version']}): upgrade skillneurons"
+            f"{mfile} was written by a newer skillneurons (format {man['format_version']}): upgrade "
+            "skillneurons"
         )
     return man
 
@@ -209,7 +207,8 @@ def _model_class(name: Any) -> type[PreTrainedModel]:
     cls = getattr(transformers, str(name), None) if isinstance(name, str) and name.isidentifier() else None
     if not isinstance(cls, type) or not issubclass(cls, PreTrainedModel):
         raise ArtifactError(
-            f"the pruned model's class {name!r} is not a transformers model class: the manifest is corrupted, or "
+            f"the pruned model's class {name!r} is not a transformers model class: the manifest is "
+            "corrupted, or "
             "was written with another transformers version; prune again"
         )
     return cls
@@ -242,7 +241,8 @@ def load_pruned(
         raise ArtifactError(f"{weights} is missing next to its manifest: copy the whole pruned-model folder")
     if check_hash and sha256_file(weights) != man.get("files", {}).get(WEIGHTS_NAME):
         raise ArtifactError(
-            f"{weights} does not match the hash in {MANIFEST_NAME}: the file is corrupted or was replaced; prune again"
+            f"{weights} does not match the hash in {MANIFEST_NAME}: the file is corrupted or was replaced; "
+            "prune again"
         )
     try:
         spec_fields = dict(man["spec"])
@@ -289,7 +289,8 @@ def load_pruned(
             width = in_f if role == "down" else out_f
             if width != widths[i]:
                 raise ArtifactError(
-                    f"{weights} gives layer {i} {width} neurons but {MANIFEST_NAME} records {widths[i]}: the files do not "
+                    f"{weights} gives layer {i} {width} neurons but {MANIFEST_NAME} records {widths[i]}: the "
+                    "files do not "
                     "belong together; prune again"
                 )
             has_bias = f"{key}.bias" in shapes
@@ -297,14 +298,13 @@ def load_pruned(
             ow = old.weight
             assert isinstance(ow, torch.Tensor)
             if list(ow.shape) != wshape or isinstance(getattr(old, "bias", None), torch.Tensor) != has_bias:
-                parent_path, _, attr = rel.rpartition(".")
-                parent = bb.blocks[i].get_submodule(parent_path) if parent_path else bb.blocks[i]
-                setattr(parent, attr, make_linear(spec.linear_kind, in_f, out_f, has_bias, ow))
+                replace_module(bb.blocks[i], rel, make_linear(spec.linear_kind, in_f, out_f, has_bias, ow))
     try:
         load_model(model, weights, strict=True)
     except RuntimeError as e:
         raise ArtifactError(
-            f"{weights} does not fit the model its manifest describes ({str(e).splitlines()[0][:200]}): prune again"
+            f"{weights} does not fit the model its manifest describes ({str(e).splitlines()[0][:200]}): "
+            "prune again"
         ) from None
     model.to(torch.device(device) if device is not None else default_device())  # type: ignore[arg-type]
     return bb.freeze()

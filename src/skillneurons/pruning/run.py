@@ -13,17 +13,19 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from skillneurons.artifacts import artifact_paths, atomic_write_json, load_manifest, sha256_file
-from skillneurons.backbones import Backbone, load_backbone
-from skillneurons.data import Task, load_task
+from skillneurons.artifacts import artifact_paths, sha256_file
+from skillneurons.backbones import Backbone
+from skillneurons.backbones.config import BackboneOptions
+from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.errors import ConfigError
-from skillneurons.neurons.find import SkillNeurons, prompt_splits
-from skillneurons.prompts import check_backbone, load_prompt
+from skillneurons.neurons.find import SkillNeurons
+from skillneurons.options import configure
+from skillneurons.prompts import PromptModel, check_backbone, load_prompt
+from skillneurons.pruning.config import PruneConfig
 from skillneurons.pruning.io import load_pruned, save_pruned
 from skillneurons.pruning.prune import (
     count_parameters,
@@ -32,77 +34,97 @@ from skillneurons.pruning.prune import (
     prune_backbone,
     skill_keep_mask,
 )
+from skillneurons.pruning.results import ParameterCount, PruneResult
+from skillneurons.rundir import RunDir
 from skillneurons.training import TrainConfig, Trainer, evaluate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["prune_model"]
+__all__ = ["prune_model", "retune_config"]
 
 
-def _task_of(prompt: Path, task: str | Task | None) -> Task:
-    if isinstance(task, Task):
-        return task
-    if task is not None:
-        return load_task(task)
-    name = load_manifest(prompt).get("task", {}).get("name")
-    if not name:
-        raise ConfigError(f"{prompt} records no task: pass --task")
-    return load_task(str(name))
+def retune_config(cfg: PruneConfig) -> TrainConfig:
+    """The training settings of ``--retune`` (the other TrainConfig fields keep their defaults)."""
+    return TrainConfig(
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        precision=cfg.precision,  # type: ignore[arg-type]
+    )
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    """The former keyword spelling ``per_layer`` as the field ``global_selection``."""
+    if "per_layer" in options:
+        options = dict(options)
+        options["global_selection"] = not options.pop("per_layer")
+    return options
+
+
+def _load_neurons(
+    neurons: str | os.PathLike[str] | SkillNeurons,
+) -> tuple[SkillNeurons, Path | None, str | None]:
+    if isinstance(neurons, SkillNeurons):
+        return neurons, None, None
+    path = artifact_paths(neurons)[0]
+    return SkillNeurons.load(path), path, sha256_file(path)
+
+
+def _source_backbone(
+    sn: SkillNeurons, model: str | Backbone | None, options: BackboneOptions | None
+) -> Backbone:
+    saved_bb = dict(sn.meta.get("backbone", {}))
+    if model is None and not saved_bb.get("name"):
+        raise ConfigError("the skill-neuron artifact does not name its model: pass --model")
+    if isinstance(model, Backbone):
+        bb = model
+    else:
+        bb = (options or BackboneOptions()).load(model or str(saved_bb["name"]))
+    check_backbone(saved_bb, bb, "skill-neuron artifact")
+    return bb
 
 
 def prune_model(
     neurons: str | os.PathLike[str] | SkillNeurons,
     out_dir: str | os.PathLike[str],
+    config: PruneConfig | None = None,
     *,
-    rho: float = 0.02,
     model: str | Backbone | None = None,
-    first_layer: int | None = None,
-    layers: Sequence[int] | None = None,
-    per_layer: bool = True,
+    backbone_options: BackboneOptions | None = None,
     prompt: str | os.PathLike[str] | None = None,
     task: str | Task | None = None,
-    split: str = "test",
-    retune: bool = False,
-    config: TrainConfig | None = None,
-    batch_size: int = 64,
+    train_config: TrainConfig | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+    **options: Any,
+) -> PruneResult:
     """Prune ``model`` to the skill neurons of ``neurons`` and save it to ``out_dir``.
 
     Args:
         neurons: a skill-neuron artifact (``NEURONS/skill_neurons.safetensors``) or a loaded one.
         out_dir: the pruned-model folder (replaced if it holds an earlier pruned model).
-        rho: fraction of skill neurons kept in every pruned layer (per layer) or overall.
-        model: the unpruned backbone (default: the one recorded in the artifact).
-        first_layer: prune layers ``[first_layer, L)``; default ``L // 4`` (the original: 3 of 12 kept whole).
-        layers: prune exactly these layers instead.
-        per_layer: the original's equal quota per layer; False selects the top ``rho`` globally.
+        config: the :class:`PruneConfig` (rho, first_layer, layers, global_selection, split, retune and
+            its training options); ``options`` replace its fields by name (``per_layer`` is accepted
+            for ``not global_selection``).
+        model: the unpruned backbone (default: the one recorded in the artifact), loaded with
+            ``backbone_options`` when given by name.
         prompt: a prompt trained on the unpruned model: evaluated before and after pruning.
-        task: the prompt's task (default: the one recorded in the prompt).
-        split: which part of the prompt's split to evaluate on.
-        retune: re-tune the prompt on the pruned model (needs ``prompt``), starting from it.
-        config: training settings for ``retune``.
+        task: the prompt's task (default: the one recorded in the prompt's run).
+        train_config: the re-tuning settings, instead of those built from ``config``
+            (:func:`retune_config`).
 
     Returns:
-        The results also written to ``out_dir/results.json``.
+        The :class:`PruneResult` also written to ``out_dir/results.json``.
     """
-    if retune and prompt is None:
+    cfg = configure(PruneConfig, config, _options(options))
+    if cfg.retune and prompt is None:
         raise ConfigError("--retune re-tunes a prompt on the pruned model: pass --prompt too")
-    digest = None
-    path = None
-    if isinstance(neurons, SkillNeurons):
-        sn = neurons
-    else:
-        path = artifact_paths(neurons)[0]
-        sn = SkillNeurons.load(path)
-        digest = sha256_file(path)
-    saved_bb = dict(sn.meta.get("backbone", {}))
-    if model is None and not saved_bb.get("name"):
-        raise ConfigError("the skill-neuron artifact does not name its model: pass --model")
-    bb = model if isinstance(model, Backbone) else load_backbone(model or str(saved_bb["name"]))
-    check_backbone(saved_bb, bb, "skill-neuron artifact")
-    l0 = default_first_layer(bb.num_layers) if first_layer is None and layers is None else first_layer
-    keep = skill_keep_mask(sn.mask(rho, per_layer=per_layer), first_layer=l0, layers=layers)
+    sn, path, digest = _load_neurons(neurons)
+    bb = _source_backbone(sn, model, backbone_options)
+    layers = list(cfg.layers) if cfg.layers is not None else None
+    l0 = default_first_layer(bb.num_layers) if cfg.first_layer is None and layers is None else cfg.first_layer
+    keep = skill_keep_mask(sn.mask(cfg.rho, per_layer=cfg.per_layer), first_layer=l0, layers=layers)
     t0 = time.perf_counter()
     small = prune_backbone(bb, keep, sn.token_mean)
     prune_seconds = time.perf_counter() - t0
@@ -112,10 +134,10 @@ def prune_model(
         out_dir,
         keep,
         source=bb,
-        rho=rho,
-        per_layer=per_layer,
+        rho=cfg.rho,
+        per_layer=cfg.per_layer,
         first_layer=l0,
-        layers=list(layers) if layers is not None else None,
+        layers=layers,
         skill_neurons={
             "path": str(path) if path else None,
             "sha256": digest,
@@ -125,87 +147,95 @@ def prune_model(
         },
     )
     del small
-    n_src, n_small = count_parameters(bb), None
-    results: dict[str, Any] = {
-        "pruned_model": str(out),
-        "source_model": bb.name,
-        "rho": rho,
-        "per_layer": per_layer,
-        "pruned_layers": pruned_layers,
-        "d_ff_source": bb.d_ff,
-        "prune_seconds": prune_seconds,
-    }
+    n_src = count_parameters(bb)
     loaded = load_pruned(out, device=bb.device)  # the saved folder, checked by loading it back
     n_small = count_parameters(loaded)
-    results.update(
+    result = PruneResult(
+        pruned_model=str(out),
+        source_model=bb.name,
+        rho=cfg.rho,
+        per_layer=cfg.per_layer,
+        pruned_layers=pruned_layers,
+        d_ff_source=bb.d_ff,
+        prune_seconds=prune_seconds,
         d_ff=loaded.d_ff,
-        parameters={"source": n_src, "pruned": n_small, "fraction": n_small / n_src},
-        ffn_parameters={"source": ffn_parameters(bb), "pruned": ffn_parameters(loaded)},
+        parameters=ParameterCount(n_src, n_small, n_small / n_src),
+        ffn_parameters=ParameterCount(ffn_parameters(bb), ffn_parameters(loaded)),
     )
     if prompt is not None:
-        ppath = artifact_paths(prompt)[0]
-        t = _task_of(ppath, task)
-        pm_full, man = load_prompt(ppath, bb)
-        splits = prompt_splits(ppath, man, t)
-        part = splits.part(split)  # type: ignore[arg-type]
-        before = evaluate(pm_full, part, batch_size, progress=progress, desc="eval (unpruned)")
-        pm_small, _ = load_prompt(ppath, loaded)
-        after = evaluate(pm_small, part, batch_size, progress=progress, desc="eval (pruned)")
-        results.update(
-            prompt=str(ppath),
-            task=t.name,
-            split=split,
-            accuracy_unpruned=before["accuracy"],
-            accuracy_pruned=after["accuracy"],
-            n=int(before["n"]),
-        )
-        if retune:
-            cfg = config or TrainConfig()
-            rdir = out / "retuned"
-            splits.save(rdir / "split.json")
-            manifest = {
-                "task": man.get("task", {}),
-                "split": {**man.get("split", {}), "file": "split.json"},
-                "retuned_from": str(ppath),
-                "pruned_model": str(out),
-            }
-            trainer = Trainer(
-                pm_small,
-                splits.part("train"),
-                splits.part("dev"),
-                cfg,
-                rdir,
-                manifest=manifest,
-                progress=progress,
-            )
-            fit = trainer.fit()
-            again = evaluate(pm_small, part, batch_size, progress=progress, desc="eval (re-tuned)")
-            results.update(
-                accuracy_retuned=again["accuracy"],
-                retuned_prompt=str(fit.prompt_path),
-                retune_best_dev_accuracy=fit.best_dev_accuracy,
-                retune_steps=fit.steps,
-                retune_seconds=fit.seconds,
-                retune_config=asdict(cfg),
-            )
-    atomic_write_json(out / "results.json", results)
-    results["text"] = _text(results)
-    return results
+        _evaluate(result, bb, loaded, artifact_paths(prompt)[0], task, cfg, train_config, progress)
+    result.save(out / "results.json")
+    return result
 
 
-def _text(r: dict[str, Any]) -> str:
-    p = r["parameters"]
-    lines = [
-        f"pruned {r['source_model']} to rho={r['rho']} in layers {r['pruned_layers']}: widths {r['d_ff']} "
-        f"(from {r['d_ff_source']})",
-        f"parameters {p['pruned']:,} of {p['source']:,} ({100 * p['fraction']:.1f}%); "
-        f"FFN {r['ffn_parameters']['pruned']:,} of {r['ffn_parameters']['source']:,}",
-    ]
-    if "accuracy_pruned" in r:
-        lines.append(
-            f"{r['split']} accuracy ({r['n']} examples): unpruned {r['accuracy_unpruned']:.4f}, "
-            f"pruned {r['accuracy_pruned']:.4f}"
-            + (f", re-tuned {r['accuracy_retuned']:.4f}" if "accuracy_retuned" in r else "")
+def _evaluate(
+    result: PruneResult,
+    bb: Backbone,
+    loaded: Backbone,
+    ppath: Path,
+    task: str | Task | None,
+    cfg: PruneConfig,
+    train_config: TrainConfig | None,
+    progress: bool,
+) -> None:
+    """The prompt's accuracy before and after pruning (and after re-tuning), into ``result``."""
+    run = RunDir.of(ppath)
+    t = run.task(load_task(task) if isinstance(task, str) else task)
+    pm_full, man = load_prompt(ppath, bb)
+    splits = run.splits(t)
+    part = splits.part(cfg.split)  # type: ignore[arg-type]
+    bs = cfg.eval_batch_size
+    before = evaluate(pm_full, part, bs, progress=progress, desc="eval (unpruned)")
+    pm_small, _ = load_prompt(ppath, loaded)
+    after = evaluate(pm_small, part, bs, progress=progress, desc="eval (pruned)")
+    result.prompt = str(ppath)
+    result.task = t.name
+    result.split = cfg.split
+    result.accuracy_unpruned = before["accuracy"]
+    result.accuracy_pruned = after["accuracy"]
+    result.n = int(before["n"])
+    if cfg.retune:
+        _retune(
+            result, pm_small, part, splits, man, ppath, Path(result.pruned_model), cfg, train_config, progress
         )
-    lines.append(f"pruned model saved to {r['pruned_model']} (load it with skillneurons.pruning.load_pruned)")
-    return "\n".join(lines)
+
+
+def _retune(
+    result: PruneResult,
+    pm_small: PromptModel,
+    part: Task,
+    splits: TaskSplits,
+    man: dict[str, Any],
+    ppath: Path,
+    out: Path,
+    cfg: PruneConfig,
+    train_config: TrainConfig | None,
+    progress: bool,
+) -> None:
+    """Re-tune the prompt on the pruned model (``OUT/retuned/``) and evaluate it again."""
+    tcfg = train_config or retune_config(cfg)
+    rdir = out / "retuned"
+    splits.save(rdir / "split.json")
+    manifest = {
+        "task": man.get("task", {}),
+        "split": {**man.get("split", {}), "file": "split.json"},
+        "retuned_from": str(ppath),
+        "pruned_model": str(out),
+    }
+    trainer = Trainer(
+        pm_small,
+        splits.part("train"),
+        splits.part("dev"),
+        tcfg,
+        rdir,
+        manifest=manifest,
+        progress=progress,
+    )
+    fit = trainer.fit()
+    again = evaluate(pm_small, part, cfg.eval_batch_size, progress=progress, desc="eval (re-tuned)")
+    result.accuracy_retuned = again["accuracy"]
+    result.retuned_prompt = str(fit.prompt_path)
+    result.retune_best_dev_accuracy = fit.best_dev_accuracy
+    result.retune_steps = fit.steps
+    result.retune_seconds = fit.seconds
+    result.retune_config = asdict(tcfg)

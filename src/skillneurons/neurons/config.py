@@ -1,0 +1,64 @@
+"""Options of skill-neuron discovery (``skillneurons find``). No torch here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from skillneurons.errors import ConfigError
+from skillneurons.options import option
+
+__all__ = ["DECOMPOSITION_SCHEMES", "FindConfig", "check_fraction"]
+
+DECOMPOSITION_SCHEMES = ("one_vs_rest", "pairwise", "paper")
+AGGREGATIONS = ("mean", "min")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_fraction(rho: Any, plural: bool = False) -> None:
+    """ConfigError unless ``rho`` is a number in [0, 1] (a fraction of neurons)."""
+    if isinstance(rho, bool) or not isinstance(rho, int | float) or not 0.0 <= float(rho) <= 1.0:
+        what = "pass fractions between 0 and 1" if plural else "pass a fraction between 0 and 1"
+        raise ConfigError(f"rho={rho!r} is invalid: {what} (e.g. 0.02 for 2%)")
+
+
+@dataclass
+class FindConfig:
+    """How skill neurons are ranked from trained prompts, and what the summary reports."""
+
+    scheme: str = option(
+        "one_vs_rest",
+        "binary subtasks of a multi-class task (paper: 0 vs 2 and 1 vs rest, 3 classes)",
+        choices=DECOMPOSITION_SCHEMES,
+    )
+    aggregate: str = option("mean", "aggregation over prompts (seeds)", choices=AGGREGATIONS)
+    auroc_bins: int | None = option(
+        None, "also compute the threshold-free AUROC score with this many bins", metavar="BINS"
+    )
+    controls: bool = option(
+        True,
+        "also score the paper's controls on the first prompt (pooled text, random and hand-written prompts)",
+        flag="--no-controls",
+    )
+    hand_written: str | None = option(None, "text of the hand-written control prompt")
+    batch_size: int = option(64, "batch size of the forward passes")
+    precision: str = option(
+        "auto", "autocast precision (auto: bf16 on CUDA, fp32 elsewhere)", choices=PRECISIONS
+    )
+    top: int = option(10, "neurons listed in the summary")
+    rho: float = option(0.01, "fraction for the per-layer distribution and seed stability")
+
+    def __post_init__(self) -> None:
+        check_fraction(self.rho)
+        bins = self.auroc_bins
+        if bins is not None and (isinstance(bins, bool) or bins < 1):
+            raise ConfigError(f"--auroc-bins {bins} is invalid: give a positive number of bins (e.g. 64)")
+        if self.top < 0 or self.batch_size < 1:
+            raise ConfigError("--top must be >= 0 and --batch-size >= 1")
+        if self.scheme not in DECOMPOSITION_SCHEMES:
+            raise ConfigError(
+                f"decomposition scheme {self.scheme!r} is unknown: use one of "
+                f"{', '.join(DECOMPOSITION_SCHEMES)}"
+            )
+        if self.aggregate not in AGGREGATIONS:
+            raise ConfigError(f"aggregation {self.aggregate!r} is unknown: use 'mean' or 'min'")

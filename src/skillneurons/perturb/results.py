@@ -1,0 +1,127 @@
+"""Typed results of the perturbation experiments: ``perturb_sweep.json``, ``perturb_cross.json`` and
+``similarity.json``. No torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from skillneurons.neurons.results import LegacyKeys
+from skillneurons.results import Result
+
+__all__ = ["CrossResult", "RandomControl", "RandomStats", "SimilarityResult", "SweepPoint", "SweepResult"]
+
+Matrix = list[list[float | None]]
+
+
+@dataclass
+class RandomStats(LegacyKeys):
+    """Mean, sample standard deviation and 95% t-interval of the random control's accuracies."""
+
+    mean: float | None
+    std: float | None
+    ci95: list[float | None]
+    n: int
+    values: list[float]
+
+    def to_json(self) -> dict[str, object]:
+        return {"mean": self.mean, "std": self.std, "ci95": self.ci95, "n": self.n, "values": self.values}
+
+
+@dataclass
+class SweepPoint:
+    """One fraction of the sweep: the skill neurons perturbed, and the random control."""
+
+    rho: float
+    neurons_per_layer: list[int]
+    neurons: int
+    skill: float
+    random: RandomStats
+
+
+@dataclass
+class SweepResult(LegacyKeys, Result):
+    """``perturb_sweep.json``: accuracy vs the fraction of perturbed skill neurons, with a random control.
+    ``prompt``, ``neurons`` and ``split`` are filled in by :func:`~skillneurons.perturb.run_sweep`."""
+
+    SCHEMA = "skillneurons.perturb_sweep"
+    VERSION = 1
+
+    task: str
+    n_eval: int
+    model: str
+    mode: str
+    sigma: float | None
+    positions: str
+    layers: list[int] | None
+    per_layer: bool
+    seed: int
+    draws: int
+    unperturbed: float
+    points: list[SweepPoint] = field(default_factory=list)
+    prompt: str | None = None
+    neurons: str | None = None
+    split: str | None = None
+
+
+@dataclass
+class RandomControl:
+    """The cross-task matrix's random row: per evaluated task, random neurons of its skill-set size."""
+
+    draws: int
+    accuracy: list[float | None]
+    drop: list[float | None]
+    ci95: list[list[float | None]]
+
+
+@dataclass
+class CrossResult(LegacyKeys, Result):
+    """``perturb_cross.json``: row A, column B is B's accuracy with A's skill neurons perturbed.
+    ``prompts`` and ``split`` are filled in by :func:`~skillneurons.perturb.run_cross`."""
+
+    SCHEMA = "skillneurons.perturb_cross"
+    VERSION = 1
+
+    tasks: list[str]
+    n_eval: list[int]
+    rows: str
+    columns: str
+    rho: float
+    mode: str
+    sigma: float | None
+    positions: str
+    layers: list[int] | None
+    per_layer: bool
+    seed: int
+    neurons_per_task: list[int]
+    unperturbed: list[float]
+    accuracy: list[list[float]]
+    drop: list[list[float]]
+    relative_drop: Matrix
+    random_control: RandomControl
+    prompts: list[str] | None = None
+    split: str | None = None
+
+
+@dataclass
+class SimilarityResult(LegacyKeys, Result):
+    """``similarity.json``: task similarity from skill neurons (NaN written as None). ``sources`` (the
+    artifact paths) is filled in by :func:`~skillneurons.perturb.run_similarity`."""
+
+    SCHEMA = "skillneurons.similarity"
+    VERSION = 1
+
+    tasks: list[str]
+    n_layers: int
+    d_ff: int
+    score: str
+    rho: float
+    per_layer: bool
+    set_size: list[int]
+    spearman: Matrix
+    spearman_per_layer: list[list[list[float | None]]]
+    spearman_layer_mean: Matrix
+    jaccard: Matrix
+    cosine: Matrix
+    intersection: Matrix
+    chance_jaccard: Matrix
+    sources: list[str | None] | None = None
