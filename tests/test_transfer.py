@@ -43,7 +43,6 @@ from skillneurons.transfer import (
     transfer_matrix,
     transferability,
 )
-from skillneurons.transfer.cli import register
 
 LAYERS, D_FF = 3, 40
 CONFIG = TrainConfig(max_steps=3, batch_size=8, eval_every=1, lr=0.05)
@@ -397,20 +396,19 @@ def test_compare_runs_by_hand() -> None:
 
 
 def test_cli_commands(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def,type-arg]
-    import skillneurons.cli as cli
+    import skillneurons.cli.transfer as cli
     import skillneurons.transfer.matrix as m
+    from skillneurons.cli.app import build_parser
 
     tasks = {"tiny-sentiment": runs["a"], "tiny-b": runs["b"]}
-    monkeypatch.setattr(cli, "_backbone", lambda args, name: runs["bb"])
+    monkeypatch.setattr(cli, "load_backbone_from", lambda args, name: runs["bb"])
     monkeypatch.setattr(m, "load_backbone", lambda name: runs["bb"])
     monkeypatch.setattr(m, "load_task", lambda name: tasks[name])
-    parser = argparse.ArgumentParser()
-    parser.add_argument("-q", "--quiet", action="store_true")
-    register(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
 
     def run(*argv: str) -> str:
         args = parser.parse_args(["-q", *argv])
-        assert args.fn(args) == 0
+        assert args._run(args) == 0
         return capsys.readouterr().out
 
     pa, pb = str(runs["pa"]), str(runs["pb"])
@@ -659,7 +657,7 @@ def test_compare_runs_seconds_of_a_resumed_run() -> None:
 
 
 def test_empty_on_layer_windows_are_refused() -> None:
-    from skillneurons.transfer.cli import _layers
+    from skillneurons.transfer.config import parse_layers as _layers
 
     assert _layers("1:3") == [1, 2] and _layers("0,2") == [0, 2] and _layers(None) is None
     for text in ("1:1", "5:3", ","):
@@ -670,12 +668,11 @@ def test_empty_on_layer_windows_are_refused() -> None:
 
 
 def test_project_cli_options(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
-    import skillneurons.cli as cli
+    import skillneurons.cli.transfer as cli
     import skillneurons.transfer.projector as pj
+    from skillneurons.cli.app import build_parser
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("-q", "--quiet", action="store_true")
-    register(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     for opt in (
         ["--method", "lora"],
         ["--progressive", "50,full"],
@@ -691,7 +688,7 @@ def test_project_cli_options(runs: dict, tmp_path: Path, monkeypatch: pytest.Mon
         loaded.append(name)
         return runs["bb"]
 
-    monkeypatch.setattr(cli, "_backbone", fake_backbone)
+    monkeypatch.setattr(cli, "load_backbone_from", fake_backbone)
     seen: dict[str, object] = {}
     monkeypatch.setattr(pj, "apply_projector", lambda *a, **k: seen.update(k) or {"accuracy": 1.0})
     proj = tmp_path / "projector.json"
@@ -721,7 +718,7 @@ def test_project_cli_options(runs: dict, tmp_path: Path, monkeypatch: pytest.Mon
             "bfloat16",
         ]
     )
-    assert args.fn(args) == 0
+    assert args._run(args) == 0
     assert seen["batch_size"] == 7 and seen["precision"] == "fp32" and seen["head"] is None
     assert loaded == ["the-target"]  # the manifest's backbone, through the CLI loader
     args = parser.parse_args(["-q", "transfer-matrix", str(runs["pa"]), "--out", str(tmp_path / "m")])
@@ -741,7 +738,8 @@ def test_project_cli_options(runs: dict, tmp_path: Path, monkeypatch: pytest.Mon
             }
         ),
     )
-    assert args.fn(args) == 0 and seen["model"] is runs["bb"] and loaded[-1] == runs["bb"].name  # type: ignore[attr-defined]
+    assert args._run(args) == 0 and seen["model"] is runs["bb"]
+    assert loaded[-1] == runs["bb"].name  # type: ignore[attr-defined]
 
 
 def test_typed_results_round_trip(runs: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]

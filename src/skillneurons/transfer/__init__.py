@@ -10,7 +10,8 @@
 * :mod:`.indicators`: E_avg, E_tok (aligned / all pairs), ON (overlap of activated neurons),
   skill-neuron overlaps, and their Spearman/Pearson correlation with the measured transfer
   (:class:`Transferability`);
-* :mod:`.cli`: the ``transfer-matrix``, ``transferability``, ``project`` and ``tpt-compare`` commands.
+* the ``transfer-matrix``, ``transferability``, ``project`` and ``tpt-compare`` commands are
+  :mod:`skillneurons.cli.transfer`.
 """
 
 from typing import TYPE_CHECKING
