@@ -379,7 +379,7 @@ def test_zero_shot_evaluate_single_and_kpt(family: str, tmp_path) -> None:  # ty
 
 
 def test_kpt_evaluate_command(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from skillneurons.verbalizers.cli import register
+    from skillneurons.cli.kpt import COMMANDS
 
     bb = tiny_model("bert")
     bb.model.save_pretrained(tmp_path / "model")
@@ -390,7 +390,10 @@ def test_kpt_evaluate_command(tmp_path, capsys) -> None:  # type: ignore[no-unty
     )
     (tmp_path / "words.txt").write_text("negative: bad, awful\npositive: good, great\n")
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    for cmd in COMMANDS:
+        cmd.add_arguments(p := sub.add_parser(cmd.name))
+        p.set_defaults(fn=cmd.run)
     args = parser.parse_args(
         [
             "kpt-evaluate",

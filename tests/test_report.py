@@ -281,13 +281,47 @@ def test_missing_or_invalid_run_dir_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a folder"):
         write_report(tmp_path / "f.txt")
     # the same through the command line
-    from skillneurons.report.cli import register
+    from skillneurons.cli.report import COMMANDS
 
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
+    sub = parser.add_subparsers(dest="command")
+    for cmd in COMMANDS:
+        cmd.add_arguments(p := sub.add_parser(cmd.name))
+        p.set_defaults(fn=cmd.run)
     args = parser.parse_args(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")])
     with pytest.raises(SkillNeuronsError):
         args.fn(args)
+
+
+def test_report_command_include_is_repeatable_and_takes_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--include A --include B`` (the old repeatable flag) and ``--include A B`` both collect every path,
+    kept as given; the backbone options reach the report."""
+    import skillneurons.report.render as render
+    from skillneurons.cli.report import COMMANDS
+
+    seen: dict[str, Any] = {}
+
+    def fake_write_report(config: ReportConfig, **kw: Any) -> Path:
+        seen.update(config=config, **kw)
+        return tmp_path / "r.html"
+
+    monkeypatch.setattr(render, "write_report", fake_write_report)
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    for cmd in COMMANDS:
+        cmd.add_arguments(p := sub.add_parser(cmd.name))
+        p.set_defaults(fn=cmd.run)
+    for argv, include in (
+        (["--include", "a", "--include", "b,c"], ("a", "b,c")),
+        (["--include", "a", "b", "--include", "c"], ("a", "b", "c")),
+        ([], ()),
+    ):
+        args = parser.parse_args(["report", str(tmp_path), *argv, "--dtype", "bfloat16"])
+        assert args.fn(args) == 0
+        assert seen["config"].include == include and seen["backbone_options"].dtype == "bfloat16"
+    assert "report written to" in capsys.readouterr().out
 
 
 def test_top_activating_equals_stored_activations() -> None:

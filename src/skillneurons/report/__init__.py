@@ -8,8 +8,8 @@
 * :mod:`~skillneurons.report.html`: the page's HTML helpers and the page, with ``assets/`` (CSS, JS);
 * :mod:`~skillneurons.report.examples`: the texts that most activate chosen neurons (streaming);
 * :mod:`~skillneurons.report.plots`: the figures (matplotlib, Agg canvas, inline PNG);
-* :mod:`~skillneurons.report.render`: the sections in page order, and :func:`write_report`;
-* :mod:`~skillneurons.report.cli`: the ``report`` command.
+* :mod:`~skillneurons.report.render`: the sections in page order, and :func:`write_report` (the
+  ``report`` command, :mod:`skillneurons.cli.report`).
 """
 
 from __future__ import annotations

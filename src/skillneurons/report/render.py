@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from skillneurons import __version__
+from skillneurons.backbones.config import BackboneOptions
 from skillneurons.errors import ConfigError
 from skillneurons.files import atomic_write_bytes
 from skillneurons.report.config import ReportConfig
@@ -98,6 +99,7 @@ def write_report(
     *,
     backbone: Any = None,
     task: Any = None,
+    backbone_options: BackboneOptions | None = None,
     progress: bool = False,
 ) -> Path:
     """Write the HTML report of ``config.run_dir`` (see :mod:`skillneurons.report.discover` for what a
@@ -105,11 +107,14 @@ def write_report(
     instead of a config reports that folder with the default options.
 
     ``backbone``, ``task``: the loaded backbone and task (else loaded from the names in the prompt's
-    manifest; needed only for the example texts); ``progress``: print what is read.
+    manifest; needed only for the example texts); ``backbone_options``: how that recorded backbone is
+    loaded (:class:`~skillneurons.backbones.config.BackboneOptions`); ``progress``: print what is read.
     """
     cfg = config if isinstance(config, ReportConfig) else ReportConfig(run_dir=os.fspath(config))
     data = discover(cfg.run_dir, cfg.include)
-    page_text = render_html(data, Context(cfg, backbone=backbone, task=task, progress=progress))
+    page_text = render_html(
+        data, Context(cfg, backbone=backbone, task=task, progress=progress, backbone_options=backbone_options)
+    )
     path = Path(cfg.out) if cfg.out is not None else Path(cfg.run_dir) / "report.html"
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder: give the path of the HTML file to write")

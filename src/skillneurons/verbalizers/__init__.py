@@ -9,8 +9,8 @@ with a hand-written template.
 * :mod:`~skillneurons.verbalizers.refine` - the refinement steps as pure tensor functions;
 * :mod:`~skillneurons.verbalizers.kpt` - :class:`KnowledgeableHead` (head kind ``"kpt"``);
 * :mod:`~skillneurons.verbalizers.tuning` - the head of a tuned prompt from its config;
-* :mod:`~skillneurons.verbalizers.zero_shot` - template reading and the zero-shot run;
-* :mod:`~skillneurons.verbalizers.cli` - the ``kpt-evaluate`` command.
+* :mod:`~skillneurons.verbalizers.zero_shot` - template reading and the zero-shot run (the
+  ``kpt-evaluate`` command, :mod:`skillneurons.cli.kpt`).
 """
 
 from typing import TYPE_CHECKING

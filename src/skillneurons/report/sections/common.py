@@ -17,14 +17,16 @@ __all__ = ["Context", "TopNeuron", "label_names", "scores", "source", "subtask_n
 
 @dataclass
 class Context:
-    """The report's options and optional objects (a loaded backbone / task avoid loading them again);
-    ``notes`` collects what the sections could not show."""
+    """The report's options and optional objects (a loaded backbone / task avoid loading them again;
+    ``backbone_options`` load the recorded one otherwise); ``notes`` collects what the sections could
+    not show."""
 
     config: ReportConfig
     backbone: Any = None
     task: Any = None
     progress: bool = False
     notes: list[str] = field(default_factory=list)
+    backbone_options: Any = None  # BackboneOptions of the backbone loaded for the example texts
 
 
 def label_names(data: ReportData) -> list[str]:

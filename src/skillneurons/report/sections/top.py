@@ -41,7 +41,7 @@ def _example_data(
         return None, None, "no trained prompt was found next to the skill neurons"
     try:
         run = RunDir.of(prompt).require_kind("prompt", "delta")
-        bb = ctx.backbone if ctx.backbone is not None else run.backbone(cfg.model)
+        bb = ctx.backbone if ctx.backbone is not None else run.backbone(cfg.model, ctx.backbone_options)
         task = run.task(ctx.task)
         model, man = load_prompt(prompt, bb)
         dev = run.part("dev", task)
