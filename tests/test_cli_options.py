@@ -20,7 +20,8 @@ class _Demo:
     precision: Literal["auto", "fp32", "bf16"] = option("auto", "numeric precision")
     template: str | None = option(None, "text template")
     controls: bool = option(True, "run the controls")
-    per_layer: bool = option(True, "select per layer", flag="--per-layer", aliases=("--global=false",))
+    per_layer: bool = option(True, "select per layer", aliases=("--global=false",))
+    per_task: bool = option(True, "one per task", flag="--pooled", aliases=("--pool",))
     verbose_name: bool = option(False, "a switch", aliases=("--old-switch",))
     rhos: tuple[float, ...] = option((0.01, 0.02), "fractions", aliases=("--rho",))
     prompts: tuple[str, ...] = option((), "prompt artifacts", positional=True)
@@ -59,6 +60,8 @@ def test_every_flag_shows_help_and_default() -> None:
 def test_aliases_work_and_warn(capsys: pytest.CaptureFixture[str]) -> None:
     c = _parse(["x", "--global", "--old-switch", "--rho", "0.5"])
     assert (c.per_layer, c.verbose_name, c.rhos) == (False, True, (0.5,))
+    assert _parse(["x", "--pooled"]).per_task is False and _parse(["x", "--pool"]).per_task is False
+    assert _parse(["x"]).per_task is True
     err = capsys.readouterr().err
     assert "--global is deprecated" in err and "use --per-layer" in err
     assert "--old-switch is deprecated" in err and "--rho is deprecated" in err
@@ -73,5 +76,5 @@ def test_choices_and_validation() -> None:
 
 def test_list_values_may_be_comma_separated() -> None:
     assert _parse(["x", "--rhos", "0,0.01", "0.02"]).rhos == (0.0, 0.01, 0.02)
-    with pytest.raises(ConfigError, match="--rhos '0,a': 'a' is not a number"):
+    with pytest.raises(ConfigError, match=r"--rhos '0,a' is not a comma-separated list of numbers \('a'\)"):
         _parse(["x", "--rhos", "0,a"])

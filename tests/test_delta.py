@@ -726,7 +726,7 @@ def test_delta_perturb_resume_keys_on_neurons_and_task(tmp_path: Path) -> None:
 def test_delta_perturb_cli_loads_the_manifest_backbone_with_the_options(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import skillneurons.backbones as backbones
+    import skillneurons.backbones.loading as backbones  # BackboneOptions.load goes through it
 
     bb = tiny_model("bert", layers=2, d_ff=40)
     paths = _saved_runs(tmp_path, bb)[:1]

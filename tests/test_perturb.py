@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any, cast
 
@@ -27,7 +26,6 @@ from skillneurons.perturb import (
     run_sweep,
     task_similarity,
 )
-from skillneurons.perturb.cli import register
 from skillneurons.perturb.config import CrossPerturbConfig, SimilarityConfig, SweepConfig
 from skillneurons.perturb.interventions import Mode
 from skillneurons.perturb.results import CrossResult, SimilarityResult, SweepResult
@@ -328,13 +326,11 @@ def test_cli_commands(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no
     neurons = _neurons().save(tmp_path / "neurons" / "skill_neurons")
     monkeypatch.setattr(BackboneOptions, "load", lambda self, name: bb)
     monkeypatch.setattr(rundir, "load_task", lambda name: task)
-    parser = argparse.ArgumentParser()
-    parser.add_argument("-q", "--quiet", action="store_true")
-    register(parser.add_subparsers(dest="command", required=True))
+    from skillneurons.cli import build_parser
 
     def run(*argv: str) -> None:
-        args = parser.parse_args(["-q", *argv])
-        assert args.fn(args) == 0
+        args = build_parser().parse_args(["-q", *argv])
+        assert args._run(args) == 0
 
     run(
         "perturb",

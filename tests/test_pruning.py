@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
@@ -281,12 +280,18 @@ def test_prune_run_evaluates_and_retunes(tmp_path) -> None:  # type: ignore[no-u
 
 
 def test_cli_registers_the_prune_command() -> None:
-    from skillneurons.pruning.cli import cmd_prune, register
+    from skillneurons.cli import build_parser
+    from skillneurons.cli.common import artifacts
+    from skillneurons.cli.options import build_config
+    from skillneurons.cli.prune import _run_prune
+    from skillneurons.pruning.config import PruneConfig
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["prune", "n.safetensors", "--out", "o", "--rho", "0.05", "--layers", "2,3"])
-    assert args.fn is cmd_prune and args.layers == [2, 3] and args.rho == 0.05 and not args.retune
+    args = build_parser().parse_args(
+        ["prune", "n.safetensors", "--out", "o", "--rho", "0.05", "--layers", "2,3"]
+    )
+    cfg = build_config(args, PruneConfig)
+    assert args._run is _run_prune and list(cfg.layers) == [2, 3] and cfg.rho == 0.05 and not cfg.retune
+    assert artifacts(args, "neurons") == ["n.safetensors"]
 
 
 @pytest.mark.parametrize("family", ["gpt2", "t5"])

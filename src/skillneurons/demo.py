@@ -16,6 +16,8 @@ from typing import Any
 from skillneurons.artifacts import atomic_write_json
 from skillneurons.backbones import load_backbone
 from skillneurons.data import load_task
+from skillneurons.report import write_report
+from skillneurons.runs import find_skill_neurons, tune_prompt
 from skillneurons.runs.results import TuneResult
 from skillneurons.training import TrainConfig
 
@@ -37,8 +39,6 @@ def run_demo(
     The first seed always runs; another seed starts only while the time already spent on tuning
     suggests it will finish within ``budget_minutes``.
     """
-    from skillneurons.runs import find_skill_neurons, tune_prompt
-
     out = Path(out_dir)
     start = time.perf_counter()
     bb = load_backbone(DEMO_MODEL)
@@ -82,8 +82,6 @@ def run_demo(
     }
     atomic_write_json(out / "summary.json", summary)
     print(found["text"])
-    from skillneurons.report import write_report
-
     report = write_report(out, backbone=bb, task=task, progress=progress)
     summary["report"] = str(report)
     print(f"demo: report written to {report} (open it in a browser; no network needed)")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skillneurons.artifacts import artifact_paths, load_manifest
+from skillneurons.backbones.config import BackboneOptions
 from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError, DataError
@@ -40,7 +41,6 @@ from skillneurons.files import atomic_write_json, read_json
 
 if TYPE_CHECKING:
     from skillneurons.backbones import Backbone
-    from skillneurons.backbones.config import BackboneOptions
     from skillneurons.data.task import SplitName
 
 __all__ = ["ARTIFACT_FILES", "IDENTITY_FILE", "RunDir", "make_splits", "run_manifest"]
@@ -175,8 +175,6 @@ class RunDir:
 
     def backbone(self, override: str | None = None, options: BackboneOptions | None = None) -> Backbone:
         """Load ``override`` when given, else the recorded backbone, with ``options``."""
-        from skillneurons.backbones.config import BackboneOptions
-
         return (options or BackboneOptions()).load(override or self.backbone_name)
 
     # ---- task ----------------------------------------------------------------------------------

@@ -1,21 +1,10 @@
-"""The ``skillneurons`` command line (being ported to one module per command group)."""
+"""The ``skillneurons`` command line: one module per command group, flags generated from the configs.
 
-from skillneurons.cli._legacy import (
-    _backbone,
-    _backbone_args,
-    _load_task_from,
-    _task_args,
-    _train_config,
-    build_parser,
-    main,
-)
+``main`` and ``build_parser`` live in :mod:`skillneurons.cli.app`; each command module (``tune``,
+``neurons``, ``perturb``, ``prune``, ``transfer``, ``kpt``, ``report``, ``data``) declares its
+``COMMANDS``. Importing this package loads neither torch nor transformers.
+"""
 
-__all__ = [
-    "_backbone",
-    "_backbone_args",
-    "_load_task_from",
-    "_task_args",
-    "_train_config",
-    "build_parser",
-    "main",
-]
+from skillneurons.cli.app import build_parser, main
+
+__all__ = ["build_parser", "main"]

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from skillneurons import __version__
-from skillneurons.cli import data, tune
+from skillneurons.cli import data, kpt, neurons, perturb, prune, report, transfer, tune
 from skillneurons.cli.common import Command
 from skillneurons.errors import SkillNeuronsError
 
@@ -23,6 +23,12 @@ __all__ = ["build_parser", "commands", "main"]
 #: the command modules, in the order ``--help`` lists them
 MODULES = (
     tune,
+    neurons,
+    perturb,
+    prune,
+    transfer,
+    kpt,
+    report,
     data,
 )
 

@@ -85,8 +85,12 @@ def _kwargs(field: dataclasses.Field[Any], tp: Any) -> dict[str, Any]:
     if origin is Literal:
         choices = choices or typing.get_args(inner)
         inner = type(typing.get_args(inner)[0])
-    if inner is bool:
-        kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
+    if inner is bool:  # a switch; a renamed switch of a True field turns it off (--global, --no-controls)
+        kw["action"] = (
+            ("store_false" if meta.get("flag") else argparse.BooleanOptionalAction)
+            if default
+            else "store_true"
+        )
     elif origin in (tuple, list) or inner in (tuple, list):
         kw["nargs"] = "+"  # values may also be comma-separated (--rho 0,0.01 or --rho 0 0.01)
         kw["type"] = str
@@ -98,7 +102,8 @@ def _kwargs(field: dataclasses.Field[Any], tp: Any) -> dict[str, Any]:
         kw["metavar"] = meta["metavar"]
     elif "type" in kw and "choices" not in kw:
         kw["metavar"] = field.name.upper()
-    kw["help"] = f"{meta['help']} (default: {_fmt_default(default)})"
+    shown = "off" if kw.get("action") == "store_false" else _fmt_default(default)
+    kw["help"] = f"{meta['help']} (default: {shown})"
     return kw
 
 
@@ -152,8 +157,10 @@ def add_config(
 def _add_alias(parser: Any, alias: str, dest: str, flag: str, kw: dict[str, Any]) -> None:
     """``alias`` stores into ``dest`` like ``flag``; ``"--old=VALUE"`` is a switch storing VALUE."""
     name, _, const = alias.partition("=")
-    if const or kw.get("action") in ("store_true", argparse.BooleanOptionalAction):
+    if const or kw.get("action") in ("store_true", "store_false", argparse.BooleanOptionalAction):
         value: Any = {"true": True, "false": False}.get(const.lower(), const) if const else True
+        if not const and kw.get("action") == "store_false":
+            value = False
         parser.add_argument(
             name,
             dest=dest,
@@ -209,7 +216,8 @@ def _items(values: list[str], tp: Any, flag: str) -> tuple[Any, ...]:
             try:
                 out.append(item(part))
             except ValueError:
+                what = "integers" if item is int else "numbers"
                 raise ConfigError(
-                    f"{flag} {v!r}: {part!r} is not {'an integer' if item is int else 'a number'}"
+                    f"{flag} {v!r} is not a comma-separated list of {what} ({part!r})"
                 ) from None
     return tuple(out)

@@ -29,7 +29,12 @@ class PruneConfig:
     layers: tuple[int, ...] | None = option(
         None, "comma-separated layers to prune, instead of --first-layer", metavar="L,L"
     )
-    global_selection: bool = option(False, "select the top rho of all neurons instead of rho of every layer")
+    global_selection: bool = option(
+        False,
+        "select the top rho of all neurons instead of rho of every layer",
+        flag="--global",
+        aliases=("--global-selection",),
+    )
     split: str = option("test", "split part to evaluate on", choices=SPLITS)
     retune: bool = option(False, "re-tune --prompt on the pruned model (OUT/retuned/)")
     epochs: float = option(1.0, "--retune: epochs")

@@ -1,0 +1,57 @@
+"""``find``: rank the skill neurons of trained prompts (one per seed) with the paper's controls."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from skillneurons.cli.common import (
+    Command,
+    add_artifacts,
+    add_backbone_options,
+    add_out,
+    artifacts,
+    check_out,
+    load_backbone_from,
+    progress,
+)
+from skillneurons.cli.options import add_config, build_config
+from skillneurons.data.config import TaskOptions
+from skillneurons.neurons.config import FindConfig
+
+__all__ = ["COMMANDS"]
+
+
+def _add_find(p: argparse.ArgumentParser) -> None:
+    add_artifacts(
+        p,
+        "prompt",
+        "prompt artifacts (RUN/prompt.safetensors), each with its split.json",
+        old_positional=True,
+    )
+    add_out(p, "output folder (skill_neurons.*, summary.json); resumes")
+    add_config(p, FindConfig)
+    add_config(p.add_argument_group("task (default: the prompts' own)"), TaskOptions)
+    add_backbone_options(p, "backbone (default: the one recorded in the prompt)")
+
+
+def _run_find(args: argparse.Namespace) -> int:
+    prompts = artifacts(args, "prompt")
+    config: FindConfig = build_config(args, FindConfig)
+    task_options: TaskOptions = build_config(args, TaskOptions)
+    check_out(args.out)
+    from skillneurons.rundir import RunDir  # lazy: --help stays fast
+    from skillneurons.runs import find_skill_neurons
+
+    run = RunDir.of(prompts[0]).require_kind("prompt")
+    task = run.task(task_options.load() if task_options.task else None)
+    bb = load_backbone_from(args, args.model or run.backbone_name)
+    res = find_skill_neurons(bb, prompts, task, args.out, config, progress=progress(args))
+    print(res.text)
+    print(f"skill neurons saved to {Path(args.out) / 'skill_neurons.safetensors'}")
+    return 0
+
+
+COMMANDS = (
+    Command("find", "find the skill neurons of trained prompts (one per seed)", _add_find, _run_find),
+)

@@ -1,0 +1,203 @@
+"""``perturb``, ``cross-perturb``, ``similarity``, ``delta-perturb``: do skill neurons matter, and for
+which tasks? Perturbation against random controls, the cross-task matrix, task similarity."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from skillneurons.cli.common import (
+    Command,
+    add_artifacts,
+    add_backbone_options,
+    add_out,
+    artifacts,
+    backbone_options,
+    check_out,
+    load_backbone_from,
+    progress,
+)
+from skillneurons.cli.options import add_config, build_config
+from skillneurons.data.config import TaskOptions
+from skillneurons.delta.config import DeltaPerturbConfig
+from skillneurons.perturb.config import CrossPerturbConfig, SimilarityConfig, SweepConfig
+
+__all__ = ["COMMANDS"]
+
+_MODEL_HELP = "backbone (default: the one recorded in the first prompt)"
+
+
+def _add_perturb(p: argparse.ArgumentParser) -> None:
+    add_artifacts(p, "prompt", "prompt artifact (RUN/prompt.safetensors), with its split.json", several=False)
+    add_artifacts(p, "neurons", "skill-neuron artifact (NEURONS/skill_neurons.safetensors)", several=False)
+    add_out(p, "folder for perturb_sweep.json and perturb_sweep.png")
+    add_config(p, SweepConfig)
+    add_config(p.add_argument_group("task (default: the prompt's own)"), TaskOptions)
+    add_backbone_options(p, _MODEL_HELP)
+
+
+def _run_perturb(args: argparse.Namespace) -> int:
+    [prompt], [neurons] = artifacts(args, "prompt"), artifacts(args, "neurons")
+    config: SweepConfig = build_config(args, SweepConfig)
+    task_options: TaskOptions = build_config(args, TaskOptions)
+    check_out(args.out)
+    task = task_options.load() if task_options.task else None
+    from skillneurons.perturb.experiments import run_sweep  # lazy: --help stays fast
+
+    res = run_sweep(
+        prompt,
+        neurons,
+        args.out,
+        config,
+        model=args.model,
+        backbone_options=backbone_options(args),
+        task=task,
+        progress=progress(args),
+    )
+    print(
+        f"{res.task} ({res.split}, n={res.n_eval}), {res.mode} perturbation, unperturbed accuracy {res.unperturbed:.4f}"
+    )
+    print("   rho  neurons  skill    random (mean, 95% CI)")
+    for pt in res.points:
+        r = pt.random
+        band = f"[{r.ci95[0]:.4f}, {r.ci95[1]:.4f}]" if r.ci95[0] is not None else ""
+        mean = f"{r.mean:.4f}" if r.mean is not None else "-"
+        print(f"  {pt.rho:.3f} {pt.neurons:8d}  {pt.skill:.4f}   {mean} {band}")
+    print(f"results written to {Path(args.out) / 'perturb_sweep.json'} and perturb_sweep.png")
+    return 0
+
+
+def _add_cross(p: argparse.ArgumentParser) -> None:
+    add_artifacts(p, "prompt", "one prompt artifact per task (built-in tasks)", aliases=("--prompts",))
+    add_artifacts(p, "neurons", "the tasks' skill-neuron artifacts, same order")
+    add_out(p, "folder for perturb_cross.json and perturb_cross.png")
+    add_config(p, CrossPerturbConfig)
+    add_backbone_options(p, _MODEL_HELP)
+
+
+def _run_cross(args: argparse.Namespace) -> int:
+    prompts, neurons = artifacts(args, "prompt"), artifacts(args, "neurons")
+    config: CrossPerturbConfig = build_config(args, CrossPerturbConfig)
+    check_out(args.out)
+    from skillneurons.perturb.experiments import run_cross  # lazy: --help stays fast
+
+    res = run_cross(
+        prompts,
+        neurons,
+        args.out,
+        config,
+        model=args.model,
+        backbone_options=backbone_options(args),
+        progress=progress(args),
+    )
+    names = res.tasks
+    width = max(len(n) for n in names) + 2
+    print(
+        f"accuracy drop ({res.mode}, top {res.rho:.1%} skill neurons); rows: perturbed neurons of, "
+        "columns: evaluated task"
+    )
+    print(" " * width + "".join(f"{n:>{width}s}" for n in names))
+    for n, row in zip(names, res.drop, strict=True):
+        print(f"{n:{width}s}" + "".join(f"{v:>{width}.4f}" for v in row))
+    ctrl = res.random_control.drop
+    print(
+        f"{'random':{width}s}" + "".join(f"{v:>{width}.4f}" if v is not None else " " * width for v in ctrl)
+    )
+    print(f"results written to {Path(args.out) / 'perturb_cross.json'} and perturb_cross.png")
+    return 0
+
+
+def _add_similarity(p: argparse.ArgumentParser) -> None:
+    add_artifacts(p, "neurons", "skill-neuron artifacts, one per task (same model)", old_positional=True)
+    add_out(p, "folder for similarity.json and the heatmaps")
+    add_config(p, SimilarityConfig)
+
+
+def _run_similarity(args: argparse.Namespace) -> int:
+    neurons = artifacts(args, "neurons")
+    config: SimilarityConfig = build_config(args, SimilarityConfig)
+    check_out(args.out)
+    from skillneurons.perturb.similarity import run_similarity  # lazy: --help stays fast
+
+    res = run_similarity(neurons, args.out, config)
+    print(json.dumps({"tasks": res.tasks, "spearman": res.spearman, "jaccard": res.jaccard}, indent=1))
+    print(f"results written to {Path(args.out) / 'similarity.json'} and similarity_*.png")
+    return 0
+
+
+def _add_delta(p: argparse.ArgumentParser) -> None:
+    add_artifacts(
+        p,
+        "neurons",
+        "skill-neuron artifact found with prompt tuning (NEURONS/skill_neurons.safetensors)",
+        several=False,
+    )
+    add_artifacts(
+        p,
+        "prompt",
+        "artifacts of models tuned on the same task (RUN/prompt.safetensors, any --method)",
+        aliases=("--models",),
+    )
+    add_out(p, "folder for delta_perturb.json, delta_perturb.png and per-model sweeps")
+    add_config(p, DeltaPerturbConfig)
+    add_config(p.add_argument_group("task (default: the models' own)"), TaskOptions)
+    add_backbone_options(p, "backbone (default: the one recorded in the first tuned model)")
+
+
+def _run_delta(args: argparse.Namespace) -> int:
+    [neurons], models = artifacts(args, "neurons"), artifacts(args, "prompt")
+    config: DeltaPerturbConfig = build_config(args, DeltaPerturbConfig)
+    task_options: TaskOptions = build_config(args, TaskOptions)
+    check_out(args.out)
+    task = task_options.load() if task_options.task else None
+    from skillneurons.delta.experiment import run_delta_perturbation  # lazy: --help stays fast
+    from skillneurons.rundir import RunDir
+
+    # the backbone named by --model, else the one the first tuned model names; --dtype etc. apply to both
+    bb = load_backbone_from(args, args.model or RunDir.of(models[0]).backbone_name)
+    res = run_delta_perturbation(
+        neurons, models, args.out, config, model=bb, task=task, progress=progress(args)
+    )
+    print(
+        f"skill neurons of {res.task} ({config.mode}); drop from unperturbed test accuracy, random: mean [95% CI]"
+    )
+    for m in res.models:
+        print(f"{m.label}: unperturbed {m.sweep['unperturbed']:.4f} (n={m.sweep['n_eval']})")
+        for r in m.summary:
+            ci = r.random_drop_ci95
+            band = f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci[0] is not None else ""
+            rnd = f"{r.random_drop:+.4f}" if r.random_drop is not None else "-"
+            print(
+                f"  rho {r.rho:.3f} ({r.neurons:5d} neurons): skill {r.skill_drop:+.4f}, random {rnd}{band}"
+            )
+    print(f"results written to {Path(args.out) / 'delta_perturb.json'} and delta_perturb.png")
+    return 0
+
+
+COMMANDS = (
+    Command(
+        "perturb",
+        "accuracy while perturbing skill neurons vs random neurons, over rho",
+        _add_perturb,
+        _run_perturb,
+    ),
+    Command(
+        "cross-perturb",
+        "perturb task A's skill neurons while evaluating task B's prompt, for all pairs",
+        _add_cross,
+        _run_cross,
+    ),
+    Command(
+        "similarity",
+        "task similarity: Spearman of neuron predictivity, skill-set overlap",
+        _add_similarity,
+        _run_similarity,
+    ),
+    Command(
+        "delta-perturb",
+        "perturb prompt-found skill neurons in models tuned with BitFit / adapters / LoRA",
+        _add_delta,
+        _run_delta,
+    ),
+)
