@@ -78,3 +78,21 @@ def test_list_values_may_be_comma_separated() -> None:
     assert _parse(["x", "--rhos", "0,0.01", "0.02"]).rhos == (0.0, 0.01, 0.02)
     with pytest.raises(ConfigError, match=r"--rhos '0,a' is not a comma-separated list of numbers \('a'\)"):
         _parse(["x", "--rhos", "0,a"])
+
+
+def test_every_flag_of_every_command_has_help_and_shows_its_default() -> None:
+    from skillneurons.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = []
+    for name, p in sub.choices.items():
+        for a in p._actions:
+            if a.help == argparse.SUPPRESS or isinstance(a, argparse._HelpAction) or not a.option_strings:
+                continue
+            if a.dest in ("verbose", "quiet"):
+                continue
+            text = a.help or ""
+            if not text or not any(w in text for w in ("default", "required")):
+                missing.append(f"{name} {a.option_strings[0]}: {text!r}")
+    assert not missing, missing

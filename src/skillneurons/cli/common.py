@@ -122,7 +122,11 @@ def add_artifacts(
     nargs = "+" if several else None
     shown = f"--{name}"
     p.add_argument(
-        shown, dest=dest, nargs=nargs, metavar="PATH", help=help + (" (required)" if required else "")
+        shown,
+        dest=dest,
+        nargs=nargs,
+        metavar="PATH",
+        help=help + (" (required)" if required else " (default: none)"),
     )
     for alias in aliases:
         p.add_argument(

@@ -103,7 +103,8 @@ def _kwargs(field: dataclasses.Field[Any], tp: Any) -> dict[str, Any]:
     elif "type" in kw and "choices" not in kw:
         kw["metavar"] = field.name.upper()
     shown = "off" if kw.get("action") == "store_false" else _fmt_default(default)
-    kw["help"] = f"{meta['help']} (default: {shown})"
+    # a help text that already says what its default means ("(default: all)") keeps its own words
+    kw["help"] = meta["help"] if "(default" in meta["help"] else f"{meta['help']} (default: {shown})"
     return kw
 
 
