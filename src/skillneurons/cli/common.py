@@ -20,11 +20,13 @@ from skillneurons.errors import ConfigError
 
 if TYPE_CHECKING:
     from skillneurons.backbones import Backbone
+    from skillneurons.rundir import RunDir
 
 __all__ = [
     "Command",
     "add_backbone_options",
     "add_out",
+    "backbone_of",
     "backbone_options",
     "check_out",
     "load_backbone_from",
@@ -154,3 +156,9 @@ def artifacts(args: argparse.Namespace, name: str) -> list[str]:
     if not values and getattr(args, f"required__{name}", False):
         raise ConfigError(f"no --{name} given: pass --{name} PATH")
     return values
+
+
+def backbone_of(args: argparse.Namespace, run: RunDir) -> Backbone:
+    """``--model`` when given, else the backbone recorded in ``run`` (:attr:`RunDir.backbone_name`),
+    loaded with the command's model-loading options."""
+    return load_backbone_from(args, getattr(args, "model", None) or run.backbone_name)

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from skillneurons.cli.common import Command, add_backbone_options, load_backbone_from, progress
+from skillneurons.cli.common import Command, add_backbone_options, backbone_of, load_backbone_from, progress
 from skillneurons.cli.options import add_config, build_config
 from skillneurons.errors import SkillNeuronsError
 from skillneurons.options import option
@@ -86,7 +86,7 @@ def _run_peft(args: argparse.Namespace) -> int:
         if not o.prompt:
             raise SkillNeuronsError("peft export needs --prompt RUN/prompt.safetensors")
         run = RunDir.of(o.prompt).require_kind("prompt")
-        pm, _ = load_prompt(o.prompt, load_backbone_from(args, args.model or run.backbone_name))
+        pm, _ = load_prompt(o.prompt, backbone_of(args, run))
         print(f"PEFT prompt-tuning adapter written to {export_peft(pm, o.out)}")
         return 0
     if not o.adapter:

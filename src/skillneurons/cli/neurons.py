@@ -11,8 +11,8 @@ from skillneurons.cli.common import (
     add_backbone_options,
     add_out,
     artifacts,
+    backbone_of,
     check_out,
-    load_backbone_from,
     progress,
 )
 from skillneurons.cli.options import add_config, build_config
@@ -45,7 +45,7 @@ def _run_find(args: argparse.Namespace) -> int:
 
     run = RunDir.of(prompts[0]).require_kind("prompt")
     task = run.task(task_options.load() if task_options.task else None)
-    bb = load_backbone_from(args, args.model or run.backbone_name)
+    bb = backbone_of(args, run)
     res = find_skill_neurons(bb, prompts, task, args.out, config, progress=progress(args))
     print(res.text)
     print(f"skill neurons saved to {Path(args.out) / 'skill_neurons.safetensors'}")

@@ -13,9 +13,9 @@ from skillneurons.cli.common import (
     add_backbone_options,
     add_out,
     artifacts,
+    backbone_of,
     backbone_options,
     check_out,
-    load_backbone_from,
     progress,
 )
 from skillneurons.cli.options import add_config, build_config
@@ -155,7 +155,7 @@ def _run_delta(args: argparse.Namespace) -> int:
     from skillneurons.rundir import RunDir
 
     # the backbone named by --model, else the one the first tuned model names; --dtype etc. apply to both
-    bb = load_backbone_from(args, args.model or RunDir.of(models[0]).backbone_name)
+    bb = backbone_of(args, RunDir.of(models[0]))
     res = run_delta_perturbation(
         neurons, models, args.out, config, model=bb, task=task, progress=progress(args)
     )

@@ -16,6 +16,7 @@ from skillneurons.cli.common import (
     add_backbone_options,
     add_out,
     artifacts,
+    backbone_of,
     check_out,
     comma_list,
     load_backbone_from,
@@ -100,7 +101,7 @@ def _run_transfer_matrix(args: argparse.Namespace) -> int:
     from skillneurons.transfer.matrix import run_transfer_matrix
 
     # through the command's loader (--dtype, --device-map, --ffn, --trust-remote-code), also for the default
-    model = load_backbone_from(args, args.model or RunDir.of(prompts[0]).backbone_name)
+    model = backbone_of(args, RunDir.of(prompts[0]))
     res = run_transfer_matrix(
         prompts,
         args.out,
@@ -195,7 +196,7 @@ def _run_transferability(args: argparse.Namespace) -> int:
     from skillneurons.transfer.matrix import TransferMatrix
 
     matrix = TransferMatrix.load(o.matrix) if o.matrix else None
-    bb = load_backbone_from(args, args.model or RunDir.of(prompts[0]).backbone_name)
+    bb = backbone_of(args, RunDir.of(prompts[0]))
     res = transferability(
         prompts, bb, config, matrix=matrix, names=comma_list(o.names), neurons=neurons, on=on
     )

@@ -14,6 +14,7 @@ from skillneurons.cli.common import (
     add_backbone_options,
     add_out,
     artifacts,
+    backbone_of,
     check_out,
     load_backbone_from,
     progress,
@@ -131,7 +132,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from skillneurons.runs import evaluate_prompt
 
     run = RunDir.of(prompt).require_kind("prompt", "delta")
-    model = load_backbone_from(args, args.model or run.backbone_name)
+    model = backbone_of(args, run)
     res = evaluate_prompt(prompt, task, model=model, split=args.split, progress=progress(args))
     print(json.dumps({k: v for k, v in res.to_json().items() if not k.startswith("schema")}, indent=2))
     return 0
