@@ -16,7 +16,6 @@ from skillneurons.cli.common import (
     add_backbone_options,
     add_out,
     artifacts,
-    backbone_of,
     check_out,
     comma_list,
     load_backbone_from,
@@ -101,7 +100,7 @@ def _run_transfer_matrix(args: argparse.Namespace) -> int:
     from skillneurons.transfer.matrix import run_transfer_matrix
 
     # through the command's loader (--dtype, --device-map, --ffn, --trust-remote-code), also for the default
-    model = backbone_of(args, RunDir.of(prompts[0]))
+    model = load_backbone_from(args, args.model or RunDir.of(prompts[0]).backbone_name)
     res = run_transfer_matrix(
         prompts,
         args.out,
@@ -196,7 +195,7 @@ def _run_transferability(args: argparse.Namespace) -> int:
     from skillneurons.transfer.matrix import TransferMatrix
 
     matrix = TransferMatrix.load(o.matrix) if o.matrix else None
-    bb = backbone_of(args, RunDir.of(prompts[0]))
+    bb = load_backbone_from(args, args.model or RunDir.of(prompts[0]).backbone_name)
     res = transferability(
         prompts, bb, config, matrix=matrix, names=comma_list(o.names), neurons=neurons, on=on
     )
