@@ -112,3 +112,119 @@ def test_tune_with_a_knowledgeable_verbalizer(
     assert main(args) == 0
     man = json.loads((run / "prompt.json").read_text())
     assert man["head"]["type"] == "kpt" and "head.word_weights" in man["shapes"]
+
+
+def _rows(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "stars"])
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[Path, Path, list]:  # type: ignore[type-arg]
+    """A prompt tuned on a CSV with its own column names (review, stars; classes negative, positive)."""
+    tmp = tmp_path_factory.mktemp("csv-run")
+    task = separable_task(60)
+    rows = [(t, ["negative", "positive"][y]) for t, y in zip(task.texts, task.labels)]
+    data = _rows(tmp / "reviews.csv", rows)
+    run = tmp / "run"
+    args = ["-q", "tune", "--model", str(model_dir), "--task", str(data), "--text-column", "review"]
+    args += ["--label-column", "stars", "--out", str(run), "--prompt-length", "3", "--max-length", "24"]
+    assert main([*args, "--max-steps", "4", "--batch-size", "8", "--head", "linear"]) == 0
+    return data, run / "prompt.safetensors", rows
+
+
+def _evaluate(capsys: pytest.CaptureFixture[str], prompt: Path, *extra: str) -> tuple[int, dict | str]:  # type: ignore[type-arg]
+    capsys.readouterr()
+    code = main(["-q", "evaluate", "--prompt", str(prompt), *extra])
+    out = capsys.readouterr()
+    return code, (json.loads(out.out) if code == 0 else out.err.strip())
+
+
+def _figures(res: dict) -> tuple:  # type: ignore[type-arg]
+    return res["accuracy"], res["loss"], res["n"]
+
+
+def test_a_prompt_tuned_on_a_csv_records_its_source(
+    tmp_path: Path,
+    csv_run: tuple[Path, Path, list],
+    capsys: pytest.CaptureFixture[str],  # type: ignore[type-arg]
+) -> None:
+    """#17 item 13: the prompt records its task source (path, columns, content hash), so evaluate and
+    find work without --task; when the file moved, the error names the recorded path."""
+    data, prompt, _ = csv_run
+    task = json.loads(prompt.with_suffix(".json").read_text())["task"]
+    assert task["load"] == {"spec": str(data.resolve()), "text_column": "review", "label_column": "stars"}
+    assert task["fingerprint"] and task["label_names"] == ["negative", "positive"]
+    code, own = _evaluate(capsys, prompt)
+    assert code == 0, own
+    code, given = _evaluate(
+        capsys, prompt, "--task", str(data), "--text-column", "review", "--label-column", "stars"
+    )
+    assert code == 0 and _figures(own) == _figures(given)  # type: ignore[arg-type]
+    out = tmp_path / "n"
+    assert (
+        main(["find", "-q", "--prompt", str(prompt), "--out", str(out), "--no-controls", "--top", "3"]) == 0
+    )
+    moved = tmp_path / "moved.csv"
+    moved.write_bytes(data.read_bytes())
+    data.unlink()
+    try:
+        code, err = _evaluate(capsys, prompt)
+    finally:
+        data.write_bytes(moved.read_bytes())
+    assert code == 2 and str(data.resolve()) in err and "\n" not in err  # type: ignore[operator]
+    assert "--task PATH --text-column review --label-column stars" in err  # type: ignore[operator]
+
+
+def test_labels_are_matched_by_name_at_evaluation(
+    tmp_path: Path,
+    csv_run: tuple[Path, Path, list],
+    capsys: pytest.CaptureFixture[str],  # type: ignore[type-arg]
+) -> None:
+    """#17 item 1: the prompt records its label names in order; an evaluation task with other names is
+    an error listing both sets and how to map them (--label-names, before any model load); the same
+    names in another order are mapped by name, never by position."""
+    data, prompt, rows = csv_run
+    cols = ["--text-column", "review", "--label-column", "stars"]
+    code, own = _evaluate(capsys, prompt, "--task", str(data), *cols)
+    assert code == 0
+    code, reordered = _evaluate(
+        capsys, prompt, "--task", str(data), *cols, "--label-names", "positive,negative"
+    )
+    assert code == 0 and _figures(reordered) == _figures(own)  # type: ignore[arg-type]
+    renamed = _rows(tmp_path / "renamed.csv", [(t, {"negative": "zneg"}.get(y, y)) for t, y in rows])
+    code, err = _evaluate(
+        capsys, prompt, "--task", str(renamed), *cols, "--model", str(tmp_path / "no-model")
+    )
+    assert code == 2 and "\n" not in err, err  # type: ignore[operator]
+    assert "(negative, positive)" in err and "(positive, zneg)" in err  # type: ignore[operator]
+    assert "--label-names negative=DATA_LABEL,positive=DATA_LABEL" in err  # type: ignore[operator]
+    mapping = ["--label-names", "negative=zneg,positive"]
+    code, mapped = _evaluate(capsys, prompt, "--task", str(renamed), *cols, *mapping)
+    assert code == 0 and _figures(mapped) == _figures(own)  # type: ignore[arg-type]
+
+
+def test_one_class_file_evaluates_but_does_not_train_or_rank(
+    tmp_path: Path,
+    csv_run: tuple[Path, Path, list],
+    capsys: pytest.CaptureFixture[str],  # type: ignore[type-arg]
+) -> None:
+    """#17 item 16: an evaluation file with a single class is a valid test set; tune (before the model
+    loads) and find refuse it."""
+    _, prompt, rows = csv_run
+    one = _rows(tmp_path / "positive.csv", [r for r in rows if r[1] == "positive"])
+    cols = ["--text-column", "review", "--label-column", "stars"]
+    code, res = _evaluate(capsys, prompt, "--task", str(one), *cols, "--split", "all")
+    assert code == 0, res
+    assert res["n"] == len(one.read_text().splitlines()) - 1 and 0 <= res["accuracy"] <= 1  # type: ignore[index]
+    args = ["-q", "tune", "--model", str(tmp_path / "no-model"), "--task", str(one), *cols, "--out"]
+    assert main([*args, str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "one class only ('positive'): training needs at least two" in err and "\n" not in err
+    assert not (tmp_path / "r").exists()
+    find = ["-q", "find", "--prompt", str(prompt), "--task", str(one), *cols, "--out", str(tmp_path / "n")]
+    assert main(find) == 2
+    assert "ranking needs at least two" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from skillneurons.cli import build_parser
 from skillneurons.data import Task, TaskOptions, TaskSplits, check_disjoint, load_task
 from skillneurons.errors import DataError, SkillNeuronsError
 
@@ -184,3 +186,63 @@ def test_config_modules_import_no_model_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_encoding_is_a_task_option_and_recorded(tmp_path: Path) -> None:
+    """#17 item 14: the non-UTF-8 message suggests --encoding latin-1: TaskOptions (so every command
+    reading data files) takes it, passes it to load_task and records it; hf: datasets refuse it."""
+    p = tmp_path / "latin.csv"
+    p.write_bytes("text,label\ncaf\xe9 cr\xe8me,a\nplain,b\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"--encoding latin-1"):
+        TaskOptions(str(p)).load()
+    t = TaskOptions(str(p), encoding="latin-1").load()
+    assert t.texts[0] == "café crème" and t.load_spec is not None and t.load_spec["encoding"] == "latin-1"
+    with pytest.raises(DataError, match="--encoding applies to data files"):
+        load_task("hf:some/dataset", encoding="latin-1")
+    with pytest.raises(DataError, match="--encoding does not apply to the built-in task"):
+        load_task("mr", encoding="latin-1")
+
+
+def test_every_command_reading_data_takes_encoding() -> None:
+    """#17 item 14: every command with --task has --encoding."""
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    with_task = {n for n, p in sub.choices.items() if any("--task" in a.option_strings for a in p._actions)}
+    with_encoding = {
+        n for n, p in sub.choices.items() if any("--encoding" in a.option_strings for a in p._actions)
+    }
+    assert with_task and with_task <= with_encoding, with_task - with_encoding
+
+
+def test_one_class_is_a_valid_test_set_but_not_a_training_set(tmp_path: Path) -> None:
+    """#17 item 16: a file with a single class loads (it is a valid test set); training and ranking
+    refuse it (Task.require_classes), with one line."""
+    p = tmp_path / "oneclass.csv"
+    p.write_text("text,label\na good film,pos\ngreat fun,pos\n")
+    t = load_task(str(p))
+    assert t.label_names == ("pos",) and t.labels == (0, 0)
+    assert load_task(str(p), label_names=["neg", "pos"]).labels == (1, 1)
+    with pytest.raises(DataError, match=r"one class only \('pos'\): training needs at least two") as e:
+        t.require_classes("training")
+    assert "\n" not in str(e.value)
+    assert _task().require_classes("ranking").num_classes == 2
+
+
+def test_label_names_map_data_labels_to_classes(tmp_path: Path) -> None:
+    """#17 item 1: --label-names NAME=LABEL reads the data's label LABEL as class NAME; a task's
+    classes are put in another order by name, never by position."""
+    p = tmp_path / "d.csv"
+    p.write_text("text,label\na good film,pos\na bad film,zneg\ngreat fun,pos\n")
+    t = load_task(str(p), label_names=["neg=zneg", "pos"])
+    assert t.label_names == ("neg", "pos") and t.labels == (1, 0, 1)
+    assert TaskOptions(str(p), label_names="neg=zneg,pos").load().labels == (1, 0, 1)
+    with pytest.raises(DataError, match="not one of the label names \\(zneg, good\\)"):
+        load_task(str(p), label_names=["neg=zneg", "pos=good"])
+    with pytest.raises(DataError, match="repeats a name"):
+        load_task(str(p), label_names=["neg=pos", "pos"])
+    plain = load_task(str(p))
+    assert plain.label_names == ("pos", "zneg")
+    swapped = plain.with_classes(["zneg", "pos"])
+    assert swapped.labels == (1, 0, 1) and swapped.texts == plain.texts
+    assert swapped.with_classes(["pos", "zneg"]).fingerprint() == plain.fingerprint()
+    with pytest.raises(DataError, match="not among"):
+        plain.with_classes(["neg", "pos"])

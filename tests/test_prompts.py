@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import separable_task
+from skillneurons.backbones.text import CHARS_PER_TOKEN
 from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.prompts import (
     PromptConfig,
@@ -22,6 +23,7 @@ from skillneurons.prompts import (
 )
 from skillneurons.testing import tiny_model
 from skillneurons.training import TrainConfig, Trainer, evaluate
+from skillneurons.verbalizers.zero_shot import TemplateReader
 
 
 def _model(family: str = "bert", head: str = "auto", layout: str = "auto", length: int = 4, **kw):  # type: ignore[no-untyped-def]
@@ -66,6 +68,32 @@ def test_text_truncated_never_prompt() -> None:
     m = _model("roberta")
     b = m.encode([" ".join(["good"] * 100)])
     assert b.input_ids.shape[1] + m.prefix_length == m.max_length
+
+
+def test_huge_line_is_cut_by_characters_before_tokenising(monkeypatch: pytest.MonkeyPatch) -> None:
+    """#17 item 15: a huge line (a 25 MB review made two steps take 89 s) is cut to CHARS_PER_TOKEN
+    characters per token of room before the tokenizer sees it; the tokens kept are the same."""
+    m = _model("bert", layout="prompt_first")
+    room = m.max_length - m.prefix_length - 1
+    huge, short = "good movie " * 200_000, "good movie " * 100
+    tok_type = type(m.backbone.tokenizer)
+    seen: list[int] = []
+    real_call = tok_type.__call__
+
+    def spy(self, text, text_pair=None, *a, **kw):  # type: ignore[no-untyped-def]
+        seen.extend(len(t) for t in ([text] if isinstance(text, str) else text))
+        seen.extend(len(t) for t in ([text_pair] if isinstance(text_pair, str) else text_pair or []))
+        return real_call(self, text, text_pair, *a, **kw)
+
+    monkeypatch.setattr(tok_type, "__call__", spy)
+    big = m.encode([huge], [huge])
+    assert max(seen) <= room * CHARS_PER_TOKEN
+    assert torch.equal(big.input_ids, m.encode([short], [short]).input_ids)
+    reader = TemplateReader(tiny_model("bert"), "{text} it was {mask} .", max_length=16)
+    seen.clear()
+    ids, _, _ = reader.encode([huge])
+    assert max(seen) <= reader.room * CHARS_PER_TOKEN + len(reader.template)
+    assert torch.equal(ids, reader.encode([short])[0])
 
 
 def test_pairs_are_real_pairs() -> None:

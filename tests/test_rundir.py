@@ -12,6 +12,7 @@ import torch
 
 from conftest import separable_task
 from skillneurons.artifacts import save_artifact
+from skillneurons.data import Task, TaskOptions
 from skillneurons.errors import ArtifactError, ConfigError, DataError
 from skillneurons.rundir import RunDir, make_splits, run_manifest
 
@@ -145,3 +146,32 @@ def test_a_second_tune_on_the_same_folder_is_refused(tmp_path: Path) -> None:
         assert not (tmp_path / "split.json").exists()
     finally:
         proc.communicate("\n", timeout=30)
+
+
+def test_task_rule_load_spec_moved_file_and_name_only_records(tmp_path: Path) -> None:
+    """#17 item 13: run_manifest records how the task was loaded (path, columns, content hash) and
+    RunDir.task loads it again; a moved file, or a file recorded by name only, is an error naming the
+    recorded path; #17 item 1: a given task's classes are matched to the recorded ones by name."""
+    data = tmp_path / "good.csv"
+    task = separable_task()
+    data.write_text("body,y\n" + "".join(f"{t},{'np'[y]}\n" for t, y in zip(task.texts, task.labels)))
+    loaded = TaskOptions(str(data), text_column="body", label_column="y").load()
+    man = run_manifest(loaded, loaded.split(0))
+    assert man["task"]["load"] == {"spec": str(data.resolve()), "text_column": "body", "label_column": "y"}
+    man["backbone"] = {"name": "tiny-bert"}
+    save_artifact(tmp_path / "a" / "prompt", {"prompt": torch.zeros(2, 4)}, kind="prompt", manifest=man)
+    run = RunDir.of(tmp_path / "a")
+    assert run.task().fingerprint() == loaded.fingerprint()
+    swapped = TaskOptions(str(data), text_column="body", label_column="y", label_names="p,n").load()
+    assert run.task(swapped).fingerprint() == loaded.fingerprint()
+    one = Task("one", ("good film", "great fun"), (0, 0), ("p",))
+    assert run.task(one).label_names == ("n", "p") and run.task(one).labels == (1, 1)
+    with pytest.raises(DataError, match=r"tuned on the classes \(n, p\) but task 'other' has \(n, x\)"):
+        run.task(Task("other", ("a", "b"), (0, 1), ("n", "x")))
+    data.rename(tmp_path / "moved.csv")
+    with pytest.raises(DataError, match=f"the data file {data.resolve()}, which is not there any more"):
+        run.task()
+    del man["task"]["load"]
+    save_artifact(tmp_path / "b" / "prompt", {"prompt": torch.zeros(2, 4)}, kind="prompt", manifest=man)
+    with pytest.raises(DataError, match=rf"records its task 'good' \(from {data.resolve()}\)"):
+        RunDir.of(tmp_path / "b").task()

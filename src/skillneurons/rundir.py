@@ -14,8 +14,10 @@ Rules:
 
 * **backbone**: the override when given, else ``manifest["backbone"]["name"]``; an artifact that
   records none is a one-line error asking for ``--model``.
-* **task**: the task given (a :class:`~skillneurons.data.Task`), else the recorded one (its load spec
-  when recorded, else its name); none recorded is a one-line error asking for ``--task``.
+* **task**: the task given (a :class:`~skillneurons.data.Task`, its classes matched to the recorded
+  label names by name, never by position), else the recorded one (its load spec when recorded: a
+  file by its path and column options; else a built-in by its name); none recorded, a moved file, or
+  a file recorded by name only is a one-line error asking for ``--task``.
 * **split**: ``split.json`` beside the artifact when present; else the recorded split seed (and
   max_examples) re-drawn, checked against the recorded sizes; no seed recorded is a one-line error.
   The split of a run is only defined on the run's own data: another task is refused (evaluating on
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from skillneurons.artifacts import artifact_paths, load_manifest
 from skillneurons.backbones.config import BackboneOptions
 from skillneurons.data import Task, TaskSplits, load_task
+from skillneurons.data.config import TaskOptions
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError, DataError
 from skillneurons.files import atomic_write_json, read_json
@@ -187,18 +190,47 @@ class RunDir:
         return dict(rec) if isinstance(rec, dict) else {}
 
     def task(self, given: Task | None = None) -> Task:
-        """``given`` when passed, else the recorded task, loaded again."""
+        """``given`` when passed (its classes matched to the recorded ones by name: :meth:`classes_of`),
+        else the recorded task, loaded again as it was loaded for the run."""
         if given is not None:
-            return given
+            return self.classes_of(given)
         rec = self.task_record
         spec = rec.get("load")
         if isinstance(spec, dict) and spec.get("spec"):
+            path = Path(str(spec["spec"]))
+            if path.is_absolute() and not path.exists():
+                raise DataError(
+                    f"{self.artifact or self.path} was tuned on the data file {path}, which is not there any "
+                    f"more: pass its new path as {TaskOptions.from_load_spec({**spec, 'spec': 'PATH'}).flags()}"
+                )
             return load_task(**spec)
         if not rec.get("name"):
             raise DataError(
                 f"{self.artifact or self.path} records no task: pass --task (and its column options)"
             )
+        source = str(rec.get("source") or "")
+        if source and not source.startswith("builtin:"):  # a file or hf: dataset, recorded by name only
+            raise DataError(
+                f"{self.artifact or self.path} records its task '{rec['name']}' (from {source}) but not how it "
+                "was read: pass --task with that data and its column options"
+            )
         return load_task(str(rec["name"]))
+
+    def classes_of(self, task: Task) -> Task:
+        """``task`` with the run's classes, in the run's order, matched by name (never by position);
+        a task with a class the run does not have is a one-line error saying how to map it."""
+        names = self.task_record.get("label_names")
+        if not isinstance(names, list) or not names or list(task.label_names) == names:
+            return task
+        if set(task.label_names) <= set(names):
+            return task.with_classes(names)
+        mapping = ",".join(f"{n}=DATA_LABEL" for n in names)
+        raise DataError(
+            f"{self.artifact or self.path} was tuned on the classes ({', '.join(names)}) but task "
+            f"'{task.name}' has ({', '.join(task.label_names)}): classes are matched by name, never by "
+            f"position; name each of the prompt's classes by its label in the data with --label-names "
+            f"{mapping} (integer labels in this order: --label-names {','.join(names)})"
+        )
 
     # ---- split ---------------------------------------------------------------------------------
     @property
@@ -270,16 +302,20 @@ def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int |
 
 
 def run_manifest(task: Task, splits: TaskSplits) -> dict[str, Any]:
-    """What a run's saved model records about its data: the task (name, fingerprint, labels, source)
+    """What a run's saved model records about its data: the task (name, content fingerprint, label
+    names in class order, source, and how it was loaded: :attr:`~skillneurons.data.Task.load_spec`)
     and the split (seed, sizes, the ``split.json`` beside it)."""
     sizes = [len(splits.part(name)) for name in ("train", "dev", "test")]  # type: ignore[arg-type]
+    record: dict[str, Any] = {
+        "name": task.name,
+        "fingerprint": task.fingerprint(),
+        "label_names": list(task.label_names),
+        "source": task.source,
+    }
+    if task.load_spec is not None:  # how to load it again (a file: its path, columns, options)
+        record["load"] = dict(task.load_spec)
     return {
-        "task": {
-            "name": task.name,
-            "fingerprint": task.fingerprint(),
-            "label_names": list(task.label_names),
-            "source": task.source,
-        },
+        "task": record,
         "split": {
             "seed": splits.seed,
             "sizes": sizes,

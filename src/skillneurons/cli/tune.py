@@ -88,7 +88,8 @@ def _run_tune(args: argparse.Namespace) -> int:
     verbalizer: VerbalizerConfig = build_config(args, VerbalizerConfig)
     progressive: ProgressiveConfig = build_config(args, ProgressiveConfig)
     check_out(args.out)
-    task = build_config(args, TaskOptions).load()  # data errors first, before the (slow) model load
+    # data errors first, before the (slow) model load
+    task = build_config(args, TaskOptions).load().require_classes("training")
     from skillneurons.runs import tune_prompt
 
     res = tune_prompt(
@@ -132,6 +133,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from skillneurons.runs import evaluate_prompt
 
     run = RunDir.of(prompt).require_kind("prompt", "delta")
+    task = run.task(task)  # the data (and its classes matched to the prompt's) before the model loads
     model = backbone_of(args, run)
     res = evaluate_prompt(prompt, task, model=model, split=args.split, progress=progress(args))
     print(json.dumps({k: v for k, v in res.to_json().items() if not k.startswith("schema")}, indent=2))

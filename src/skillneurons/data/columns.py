@@ -1,8 +1,9 @@
 """Turning a table (``{column: values}``) into a :class:`Task`: the column guesses, text cells,
 label values and label words every loader shares.
 
-Every problem a user can cause (unknown column, missing or fractional label, unknown label, one class
-only, ...) becomes a one-line :class:`DataError` that says how to fix it.
+Every problem a user can cause (unknown column, missing or fractional label, unknown label, ...)
+becomes a one-line :class:`DataError` that says how to fix it. Data with one class only is a valid
+test set: training and ranking refuse it (:meth:`Task.require_classes`), loading does not.
 """
 
 from __future__ import annotations
@@ -118,13 +119,8 @@ def task_from_columns(
             texts_b = None if texts_b is None else [texts_b[i] for i in kept]
             labels = [labels[i] for i in kept]
     present = sorted(set(labels))
-    if len(present) < 2:
-        only = names[present[0]] if present else "none"
-        raise DataError(
-            f"{what} has only one class ({only!r}) in label column '{lcol}': a classifier needs at least "
-            "two; "
-            "check --label-column and the data"
-        )
+    if len(present) < 2:  # a valid test set; training and ranking refuse it (Task.require_classes)
+        log.info("%s: one class only in label column '%s': usable to evaluate, not to train", what, lcol)
     missing = [names[c] for c in range(len(names)) if c not in set(present)]
     if missing:
         log.warning("%s: classes without examples: %s", what, ", ".join(missing))
@@ -287,14 +283,8 @@ def _resolve_labels(
                 )
         return [int(v) for v in values], label_names
     if label_names is not None:
-        if isinstance(label_names, str):
-            label_names = [x.strip() for x in label_names.split(",")]
-        names = [str(x).strip() for x in label_names]
-        if len(set(names)) != len(names) or not all(names):
-            raise DataError(
-                f"--label-names {names} repeats a name or has an empty one: give each class name once"
-            )
-        index = {nm: j for j, nm in enumerate(names)}
+        names, data_labels = _label_names(label_names)
+        index = {nm: j for j, nm in enumerate(data_labels)}
         if all(str(v) in index for v in values):
             return [index[str(v)] for v in values], names
         if all(isinstance(v, int) and 0 <= v < len(names) for v in values):
@@ -304,7 +294,7 @@ def _resolve_labels(
         raise DataError(
             f"label {values[j]!r} in {row_name} {rows[j] + row_offset} of {what} is not one of the label "
             "names "
-            f"({', '.join(names)}): add it to --label-names or fix the data"
+            f"({', '.join(data_labels)}): add it to --label-names or fix the data"
         )
     if all(isinstance(v, int) for v in values):
         uniq: list[Any] = sorted(set(values))
@@ -313,6 +303,23 @@ def _resolve_labels(
         uniq = sorted(set(values))
     index2 = {v: j for j, v in enumerate(uniq)}
     return [index2[v] for v in values], [str(v) for v in uniq]
+
+
+def _label_names(label_names: Sequence[str] | str) -> tuple[list[str], list[str]]:
+    """``(class names, the data label of each)`` from ``--label-names``: ``NAME`` is a class whose data
+    label is its name, ``NAME=LABEL`` reads the data label ``LABEL`` as class ``NAME``."""
+    if isinstance(label_names, str):
+        label_names = label_names.split(",")
+    pairs = [str(x).partition("=") for x in label_names]
+    names = [name.strip() for name, _, _ in pairs]
+    data_labels = [(label if sep else name).strip() for name, sep, label in pairs]
+    for what in (names, data_labels):
+        if len(set(what)) != len(what) or not all(what):
+            raise DataError(
+                f"--label-names {','.join(map(str, label_names))} repeats a name or has an empty one: give "
+                "each class once (NAME, or NAME=DATA_LABEL)"
+            )
+    return names, data_labels
 
 
 def label_words_for(

@@ -3,8 +3,10 @@ its columns are read. No torch, numpy or pandas here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from skillneurons.options import option
 
@@ -26,8 +28,13 @@ class TaskOptions:
     text_column: str | None = option(None, "column holding the text (files / hf datasets)")
     text_b_column: str | None = option(None, "column holding the second text of a pair task")
     label_column: str | None = option(None, "column holding the label")
-    label_names: str | tuple[str, ...] | None = option(None, "comma-separated label set, in class order")
+    label_names: str | tuple[str, ...] | None = option(
+        None,
+        "comma-separated label set, in class order; NAME=LABEL reads the data's label LABEL as class NAME "
+        "(to evaluate a prompt on data that names its classes otherwise)",
+    )
     hf_split: str | None = option(None, "split of an hf: dataset to read (default: train)")
+    encoding: str | None = option(None, "text encoding of a data file, e.g. latin-1 (default: UTF-8)")
 
     def label_name_list(self) -> list[str] | None:
         """The label names as a list (a comma-separated string is split), or ``None``."""
@@ -49,4 +56,30 @@ class TaskOptions:
             label_column=self.label_column,
             label_names=self.label_name_list(),
             split=self.hf_split,
+            encoding=self.encoding,
         )
+
+    @classmethod
+    def from_load_spec(cls, spec: Mapping[str, Any]) -> TaskOptions:
+        """The options a recorded :attr:`~skillneurons.data.Task.load_spec` was loaded with (the ones
+        that have a flag)."""
+        names = spec.get("label_names")
+        return cls(
+            task=spec.get("spec"),
+            text_column=spec.get("text_column"),
+            text_b_column=spec.get("text_b_column"),
+            label_column=spec.get("label_column"),
+            label_names=None if names is None else tuple(str(n) for n in names),
+            hf_split=spec.get("split"),
+            encoding=spec.get("encoding"),
+        )
+
+    def flags(self) -> str:
+        """These options as command-line flags (``--task data.csv --text-column review``)."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                text = ",".join(value) if isinstance(value, tuple) else str(value)
+                out.append(f"--{f.name.replace('_', '-')} {shlex.quote(text)}")
+        return " ".join(out)

@@ -8,7 +8,10 @@ becomes a one-line :class:`DataError` that says how to fix it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +65,9 @@ def load_task(
     (default: the name itself). Rows with an empty text are dropped (logged); duplicate examples are
     removed unless ``dedup=False`` (see :func:`skillneurons.data.task.deduplicate`). ``max_examples``
     keeps a stratified subsample drawn with a fixed seed (order preserved). ``encoding`` applies to
-    text files (default UTF-8, a BOM is ignored).
+    text files (default UTF-8, a BOM is ignored). The task records these arguments as its
+    :attr:`~skillneurons.data.Task.load_spec` (a file by its absolute path), which a run's manifest keeps
+    so that later commands load the same data without ``--task``.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise DataError("no task given: pass a built-in name, a data file path, or hf:DATASET[/CONFIG]")
@@ -73,6 +78,7 @@ def load_task(
         )
 
     key = spec.removeprefix("builtin:").lower()
+    recorded = spec  # how the task's record names its source (a file: its absolute path)
     if key in BUILTINS:
         given = {
             "--text-column": text_column,
@@ -84,6 +90,8 @@ def load_task(
         }
         task = _builtin(key, given, label_words)
     elif spec.startswith(("hf:", "hf://")):
+        if encoding is not None:
+            raise DataError(f"--encoding applies to data files, not to the dataset {spec}: leave it out")
         task = load_hub(
             spec.removeprefix("hf://").removeprefix("hf:"),
             split=split,
@@ -97,6 +105,7 @@ def load_task(
     else:
         if split is not None:
             raise DataError(f"--split applies to hf: datasets, not to the file {spec}: leave it out")
+        recorded = str(Path(spec).expanduser().resolve())
         task = load_file(
             spec,
             text_column=text_column,
@@ -114,7 +123,35 @@ def load_task(
         task = Task(
             name, task.texts, task.labels, task.label_names, task.label_words, task.texts_b, task.source
         )
-    return task
+    options = {
+        "text_column": text_column,
+        "text_b_column": text_b_column,
+        "label_column": label_column,
+        "label_names": label_names,
+        "label_words": label_words,
+        "split": split,
+        "name": name,
+        "max_examples": max_examples,
+        "encoding": encoding,
+        "dedup": dedup,
+    }
+    return dataclasses.replace(task, load_spec=_load_spec(recorded, options))
+
+
+def _load_spec(spec: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """What :attr:`Task.load_spec` records: ``spec`` and the options given (JSON-able, defaults left out)."""
+    out: dict[str, Any] = {"spec": spec}
+    for key, value in options.items():
+        if value is None or (key == "dedup" and value is True):
+            continue
+        if key == "label_names":
+            value = value.split(",") if isinstance(value, str) else [str(x) for x in value]
+        elif key == "label_words":
+            value = {str(k): [v] if isinstance(v, str) else list(v) for k, v in value.items()}
+        elif key == "max_examples":
+            value = int(value)
+        out[key] = value
+    return out
 
 
 def _builtin(key: str, given: Mapping[str, object], label_words: Mapping[str, Sequence[str]] | None) -> Task:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -166,7 +166,9 @@ class Task:
     Sequences given as lists are stored as tuples. ``labels`` are class indices into
     ``label_names``; ``label_words[c]`` are the verbalizer words of class ``c`` (the first is the
     canonical one). Pair tasks keep their two segments apart: the tokenizer encodes them as a real
-    pair, they are never concatenated into one string.
+    pair, they are never concatenated into one string. ``load_spec`` is how
+    :func:`~skillneurons.data.load_task` read it (its keyword arguments, the file path absolute), so a
+    run can record its data and load it again; it is not part of the task's identity.
     """
 
     name: str
@@ -176,6 +178,7 @@ class Task:
     label_words: tuple[tuple[str, ...], ...] = ()
     texts_b: tuple[str, ...] | None = None
     source: str = ""
+    load_spec: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         texts = tuple(self.texts)
@@ -246,6 +249,42 @@ class Task:
         for y in self.labels:
             counts[y] += 1
         return tuple(counts)
+
+    def require_classes(self, purpose: str) -> Task:
+        """This task, or a one-line error when fewer than two classes have examples: ``purpose``
+        (training, ranking) needs two; evaluating does not (one class is a valid test set)."""
+        present = sorted(set(self.labels))
+        if len(present) < 2:
+            only = repr(self.label_names[present[0]]) if present else "none"
+            raise DataError(
+                f"task '{self.name}' has examples of one class only ({only}): {purpose} needs at least two "
+                "(one class is enough to evaluate); check --label-column and the data"
+            )
+        return self
+
+    def with_classes(self, names: Sequence[str]) -> Task:
+        """The same examples with the classes ``names``, in that order, matched by name: every class of
+        this task must be one of ``names`` (a one-line error otherwise). Label words are kept by name."""
+        names = tuple(str(n) for n in names)
+        if names == self.label_names:
+            return self
+        unknown = [n for n in self.label_names if n not in names]
+        if unknown:
+            raise DataError(
+                f"task '{self.name}' has the classes {', '.join(unknown)}, which are not among "
+                f"{', '.join(names)}: map them with --label-names"
+            )
+        index = {n: j for j, n in enumerate(names)}
+        words = dict(zip(self.label_names, self.label_words))
+        return Task(
+            name=self.name,
+            texts=self.texts,
+            labels=tuple(index[self.label_names[y]] for y in self.labels),
+            label_names=names,
+            label_words=tuple(words.get(n, (n,)) for n in names),
+            texts_b=self.texts_b,
+            source=self.source,
+        )
 
     def example(self, i: int) -> tuple[str, str | None, int]:
         """``(text, text_b or None, label)`` of example ``i``."""

@@ -288,6 +288,7 @@ def find_skill_neurons(
         raise ConfigError("no prompts given: pass at least one trained prompt (RUN/prompt.safetensors)")
     for p in prompts:
         load_manifest(p, "prompt")
+    task.require_classes("ranking")
     out = Path(out_dir) if out_dir is not None else None
     subtasks = decompose(task.num_classes, cfg.scheme)  # type: ignore[arg-type]
     scored = [

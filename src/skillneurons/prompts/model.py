@@ -9,7 +9,8 @@ Layouts (REFERENCE.md sections 0-1):
   inserted at the end of the text (before its closing special token) and read there; causal LMs
   read at the last text token.
 
-The text is truncated, never the prompt or the slot. Pairs are encoded by the tokenizer as real
+The text is truncated, never the prompt or the slot (first by characters, ``CHARS_PER_TOKEN`` per
+token of room, so a huge line is not tokenised whole). Pairs are encoded by the tokenizer as real
 pairs (separator and segment ids), never string-concatenated.
 """
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from skillneurons.backbones import Backbone
+from skillneurons.backbones.text import clip_chars
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.prompts.heads import Head
 from skillneurons.prompts.soft_prompt import SoftPrompt
@@ -157,16 +159,19 @@ class PromptModel(nn.Module):
     def encode(
         self, texts: Sequence[str], texts_b: Sequence[str] | None = None, labels: Sequence[int] | None = None
     ) -> Batch:
-        """Tokenise a batch (right padding, text truncated to fit ``max_length`` with the prefix)."""
+        """Tokenise a batch (right padding, text truncated to fit ``max_length`` with the prefix; each
+        text is first cut to ``CHARS_PER_TOKEN`` characters per token of room, see
+        :mod:`skillneurons.backbones.text`)."""
         if not len(texts):
             raise DataError("cannot encode an empty batch: the split has no examples")
         tok = self.backbone.tokenizer
-        texts = [self.template.format(text=t) for t in texts] if self.template else list(texts)
         insert_slot = self.layout == "prompt_first" and self.slot_id is not None
         room = self.max_length - self.prefix_length - (1 if insert_slot else 0)
+        texts = clip_chars(texts, room)  # a huge line costs what a normal one does (backbones.text)
+        texts = [self.template.format(text=t) for t in texts] if self.template else texts
         enc = tok(
             texts,
-            list(texts_b) if texts_b is not None else None,
+            clip_chars(texts_b, room) if texts_b is not None else None,
             truncation=True,
             max_length=room,
             padding=True,

@@ -199,6 +199,7 @@ class Trainer:
         if len(train) == 0 or len(dev) == 0:
             raise ConfigError("training needs non-empty train and dev splits")
         _check_classes(model, train)
+        train.require_classes("training")
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ConfigError("the model has no trainable parameters")

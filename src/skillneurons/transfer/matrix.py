@@ -142,13 +142,17 @@ def task_of(
     tasks: Mapping[str, Task] | None = None,
 ) -> Task:
     """The task a prompt was trained on (its run's :attr:`RunDir.task_record`): from ``tasks`` (by
-    name), a built-in task of that name, or the data file recorded as its source."""
-    rec = RunDir.of(path).task_record
+    name), the task as its run loaded it (:meth:`RunDir.task`, when recorded), a built-in task of that
+    name, or the data file recorded as its source."""
+    run = RunDir.of(path)
+    rec = run.task_record
     name, source = rec.get("name"), rec.get("source")
     if not name:
         raise DataError(f"{path} does not name its task: it cannot serve as a transfer target")
     if tasks and name in tasks:
         return tasks[name]
+    if isinstance(rec.get("load"), dict):
+        return run.task()
     try:
         return load_task(name)
     except SkillNeuronsError:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from skillneurons.artifacts import atomic_write_json
 from skillneurons.backbones import Backbone, load_backbone
+from skillneurons.backbones.text import clip_chars
 from skillneurons.data import Task, load_task, stratified_sample
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.prompts.model import PromptModel
@@ -142,8 +143,8 @@ class TemplateReader:
             )
         tok = self.backbone.tokenizer
         room = self.room // 2 if texts_b is not None else self.room
-        a = self._truncate(texts, room)
-        b = self._truncate(texts_b, room) if texts_b is not None else [None] * len(a)
+        a = self._truncate(clip_chars(texts, room), room)  # by characters first: skillneurons.backbones.text
+        b = self._truncate(clip_chars(texts_b, room), room) if texts_b is not None else [None] * len(a)
         filled = [self._fill(x, y) for x, y in zip(a, b, strict=True)]
         enc = tok(filled, padding=True, return_tensors="pt")
         ids, mask = enc["input_ids"], enc["attention_mask"]
