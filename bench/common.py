@@ -7,6 +7,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from skillneurons.files import atomic_write_json, to_jsonable
+
 
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux)."""
@@ -20,17 +22,10 @@ def cpu_model() -> str:
 
 
 def write_json(path: str | Path, result: Any) -> None:
-    """Write ``result`` as indented JSON (creating the folder) and print it."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(result, indent=2, default=_typed) + "\n")
-    print(json.dumps(result, indent=2, default=_typed))
-
-
-def _typed(obj: Any) -> Any:
-    """A typed result (:class:`skillneurons.results.Result`) inside ``result``, as its JSON."""
-    if hasattr(obj, "to_json"):
-        return obj.to_json()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+    """Write ``result`` as indented JSON (creating the folder) and print it. Typed results inside are
+    written as their JSON; a NaN or infinity is refused (``ValueError`` naming the key), not written."""
+    atomic_write_json(path, result)
+    print(json.dumps(to_jsonable(result), indent=2, allow_nan=False))
 
 
 def matrix_md(

@@ -43,6 +43,7 @@ import torch
 
 from skillneurons.backbones import load_backbone
 from skillneurons.data import load_task
+from skillneurons.files import atomic_write_json
 from skillneurons.verbalizers import (
     TemplateReader,
     expand_label_words,
@@ -232,8 +233,7 @@ def main() -> None:
         "tasks": [run_task(bb, name, args) for name in args.tasks],
     }
     res["seconds_total"] = time.perf_counter() - t0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
+    atomic_write_json(out.with_suffix(".json"), res)
     write_markdown(res, out.with_suffix(".md"))
     print(f"wrote {out.with_suffix('.json')} and .md in {res['seconds_total']:.0f} s")
 

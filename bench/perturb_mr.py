@@ -12,7 +12,6 @@ setting, one plot ``OUT/perturb_<name>.png`` with all settings, and prints markd
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from skillneurons.artifacts import load_manifest
 from skillneurons.backbones import load_backbone
+from skillneurons.files import atomic_write_json
 from skillneurons.perturb import load_prompt_run, perturbation_sweep
 from skillneurons.perturb.plots import plot_sweep
 
@@ -94,8 +94,7 @@ def main() -> None:
             machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         )
         tag = f"{mode}_{positions}" + (f"_s{sigma:g}" if mode == "gaussian" and sigma != 0.1 else "")
-        (out / f"perturb_{args.name}_{tag}.json").parent.mkdir(parents=True, exist_ok=True)
-        (out / f"perturb_{args.name}_{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
+        atomic_write_json(out / f"perturb_{args.name}_{tag}.json", res)
         results.append(res)
         print(table(res), flush=True)
         print(f"({res['seconds']:.0f} s)\n", flush=True)

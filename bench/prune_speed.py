@@ -38,6 +38,7 @@ from common import cpu_model
 from skillneurons.artifacts import artifact_paths, load_manifest, sha256_file
 from skillneurons.backbones import Backbone, load_backbone
 from skillneurons.data import Task, load_task
+from skillneurons.files import atomic_write_json
 from skillneurons.neurons.find import SkillNeurons, prompt_splits
 from skillneurons.neurons.ranking import quota_size
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_prompt
@@ -357,7 +358,7 @@ def main() -> None:
     for e in entries:
         for r in e["rows"]:
             r.pop("accuracy_retuned", None)
-    out_json.write_text(json.dumps({"entries": entries, "retuned": list(seen.values())}, indent=2) + "\n")
+    atomic_write_json(out_json, {"entries": entries, "retuned": list(seen.values())})
     md = render(entries, list(seen.values()))
     out_json.with_suffix(".md").write_text(md)
     print(md)

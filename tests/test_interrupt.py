@@ -1,4 +1,5 @@
-"""A killed run (SIGKILL, no chance to clean up) resumes and ends with the uninterrupted result."""
+"""A killed run (SIGKILL, no chance to clean up) or an interrupted one (SIGINT during a dev evaluation)
+resumes and ends with the uninterrupted result."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ CHILD = textwrap.dedent(
         time.sleep(delay)
         return slow(self, idx, step)
     Trainer.train_step = train_step
+    stall = int(sys.argv[4]) if len(sys.argv) > 4 else 0  # hang in this dev evaluation (1-based)
+    if stall:
+        import skillneurons.training.trainer as tr
+        real_eval, seen = tr.evaluate, []
+        def evaluate(*a, **k):
+            seen.append(1)
+            if len(seen) == stall:
+                open(out + ".stalled", "w").close()
+                time.sleep(600)
+            return real_eval(*a, **k)
+        tr.evaluate = evaluate
     task = separable_task(80)
     bb = tiny_model("bert")
     if what == "tune":
@@ -71,11 +83,14 @@ def _tune_here(out: Path) -> None:
     )
 
 
-def _child(tmp: Path, what: str, out: Path, delay: float) -> subprocess.Popen[bytes]:
+def _child(
+    tmp: Path, what: str, out: Path, delay: float, stall: int = 0, stderr: int | None = None
+) -> subprocess.Popen[bytes]:
     script = tmp / "child.py"
     script.write_text(CHILD.format(tests=str(Path(__file__).parent)))
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, str(script), what, str(out), str(delay)], env=env)
+    argv = [sys.executable, str(script), what, str(out), str(delay), str(stall)]
+    return subprocess.Popen(argv, env=env, stderr=stderr)
 
 
 def _wait_for(cond, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
@@ -107,6 +122,34 @@ def test_sigkilled_tuning_resumes_to_the_same_prompt(tmp_path: Path) -> None:
     a, b = load_file(ref / "prompt.safetensors"), load_file(killed / "prompt.safetensors")
     torch.testing.assert_close(a["prompt"], b["prompt"])
     assert res["test_accuracy"] == json.loads((ref / "results.json").read_text())["test_accuracy"]
+
+
+def test_ctrl_c_during_a_dev_evaluation_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
+    """Item 5: SIGINT during the dev evaluation after step 6 left a checkpoint that skipped that
+    evaluation forever (history 2, 4, 8, ...) and restarted the train-loss curve. The resumed run must
+    give the same history (train loss included), best prompt and test figures as an uninterrupted
+    one, and say "resuming from step 6" without -v."""
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert _child(tmp_path, "tune", ref, 0.0).wait() == 0  # the reference, in a process like the others
+    proc = _child(tmp_path, "tune", cut, 0.0, stall=3)
+    _wait_for(lambda: Path(f"{cut}.stalled").is_file(), proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) != 0
+    ckpt = json.loads((cut / "checkpoint.json").read_text())
+    assert ckpt["step"] == 6 and ckpt["eval_pending"] and [h["step"] for h in ckpt["history"]] == [2, 4]
+    resumed = _child(tmp_path, "tune", cut, 0.0, stderr=subprocess.PIPE)
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err.decode()
+    assert "resuming from step 6 of 24" in err.decode()
+    history = json.loads((cut / "history.json").read_text())
+    assert history == json.loads((ref / "history.json").read_text())
+    assert [h["step"] for h in history] == list(range(2, 25, 2))
+    a, b = load_file(ref / "prompt.safetensors"), load_file(cut / "prompt.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    res, want = (json.loads((d / "results.json").read_text()) for d in (cut, ref))
+    assert res["resumed_from_step"] == 6
+    for key in ("best_step", "best_dev_accuracy", "test_accuracy", "test_loss", "steps"):
+        assert res[key] == want[key], key
 
 
 def test_sigkilled_find_resumes_to_the_same_ranking(tmp_path: Path) -> None:

@@ -29,3 +29,7 @@ class ArtifactError(SkillNeuronsError):
 
 class ConfigError(SkillNeuronsError):
     """An option or a combination of options is invalid."""
+
+
+class NonFiniteError(SkillNeuronsError):
+    """A parameter, a loss or an activation is NaN or infinite (a diverged run, a corrupted prompt)."""

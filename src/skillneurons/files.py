@@ -17,7 +17,20 @@ from typing import Any
 
 from skillneurons.errors import ArtifactError
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "home", "read_json", "sha256_file", "to_jsonable"]
+__all__ = [
+    "FIGURE_DIGITS",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "home",
+    "read_json",
+    "round_figure",
+    "sha256_file",
+    "to_jsonable",
+]
+
+#: significant digits of a reported figure in a result file (float32 noise such as 0.7166666388511658
+#: is not a figure; tensors keep their full precision)
+FIGURE_DIGITS = 6
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -43,27 +56,33 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
-def to_jsonable(obj: Any, where: str = "value") -> Any:
-    """``obj`` with tuples as lists, paths as strings, integral floats kept as floats; raises
+def round_figure(x: float, digits: int = FIGURE_DIGITS) -> float:
+    """``x`` rounded to ``digits`` significant digits (idempotent: a rounded figure rounds to itself)."""
+    return float(f"{x:.{digits}g}")
+
+
+def to_jsonable(obj: Any, where: str = "value", digits: int | None = None) -> Any:
+    """``obj`` with tuples as lists, paths as strings, integral floats kept as floats and, with
+    ``digits``, every float rounded to that many significant digits (ints stay exact); raises
     :class:`ValueError` naming ``where`` for a NaN or an infinity (they are not JSON)."""
     if isinstance(obj, float):
         if not math.isfinite(obj):
             raise ValueError(f"{where} is {obj}: non-finite numbers are not results")
-        return obj
+        return obj if digits is None else round_figure(obj, digits)
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v, f"{where}.{k}") for k, v in obj.items()}
+        return {str(k): to_jsonable(v, f"{where}.{k}", digits) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return [to_jsonable(v, f"{where}[{i}]", digits) for i, v in enumerate(obj)]
     if isinstance(obj, str | int | bool) or obj is None:
         return obj
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     to_json = getattr(obj, "to_json", None)  # a typed result (skillneurons.results.Result) inside a dict
     if callable(to_json):
-        return to_jsonable(to_json(), where)
+        return to_jsonable(to_json(), where, digits)
     item = getattr(obj, "item", None)  # numpy / torch scalars
     if callable(item):
-        return to_jsonable(item(), where)
+        return to_jsonable(item(), where, digits)
     return str(obj)
 
 

@@ -3,8 +3,11 @@
 A result class subclasses :class:`Result` and names its ``SCHEMA`` (e.g. ``"skillneurons.find"``)
 and ``VERSION``. ``to_json()`` returns plain JSON types with ``schema`` and ``schema_version`` keys;
 ``from_json()`` rebuilds the dataclass (nested dataclasses, lists, tuples, dicts and optionals follow
-the field annotations) and refuses another schema or a newer version with a one-line error. The
-report, plots, benches and CLI read these classes, never raw keys. Floor 0: no torch.
+the field annotations) and refuses another schema or a newer version with a one-line error. Floats are
+reported figures: ``to_json`` rounds them to ``DIGITS`` significant digits (6; the tensors of an
+artifact keep their full precision), and two results are equal when their JSON is, so a result equals
+itself saved and loaded again. The report, plots, benches and CLI read these classes, never raw keys.
+Floor 0: no torch.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from skillneurons.errors import ArtifactError
-from skillneurons.files import atomic_write_json, read_json, to_jsonable
+from skillneurons.files import FIGURE_DIGITS, atomic_write_json, read_json, to_jsonable
 
 __all__ = ["Result", "decode"]
 
@@ -73,14 +76,31 @@ class Result:
 
     SCHEMA: ClassVar[str] = "skillneurons.result"
     VERSION: ClassVar[int] = 1
+    #: significant digits of the floats in :meth:`to_json` (None: full precision)
+    DIGITS: ClassVar[int | None] = FIGURE_DIGITS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # equality by the reported JSON: set before @dataclass runs, which then keeps it (it adds an
+        # __eq__ only to a class that has none of its own)
+        if "__eq__" not in cls.__dict__:
+            cls.__eq__ = Result.__eq__  # type: ignore[method-assign]
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when of the same class with the same :meth:`to_json` (figures compare as reported)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Result)
+        return self.to_json() == other.to_json()
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON types, with ``schema`` and ``schema_version`` first; NaN/inf are refused."""
+        """Plain JSON types, with ``schema`` and ``schema_version`` first; floats rounded to ``DIGITS``
+        significant digits; NaN/inf are refused."""
         body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return {
             "schema": self.SCHEMA,
             "schema_version": self.VERSION,
-            **to_jsonable(_plain(body), self.SCHEMA),
+            **to_jsonable(_plain(body), self.SCHEMA, self.DIGITS),
         }
 
     @classmethod

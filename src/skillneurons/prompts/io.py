@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from skillneurons.artifacts import atomic_write_json, load_artifact, save_artifact
 from skillneurons.backbones import Backbone
-from skillneurons.errors import ArtifactError, ConfigError
+from skillneurons.errors import ArtifactError, ConfigError, NonFiniteError
 from skillneurons.prompts.heads import head_from_config
 from skillneurons.prompts.methods import TUNING_METHODS
 from skillneurons.prompts.model import PromptModel
@@ -58,9 +58,26 @@ def check_backbone(saved: dict[str, Any], backbone: Backbone, what: str = "promp
             )
 
 
+def check_finite(tensors: dict[str, torch.Tensor], where: str | os.PathLike[str]) -> None:
+    """NonFiniteError when a floating-point tensor of a prompt holds NaN or infinite values."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise NonFiniteError(
+            f"{where} holds NaN or infinite values (in {', '.join(sorted(bad))}): it is not a usable prompt; "
+            "tune it again (a run that diverges stops with an error and keeps its last finite checkpoint)"
+        )
+
+
+def read_prompt_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and manifest of a saved prompt (hash-checked, every tensor finite)."""
+    tensors, manifest = load_artifact(path, kind="prompt")
+    check_finite(tensors, path)
+    return tensors, manifest
+
+
 def load_prompt(path: str | os.PathLike[str], backbone: Backbone) -> tuple[PromptModel, dict[str, Any]]:
     """Rebuild a :class:`PromptModel` on ``backbone`` from a saved prompt; returns ``(model, manifest)``."""
-    tensors, manifest = load_artifact(path, kind="prompt")
+    tensors, manifest = read_prompt_tensors(path)
     check_backbone(manifest.get("backbone", {}), backbone)
     head = head_from_config(manifest["head"], backbone)
     head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
@@ -142,4 +159,5 @@ def import_peft(directory: str | os.PathLike[str]) -> tuple[SoftPrompt, dict[str
     if key is None:
         raise ArtifactError(f"{weights} has no prompt_embeddings tensor: it is not a prompt-tuning adapter")
     w: torch.Tensor = state[key]
+    check_finite({key: w}, weights)
     return SoftPrompt(w), cfg

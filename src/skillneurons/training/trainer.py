@@ -4,7 +4,11 @@ Only the parameters with ``requires_grad`` train (the backbone is frozen with ``
 The data order of epoch ``e`` is a permutation drawn from ``(seed, e)``, the learning rate is a pure
 function of the step, and the backbone runs in eval mode, so a run is reproducible from its seed and
 a resumed run continues exactly where the interrupted one stopped: a checkpoint (trainable tensors,
-optimizer moments, step, best score) is written atomically at every evaluation and on Ctrl-C.
+optimizer moments, :class:`TrainState`) is written atomically at every evaluation and on Ctrl-C. Ctrl-C
+during a training step takes effect once the step is recorded; during a dev evaluation it leaves that
+evaluation pending, and the resumed run runs it first (same history, same best checkpoint). A loss or
+gradient that is NaN or infinite stops training with a :class:`~skillneurons.errors.NonFiniteError`
+naming the step; the last checkpoint (finite, from the last evaluation) is kept.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import hashlib
 import json
 import logging
 import math
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -27,7 +34,7 @@ from tqdm.auto import tqdm
 from skillneurons.artifacts import load_artifact, save_artifact
 from skillneurons.data import Task
 from skillneurons.distributed import all_reduce_sum, barrier, is_main, my_share, rank, world_size
-from skillneurons.errors import ConfigError, SkillNeuronsError
+from skillneurons.errors import ConfigError, NonFiniteError
 from skillneurons.files import atomic_write_json
 from skillneurons.prompts.io import save_prompt
 from skillneurons.prompts.model import PromptModel
@@ -37,6 +44,7 @@ __all__ = [
     "TrainConfig",
     "TrainHooks",
     "TrainResult",
+    "TrainState",
     "Trainer",
     "autocast_context",
     "encode_examples",
@@ -57,6 +65,40 @@ class TrainResult:
     prompt_path: Path | None = None
     seconds: float = 0.0
     resumed_from: int = 0
+
+
+@dataclass
+class TrainState:
+    """Where a run stands, besides its tensors: what a checkpoint records so that a resumed run goes on
+    exactly like an uninterrupted one."""
+
+    step: int = 0
+    best: float = -1.0
+    best_step: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_loss: float = 0.0  # the running (exponential moving average) train loss of the history rows
+    eval_pending: bool = False  # the evaluation due after ``step`` steps is not recorded yet
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Ctrl-C inside the block is delivered (as ``KeyboardInterrupt``) when the block ends, so that the
+    block's state changes happen entirely or not at all. A no-op outside the main thread or when SIGINT
+    has a handler other than Python's default."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def autocast_context(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager[Any]:
@@ -112,7 +154,12 @@ def evaluate(
     bar.close()
     all_reduce_sum(totals)
     correct, loss_sum, n = totals.tolist()
-    return {"accuracy": correct / n, "loss": loss_sum / n, "n": n}
+    if not math.isfinite(loss_sum):
+        raise NonFiniteError(
+            f"the evaluation loss on task '{task.name}' is {loss_sum}: the model's parameters or activations "
+            "hold NaN or inf values; check the prompt (a diverged run?), or use --precision fp32"
+        )
+    return {"accuracy": correct / n, "loss": loss_sum / n, "n": int(n)}
 
 
 def _check_classes(model: PromptModel, task: Task) -> None:
@@ -250,9 +297,10 @@ class Trainer:
     def _ckpt(self) -> Path | None:
         return self.out_dir / "checkpoint" if self.out_dir else None
 
-    def save_checkpoint(
-        self, step: int, best: float, best_step: int, history: list[dict[str, float]]
-    ) -> None:
+    #: the step of the checkpoint last written or read (None: none yet), named when training diverges
+    _checkpoint_step: int | None = None
+
+    def save_checkpoint(self, state: TrainState) -> None:
         path = self._ckpt()
         if path is None or not is_main():
             return
@@ -267,15 +315,18 @@ class Trainer:
             kind="checkpoint",
             manifest={
                 "run_key": self.run_key(),
-                "step": step,
-                "best_dev_accuracy": best,
-                "best_step": best_step,
-                "history": history,
+                "step": state.step,
+                "best_dev_accuracy": state.best,
+                "best_step": state.best_step,
+                "history": state.history,
+                "train_loss": state.train_loss,
+                "eval_pending": state.eval_pending,
                 "total_steps": self.total_steps,
             },
         )
+        self._checkpoint_step = state.step
 
-    def load_checkpoint(self) -> tuple[int, float, int, list[dict[str, float]]] | None:
+    def load_checkpoint(self) -> TrainState | None:
         path = self._ckpt()
         if path is None or not path.with_suffix(".json").is_file():
             return None
@@ -294,68 +345,37 @@ class Trainer:
                 state.setdefault(int(pid), {})[name] = v
         opt["state"] = state
         self.optimizer.load_state_dict(opt)
-        return int(man["step"]), float(man["best_dev_accuracy"]), int(man["best_step"]), list(man["history"])
+        self._checkpoint_step = int(man["step"])
+        return TrainState(
+            step=int(man["step"]),
+            best=float(man["best_dev_accuracy"]),
+            best_step=int(man["best_step"]),
+            history=list(man["history"]),
+            train_loss=float(man.get("train_loss", 0.0)),
+            eval_pending=bool(man.get("eval_pending", False)),
+        )
 
     # ---- the loop --------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        c = self.config
-        device = self.model.backbone.device
-        self.model.to(device)
+        self.model.to(self.model.backbone.device)
         start = time.perf_counter()
-        resumed = self.load_checkpoint()
-        step, best, best_step, history = resumed or (0, -1.0, -1, [])
-        if resumed:
-            log.info("resuming %s from step %d/%d", self.out_dir, step, self.total_steps)
-        bar = tqdm(total=self.total_steps, initial=step, desc="tune", disable=not self.progress, unit="step")
-        running = 0.0
-        hooks = self.hooks or TrainHooks()
+        loaded = self.load_checkpoint()
+        state = loaded or TrainState()
+        resumed_from = state.step
+        if loaded is not None and is_main():
+            print(f"resuming from step {state.step} of {self.total_steps} ({self._ckpt()})", file=sys.stderr)
+        bar = tqdm(
+            total=self.total_steps, initial=state.step, desc="tune", disable=not self.progress, unit="step"
+        )
         try:
-            while step < self.total_steps:
-                epoch, offset = divmod(step, self.steps_per_epoch)
-                order = self.epoch_order(epoch)
-                batches = list(iterate_batches(self.train_task, c.batch_size, order))[offset:]
-                for idx in batches:
-                    with hooks.step_context(step):
-                        loss = self.train_step(idx, step)
-                    running = loss if step == 0 or not running else 0.9 * running + 0.1 * loss
-                    step += 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{running:.4f}", best=f"{max(best, 0):.4f}")
-                    if step % self.eval_every == 0 or step == self.total_steps:
-                        evaluated = hooks.evaluate_at(step)
-                        if evaluated:
-                            metrics = evaluate(
-                                self.model, self.dev_task, c.eval_batch_size, precision=c.precision
-                            )
-                            history.append(
-                                {
-                                    "step": step,
-                                    "train_loss": running,
-                                    "dev_accuracy": metrics["accuracy"],
-                                    "dev_loss": metrics["loss"],
-                                    **hooks.history_fields(step),
-                                }
-                            )
-                            if metrics["accuracy"] > best:
-                                best, best_step = metrics["accuracy"], step
-                                self._save_best(best, step)
-                        self.save_checkpoint(step, best, best_step, history)
-                        if (
-                            evaluated
-                            and c.patience is not None
-                            and len(history) - 1 - _index_of_step(history, best_step) >= c.patience
-                        ):
-                            log.info("early stopping at step %d (best %.4f at %d)", step, best, best_step)
-                            step = self.total_steps
-                    if step >= self.total_steps:
-                        break
+            self._loop(state, self.hooks or TrainHooks(), bar)
         except KeyboardInterrupt:
-            self.save_checkpoint(step, best, best_step, history)
-            bar.close()
+            self.save_checkpoint(state)
             raise
-        bar.close()
+        finally:
+            bar.close()
         if self.out_dir and is_main():
-            atomic_write_json(self.out_dir / "history.json", history)
+            atomic_write_json(self.out_dir / "history.json", state.history)
         barrier()
         prompt_path = self.out_dir / "prompt.safetensors" if self.out_dir else None
         if self._best_state is not None:
@@ -364,14 +384,69 @@ class Trainer:
             tensors, _ = load_artifact(prompt_path, kind="prompt")
             self._load_trainable(tensors)
         return TrainResult(
-            best,
-            best_step,
-            step,
-            history,
+            state.best,
+            state.best_step,
+            state.step,
+            state.history,
             prompt_path,
             time.perf_counter() - start,
-            resumed[0] if resumed else 0,
+            resumed_from,
         )
+
+    def _loop(self, state: TrainState, hooks: TrainHooks, bar: Any) -> None:
+        """Train from ``state`` to the last step (or early stopping), evaluating and checkpointing."""
+        c = self.config
+        if state.eval_pending:  # interrupted during the evaluation after state.step steps: it runs first
+            self._evaluate(state, hooks)
+        while state.step < self.total_steps:
+            epoch, offset = divmod(state.step, self.steps_per_epoch)
+            batches = list(iterate_batches(self.train_task, c.batch_size, self.epoch_order(epoch)))[offset:]
+            for idx in batches:
+                with _sigint_deferred():  # a step and its record happen entirely or not at all
+                    step = state.step
+                    with hooks.step_context(step):
+                        loss = self.train_step(idx, step)
+                    ema = state.train_loss
+                    state.train_loss = loss if step == 0 or not ema else 0.9 * ema + 0.1 * loss
+                    state.step += 1
+                    state.eval_pending = state.step % self.eval_every == 0 or state.step == self.total_steps
+                bar.update(1)
+                best = f"{state.best:.4f}" if state.best_step >= 0 else "-"  # '-': no evaluation yet
+                bar.set_postfix(loss=f"{state.train_loss:.4f}", best=best)
+                if state.eval_pending:
+                    self._evaluate(state, hooks)
+                if state.step >= self.total_steps:
+                    break
+
+    def _evaluate(self, state: TrainState, hooks: TrainHooks) -> None:
+        """The dev evaluation due after ``state.step`` steps, its history row, the best prompt and the
+        checkpoint. Ctrl-C during the evaluation leaves it pending: the resumed run runs it again."""
+        c = self.config
+        metrics = None
+        if hooks.evaluate_at(state.step):
+            metrics = evaluate(self.model, self.dev_task, c.eval_batch_size, precision=c.precision)
+        with _sigint_deferred():
+            if metrics is not None:
+                state.history.append(
+                    {
+                        "step": state.step,
+                        "train_loss": state.train_loss,
+                        "dev_accuracy": metrics["accuracy"],
+                        "dev_loss": metrics["loss"],
+                        **hooks.history_fields(state.step),
+                    }
+                )
+                if metrics["accuracy"] > state.best:
+                    state.best, state.best_step = metrics["accuracy"], state.step
+                    self._save_best(state.best, state.step)
+            state.eval_pending = False
+            self.save_checkpoint(state)
+            waited = len(state.history) - 1 - _index_of_step(state.history, state.best_step)
+            if metrics is not None and c.patience is not None and waited >= c.patience:
+                log.info(
+                    "early stopping at step %d (best %.4f at %d)", state.step, state.best, state.best_step
+                )
+                state.step = self.total_steps
 
     _best_state: dict[str, torch.Tensor] | None = None
 
@@ -418,14 +493,23 @@ class Trainer:
                     p.grad = torch.zeros_like(p)
             all_reduce_sum(total, *(p.grad for p in self.params if p.grad is not None))
         if not torch.isfinite(total).all():
-            raise SkillNeuronsError(
-                f"the training loss became {total.item()} at step {step}: "
-                f"lower --lr (now {c.lr}) or use --precision fp32"
-            )
-        if c.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
+            raise self._diverged("loss", total.item(), step)
+        # the global gradient norm (clipped when --grad-clip is set: inf leaves the gradients as they are)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip if c.grad_clip > 0 else math.inf)
+        if not torch.isfinite(norm):
+            raise self._diverged("gradient norm", norm.item(), step)
         self.optimizer.step()
         return float(total.item())
+
+    def _diverged(self, what: str, value: float, step: int) -> NonFiniteError:
+        """The error for a non-finite ``what`` in the training step of index ``step`` (the parameters are
+        not updated by it, and the checkpoint on disk is the last finite state)."""
+        kept = self._checkpoint_step
+        where = f" (the checkpoint of step {kept} is kept)" if kept is not None else ""
+        return NonFiniteError(
+            f"the training {what} became {value} at step {step + 1}{where}: "
+            f"lower --lr (now {self.config.lr}) or use --precision fp32"
+        )
 
 
 def _index_of_step(history: list[dict[str, float]], step: int) -> int:

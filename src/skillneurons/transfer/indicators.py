@@ -35,13 +35,14 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import Tensor
 
-from skillneurons.artifacts import load_artifact, load_manifest
+from skillneurons.artifacts import load_manifest
 from skillneurons.backbones import Backbone, record_neurons
 from skillneurons.backbones.sites import _layers
 from skillneurons.errors import ArtifactError, ConfigError, DataError
 from skillneurons.neurons.find import SkillNeurons
 from skillneurons.neurons.ranking import overlap
 from skillneurons.prompts import PromptModel, load_prompt
+from skillneurons.prompts.io import read_prompt_tensors
 from skillneurons.results import Result
 from skillneurons.rundir import RunDir
 from skillneurons.training.trainer import autocast_context
@@ -373,7 +374,7 @@ def _node(
     layer_idx: Any,
 ) -> _Node:
     """A prompt's vectors, activated neurons and (when found) skill-neuron set."""
-    tensors, man = load_artifact(path, kind="prompt")
+    tensors, man = read_prompt_tensors(path)
     pm, man = load_prompt(path, backbone)
     node = _Node(name, path, tensors["prompt"], activated_neurons(pm, on), meta={"task": man.get("task", {})})
     if src is None:

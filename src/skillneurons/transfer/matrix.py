@@ -28,14 +28,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from skillneurons.artifacts import load_artifact
 from skillneurons.backbones import Backbone, load_backbone
 from skillneurons.backbones.config import BackboneOptions
 from skillneurons.data import Task, load_task
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError, DataError, SkillNeuronsError
 from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
-from skillneurons.prompts.io import check_backbone
+from skillneurons.prompts.io import check_backbone, read_prompt_tensors
 from skillneurons.results import Result
 from skillneurons.rundir import RunDir
 from skillneurons.training import evaluate
@@ -166,7 +165,7 @@ def task_of(
 
 def _source_weight(path: str | os.PathLike[str], backbone: Backbone) -> tuple[torch.Tensor, dict[str, Any]]:
     require_soft_prompt(path)
-    tensors, man = load_artifact(path, kind="prompt")
+    tensors, man = read_prompt_tensors(path)
     check_backbone(man.get("backbone", {}), backbone, what=f"source prompt {path}")
     if "prompt" not in tensors:
         raise ArtifactError(f"{path} holds no 'prompt' tensor: pass a prompt artifact")

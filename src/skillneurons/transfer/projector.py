@@ -37,7 +37,7 @@ from skillneurons.data import Task, load_task
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.prompts import Head, PromptModel, SoftPrompt, build_head, save_prompt
-from skillneurons.prompts.io import check_backbone
+from skillneurons.prompts.io import check_backbone, read_prompt_tensors
 from skillneurons.results import Result
 from skillneurons.rundir import RunDir, make_splits, run_manifest
 from skillneurons.training import TrainConfig, Trainer, evaluate, fit_and_test
@@ -249,7 +249,7 @@ def projector_head_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
 def _source_prompt(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, Any]]:
     require_soft_prompt(path)  # a delta-tuned artifact has no prompt: refused before loading it
-    tensors, man = load_artifact(path, kind="prompt")
+    tensors, man = read_prompt_tensors(path)
     if "prompt" not in tensors:
         raise ArtifactError(f"{path} holds no 'prompt' tensor: pass a prompt artifact")
     return tensors["prompt"].float(), man

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skillneurons.artifacts import load_artifact
 from skillneurons.backbones import Backbone
 from skillneurons.errors import ArtifactError, ConfigError
-from skillneurons.prompts.io import check_backbone
+from skillneurons.prompts.io import check_backbone, read_prompt_tensors
 from skillneurons.prompts.soft_prompt import SoftPrompt
 from skillneurons.results import Result
 from skillneurons.transfer.config import TPTCompareConfig
@@ -59,7 +58,7 @@ def initial_prompt(
         where = "the initial prompt"
     else:
         require_soft_prompt(source)
-        tensors, man = load_artifact(source, kind="prompt")
+        tensors, man = read_prompt_tensors(source)
         check_backbone(man.get("backbone", {}), backbone, what=f"initial prompt {source}")
         if "prompt" not in tensors:
             raise ArtifactError(f"{source} holds no 'prompt' tensor: pass a prompt artifact")
