@@ -377,3 +377,11 @@ def test_report_config_is_torch_free_validated_and_the_assets_are_package_data()
     assets = resources.files("skillneurons.report") / "assets"
     assert "table.sortable" in (assets / "report.css").read_text()
     assert "sortBy" in (assets / "report.js").read_text()
+
+
+def test_report_shows_the_comparable_accuracy_and_the_flags(run: dict[str, Any]) -> None:
+    """#17 item 6: the report draws the neurons' subtask predictivity beside the prompts' own accuracy
+    on the same subtask, and flags what makes the figures untrustworthy (here: too few dev examples)."""
+    page = run["html"]
+    assert "Neurons vs the prompts' own accuracy, per binary subtask" in page
+    assert '<p class="flag">Warning: too few to rank:' in page
