@@ -228,3 +228,23 @@ def test_one_class_file_evaluates_but_does_not_train_or_rank(
     find = ["-q", "find", "--prompt", str(prompt), "--task", str(one), *cols, "--out", str(tmp_path / "n")]
     assert main(find) == 2
     assert "ranking needs at least two" in capsys.readouterr().err
+
+
+def test_models_marks_which_offline_models_are_installed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17 (smaller things): ``skillneurons models`` marks the installed offline models and says how to
+    install the others, checked without extracting or assembling any model files."""
+    import skillneurons.backbones.loading as loading
+
+    checks = {n: ((lambda n=n: n != "smollm2"), f"install-{n}") for n in loading.OFFLINE_MODELS}
+    monkeypatch.setattr(loading, "_INSTALLED", checks)
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "offline models ([x] installed, [ ] not installed):"
+    smol = next(ln for ln in lines if " smollm2 " in ln)
+    assert smol.startswith("  [ ] smollm2") and smol.endswith("; install: install-smollm2")
+    mini = next(ln for ln in lines if " minilm " in ln)
+    assert mini.startswith("  [x] minilm") and "install:" not in mini
+    status = {m.name: m.installed for m in loading.offline_model_status()}
+    assert status == {n: n != "smollm2" for n in loading.OFFLINE_MODELS}

@@ -246,3 +246,39 @@ def test_label_names_map_data_labels_to_classes(tmp_path: Path) -> None:
     assert swapped.with_classes(["pos", "zneg"]).fingerprint() == plain.fingerprint()
     with pytest.raises(DataError, match="not among"):
         plain.with_classes(["neg", "pos"])
+
+
+def test_hub_dataset_while_offline_is_one_line_within_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """#17 (smaller things): ``hf:`` datasets with no network gave 25 s of retry warnings before the
+    error. The Hub is now probed once (one connection, 3 s at most); unreachable, the Hub libraries go
+    offline (a cached copy still loads) and a missing dataset is one line within seconds."""
+    import socket
+    import time
+
+    import datasets
+    from huggingface_hub import constants
+
+    import skillneurons.data.hub as hub
+
+    probes: list[object] = []
+
+    def unreachable(address, timeout=None):  # type: ignore[no-untyped-def]
+        probes.append(address)
+        raise OSError("no route to host")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(hub, "_probe", None)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    for _ in range(2):
+        t0 = time.perf_counter()
+        with pytest.raises(DataError, match="cannot reach the Hugging Face Hub") as e:
+            load_task("hf:skillneurons-test/no-such-dataset")
+        assert time.perf_counter() - t0 < 10 and "\n" not in str(e.value)
+    assert len(probes) == 1 and constants.HF_HUB_OFFLINE is True
+    # already offline (HF_HUB_OFFLINE=1): no probe at all
+    monkeypatch.setattr(hub, "_probe", None)
+    assert hub.hub_reachable() is False and len(probes) == 1

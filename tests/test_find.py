@@ -225,3 +225,97 @@ def test_find_config_validates_in_one_line() -> None:
         with pytest.raises(ConfigError) as e:
             FindConfig(**bad)  # type: ignore[arg-type]
         assert "\n" not in str(e.value)
+
+
+def _saved_prompts(tmp_path: Path, task: Task, n: int = 2) -> tuple[object, list[Path]]:
+    splits = task.split(0)
+    bb = tiny_model("bert")
+    prompts = []
+    for seed in range(n):
+        run = tmp_path / f"seed{seed}"
+        splits.save(run / "split.json")
+        torch.manual_seed(seed)
+        pm = PromptModel(
+            bb,
+            SoftPrompt.create(bb, 3, "normal", std=0.5),
+            build_head("auto", bb, task.label_words),
+            max_length=24,
+        )
+        manifest = {
+            "task": {"name": task.name, "fingerprint": task.fingerprint()},
+            "split": {"seed": 0, "file": "split.json"},
+        }
+        prompts.append(save_prompt(run / "prompt", pm, seed=seed, dev_accuracy=0.5, **manifest))
+    return bb, prompts
+
+
+def test_find_summary_labels_its_figures_and_flags_untrustworthy_ones(tmp_path: Path) -> None:
+    """#17 item 6: the layer spread is labelled as the GLOBAL top 1%; the neurons' binary-subtask
+    predictivity stands beside the comparable number (the prompt's own accuracy on the same subtask and
+    dev examples, checked against its own predictions); a prompt at chance, a control beating the
+    trained prompt and n < 200 dev examples are flagged in the text and in summary.json."""
+    from skillneurons.neurons.results import ControlScore, PromptInfo
+    from skillneurons.prompts import load_prompt
+    from skillneurons.rundir import RunDir
+
+    task = separable_task(60)
+    bb, prompts = _saved_prompts(tmp_path, task)
+    res = find_skill_neurons(bb, prompts, task, tmp_path / "n", FindConfig(top=2), progress=False)
+    s = res.summary
+    assert "per layer:" not in res.text and "where the global top 1% lie" in res.text
+    assert "the prompts' own accuracy on it" in res.text and "over all 2 classes" in res.text
+    # the prompt's own accuracy on subtask 1_vs_0, from its own predictions on the dev split
+    pm, _ = load_prompt(prompts[0], bb)
+    dev = RunDir.of(prompts[0]).splits(task).part("dev")
+    with torch.no_grad():
+        pred = torch.cat([pm(encode_examples(pm, dev, idx)).argmax(-1) for idx in iterate_batches(dev, 8)])
+    own = float((pred == torch.tensor(dev.labels)).double().mean())
+    info = s.prompts[0]
+    assert info.subtask_accuracy == {"1_vs_0": pytest.approx(own)} and info.num_classes == 2
+    assert s.subtasks is not None and s.subtasks[0].name == "1_vs_0" and not s.subtasks[0].balanced
+    assert s.subtasks[0].top1 == pytest.approx(s.top1_predictivity)
+    assert s.subtasks[0].prompt_accuracy == pytest.approx(
+        sum((p.subtask_accuracy or {})["1_vs_0"] for p in s.prompts) / 2
+    )
+    assert s.flags is not None and any(
+        f.startswith(f"too few to rank: {len(dev)} dev examples") for f in s.flags
+    )
+    assert "  ! too few to rank" in res.text
+    assert FindSummary.load(tmp_path / "n" / "summary.json").flags == s.flags
+    # the other two flags, on a summary built by hand
+    s.prompts = [PromptInfo("p", 0, 0, 0.41, 500, 3, 0.36, {"0_vs_rest": 0.5})]
+    s.first_prompt, s.controls = ControlScore(0.8, 0.7), {"random_prompt": ControlScore(0.81, 0.72)}
+    flags = s.check()
+    assert len(flags) == 2
+    assert flags[0].startswith("prompt 1 is at chance (balanced dev accuracy 0.3600, chance 0.3333)")
+    assert flags[1].startswith("control random prompt beats the trained prompt (mean of the top 1% 0.7200")
+    s.prompts[0].balanced_accuracy, s.controls = 0.6, {"random_prompt": ControlScore(0.7, 0.6)}
+    assert s.check() == []
+
+
+def test_find_progress_bars_name_what_they_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#17 (smaller things): the control passes were unlabelled repeats of "pass 1 (train)"; every
+    progress bar of find now names the prompt or the control it scores."""
+    import skillneurons.neurons.collect as collect
+
+    names: list[str] = []
+    real_tqdm = collect.tqdm
+
+    def recording_tqdm(*args, **kwargs):  # type: ignore[no-untyped-def]
+        names.append(kwargs["desc"])
+        return real_tqdm(*args, **kwargs)
+
+    monkeypatch.setattr(collect, "tqdm", recording_tqdm)
+    task = separable_task(60)
+    bb, prompts = _saved_prompts(tmp_path, task)
+    find_skill_neurons(bb, prompts, task, None, FindConfig(top=2), progress=False)
+    assert names == [
+        "pass 1 (train), prompt 1/2 + text-token controls",
+        "pass 2 (dev), prompt 1/2 + text-token controls",
+        "pass 1 (train), prompt 2/2",
+        "pass 2 (dev), prompt 2/2",
+        "pass 1 (train), control: random prompt",
+        "pass 2 (dev), control: random prompt",
+        "pass 1 (train), control: hand written prompt",
+        "pass 2 (dev), control: hand written prompt",
+    ]

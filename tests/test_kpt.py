@@ -460,3 +460,38 @@ def test_verbalizer_config_builds_the_tuning_head() -> None:
     pm = PromptModel(bb, SoftPrompt.create(bb, 2), kpt, max_length=24)
     assert prepare_head(VerbalizerConfig(), pm, task, 0) is None
     assert prepare_head(VerbalizerConfig(verbalizer="kpt", contexts=8), pm, task, 0) is not None
+
+
+def test_kpt_with_one_word_per_class_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """#17 item 8: ``kpt-evaluate --verbalizer kpt`` without --words/--expand used one word per class
+    silently (the single-word verbalizer, reported as KPT); it is now a one-line error, raised before
+    the model loads. Several words per class (a file, or the task's own) or --expand still run."""
+    import dataclasses
+
+    import skillneurons.cli.kpt as cli_kpt
+    from skillneurons.cli import main
+    from skillneurons.verbalizers.config import KPTEvalConfig
+    from skillneurons.verbalizers.zero_shot import check_eval_words
+
+    task: Task = separable_task(40)
+    (tmp_path / "data.csv").write_text(
+        "text,label\n" + "".join(f"{t},{task.label_names[y]}\n" for t, y in zip(task.texts, task.labels))
+    )
+
+    def no_load(*a, **k):  # type: ignore[no-untyped-def]
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cli_kpt, "load_backbone_from", no_load)
+    argv = ["-q", "kpt-evaluate", "--model", "nowhere", "--task", str(tmp_path / "data.csv")]
+    assert main([*argv, "--verbalizer", "kpt"]) == 2
+    err = capsys.readouterr().err
+    assert "only one label word per class" in err and "--words FILE" in err and "--expand N" in err
+    assert "\n" not in err.strip()
+    one_word = dataclasses.replace(task, label_words=(("negative",), ("positive",)))
+    with pytest.raises(ConfigError, match="only one label word per class"):
+        zero_shot_evaluate("nowhere", one_word, verbalizer="kpt", progress=False)
+    check_eval_words(KPTEvalConfig(verbalizer="kpt"), task)  # the task's own two words per class
+    check_eval_words(KPTEvalConfig(verbalizer="kpt", expand=3), one_word)
+    check_eval_words(KPTEvalConfig(verbalizer="single"), one_word)
+    (tmp_path / "w.txt").write_text("negative: bad, awful\npositive: good\n")
+    check_eval_words(KPTEvalConfig(verbalizer="kpt", words=str(tmp_path / "w.txt")), one_word)

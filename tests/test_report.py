@@ -377,3 +377,43 @@ def test_report_config_is_torch_free_validated_and_the_assets_are_package_data()
     assets = resources.files("skillneurons.report") / "assets"
     assert "table.sortable" in (assets / "report.css").read_text()
     assert "sortBy" in (assets / "report.js").read_text()
+
+
+def test_report_shows_the_comparable_accuracy_and_the_flags(run: dict[str, Any]) -> None:
+    """#17 item 6: the report draws the neurons' subtask predictivity beside the prompts' own accuracy
+    on the same subtask, and flags what makes the figures untrustworthy (here: too few dev examples)."""
+    page = run["html"]
+    assert "Neurons vs the prompts' own accuracy, per binary subtask" in page
+    assert '<p class="flag">Warning: too few to rank:' in page
+
+
+def test_report_refuses_a_folder_of_runs_of_several_models_or_tasks(
+    run: dict[str, Any], tmp_path: Path
+) -> None:
+    """#17 (smaller things): ``report DIR`` on a folder of unrelated runs mixed their tasks under one
+    title; a folder whose runs are of several (model, task) pairs is now refused in one line naming
+    the pairs and their folders, before any model load (one (model, task) still reports)."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(run["root"] / "seed0", root / "a-s0")
+    shutil.copytree(run["root"] / "seed1", root / "a-s1")
+    shutil.copytree(run["root"] / "seed0", root / "b-s0")
+    for name in ("results.json", "prompt.json"):
+        f = root / "b-s0" / name
+        if f.is_file():
+            obj = json.loads(f.read_text())
+            if isinstance(obj.get("task"), dict):
+                obj["task"]["name"] = "fine_food"
+            else:
+                obj["task"] = "fine_food"
+            f.write_text(json.dumps(obj))
+    assert [t.name for t in discover(root / "a-s0").tunes] == ["a-s0"]
+    with pytest.raises(ConfigError) as e:
+        write_report(ReportConfig(run_dir=root, out=tmp_path / "r.html", examples=0))
+    msg = str(e.value)
+    assert "holds runs of 2 different (model, task) pairs" in msg and "\n" not in msg
+    assert "tiny-bert on fine_food: b-s0" in msg and f"tiny-bert on {run['task'].name}: a-s0, a-s1" in msg
+    assert not (tmp_path / "r.html").exists()
+    shutil.rmtree(root / "b-s0")
+    assert write_report(ReportConfig(run_dir=root, out=tmp_path / "r.html", examples=0)).is_file()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         home,
         load_backbone,
         load_with_options,
+        offline_model_status,
         offline_models,
     )
     from skillneurons.backbones.sites import SiteFn, has_hooks, neuron_hooks, record_neurons
@@ -41,6 +42,7 @@ __all__ = [
     "load_backbone",
     "load_with_options",
     "neuron_hooks",
+    "offline_model_status",
     "offline_models",
     "parse_ffn_option",
     "record_neurons",
@@ -62,6 +64,7 @@ __getattr__, __dir__ = lazy_exports(
         "load_backbone": ".loading",
         "load_with_options": ".loading",
         "neuron_hooks": ".sites",
+        "offline_model_status": ".loading",
         "offline_models": ".loading",
         "parse_ffn_option": ".architectures",
         "record_neurons": ".sites",

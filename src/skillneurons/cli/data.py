@@ -39,11 +39,14 @@ def _run_data(args: argparse.Namespace) -> int:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from skillneurons.backbones import known_architectures, offline_models
+    from skillneurons.backbones import known_architectures, offline_model_status
 
-    print("offline models:")
-    for name, desc in offline_models().items():
-        print(f"  {name:12s} {desc}")
+    models = offline_model_status()
+    print("offline models ([x] installed, [ ] not installed):")
+    for m in models:
+        mark = "[x]" if m.installed else "[ ]"
+        line = f"  {mark} {m.name:12s} {m.description}"
+        print(line if m.installed else f"{line}; install: {m.install}")
     print("architecture families (any Hub id or local folder of these):", ", ".join(known_architectures()))
     return 0
 

@@ -69,7 +69,9 @@ def _run_kpt(args: argparse.Namespace) -> int:
     contexts = None
     if config.contexts_split:
         contexts = dataclasses.replace(task_options, hf_split=config.contexts_split).load()
-    from skillneurons.verbalizers.zero_shot import zero_shot_evaluate  # lazy: --help stays fast
+    from skillneurons.verbalizers.zero_shot import check_eval_words, zero_shot_evaluate  # lazy: fast --help
+
+    check_eval_words(config, task)  # a one-word "kpt" verbalizer is refused before the model loads
 
     res = zero_shot_evaluate(
         load_backbone_from(args, o.model),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,7 +13,41 @@ from skillneurons.data.columns import default_name, resolve_columns, task_from_c
 from skillneurons.data.task import Task
 from skillneurons.errors import DataError
 
-__all__ = ["load_hub"]
+__all__ = ["hub_reachable", "load_hub"]
+
+#: seconds the one probe of the Hub may take before it counts as unreachable
+PROBE_TIMEOUT = 3.0
+_probe: bool | None = None  # the probe's answer, once per process
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether the Hugging Face Hub answers (one TCP connection to its endpoint, at most ``timeout``
+    seconds, probed once per process); False at once in offline mode (``HF_HUB_OFFLINE=1``)."""
+    global _probe
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if _probe is None:
+        url = urllib.parse.urlparse(constants.ENDPOINT)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
+            _probe = True
+        except OSError:
+            _probe = False
+    return _probe
+
+
+def _go_offline() -> None:
+    """Switch the Hub libraries to offline mode (cached datasets still load; nothing retries for 25 s)."""
+    import datasets
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+    datasets.config.HF_HUB_OFFLINE = True
+    datasets.config.HF_DATASETS_OFFLINE = True
 
 
 def _hub_candidates(rest: str) -> list[tuple[str, str | None]]:
@@ -72,6 +109,8 @@ def load_hub(
     except ImportError as e:  # pragma: no cover - datasets is a dependency
         raise DataError("the 'datasets' package is needed for hf: tasks: pip install datasets") from e
 
+    if not hub_reachable():
+        _go_offline()  # one probe, then a cached copy or a one-line error, never minutes of retries
     candidates = _hub_candidates(rest)
     loaded: Any = None
     chosen: tuple[str, str | None] | None = None

@@ -119,12 +119,15 @@ def activation_batches(
     token_sums: Tensor | None = None,
     progress: bool = False,
     desc: str = "activations",
+    confusion: Tensor | None = None,
 ) -> Iterator[tuple[dict[str, Tensor], Tensor, int]]:
     """Yield ``({kind: acts [B, L, T, N] float32}, labels [B], real_tokens)`` batch by batch.
 
     ``positions`` is one kind or several (each gets its buffer from the same forward pass).
     ``token_sums`` ([L, N] float64), when given, accumulates the sum of every neuron's activation
     over all real (non-padding) tokens, prompt included; ``real_tokens`` counts them.
+    ``confusion`` ([C, C] float64, true x predicted), when given, counts the prompt model's own
+    predictions, read from the same forward passes (the head at the read position).
     """
     if len(task) == 0:
         raise DataError(f"task '{task.name}' has no examples in this split: use a larger split")
@@ -140,7 +143,10 @@ def activation_batches(
             batch = encode_examples(model, task, idx).to(device)
             gather.start(batch)
             with autocast_context(device, precision):
-                model.hidden_states(batch)
+                hidden = model.hidden_states(batch)
+                if confusion is not None:
+                    read = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.read_index]
+                    _count_predictions(confusion, batch.labels, model.head(read).argmax(-1))
             assert batch.labels is not None and gather.full_mask is not None
             out = gather.out
             for acts in out.values():
@@ -157,6 +163,18 @@ def activation_batches(
     bar.close()
 
 
+def _desc(what: str, label: str) -> str:
+    """A progress bar's name: the pass, and what is scored (``"pass 1 (train), prompt 2/3"``)."""
+    return f"{what}, {label}" if label else what
+
+
+def _count_predictions(confusion: Tensor, labels: Tensor | None, predicted: Tensor) -> None:
+    assert labels is not None
+    c = confusion.shape[0]
+    flat = labels.to(confusion.device).long() * c + predicted.to(confusion.device).long()
+    confusion += torch.bincount(flat, minlength=c * c).view(c, c).to(confusion.dtype)
+
+
 def baseline_pass(
     model: PromptModel,
     train: Task,
@@ -165,6 +183,7 @@ def baseline_pass(
     batch_size: int = 64,
     precision: str = "auto",
     progress: bool = False,
+    label: str = "",
 ) -> tuple[Any, Tensor]:
     """Pass 1 over the TRAIN split: ``(BaselineStats [L, T, N], token_mean [L, N])``; with several
     ``positions`` kinds, a ``{kind: BaselineStats}`` dict from the same forward passes.
@@ -187,7 +206,7 @@ def baseline_pass(
         precision=precision,
         token_sums=sums,
         progress=progress,
-        desc="pass 1 (train)",
+        desc=_desc("pass 1 (train)", label),
     ):
         for k in kinds:
             stats[k].update(acts[k])
@@ -210,10 +229,15 @@ def predictivity_pass(
     hist_bins: int | None = None,
     precision: str = "auto",
     progress: bool = False,
+    label: str = "",
+    confusion: Tensor | None = None,
 ) -> Any:
     """Pass 2 over the DEV split: per-class counts of activations above the baseline (+ histograms).
 
     With several ``positions`` kinds, ``baseline`` and the result are ``{kind: stats}`` dicts.
+    ``label`` names the pass on its progress bar (``"control: random prompt"``); ``confusion``
+    ([C, C] float64), when given, also counts the prompt model's own dev predictions (summed across
+    ranks).
     """
     kinds = _kinds(positions)
     bases = baseline if not isinstance(positions, str) else {positions: baseline}
@@ -225,10 +249,13 @@ def predictivity_pass(
         batch_size=batch_size,
         precision=precision,
         progress=progress,
-        desc="pass 2 (dev)",
+        desc=_desc("pass 2 (dev)", label),
+        confusion=confusion,
     ):
         for k in kinds:
             stats[k].update(acts[k], labels)
     for st in stats.values():
         st.reduce_across_ranks()
+    if confusion is not None:
+        all_reduce_sum(confusion)
     return stats if not isinstance(positions, str) else stats[positions]

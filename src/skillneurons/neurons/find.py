@@ -31,9 +31,11 @@ from skillneurons.neurons.ranking import (
     SkillRanking,
     Subtask,
     aggregate,
+    balanced_accuracy,
     decompose,
     overlap,
     per_prompt,
+    prediction_accuracy,
     union_mask,
 )
 from skillneurons.neurons.results import (
@@ -42,6 +44,7 @@ from skillneurons.neurons.results import (
     LayerDistribution,
     PromptInfo,
     SeedStability,
+    SubtaskFigures,
     TopNeuron,
 )
 from skillneurons.neurons.stats import PredictivityStats
@@ -173,15 +176,29 @@ def score_prompt(
     batch_size: int = 64,
     precision: str = "auto",
     progress: bool = False,
+    label: str = "",
 ) -> dict[str, Tensor]:
     """Both passes for one prompt: ``pred.<subtask>`` [L, T, N] at the prompt positions (and
-    ``auroc.<subtask>`` with ``hist_bins``), ``baseline`` [L, T, N], ``token_mean`` [L, N] and
-    ``class_counts`` [C] of the dev split. ``pooled`` adds the paper's text-token control from the SAME
-    forward passes: ``pooled.pred.<subtask>`` [L, 2, N] (position 0: mean-pooled, 1: max-pooled)."""
+    ``auroc.<subtask>`` with ``hist_bins``), ``baseline`` [L, T, N], ``token_mean`` [L, N],
+    ``class_counts`` [C] of the dev split and ``confusion`` [C, C] (true x predicted: the prompt
+    model's own dev predictions, from the same passes). ``pooled`` adds the paper's text-token control
+    from the SAME forward passes: ``pooled.pred.<subtask>`` [L, 2, N] (position 0: mean-pooled, 1:
+    max-pooled). ``label`` names the passes on the progress bars."""
     check_disjoint(train, dev, "prompt's training", "ranking (dev)")
     kinds: tuple[Positions, ...] = ("prompt", "pooled") if pooled else ("prompt",)
     base, token_mean = baseline_pass(
-        model, train, positions=kinds, batch_size=batch_size, precision=precision, progress=progress
+        model,
+        train,
+        positions=kinds,
+        batch_size=batch_size,
+        precision=precision,
+        progress=progress,
+        label=label,
+    )
+    device = model.backbone.device
+    classes = max(dev.num_classes, model.num_classes)
+    confusion = torch.zeros(
+        classes, classes, dtype=torch.float64, device=device if device.type != "mps" else "cpu"
     )
     stats = predictivity_pass(
         model,
@@ -192,6 +209,8 @@ def score_prompt(
         hist_bins=hist_bins,
         precision=precision,
         progress=progress,
+        label=label,
+        confusion=confusion,
     )
     out = score_stats(stats["prompt"], subtasks, auroc=hist_bins is not None)
     if pooled:
@@ -201,6 +220,7 @@ def score_prompt(
         baseline=base["prompt"].mean().cpu(),
         token_mean=token_mean,
         class_counts=prompt_stats.class_counts.cpu(),
+        confusion=confusion.cpu(),
     )
     return out
 
@@ -314,6 +334,7 @@ def find_skill_neurons(
             cfg.precision,
             progress,
         )
+    summary.flags = summary.check()
     if out is not None and is_main():
         neurons.save(out / "skill_neurons", manifest={"summary_file": "summary.json"})
         summary.save(out / "summary.json")
@@ -345,6 +366,7 @@ def _score_one(
             and cman.get("scheme") == cfg.scheme
             and cman.get("auroc_bins") == cfg.auroc_bins
             and (cman.get("pooled", False) or not pooled)
+            and "confusion" in tensors
         ):
             scores = tensors
             log.info("reusing the scores of %s from %s", path, cache)
@@ -361,6 +383,7 @@ def _score_one(
             batch_size=cfg.batch_size,
             precision=cfg.precision,
             progress=progress,
+            label=f"prompt {i + 1}/{n}" + (" + text-token controls" if pooled else ""),
         )
         if cache is not None and is_main():
             save_artifact(
@@ -378,7 +401,17 @@ def _score_one(
                     "backbone": backbone.identity(),
                 },
             )
-    info = PromptInfo(str(path), man.get("seed"), splits.seed, man.get("dev_accuracy"), len(splits.dev))
+    conf = scores["confusion"]
+    info = PromptInfo(
+        str(path),
+        man.get("seed"),
+        splits.seed,
+        man.get("dev_accuracy"),
+        len(splits.dev),
+        task.num_classes,
+        balanced_accuracy(conf),
+        {s.name: a for s in subtasks if (a := prediction_accuracy(conf, s)) is not None},
+    )
     return scores, info, (model, splits)
 
 
@@ -442,6 +475,7 @@ def _summarize(
             for s, layer, idx, sc, pos in neurons.top(cfg.top)
         ],
         layer_distribution=LayerDistribution(rho, neurons.mask(rho, per_layer=False).sum(1).tolist()),
+        subtasks=[_subtask_figures(s, neurons, infos, rho) for s in subtasks],
     )
     if cfg.auroc_bins is not None:
         auc = torch.stack(
@@ -464,6 +498,21 @@ def _summarize(
             sum(o.intersection / max(o.size_a, 1) for o in pairs) / len(pairs),
         )
     return summary
+
+
+def _subtask_figures(
+    s: Subtask, neurons: SkillNeurons, infos: Sequence[PromptInfo], rho: float
+) -> SubtaskFigures:
+    """The subtask's best predictivity beside the prompts' own accuracy on it (mean over prompts)."""
+    accs = [i.subtask_accuracy[s.name] for i in infos if i.subtask_accuracy and s.name in i.subtask_accuracy]
+    sc = neurons.rankings[s.name].scores
+    return SubtaskFigures(
+        s.name,
+        s.balanced,
+        sum(accs) / len(accs) if accs else None,
+        float(sc.max()),
+        _top_fraction_mean(sc, rho),
+    )
 
 
 def _controls(
@@ -495,12 +544,15 @@ def _controls(
         other = PromptModel(
             bb, prompt, model.head, layout=model.layout, max_length=model.max_length, template=model.template
         )
-        out[name] = _control_summary(score_prompt(other, train, dev, subtasks, **kw), subtasks)
+        label = f"control: {name.replace('_', ' ')}"
+        out[name] = _control_summary(score_prompt(other, train, dev, subtasks, **kw, label=label), subtasks)
     return out
 
 
 def format_summary(summary: FindSummary) -> str:
-    """A readable multi-line report of :func:`find_skill_neurons`' summary."""
+    """A readable multi-line report of :func:`find_skill_neurons`' summary: every figure says what it
+    is, the neurons' predictivity stands beside the prompts' own accuracy on the same binary subtask,
+    and what makes the figures untrustworthy is flagged (``!``)."""
     if not isinstance(summary, FindSummary):
         summary = FindSummary.from_json(summary, "summary")
     s = summary
@@ -508,13 +560,21 @@ def format_summary(summary: FindSummary) -> str:
         f"skill neurons of {s.model} on {s.task}: {s.num_prompts} prompt(s), "
         f"{s.aggregation} over prompts, subtasks by {s.scheme}",
     ]
-    accs = [p.dev_accuracy for p in s.prompts if p.dev_accuracy is not None]
-    if accs:
-        lines.append("  prompt dev accuracy: " + ", ".join(f"{a:.4f}" for a in accs))
+    lines += _prompt_lines(s)
     lines.append(
-        f"  top-1 predictivity {s.top1_predictivity:.4f}; mean of the top 1% "
-        f"{s.top1pct_mean_predictivity:.4f}"
+        "  predictivity: the accuracy of ONE neuron's activation, thresholded at its train mean, on a binary "
+        "subtask (max(acc, 1 - acc); 0.5 = chance)"
     )
+    lines.append(
+        f"  top-1 predictivity {s.top1_predictivity:.4f} (the best neuron); mean of the top 1% "
+        f"{s.top1pct_mean_predictivity:.4f} (each neuron on its best subtask)"
+    )
+    if s.subtasks:
+        lines.append("  subtask      weighting  top-1 neuron  top 1% mean  the prompts' own accuracy on it")
+        for f in s.subtasks:
+            own = f"{f.prompt_accuracy:.4f}" if f.prompt_accuracy is not None else "n/a"
+            weighting = "balanced" if f.balanced else "plain"
+            lines.append(f"  {f.name:11s}  {weighting:9s}  {f.top1:12.4f}  {f.top1pct_mean:11.4f}  {own}")
     if s.auroc_top1 is not None:
         lines.append(
             f"  threshold-free (AUROC) predictivity: top-1 {s.auroc_top1:.4f}, top 1% "
@@ -526,7 +586,8 @@ def format_summary(summary: FindSummary) -> str:
     dist = s.layer_distribution
     if dist is not None:
         lines.append(
-            f"  top {dist.rho:.0%} per layer: " + " ".join(f"L{i}:{c}" for i, c in enumerate(dist.counts))
+            f"  where the global top {dist.rho:.0%} lie (one ranking over all layers, not a per-layer quota): "
+            + " ".join(f"L{i}:{c}" for i, c in enumerate(dist.counts))
         )
     if s.seed_stability is not None:
         st = s.seed_stability
@@ -539,4 +600,20 @@ def format_summary(summary: FindSummary) -> str:
         lines.append(f"  first trained prompt alone          top-1 {c.top1:.4f}, top 1% {c.top1pct_mean:.4f}")
     for name, c in (s.controls or {}).items():
         lines.append(f"  control {name:20s} top-1 {c.top1:.4f}, top 1% {c.top1pct_mean:.4f}")
+    flags = s.flags if s.flags is not None else s.check()
+    lines += [f"  ! {f}" for f in flags]
     return "\n".join(lines)
+
+
+def _prompt_lines(s: FindSummary) -> list[str]:
+    """The prompts' own dev accuracy, over all classes (plain and balanced, with chance)."""
+    accs = [p.dev_accuracy for p in s.prompts if p.dev_accuracy is not None]
+    if not accs:
+        return []
+    classes = next((p.num_classes for p in s.prompts if p.num_classes), None)
+    over = f" over all {classes} classes" if classes else ""
+    line = f"  the prompts' own dev accuracy{over}: " + ", ".join(f"{a:.4f}" for a in accs)
+    bal = [p.balanced_accuracy for p in s.prompts if p.balanced_accuracy is not None]
+    if bal and classes:
+        line += f" (balanced: {', '.join(f'{a:.4f}' for a in bal)}; chance {1 / classes:.4f})"
+    return [line]

@@ -40,9 +40,11 @@ __all__ = [
     "SkillRanking",
     "Subtask",
     "aggregate",
+    "balanced_accuracy",
     "decompose",
     "overlap",
     "per_prompt",
+    "prediction_accuracy",
     "quota_size",
     "spearman",
     "union_mask",
@@ -214,6 +216,34 @@ class Subtask:
 
 def _side_name(side: tuple[int, ...]) -> str:
     return "+".join(str(c) for c in side)
+
+
+def prediction_accuracy(confusion: Tensor, subtask: Subtask) -> float | None:
+    """A classifier's accuracy on a binary subtask, weighted as the neurons' predictivity is
+    (:meth:`~skillneurons.neurons.stats.PredictivityStats.accuracy`), from its ``confusion`` [C, C]
+    (true x predicted): a prediction in the positive classes counts as positive. None when a side has
+    no examples."""
+    conf = confusion.double().cpu()
+    pos, neg = list(subtask.positive), list(subtask.negative)
+    n = conf.sum(1)
+    n_pos, n_neg = float(n[pos].sum()), float(n[neg].sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    said_pos = conf[:, pos].sum(1)
+    tp, tn = float(said_pos[pos].sum()), n_neg - float(said_pos[neg].sum())
+    if subtask.balanced:
+        return 0.5 * (tp / n_pos + tn / n_neg)
+    return (tp + tn) / (n_pos + n_neg)
+
+
+def balanced_accuracy(confusion: Tensor) -> float | None:
+    """The mean recall over the classes that have examples, from ``confusion`` [C, C] (true x predicted)."""
+    conf = confusion.double().cpu()
+    n = conf.sum(1)
+    keep = n > 0
+    if not bool(keep.any()):
+        return None
+    return float((conf.diagonal()[keep] / n[keep]).mean())
 
 
 def decompose(

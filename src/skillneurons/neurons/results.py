@@ -8,12 +8,15 @@ from typing import Any
 from skillneurons.results import Result
 
 __all__ = [
+    "CHANCE_MARGIN",
+    "MIN_RANKING_EXAMPLES",
     "ControlScore",
     "FindSummary",
     "LayerDistribution",
     "LegacyKeys",
     "PromptInfo",
     "SeedStability",
+    "SubtaskFigures",
     "TopNeuron",
     "drop_none",
 ]
@@ -38,15 +41,39 @@ class LegacyKeys:
         return self.to_json().get(key, default)  # type: ignore[attr-defined]
 
 
+#: fewer dev examples than this are too few to rank neurons on (the top of L x T x N noisy scores)
+MIN_RANKING_EXAMPLES = 200
+#: a prompt whose balanced dev accuracy is within this of chance (1 / classes) is "at chance"
+CHANCE_MARGIN = 0.05
+
+
 @dataclass
 class PromptInfo:
-    """One trained prompt that was scored."""
+    """One trained prompt that was scored; ``balanced_accuracy`` (the mean recall over the classes)
+    and ``subtask_accuracy`` (``{subtask: accuracy}``, weighted as the subtask's predictivity is) are
+    the prompt's own predictions on the ranking (dev) split."""
 
     prompt: str
     seed: int | None
     split_seed: int | None
     dev_accuracy: float | None
     dev_size: int
+    num_classes: int | None = None
+    balanced_accuracy: float | None = None
+    subtask_accuracy: dict[str, float] | None = None
+
+
+@dataclass
+class SubtaskFigures:
+    """One binary subtask: the best neurons' predictivity next to the comparable number, the trained
+    prompts' own accuracy on the same subtask and dev examples (mean over prompts; ``balanced``: the
+    mean of the two sides' accuracies, as the predictivity is)."""
+
+    name: str
+    balanced: bool
+    prompt_accuracy: float | None
+    top1: float
+    top1pct_mean: float
 
 
 @dataclass
@@ -92,7 +119,15 @@ class FindSummary(LegacyKeys, Result):
 
     SCHEMA = "skillneurons.find_summary"
     VERSION = 1
-    OPTIONAL = ("auroc_top1", "auroc_top1pct_mean", "seed_stability", "first_prompt", "controls")
+    OPTIONAL = (
+        "auroc_top1",
+        "auroc_top1pct_mean",
+        "seed_stability",
+        "first_prompt",
+        "controls",
+        "subtasks",
+        "flags",
+    )
 
     task: str
     model: str
@@ -109,6 +144,36 @@ class FindSummary(LegacyKeys, Result):
     seed_stability: SeedStability | None = None
     first_prompt: ControlScore | None = None
     controls: dict[str, ControlScore] | None = None
+    subtasks: list[SubtaskFigures] | None = None
+    flags: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return drop_none(super().to_json(), self.OPTIONAL)
+
+    def check(self) -> list[str]:
+        """What makes these figures untrustworthy, one line each: a prompt at chance, a control that
+        beats the trained prompt, too few dev examples to rank on."""
+        out = []
+        for i, p in enumerate(self.prompts, 1):
+            if p.balanced_accuracy is not None and p.num_classes:
+                chance = 1 / p.num_classes
+                if p.balanced_accuracy <= chance + CHANCE_MARGIN:
+                    out.append(
+                        f"prompt {i} is at chance (balanced dev accuracy {p.balanced_accuracy:.4f}, chance "
+                        f"{chance:.4f}): it has learnt nothing, its neurons rank noise; train it longer"
+                    )
+        small = sorted({p.dev_size for p in self.prompts if p.dev_size < MIN_RANKING_EXAMPLES})
+        if small:
+            out.append(
+                f"too few to rank: {', '.join(map(str, small))} dev examples (< {MIN_RANKING_EXAMPLES}); the "
+                "best of many neurons scores high by chance on so few; use more data (--max-examples)"
+            )
+        first = self.first_prompt
+        for name, c in (self.controls or {}).items() if first is not None else ():
+            if c.top1pct_mean > first.top1pct_mean:  # type: ignore[union-attr]
+                out.append(
+                    f"control {name.replace('_', ' ')} beats the trained prompt (mean of the top 1% "
+                    f"{c.top1pct_mean:.4f} > {first.top1pct_mean:.4f}): "  # type: ignore[union-attr]
+                    "these neurons are not specific to the trained prompt"
+                )
+        return out

@@ -532,11 +532,37 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
         raise _invalid(
             root, "holds no run (no prompt.json, results.json, history.json or skill_neurons.json)"
         )
+    _check_one_model_and_task(data)
     demo = _read_json(root / "summary.json")
     if DemoSummaryView.matches(demo):
         data.demo_summary = DemoSummaryView.read(demo)
     _collect_results(data, include)
     return data
+
+
+def _check_one_model_and_task(data: ReportData) -> None:
+    """One report shows one model on one task: a folder of unrelated runs (several (model, task) pairs
+    among its tuning runs and skill neurons) is refused, naming the pairs and their folders."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    runs: list[tuple[BackboneInfo | None, str | None, Path]] = [
+        (t.backbone, t.task_name, t.path) for t in data.tunes
+    ]
+    if data.neurons is not None:
+        runs.append((data.neurons.backbone, data.neurons.task, data.neurons.path))
+    for backbone, task, path in runs:
+        model = backbone.name if backbone is not None and backbone.name else None
+        if model is None or task is None:
+            continue  # nothing recorded to group by
+        name = path.name if path != data.root else "."
+        groups.setdefault((str(model), str(task)), []).append(name)
+    if len(groups) > 1:
+        listed = "; ".join(f"{m} on {t}: {', '.join(names)}" for (m, t), names in sorted(groups.items()))
+        example = next(iter(sorted(groups.values())))[0]
+        raise ConfigError(
+            f"{data.root} holds runs of {len(groups)} different (model, task) pairs ({listed}): a report shows "
+            f"one model on one task; report each folder on its own (e.g. `skillneurons report "
+            f"{data.root / example}`), or move the runs of one (model, task) into a folder of their own"
+        )
 
 
 def _find_neurons(data: ReportData, subdirs: list[Path]) -> None:

@@ -38,6 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from skillneurons.errors import ArtifactError
+from skillneurons.neurons.results import FindSummary, SubtaskFigures
+
 __all__ = [
     "LOADERS",
     "TRANSFER_MATRIX_KEYS",
@@ -205,12 +208,28 @@ class FindSummaryView:
     auroc_top1: Any = None
     auroc_top1pct_mean: Any = None
     seed_stability: SeedStability | None = None
+    subtasks: list[SubtaskFigures] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
 
     @classmethod
     def read(cls, obj: dict[str, Any]) -> FindSummaryView:
         st = obj.get("seed_stability")
         first = obj.get("first_prompt")
+        subtasks = [
+            SubtaskFigures(
+                str(f.get("name")),
+                bool(f.get("balanced")),
+                f.get("prompt_accuracy"),
+                float(f["top1"]),
+                float(f["top1pct_mean"]),
+            )
+            for f in (obj.get("subtasks") or [])
+            if isinstance(f, dict)
+            and all(isinstance(f.get(k), (int, float)) for k in ("top1", "top1pct_mean"))
+        ]
         return cls(
+            subtasks=subtasks,
+            flags=_find_flags(obj),
             top1_predictivity=obj.get("top1_predictivity"),
             top1pct_mean_predictivity=obj.get("top1pct_mean_predictivity"),
             first_prompt=Control.read(first) if isinstance(first, dict) else None,
@@ -225,6 +244,17 @@ class FindSummaryView:
                 else None
             ),
         )
+
+
+def _find_flags(obj: dict[str, Any]) -> list[str]:
+    """The summary's recorded flags; for a summary written before they were recorded, recomputed."""
+    flags = obj.get("flags")
+    if isinstance(flags, list):
+        return [str(f) for f in flags]
+    try:
+        return FindSummary.from_json(obj, "summary.json").check()
+    except (ArtifactError, TypeError, ValueError, AttributeError):
+        return []
 
 
 @dataclass

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from skillneurons.errors import DataError
+from skillneurons.errors import ConfigError, DataError
 
 WordSource = str | os.PathLike[str] | Mapping[str, Sequence[str]] | Sequence[Sequence[str]]
 
@@ -118,3 +118,24 @@ def load_label_words(source: WordSource, class_names: Sequence[str]) -> list[lis
             )
         return parse_label_words(text, class_names, f"label-word file {path}")
     return _positional(list(source), class_names, "the label-word lists")
+
+
+def base_label_words(
+    source: WordSource | None, class_names: Sequence[str], task_words: Sequence[Sequence[str]]
+) -> list[list[str]]:
+    """The label words a verbalizer starts from: those of ``source`` (file, mapping, lists), else the
+    task's own label words."""
+    return load_label_words(source, class_names) if source is not None else [list(w) for w in task_words]
+
+
+def check_kpt_words(words: Sequence[Sequence[str]], class_names: Sequence[str], expand: int) -> None:
+    """A knowledgeable verbalizer needs several words per class: refuse one word per class with no
+    ``expand`` (that is the single-word verbalizer, and its figures would be reported as KPT's)."""
+    if expand > 0 or any(len(ws) > 1 for ws in words):
+        return
+    shown = ", ".join(f"{c}: {ws[0]}" for c, ws in zip(class_names, words))
+    raise ConfigError(
+        f"--verbalizer kpt has only one label word per class ({shown}), which is the single-word verbalizer: "
+        "pass --words FILE (several words per class) or --expand N (embedding neighbours), "
+        "or use --verbalizer single"
+    )

@@ -34,7 +34,7 @@ from skillneurons.prompts.model import PromptModel
 from skillneurons.verbalizers.config import KPTEvalConfig
 from skillneurons.verbalizers.expand import expand_label_words
 from skillneurons.verbalizers.kpt import KnowledgeableHead
-from skillneurons.verbalizers.words import WordSource, load_label_words
+from skillneurons.verbalizers.words import WordSource, base_label_words, check_kpt_words
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +243,7 @@ def verbalizer_words(
     ``expand`` embedding neighbours per class for ``kpt``; ``single`` keeps each class's first word."""
     if verbalizer not in ("single", "kpt"):
         raise ConfigError(f"unknown verbalizer '{verbalizer}': use single or kpt")
-    base = (
-        load_label_words(words, task.label_names)
-        if words is not None
-        else [list(w) for w in task.label_words]
-    )
+    base = base_label_words(words, task.label_names, task.label_words)
     if verbalizer == "single":
         return [[ws[0]] for ws in base]
     return expand_label_words(backbone, base, expand) if expand else base
@@ -360,8 +356,9 @@ def zero_shot_evaluate(
     """
     t0 = time.perf_counter()
     c = dataclasses.replace(config or KPTEvalConfig(), **options)
-    bb = load_backbone(model) if isinstance(model, str) else model
     t = load_task(task) if isinstance(task, str) else task
+    check_eval_words(c, t)  # before the model loads
+    bb = load_backbone(model) if isinstance(model, str) else model
     contexts, test = _eval_parts(t, c, contexts_task)
     label_words = verbalizer_words(bb, t, verbalizer=c.verbalizer, words=c.words, expand=c.expand)
     drop_shared = not c.keep_shared
@@ -404,6 +401,14 @@ def zero_shot_evaluate(
     if out is not None:
         atomic_write_json(Path(out), res)
     return res
+
+
+def check_eval_words(config: KPTEvalConfig, task: Task) -> None:
+    """Refuse a ``kpt`` evaluation with one label word per class and no expansion
+    (:func:`~skillneurons.verbalizers.words.check_kpt_words`); reads the word file, not the model."""
+    if config.verbalizer == "kpt":
+        words = base_label_words(config.words, task.label_names, task.label_words)
+        check_kpt_words(words, task.label_names, config.expand)
 
 
 def _eval_parts(t: Task, c: KPTEvalConfig, contexts_task: Task | None) -> tuple[Task, Task]:

@@ -12,6 +12,7 @@ from skillneurons.report import plots
 from skillneurons.report.discover import ReportData
 from skillneurons.report.html import Raw, Section, figure, fnum, fpct, num, para, table
 from skillneurons.report.sections.common import Context, scores, subtask_names, top_neurons
+from skillneurons.report.views import FindSummaryView
 
 __all__ = ["section_layers", "section_map", "section_positions", "section_summary"]
 
@@ -50,8 +51,48 @@ def section_summary(data: ReportData, ctx: Context) -> Section | None:
                 cls="compact",
             )
         )
+    body += _subtask_table(s)
     body += [para(x, "small") for x in _summary_notes(data)]
+    if s is not None:
+        body += [para(f"Warning: {f}", "flag") for f in s.flags]
     return Section("skill-neurons", "Skill neurons", "".join(body), "Skill neurons")
+
+
+def _subtask_table(s: FindSummaryView | None) -> list[Raw]:
+    """Per binary subtask: the best neurons' predictivity beside the comparable number, the trained
+    prompts' own accuracy on the same subtask and dev examples."""
+    if s is None or not s.subtasks:
+        return []
+    rows = [
+        [
+            f.name,
+            "balanced" if f.balanced else "plain",
+            num(f.top1),
+            num(f.top1pct_mean),
+            num(f.prompt_accuracy) if f.prompt_accuracy is not None else "n/a",
+        ]
+        for f in s.subtasks
+    ]
+    return [
+        Raw("<h3>Neurons vs the prompts' own accuracy, per binary subtask</h3>"),
+        para(
+            "A neuron's predictivity is a binary accuracy on one subtask; the comparable number is the "
+            "trained prompts' own accuracy on the same subtask and dev examples (weighted the same way), "
+            "not their accuracy over all classes.",
+            "small",
+        ),
+        table(
+            [
+                "subtask",
+                "weighting",
+                ("top-1 neuron", "num"),
+                ("mean of the top 1%", "num"),
+                ("prompts' own accuracy", "num"),
+            ],
+            rows,
+            cls="compact",
+        ),
+    ]
 
 
 def _summary_notes(data: ReportData) -> list[str]:
@@ -72,9 +113,10 @@ def _summary_notes(data: ReportData) -> list[str]:
     accs = [p.dev_accuracy for p in data.neurons.prompts if isinstance(p.dev_accuracy, (int, float))]
     if accs:
         extra.append(
-            "the prompts' own dev accuracy: "
+            "the prompts' own dev accuracy over all classes: "
             + ", ".join(f"{a:.4f}" for a in accs)
-            + " (top-neuron predictivity is expected to approach it)"
+            + " (not comparable with a neuron's binary predictivity when there are more than 2 classes: "
+            "see the per-subtask table)"
         )
     return extra
 
