@@ -1,0 +1,184 @@
+"""Issue #17 items 9-12: every bad input is one line before any work, no traceback, nothing lost.
+
+A tiny prompt run (a random BERT saved to a folder, a separable CSV) is tuned once per module; the
+tests then break its files, its --out and its inputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from conftest import separable_task
+from skillneurons.artifacts import load_artifact, save_artifact
+from skillneurons.cli import main
+from skillneurons.errors import ArtifactError
+
+
+def _csv(path: Path, n: int = 60, seed: int = 0) -> Path:
+    task = separable_task(n, seed=seed)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for t, y in zip(task.texts, task.labels):
+            w.writerow([t, ["negative", "positive"][y]])
+    return path
+
+
+def tune_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "-q",
+        "tune",
+        "--model",
+        str(model),
+        "--task",
+        str(data),
+        "--out",
+        str(out),
+        "--prompt-length",
+        "3",
+        "--max-length",
+        "24",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--dtype",
+        "float32",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> dict[str, Path]:
+    """A tuned prompt (prompt_first, label words: exportable to PEFT) and its data."""
+    d = tmp_path_factory.mktemp("runs")
+    data = _csv(d / "d.csv")
+    run = d / "run"
+    assert main(tune_args(model_dir, data, run, "--layout", "prompt_first")) == 0
+    return {"data": data, "run": run, "prompt": run / "prompt.safetensors", "model": model_dir, "dir": d}
+
+
+def _err(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    # library progress bars (transformers' weight loading) may share stderr: the CLI's own lines count
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.startswith("skillneurons:") and not line.startswith("skillneurons: warning:")
+    ]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# ---- item 10: unreadable tensor files, and whatever reaches main -----------------------------------
+
+
+@pytest.mark.parametrize("bad", ["truncated", "pickle"])
+def test_item10_tensor_file_that_is_not_safetensors(tmp_path: Path, bad: str) -> None:
+    """#17 item 10: a tensor file whose manifest hash was updated but whose bytes are not safetensors is
+    a one-line ArtifactError naming the file (not a SafetensorError traceback)."""
+    from skillneurons.files import atomic_write_json, sha256_file
+
+    tfile = save_artifact(tmp_path / "a", {"x": torch.zeros(4, 4)}, kind="thing")
+    if bad == "truncated":
+        tfile.write_bytes(tfile.read_bytes()[:40])
+    else:
+        tfile.write_bytes(pickle.dumps({"x": [0.0] * 16}))
+    mfile = tmp_path / "a.json"
+    man = json.loads(mfile.read_text())
+    man["sha256"] = sha256_file(tfile)
+    atomic_write_json(mfile, man)
+    with pytest.raises(ArtifactError, match=r"a\.safetensors is not a readable safetensors file") as e:
+        load_artifact(tmp_path / "a")
+    assert "\n" not in str(e.value)
+
+
+def test_item10_corrupted_prompt_through_the_cli(
+    tiny_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17 item 10: `evaluate` on a prompt whose tensor bytes were replaced (hash updated) is exit 2 and
+    one line naming the file."""
+    import shutil
+
+    from skillneurons.files import atomic_write_json, sha256_file
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["run"], run)
+    tfile = run / "prompt.safetensors"
+    tfile.write_bytes(tfile.read_bytes()[:-7])
+    man = json.loads((run / "prompt.json").read_text())
+    man["sha256"] = sha256_file(tfile)
+    atomic_write_json(run / "prompt.json", man)
+    assert main(["-q", "evaluate", "--prompt", str(tfile), "--model", str(tiny_run["model"])]) == 2
+    line = _err(capsys)
+    assert line.startswith("skillneurons: error:") and f"{tfile} is not a readable safetensors" in line
+
+
+def _models_raising(monkeypatch: pytest.MonkeyPatch, make: Any) -> None:
+    """`skillneurons models` raising what ``make()`` raises (the command reads offline_models)."""
+    import skillneurons.backbones
+
+    monkeypatch.setattr(skillneurons.backbones, "offline_models", make)
+
+
+def test_item10_file_errors_reaching_main_name_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17 item 10: an OSError, a json.JSONDecodeError or a SafetensorError that reaches cli.main is one
+    line naming the file, exit 2."""
+    from safetensors.torch import load_file
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    notensors = tmp_path / "w.safetensors"
+    notensors.write_bytes(b"\x00" * 5)
+
+    def read_json_file() -> Any:
+        path = broken
+        return json.loads(path.read_text())
+
+    def read_tensors() -> Any:
+        path = str(notensors)
+        return load_file(path)
+
+    def open_missing() -> Any:
+        return open(tmp_path / "gone.txt")
+
+    for make, expected in (
+        (read_json_file, f"{broken} is not valid JSON"),
+        (read_tensors, f"{notensors} is not a readable safetensors file"),
+        (open_missing, f"{tmp_path / 'gone.txt'}: No such file or directory"),
+    ):
+        _models_raising(monkeypatch, make)
+        assert main(["models"]) == 2
+        line = _err(capsys)
+        assert line.startswith("skillneurons: error:") and expected in line, line
+
+
+def test_item10_anything_else_is_a_bug_report_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17 item 10: any other exception prints one 'bug' line naming the file its traceback was written
+    to (exit 1), never a silent exit."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+
+    def boom() -> Any:
+        raise RuntimeError("boom\nsecond line")
+
+    _models_raising(monkeypatch, boom)
+    assert main(["models"]) == 1
+    line = _err(capsys)
+    assert "internal error (a bug, not your input): RuntimeError: boom second line" in line
+    [trace] = tmp_path.glob("skillneurons-bug-*.txt")
+    assert str(trace) in line and "RuntimeError: boom" in trace.read_text()
