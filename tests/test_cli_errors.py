@@ -6,8 +6,10 @@ tests then break its files, its --out and its inputs.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -182,3 +184,114 @@ def test_item10_anything_else_is_a_bug_report_line(
     assert "internal error (a bug, not your input): RuntimeError: boom second line" in line
     [trace] = tmp_path.glob("skillneurons-bug-*.txt")
     assert str(trace) in line and "RuntimeError: boom" in trace.read_text()
+
+
+# ---- item 9: --out checked first, for every command ---------------------------------------------
+
+#: the least each command needs to parse (the --out check comes before anything else is read)
+_OUT_COMMANDS: dict[str, list[str]] = {
+    "tune": ["tune", "--task", "mr"],
+    "find": ["find"],
+    "perturb": ["perturb"],
+    "cross-perturb": ["cross-perturb"],
+    "similarity": ["similarity"],
+    "delta-perturb": ["delta-perturb"],
+    "prune": ["prune"],
+    "transfer-matrix": ["transfer-matrix"],
+    "transferability": ["transferability"],
+    "project train": ["project", "train"],
+    "project apply": ["project", "apply"],
+    "tpt-compare": ["tpt-compare", "--baseline", "b", "r"],
+    "kpt-evaluate": ["kpt-evaluate", "--task", "mr"],
+    "report": ["report", "RUN"],
+    "peft export": ["peft", "export"],
+    "peft import": ["peft", "import"],
+    "demo": ["demo"],
+}
+
+
+def test_item9_every_command_that_writes_declares_its_out() -> None:
+    """#17 item 9: every command with an --out flag declares it (Command.out), so the entry point checks
+    it before the command runs; the table above covers every such command."""
+    from skillneurons.cli.app import build_parser, commands
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    writers = set()
+    for cmd in commands():
+        flags = {s for a in sub.choices[cmd.name]._actions for s in a.option_strings}
+        if "--out" in flags:
+            writers.add(cmd.name)
+            assert cmd.out is not None, f"{cmd.name} has --out but declares no Command.out"
+    assert writers == {k.split()[0] for k in _OUT_COMMANDS}
+
+
+def _no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from skillneurons.backbones.config import BackboneOptions
+
+    def refuse(self: Any, name: str) -> Any:
+        raise AssertionError(f"a model ({name}) was loaded before --out was checked")
+
+    monkeypatch.setattr(BackboneOptions, "load", refuse)
+
+
+def _tree(d: Path) -> set[Path]:
+    return {p for p in d.rglob("*")}
+
+
+@pytest.mark.parametrize("command", sorted(_OUT_COMMANDS))
+def test_item9_out_under_a_file_is_one_line_before_any_work(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17 item 9: --out under a file (and a folder --out that is a file) is exit 2, one line, before any
+    model load or data read, for every command; nothing is written."""
+    _no_model_load(monkeypatch)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    before = _tree(tmp_path)
+    assert main(["-q", *_OUT_COMMANDS[command], "--out", str(blocker / "sub.json")]) == 2
+    assert f"{blocker} is a file, not a folder" in _err(capsys)
+    folder_commands = {"tune", "find", "perturb", "prune", "demo", "similarity", "peft export"}
+    if command in folder_commands:
+        assert main(["-q", *_OUT_COMMANDS[command], "--out", str(blocker)]) == 2
+        assert f"--out {blocker} is a file, not a folder" in _err(capsys)
+    assert _tree(tmp_path) == before
+
+
+def _unwritable_root() -> Path:
+    """A folder nobody can create files in, root included (sysfs); skip where there is none."""
+    d = Path("/sys")
+    try:
+        (d / ".skillneurons-probe").touch()
+    except OSError:
+        return d
+    pytest.skip("no folder here refuses root's writes")
+
+
+@pytest.mark.parametrize("command", ["tune", "perturb", "find", "kpt-evaluate", "report", "peft import"])
+def test_item9_unwritable_parent_is_one_line_before_any_work(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17 item 9: an --out whose parent cannot really be written (a probe file, not os.access, which
+    says yes to root) is exit 2, one line, before any model load or compute (perturb used to fail after
+    the whole sweep)."""
+    _no_model_load(monkeypatch)
+    out = _unwritable_root() / "skillneurons-out" / "x"
+    assert main(["-q", *_OUT_COMMANDS[command], "--out", str(out)]) == 2
+    assert "is not writable" in _err(capsys) and not out.parent.exists()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into 0555 folders")
+def test_item9_read_only_out_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17 item 9: a read-only --out folder (mode 0555) is one line before any work."""
+    _no_model_load(monkeypatch)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert main(["-q", "perturb", "--out", str(ro)]) == 2
+        assert f"{ro} is not writable" in _err(capsys)
+    finally:
+        ro.chmod(0o755)

@@ -23,7 +23,7 @@ from types import TracebackType
 
 from skillneurons import __version__
 from skillneurons.cli import data, kpt, neurons, perturb, prune, report, transfer, tune
-from skillneurons.cli.common import Command
+from skillneurons.cli.common import Command, check_out
 from skillneurons.errors import SkillNeuronsError
 
 __all__ = ["build_parser", "commands", "main"]
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in commands():
         p = sub.add_parser(cmd.name, parents=[common], help=cmd.help, description=cmd.help)
         cmd.add_arguments(p)
-        p.set_defaults(_run=cmd.run)
+        p.set_defaults(_run=cmd.run, _out=cmd.out)
     return parser
 
 
@@ -92,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if init_from_env() and not is_main():
             args.quiet = True  # only rank 0 shows progress
     try:
+        spec = args._out(args) if args._out is not None else None
+        if spec is not None:
+            check_out(spec[0], folder=spec[1])  # before the command reads, loads or computes anything
         return int(args._run(args))
     except SkillNeuronsError as e:
         print(f"skillneurons: error: {e}", file=sys.stderr)

@@ -11,7 +11,7 @@ from skillneurons.cli.common import (
     add_backbone_options,
     add_out,
     artifacts,
-    check_out,
+    folder_out,
     load_backbone_from,
     progress,
 )
@@ -39,7 +39,6 @@ def _run_find(args: argparse.Namespace) -> int:
     prompts = artifacts(args, "prompt")
     config: FindConfig = build_config(args, FindConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
-    check_out(args.out)
     from skillneurons.rundir import RunDir  # lazy: --help stays fast
     from skillneurons.runs import find_skill_neurons
 
@@ -53,5 +52,7 @@ def _run_find(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("find", "find the skill neurons of trained prompts (one per seed)", _add_find, _run_find),
+    Command(
+        "find", "find the skill neurons of trained prompts (one per seed)", _add_find, _run_find, folder_out()
+    ),
 )

@@ -14,7 +14,7 @@ from skillneurons.cli.common import (
     add_out,
     artifacts,
     backbone_options,
-    check_out,
+    folder_out,
     load_backbone_from,
     progress,
 )
@@ -41,7 +41,6 @@ def _run_perturb(args: argparse.Namespace) -> int:
     [prompt], [neurons] = artifacts(args, "prompt"), artifacts(args, "neurons")
     config: SweepConfig = build_config(args, SweepConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
-    check_out(args.out)
     task = task_options.load() if task_options.task else None
     from skillneurons.perturb.experiments import run_sweep  # lazy: --help stays fast
 
@@ -79,7 +78,6 @@ def _add_cross(p: argparse.ArgumentParser) -> None:
 def _run_cross(args: argparse.Namespace) -> int:
     prompts, neurons = artifacts(args, "prompt"), artifacts(args, "neurons")
     config: CrossPerturbConfig = build_config(args, CrossPerturbConfig)
-    check_out(args.out)
     from skillneurons.perturb.experiments import run_cross  # lazy: --help stays fast
 
     res = run_cross(
@@ -117,7 +115,6 @@ def _add_similarity(p: argparse.ArgumentParser) -> None:
 def _run_similarity(args: argparse.Namespace) -> int:
     neurons = artifacts(args, "neurons")
     config: SimilarityConfig = build_config(args, SimilarityConfig)
-    check_out(args.out)
     from skillneurons.perturb.similarity import run_similarity  # lazy: --help stays fast
 
     res = run_similarity(neurons, args.out, config)
@@ -149,7 +146,6 @@ def _run_delta(args: argparse.Namespace) -> int:
     [neurons], models = artifacts(args, "neurons"), artifacts(args, "prompt")
     config: DeltaPerturbConfig = build_config(args, DeltaPerturbConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
-    check_out(args.out)
     task = task_options.load() if task_options.task else None
     from skillneurons.delta.experiment import run_delta_perturbation  # lazy: --help stays fast
     from skillneurons.rundir import RunDir
@@ -181,23 +177,27 @@ COMMANDS = (
         "accuracy while perturbing skill neurons vs random neurons, over rho",
         _add_perturb,
         _run_perturb,
+        folder_out(),
     ),
     Command(
         "cross-perturb",
         "perturb task A's skill neurons while evaluating task B's prompt, for all pairs",
         _add_cross,
         _run_cross,
+        folder_out(),
     ),
     Command(
         "similarity",
         "task similarity: Spearman of neuron predictivity, skill-set overlap",
         _add_similarity,
         _run_similarity,
+        folder_out(),
     ),
     Command(
         "delta-perturb",
         "perturb prompt-found skill neurons in models tuned with BitFit / adapters / LoRA",
         _add_delta,
         _run_delta,
+        folder_out(),
     ),
 )

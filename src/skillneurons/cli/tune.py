@@ -14,7 +14,7 @@ from skillneurons.cli.common import (
     add_backbone_options,
     add_out,
     artifacts,
-    check_out,
+    folder_out,
     load_backbone_from,
     progress,
 )
@@ -86,7 +86,6 @@ def _run_tune(args: argparse.Namespace) -> int:
     train: TrainConfig = build_config(args, TrainConfig)
     verbalizer: VerbalizerConfig = build_config(args, VerbalizerConfig)
     progressive: ProgressiveConfig = build_config(args, ProgressiveConfig)
-    check_out(args.out)
     task = build_config(args, TaskOptions).load()  # data errors first, before the (slow) model load
     from skillneurons.runs import tune_prompt
 
@@ -143,6 +142,7 @@ COMMANDS = (
         "prompt-tune a frozen model on a task (or tune it with --method bitfit|adapter|lora)",
         _add_tune,
         _run_tune,
+        folder_out(),
     ),
     Command("evaluate", "evaluate a saved prompt", _add_evaluate, _run_evaluate),
 )
