@@ -295,3 +295,82 @@ def test_item9_read_only_out_folder(
         assert f"{ro} is not writable" in _err(capsys)
     finally:
         ro.chmod(0o755)
+
+
+# ---- item 11: find refuses a mixed prompt list, and bad options, before any work ---------------------
+
+
+def _variant(run: Path, dest: Path, **changes: Any) -> Path:
+    """A copy of the prompt run ``run`` whose manifest has ``changes`` (dotted keys: ``task.name``)."""
+    import shutil
+
+    from skillneurons.files import atomic_write_json
+
+    shutil.copytree(run, dest)
+    man = json.loads((dest / "prompt.json").read_text())
+    for key, value in changes.items():
+        *parents, last = key.split(".")
+        node = man
+        for k in parents:
+            node = node[k]
+        node[last] = value
+    atomic_write_json(dest / "prompt.json", man)
+    return dest / "prompt.safetensors"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"task.name": "other", "task.fingerprint": "0" * 64}, "were trained on different tasks"),
+        ({"method": "lora"}, "holds a 'delta' artifact, not prompt"),
+        ({"backbone.name": "another-model"}, "were made on different backbones (name"),
+    ],
+)
+def test_item11_find_refuses_a_mixed_prompt_list_before_scoring(
+    changes: dict[str, Any],
+    message: str,
+    tiny_run: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#17 item 11: find with prompts of two tasks, a delta model among prompts, or prompts of different
+    backbones is refused before the model loads (CLI) and before the first prompt is scored (API)."""
+    import skillneurons.neurons.find as find_module
+    from skillneurons.backbones import load_backbone
+    from skillneurons.errors import SkillNeuronsError
+    from skillneurons.runs import find_skill_neurons
+
+    other = _variant(tiny_run["run"], tmp_path / "other", **changes)
+    prompts = [str(tiny_run["prompt"]), str(other)]
+    bb = load_backbone(str(tiny_run["model"]))
+    _no_model_load(monkeypatch)
+    out = tmp_path / "n"
+    args = ["-q", "find", "--prompt", *prompts, "--task", str(tiny_run["data"]), "--out", str(out)]
+    assert main(args) == 2
+    assert message in _err(capsys) and not out.exists()
+
+    def no_scoring(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a prompt was scored")
+
+    monkeypatch.setattr(find_module, "score_prompt", no_scoring)
+    from skillneurons.data import load_task
+
+    with pytest.raises(SkillNeuronsError, match=message.replace("(", r"\(")):
+        find_skill_neurons(bb, prompts, load_task(str(tiny_run["data"])), None, controls=False)
+
+
+def test_item11_find_option_errors_before_the_model_loads(
+    tiny_run: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#17 item 11: every option error of find (--rho 2, --auroc-bins 0, --batch-size 0) is reported
+    before the model loads."""
+    _no_model_load(monkeypatch)
+    for bad in (["--rho", "2"], ["--auroc-bins", "0"], ["--batch-size", "0"]):
+        args = ["-q", "find", "--prompt", str(tiny_run["prompt"]), "--out", str(tmp_path / "n"), *bad]
+        assert main(args) == 2
+        assert _err(capsys).startswith("skillneurons: error:")
+    assert not (tmp_path / "n").exists()

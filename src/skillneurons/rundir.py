@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from skillneurons.backbones import Backbone
     from skillneurons.data.task import SplitName
 
-__all__ = ["ARTIFACT_FILES", "IDENTITY_FILE", "RunDir", "make_splits", "run_manifest"]
+__all__ = ["ARTIFACT_FILES", "IDENTITY_FILE", "RunDir", "make_splits", "open_together", "run_manifest"]
 
 #: the primary artifact of a folder, by the file that marks it (first match wins)
 ARTIFACT_FILES: tuple[tuple[str, str], ...] = (
@@ -255,6 +255,45 @@ class RunDir:
     def part(self, name: SplitName, task: Task | None = None) -> Task:
         """Part ``name`` (train/dev/test) of the run's split."""
         return self.splits(task).part(name)
+
+
+#: what must agree between artifacts used together: the backbone they were made on
+_GEOMETRY = ("name", "model_type", "num_layers", "hidden_size", "d_ff", "vocab_size")
+
+
+def open_together(
+    paths: Sequence[str | os.PathLike[str]], *kinds: str, same_task: bool = True
+) -> list[RunDir]:
+    """Open artifacts that one command uses together (the prompts of one ``find``): each must be of one
+    of ``kinds``, all must record the same backbone and, with ``same_task``, the same task (by
+    fingerprint, else by name; artifacts that record none, e.g. imported ones, take the task given).
+    A mixed list is a one-line error naming two artifacts that differ, before any of them is used."""
+    runs = [RunDir.of(p).require_kind(*kinds) for p in paths]
+    if not runs:
+        return runs
+    first = runs[0]
+    want = {k: (first.manifest.get("backbone") or {}).get(k) for k in _GEOMETRY}
+    for run in runs[1:]:
+        have = {k: (run.manifest.get("backbone") or {}).get(k) for k in _GEOMETRY}
+        diff = [k for k in _GEOMETRY if want[k] is not None and have[k] is not None and want[k] != have[k]]
+        if diff:
+            raise ArtifactError(
+                f"{first.artifact} and {run.artifact} were made on different backbones ({diff[0]} "
+                f"{want[diff[0]]!r} vs {have[diff[0]]!r}): pass artifacts of one model"
+            )
+        if same_task and _task_key(first) and _task_key(run) and _task_key(first) != _task_key(run):
+            raise DataError(
+                f"{first.artifact} and {run.artifact} were trained on different tasks "
+                f"('{first.task_record.get('name')}' vs '{run.task_record.get('name')}'): pass prompts of "
+                "one task (one command per task)"
+            )
+    return runs
+
+
+def _task_key(run: RunDir) -> str | None:
+    rec = run.task_record
+    key = rec.get("fingerprint") or rec.get("name")
+    return None if key is None else str(key)
 
 
 def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int | None = None) -> TaskSplits:

@@ -39,11 +39,15 @@ def _run_find(args: argparse.Namespace) -> int:
     prompts = artifacts(args, "prompt")
     config: FindConfig = build_config(args, FindConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
-    from skillneurons.rundir import RunDir  # lazy: --help stays fast
+    from skillneurons.rundir import open_together  # lazy: --help stays fast
     from skillneurons.runs import find_skill_neurons
 
-    run = RunDir.of(prompts[0]).require_kind("prompt")
+    # a mixed list and every prompt's split are refused before the (slow) model load
+    runs = open_together(prompts, "prompt")
+    run = runs[0]
     task = run.task(task_options.load() if task_options.task else None)
+    for r in runs:
+        r.splits(task)
     bb = load_backbone_from(args, args.model or run.backbone_name)
     res = find_skill_neurons(bb, prompts, task, args.out, config, progress=progress(args))
     print(res.text)
