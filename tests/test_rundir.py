@@ -90,3 +90,58 @@ def test_second_writer_gets_the_holders_pid(tmp_path: Path) -> None:
         proc.communicate("\n", timeout=30)
     with RunDir(tmp_path).lock():  # released when the holder exits
         pass
+
+
+# ---- issue 17 items 2 and 3, at the level of a tuning run ----------------------------------------
+
+
+def _tiny_tune(out: Path, **kw):  # type: ignore[no-untyped-def]
+    from skillneurons.runs import tune_prompt
+    from skillneurons.testing import tiny_model
+    from skillneurons.training import TrainConfig
+
+    cfg = TrainConfig(max_steps=2, batch_size=8, eval_every=1)
+    options = {"prompt_length": 2, "head": "linear", "max_length": 24, **kw}
+    return tune_prompt(tiny_model("bert"), separable_task(40), out, config=cfg, progress=False, **options)
+
+
+def test_rerun_with_another_split_is_refused_not_answered_from_the_old_run(tmp_path: Path) -> None:
+    """Item 2: a finished run rerun with other --max-examples / --split-seed used to return the old results."""
+    first = _tiny_tune(tmp_path, split_seed=0)
+    assert _tiny_tune(tmp_path, split_seed=0).test_accuracy == first.test_accuracy  # same run: resumes
+    with pytest.raises(ConfigError, match=r"different run .*split_seed \(0 -> 1\)"):
+        _tiny_tune(tmp_path, split_seed=1)
+    with pytest.raises(ConfigError, match=r"different run .*max_examples \(None -> 30\)"):
+        _tiny_tune(tmp_path, split_seed=0, max_examples=30)
+    again = _tiny_tune(tmp_path, split_seed=1, overwrite=True)
+    assert again.split_seed == 1
+
+
+def test_an_invalid_option_writes_nothing(tmp_path: Path) -> None:
+    """Item 2: --prompt-length 0 used to write split.json first, which the corrected command reused."""
+    with pytest.raises(ConfigError, match="--prompt-length 0"):
+        _tiny_tune(tmp_path / "run", prompt_length=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_tune_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    """Item 3: two tune commands on one --out both exited 0 and the folder held only the second."""
+    holder = textwrap.dedent(f"""
+        import sys
+        from skillneurons.rundir import RunDir
+        with RunDir({str(tmp_path)!r}).lock():
+            print("locked", flush=True)
+            sys.stdin.readline()
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            ConfigError, match=rf"being written by another skillneurons process \(pid {proc.pid}\)"
+        ):
+            _tiny_tune(tmp_path)
+        assert not (tmp_path / "split.json").exists()
+    finally:
+        proc.communicate("\n", timeout=30)

@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -39,10 +39,12 @@ from skillneurons.backbones.architectures import (
     register_architecture,
     spec_for,
 )
-from skillneurons.backbones.config import BackboneOptions
 from skillneurons.errors import ModelError
 from skillneurons.files import home
 from skillneurons.registry import Registry
+
+if TYPE_CHECKING:  # the config imports this module when it loads a model: a type-only import back
+    from skillneurons.backbones.config import BackboneOptions
 
 log = logging.getLogger(__name__)
 

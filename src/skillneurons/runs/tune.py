@@ -27,6 +27,7 @@ from skillneurons.files import atomic_write_json
 from skillneurons.fpt.config import ProgressiveConfig
 from skillneurons.fpt.progressive import progressive_hooks
 from skillneurons.fpt.schedule import ProgressiveSchedule
+from skillneurons.options import check_range
 from skillneurons.prompts import PromptModel, SoftPrompt
 from skillneurons.prompts.build import build_prompt_model, new_prompt
 from skillneurons.prompts.config import PromptConfig
@@ -145,6 +146,8 @@ def _spec(
     )
     run = dataclasses.replace(run or RunOptions(), **{k: v for k, v in options.items() if k in run_keys})
     tuning = TUNING_METHODS.get(method)
+    if tuning.tunes_prompt:
+        check_range("--prompt-length", prompt.prompt_length, low=1)
     if isinstance(progressive, str):
         progressive = ProgressiveConfig(schedule=progressive)
     if isinstance(progressive, ProgressiveConfig) and not progressive.enabled:

@@ -1,0 +1,89 @@
+"""Start-up cost of the command line: wall time of fresh processes, median of N, interleaved.
+
+Side by side in one run: a bare ``python -c pass`` (the interpreter's own start-up, the floor),
+``import skillneurons``, ``skillneurons --help``, ``skillneurons find --help``, ``skillneurons tune
+--help``, ``models`` and ``data list``, and ``import torch`` / ``import transformers`` for scale. Also
+records which of torch/transformers each command imported.
+
+    .venv/bin/python bench/startup.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+from common import cpu_model, write_json
+
+PY = sys.executable
+CASES = {
+    "python -c pass": [PY, "-c", "pass"],
+    "import skillneurons": [PY, "-c", "import skillneurons"],
+    "skillneurons --help": [PY, "-m", "skillneurons.cli", "--help"],
+    "skillneurons find --help": [PY, "-m", "skillneurons.cli", "find", "--help"],
+    "skillneurons tune --help": [PY, "-m", "skillneurons.cli", "tune", "--help"],
+    "skillneurons models": [PY, "-m", "skillneurons.cli", "models"],
+    "skillneurons data list": [PY, "-m", "skillneurons.cli", "data", "list"],
+    "import torch": [PY, "-c", "import torch"],
+    "import transformers": [PY, "-c", "import transformers"],
+}
+PROBE = (
+    "import runpy, sys, contextlib, io\n"
+    "sys.argv = ['skillneurons'] + sys.argv[1:]\n"
+    "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+    "    runpy.run_module('skillneurons.cli', run_name='__main__')\n"
+    "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules) or '-')\n"
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default="bench/results/startup.json")
+    args = ap.parse_args()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    times: dict[str, list[float]] = {k: [] for k in CASES}
+    for _ in range(args.repeats):  # interleaved: a load spike hits every case alike
+        for name, cmd in CASES.items():
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times[name].append(time.perf_counter() - t0)
+    loaded = {}
+    for name, cmd in CASES.items():
+        if cmd[1:3] == ["-m", "skillneurons.cli"]:
+            out = subprocess.run(
+                [PY, "-c", PROBE, *cmd[3:]], env=env, capture_output=True, text=True, check=True
+            )
+            loaded[name] = out.stdout.strip().splitlines()[-1]
+    base = statistics.median(times["python -c pass"])
+    rows = {
+        name: {
+            "median_s": round(statistics.median(t), 3),
+            "min_s": round(min(t), 3),
+            "over_bare_python_s": round(statistics.median(t) - base, 3),
+            "imports": loaded.get(name),
+        }
+        for name, t in times.items()
+    }
+    write_json(
+        args.out,
+        {
+            "machine": {
+                "cpu": cpu_model(),
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+            },
+            "repeats": args.repeats,
+            "results": rows,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
