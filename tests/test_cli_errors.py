@@ -119,7 +119,8 @@ def test_item10_corrupted_prompt_through_the_cli(
     man = json.loads((run / "prompt.json").read_text())
     man["sha256"] = sha256_file(tfile)
     atomic_write_json(run / "prompt.json", man)
-    assert main(["-q", "evaluate", "--prompt", str(tfile), "--model", str(tiny_run["model"])]) == 2
+    args = ["-q", "evaluate", "--prompt", str(tfile), "--task", str(tiny_run["data"])]
+    assert main(args) == 2
     line = _err(capsys)
     assert line.startswith("skillneurons: error:") and f"{tfile} is not a readable safetensors" in line
 
@@ -374,3 +375,104 @@ def test_item11_find_option_errors_before_the_model_loads(
         assert main(args) == 2
         assert _err(capsys).startswith("skillneurons: error:")
     assert not (tmp_path / "n").exists()
+
+
+# ---- item 12: imported PEFT prompts work in every command given --task and --split-seed -----------
+
+
+@pytest.fixture(scope="module")
+def imported(tiny_run: dict[str, Path]) -> Path:
+    """The tiny prompt exported to PEFT and imported back: no task, no split recorded."""
+    d = tiny_run["dir"]
+    assert main(["-q", "peft", "export", "--prompt", str(tiny_run["prompt"]), "--out", str(d / "peft")]) == 0
+    out = d / "imported" / "prompt.safetensors"
+    assert main(["-q", "peft", "import", "--adapter", str(d / "peft"), "--out", str(out)]) == 0
+    man = json.loads(out.with_suffix(".json").read_text())
+    assert "task" not in man and "split" not in man
+    return out
+
+
+def _flags(command: str) -> set[str]:
+    from skillneurons.cli.app import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {s for a in sub.choices[command]._actions for s in a.option_strings}
+
+
+def test_item12_imported_prompt_in_evaluate_find_perturb(
+    tiny_run: dict[str, Path], imported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17 item 12: an imported PEFT prompt (no task, no split recorded) works in evaluate, find and
+    perturb given --task and --split-seed (it crashed with KeyError: 'task' before)."""
+    data, seed = str(tiny_run["data"]), ["--split-seed", "0"]
+    assert main(["-q", "evaluate", "--prompt", str(imported), "--task", data, *seed]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["split"] == "test" and res["n"] == 6
+    neurons = tmp_path / "n"
+    find = ["-q", "find", "--prompt", str(imported), "--task", data, "--out", str(neurons), "--no-controls"]
+    assert main([*find, *seed]) == 0
+    sn = neurons / "skill_neurons.safetensors"
+    perturb = ["-q", "perturb", "--prompt", str(imported), "--neurons", str(sn), "--task", data]
+    assert main([*perturb, "--out", str(tmp_path / "p"), "--rho", "0.1", "--draws", "1", *seed]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "find", "perturb"])
+def test_item12_errors_name_flags_that_exist(
+    command: str,
+    tiny_run: dict[str, Path],
+    imported: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#17 item 12: without --task or --split-seed the one-line error names exactly the flags to add, and
+    the command has them (the hint named a --dev-file that does not exist); before the model loads."""
+    _no_model_load(monkeypatch)
+    args = {
+        "evaluate": ["evaluate", "--prompt", str(imported)],
+        "find": ["find", "--prompt", str(imported), "--out", str(tmp_path / "o")],
+        "perturb": ["perturb", "--prompt", str(imported), "--neurons", "n", "--out", str(tmp_path / "o")],
+    }[command]
+    if command != "perturb":  # perturb checks the split after its model load (see the report)
+        assert main(["-q", *args]) == 2
+        assert "records no task: pass --task" in _err(capsys)
+        assert main(["-q", *args, "--task", str(tiny_run["data"])]) == 2
+        line = _err(capsys)
+        assert "pass --task TASK and --split-seed SEED" in line
+    assert {"--task", "--split-seed"} <= _flags(command)
+    assert not (tmp_path / "o").exists()
+
+
+def test_item12_split_seed_against_a_recorded_split(
+    tiny_run: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17 item 12: --split-seed for a prompt whose split is recorded must be that split's seed (never
+    silently ignored)."""
+    _no_model_load(monkeypatch)
+    args = ["-q", "evaluate", "--prompt", str(tiny_run["prompt"]), "--task", str(tiny_run["data"])]
+    assert main([*args, "--split-seed", "5"]) == 2
+    assert "not --split-seed 5: drop --split-seed" in _err(capsys)
+
+
+def test_item12_peft_export_records_the_real_model_path(
+    tiny_run: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#17 item 12: `peft export` of a prompt trained on an offline alias records the folder the alias
+    resolves to, so AutoPeftModel*.from_pretrained(dir) loads offline (the alias sent it to the Hub)."""
+    import skillneurons.backbones.loading as loading
+    from skillneurons.files import atomic_write_json
+
+    model = tiny_run["model"]
+    monkeypatch.setitem(loading.OFFLINE_MODELS, "tiny-alias", ("a test alias", lambda: (model, None)))
+    prompt = _variant(tiny_run["run"], tmp_path / "run", **{"backbone.name": "tiny-alias"})
+    man = json.loads(prompt.with_suffix(".json").read_text())
+    atomic_write_json(prompt.with_suffix(".json"), man)
+    assert main(["-q", "peft", "export", "--prompt", str(prompt), "--out", str(tmp_path / "peft")]) == 0
+    cfg = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == str(model)
+    from peft import AutoPeftModelForFeatureExtraction  # the task type of an encoder's prompt
+
+    loaded = AutoPeftModelForFeatureExtraction.from_pretrained(str(tmp_path / "peft"))
+    assert loaded.peft_config["default"].num_virtual_tokens == 3

@@ -17,7 +17,9 @@ Rules:
 * **task**: the task given (a :class:`~skillneurons.data.Task`), else the recorded one (its load spec
   when recorded, else its name); none recorded is a one-line error asking for ``--task``.
 * **split**: ``split.json`` beside the artifact when present; else the recorded split seed (and
-  max_examples) re-drawn, checked against the recorded sizes; no seed recorded is a one-line error.
+  max_examples) re-drawn, checked against the recorded sizes; else (an imported artifact records
+  none) the seed given (``--split-seed``); none of these is a one-line error naming ``--task`` and
+  ``--split-seed``. A seed given for an artifact whose split is recorded must be that split's.
   The split of a run is only defined on the run's own data: another task is refused (evaluating on
   other data draws that task's split from :attr:`split_seed` explicitly, see :meth:`split_of`).
 """
@@ -209,20 +211,31 @@ class RunDir:
     @property
     def split_seed(self) -> int:
         """The recorded split seed; a one-line error when the artifact records none."""
+        return self.seed_of_split(None)
+
+    def seed_of_split(self, given: int | None) -> int:
+        """The split seed: the recorded one (``given``, when not None, must equal it), else ``given``;
+        neither is a one-line error naming the flags to add."""
         seed = self.split_record.get("seed")
-        if seed is None:
+        if seed is None and given is None:
             raise DataError(
-                f"{self.artifact or self.path} records no split seed and has no split.json beside it: "
-                "pass --task with --split-seed to say which examples to use"
+                f"{self.artifact or self.path} records no split seed and has no split.json beside it (e.g. an "
+                "imported prompt): pass --task TASK and --split-seed SEED to say which examples to use"
             )
-        return int(seed)
+        if seed is not None and given is not None and int(given) != int(seed):
+            raise ConfigError(
+                f"{self.artifact or self.path} records split seed {seed}, not --split-seed {given}: drop "
+                "--split-seed (the recorded split is used)"
+            )
+        return int(seed if seed is not None else given)  # type: ignore[arg-type]
 
     @property
     def split_file(self) -> Path:
         return self.path / str(self.split_record.get("file") or "split.json")
 
-    def splits(self, task: Task | None = None) -> TaskSplits:
-        """The run's train/dev/test split of its own data (``task`` defaults to :meth:`task`)."""
+    def splits(self, task: Task | None = None, seed: int | None = None) -> TaskSplits:
+        """The run's train/dev/test split of its own data (``task`` defaults to :meth:`task`); ``seed``
+        is the split seed of an artifact that records none (an imported one)."""
         t = self.task(task)
         fp = self.task_record.get("fingerprint")
         if fp and fp != t.fingerprint():
@@ -231,30 +244,37 @@ class RunDir:
                 f"than the task given ('{t.name}', {len(t)} examples): pass the task it was trained on"
             )
         if self.split_file.is_file():
-            return TaskSplits.load(t, self.split_file)
+            loaded = TaskSplits.load(t, self.split_file)
+            if seed is not None and seed != loaded.seed:
+                raise ConfigError(
+                    f"{self.split_file} holds the split of seed {loaded.seed}, not --split-seed {seed}: drop "
+                    "--split-seed (the run's split is used)"
+                )
+            return loaded
         rec = self.split_record
         max_examples = rec.get("max_examples")
-        splits = t.split(self.split_seed, max_examples=None if max_examples is None else int(max_examples))
+        use = self.seed_of_split(seed)
+        splits = t.split(use, max_examples=None if max_examples is None else int(max_examples))
         sizes = rec.get("sizes")
         if isinstance(sizes, list) and list(sizes) != [len(splits.train), len(splits.dev), len(splits.test)]:
             raise DataError(
-                f"{self.artifact or self.path}: re-drawing its split from seed {self.split_seed} gives sizes "
+                f"{self.artifact or self.path}: re-drawing its split from seed {use} gives sizes "
                 f"{[len(splits.train), len(splits.dev), len(splits.test)]}, not the recorded {sizes}: "
                 f"copy its split.json beside it"
             )
         return splits
 
-    def split_of(self, task: Task) -> TaskSplits:
+    def split_of(self, task: Task, seed: int | None = None) -> TaskSplits:
         """The split of ``task``: the run's own split for its own data, else ``task`` split with the run's
-        seed (evaluating a prompt on other data)."""
+        seed, or ``seed`` (evaluating a prompt on other data)."""
         fp = self.task_record.get("fingerprint")
         if not fp or fp == task.fingerprint():
-            return self.splits(task)
-        return task.split(self.split_seed)
+            return self.splits(task, seed)
+        return task.split(seed if seed is not None else self.split_seed)
 
-    def part(self, name: SplitName, task: Task | None = None) -> Task:
-        """Part ``name`` (train/dev/test) of the run's split."""
-        return self.splits(task).part(name)
+    def part(self, name: SplitName, task: Task | None = None, seed: int | None = None) -> Task:
+        """Part ``name`` (train/dev/test) of the run's split (``seed``: see :meth:`splits`)."""
+        return self.splits(task, seed).part(name)
 
 
 #: what must agree between artifacts used together: the backbone they were made on

@@ -47,7 +47,7 @@ def _run_find(args: argparse.Namespace) -> int:
     run = runs[0]
     task = run.task(task_options.load() if task_options.task else None)
     for r in runs:
-        r.splits(task)
+        r.splits(task, config.split_seed)
     bb = load_backbone_from(args, args.model or run.backbone_name)
     res = find_skill_neurons(bb, prompts, task, args.out, config, progress=progress(args))
     print(res.text)

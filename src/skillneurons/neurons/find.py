@@ -290,7 +290,7 @@ def find_skill_neurons(
         load_manifest(p, "prompt")
     # a mixed list (a delta model, another backbone, another task) and every prompt's split are
     # checked before the first prompt is scored
-    splits = [run.splits(task) for run in open_together(prompts, "prompt")]
+    splits = [run.splits(task, cfg.split_seed) for run in open_together(prompts, "prompt")]
     out = Path(out_dir) if out_dir is not None else None
     subtasks = decompose(task.num_classes, cfg.scheme)  # type: ignore[arg-type]
     scored = [

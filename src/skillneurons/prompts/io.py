@@ -113,7 +113,7 @@ def export_peft(
         num_transformer_submodules=1,
         num_attention_heads=getattr(bb.config, "num_attention_heads", None),
         num_layers=bb.num_layers,
-        base_model_name_or_path=base_model_name or bb.name,
+        base_model_name_or_path=base_model_name or bb.loadable_name,  # never an offline alias
     )
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
