@@ -41,8 +41,14 @@ def _run_perturb(args: argparse.Namespace) -> int:
     [prompt], [neurons] = artifacts(args, "prompt"), artifacts(args, "neurons")
     config: SweepConfig = build_config(args, SweepConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
-    task = task_options.load() if task_options.task else None
+    given = task_options.load() if task_options.task else None
     from skillneurons.perturb.experiments import run_sweep  # lazy: --help stays fast
+    from skillneurons.rundir import RunDir
+
+    # the prompt's task and split (an imported prompt: --task, --split-seed) before the (slow) model load
+    run = RunDir.of(prompt).require_kind("prompt", "delta")
+    task = run.task(given)
+    run.part(config.split, task, config.split_seed)  # type: ignore[arg-type]
 
     res = run_sweep(
         prompt,
