@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from skillneurons import __version__
@@ -27,6 +28,7 @@ __all__ = [
     "atomic_write_json",
     "load_artifact",
     "load_manifest",
+    "read_tensors",
     "save_artifact",
     "sha256_file",
 ]
@@ -131,4 +133,19 @@ def load_artifact(
             f"{mfile} was written by a newer skillneurons (format {manifest['format_version']}): "
             "upgrade skillneurons"
         )
-    return load_file(str(tfile), device=str(device)), manifest
+    return read_tensors(tfile, device), manifest
+
+
+def read_tensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path``; a file that is not one (truncated, a pickle, another
+    format) or cannot be read is a one-line :class:`ArtifactError` naming it."""
+    p = Path(path)
+    try:
+        return load_file(str(p), device=str(device))
+    except SafetensorError as e:
+        raise ArtifactError(
+            f"{p} is not a readable safetensors file ({e}): the file is truncated or in another format "
+            "(skillneurons never reads pickles); re-create it"
+        ) from None
+    except OSError as e:
+        raise ArtifactError(f"cannot read {p}: {e.strerror or e}") from None

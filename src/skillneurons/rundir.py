@@ -19,7 +19,9 @@ Rules:
   file by its path and column options; else a built-in by its name); none recorded, a moved file, or
   a file recorded by name only is a one-line error asking for ``--task``.
 * **split**: ``split.json`` beside the artifact when present; else the recorded split seed (and
-  max_examples) re-drawn, checked against the recorded sizes; no seed recorded is a one-line error.
+  max_examples) re-drawn, checked against the recorded sizes; else (an imported artifact records
+  none) the seed given (``--split-seed``); none of these is a one-line error naming ``--task`` and
+  ``--split-seed``. A seed given for an artifact whose split is recorded must be that split's.
   The split of a run is only defined on the run's own data: another task is refused (evaluating on
   other data draws that task's split from :attr:`split_seed` explicitly, see :meth:`split_of`).
 """
@@ -29,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from skillneurons.backbones import Backbone
     from skillneurons.data.task import SplitName
 
-__all__ = ["ARTIFACT_FILES", "IDENTITY_FILE", "RunDir", "make_splits", "run_manifest"]
+__all__ = ["ARTIFACT_FILES", "IDENTITY_FILE", "RunDir", "make_splits", "open_together", "run_manifest"]
 
 #: the primary artifact of a folder, by the file that marks it (first match wins)
 ARTIFACT_FILES: tuple[tuple[str, str], ...] = (
@@ -241,20 +243,31 @@ class RunDir:
     @property
     def split_seed(self) -> int:
         """The recorded split seed; a one-line error when the artifact records none."""
+        return self.seed_of_split(None)
+
+    def seed_of_split(self, given: int | None) -> int:
+        """The split seed: the recorded one (``given``, when not None, must equal it), else ``given``;
+        neither is a one-line error naming the flags to add."""
         seed = self.split_record.get("seed")
-        if seed is None:
+        if seed is None and given is None:
             raise DataError(
-                f"{self.artifact or self.path} records no split seed and has no split.json beside it: "
-                "pass --task with --split-seed to say which examples to use"
+                f"{self.artifact or self.path} records no split seed and has no split.json beside it (e.g. an "
+                "imported prompt): pass --task TASK and --split-seed SEED to say which examples to use"
             )
-        return int(seed)
+        if seed is not None and given is not None and int(given) != int(seed):
+            raise ConfigError(
+                f"{self.artifact or self.path} records split seed {seed}, not --split-seed {given}: drop "
+                "--split-seed (the recorded split is used)"
+            )
+        return int(seed if seed is not None else given)  # type: ignore[arg-type]
 
     @property
     def split_file(self) -> Path:
         return self.path / str(self.split_record.get("file") or "split.json")
 
-    def splits(self, task: Task | None = None) -> TaskSplits:
-        """The run's train/dev/test split of its own data (``task`` defaults to :meth:`task`)."""
+    def splits(self, task: Task | None = None, seed: int | None = None) -> TaskSplits:
+        """The run's train/dev/test split of its own data (``task`` defaults to :meth:`task`); ``seed``
+        is the split seed of an artifact that records none (an imported one)."""
         t = self.task(task)
         fp = self.task_record.get("fingerprint")
         if fp and fp != t.fingerprint():
@@ -263,30 +276,76 @@ class RunDir:
                 f"than the task given ('{t.name}', {len(t)} examples): pass the task it was trained on"
             )
         if self.split_file.is_file():
-            return TaskSplits.load(t, self.split_file)
+            loaded = TaskSplits.load(t, self.split_file)
+            if seed is not None and seed != loaded.seed:
+                raise ConfigError(
+                    f"{self.split_file} holds the split of seed {loaded.seed}, not --split-seed {seed}: drop "
+                    "--split-seed (the run's split is used)"
+                )
+            return loaded
         rec = self.split_record
         max_examples = rec.get("max_examples")
-        splits = t.split(self.split_seed, max_examples=None if max_examples is None else int(max_examples))
+        use = self.seed_of_split(seed)
+        splits = t.split(use, max_examples=None if max_examples is None else int(max_examples))
         sizes = rec.get("sizes")
         if isinstance(sizes, list) and list(sizes) != [len(splits.train), len(splits.dev), len(splits.test)]:
             raise DataError(
-                f"{self.artifact or self.path}: re-drawing its split from seed {self.split_seed} gives sizes "
+                f"{self.artifact or self.path}: re-drawing its split from seed {use} gives sizes "
                 f"{[len(splits.train), len(splits.dev), len(splits.test)]}, not the recorded {sizes}: "
                 f"copy its split.json beside it"
             )
         return splits
 
-    def split_of(self, task: Task) -> TaskSplits:
+    def split_of(self, task: Task, seed: int | None = None) -> TaskSplits:
         """The split of ``task``: the run's own split for its own data, else ``task`` split with the run's
-        seed (evaluating a prompt on other data)."""
+        seed, or ``seed`` (evaluating a prompt on other data)."""
         fp = self.task_record.get("fingerprint")
         if not fp or fp == task.fingerprint():
-            return self.splits(task)
-        return task.split(self.split_seed)
+            return self.splits(task, seed)
+        return task.split(seed if seed is not None else self.split_seed)
 
-    def part(self, name: SplitName, task: Task | None = None) -> Task:
-        """Part ``name`` (train/dev/test) of the run's split."""
-        return self.splits(task).part(name)
+    def part(self, name: SplitName, task: Task | None = None, seed: int | None = None) -> Task:
+        """Part ``name`` (train/dev/test) of the run's split (``seed``: see :meth:`splits`)."""
+        return self.splits(task, seed).part(name)
+
+
+#: what must agree between artifacts used together: the backbone they were made on
+_GEOMETRY = ("name", "model_type", "num_layers", "hidden_size", "d_ff", "vocab_size")
+
+
+def open_together(
+    paths: Sequence[str | os.PathLike[str]], *kinds: str, same_task: bool = True
+) -> list[RunDir]:
+    """Open artifacts that one command uses together (the prompts of one ``find``): each must be of one
+    of ``kinds``, all must record the same backbone and, with ``same_task``, the same task (by
+    fingerprint, else by name; artifacts that record none, e.g. imported ones, take the task given).
+    A mixed list is a one-line error naming two artifacts that differ, before any of them is used."""
+    runs = [RunDir.of(p).require_kind(*kinds) for p in paths]
+    if not runs:
+        return runs
+    first = runs[0]
+    want = {k: (first.manifest.get("backbone") or {}).get(k) for k in _GEOMETRY}
+    for run in runs[1:]:
+        have = {k: (run.manifest.get("backbone") or {}).get(k) for k in _GEOMETRY}
+        diff = [k for k in _GEOMETRY if want[k] is not None and have[k] is not None and want[k] != have[k]]
+        if diff:
+            raise ArtifactError(
+                f"{first.artifact} and {run.artifact} were made on different backbones ({diff[0]} "
+                f"{want[diff[0]]!r} vs {have[diff[0]]!r}): pass artifacts of one model"
+            )
+        if same_task and _task_key(first) and _task_key(run) and _task_key(first) != _task_key(run):
+            raise DataError(
+                f"{first.artifact} and {run.artifact} were trained on different tasks "
+                f"('{first.task_record.get('name')}' vs '{run.task_record.get('name')}'): pass prompts of "
+                "one task (one command per task)"
+            )
+    return runs
+
+
+def _task_key(run: RunDir) -> str | None:
+    rec = run.task_record
+    key = rec.get("fingerprint") or rec.get("name")
+    return None if key is None else str(key)
 
 
 def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int | None = None) -> TaskSplits:

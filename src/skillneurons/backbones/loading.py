@@ -323,6 +323,16 @@ class Backbone:
     def has_lm_head(self) -> bool:
         return self.kind in ("masked_lm", "causal_lm") and bool(self.spec.lm_head)
 
+    @property
+    def loadable_name(self) -> str:
+        """A Hub id or local folder that ``transformers``' ``from_pretrained`` loads this model from (what
+        other tools, e.g. PEFT, are given): the folder an offline alias or a ``.gguf`` was resolved to
+        when it holds a ``config.json``, else :attr:`name`."""
+        resolved = str(getattr(self.model, "name_or_path", "") or "")
+        if resolved and (Path(resolved) / "config.json").is_file():
+            return resolved
+        return self.name
+
     def identity(self) -> dict[str, Any]:
         """What a saved artifact records about the backbone, and checks when loaded back."""
         return {

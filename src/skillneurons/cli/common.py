@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,19 +30,38 @@ __all__ = [
     "backbone_of",
     "backbone_options",
     "check_out",
+    "file_out",
+    "folder_out",
     "load_backbone_from",
     "progress",
 ]
 
 
+#: what a command writes, from its parsed flags: ``(path, is_folder)``, or None when it writes nothing
+OutSpec = Callable[[argparse.Namespace], "tuple[str | None, bool] | None"]
+
+
 @dataclass(frozen=True)
 class Command:
-    """One ``skillneurons`` sub-command."""
+    """One ``skillneurons`` sub-command. ``out`` says where it writes (:func:`folder_out`,
+    :func:`file_out` or a function of the flags): the entry point checks it with :func:`check_out`
+    before ``run`` starts, so no command loads a model or computes anything for an unwritable output."""
 
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    out: OutSpec | None = None
+
+
+def folder_out(dest: str = "out") -> OutSpec:
+    """The command writes into the folder given by flag ``dest`` (``args.<dest>``)."""
+    return lambda args: (getattr(args, dest, None), True)
+
+
+def file_out(dest: str = "out") -> OutSpec:
+    """The command writes the file given by flag ``dest``."""
+    return lambda args: (getattr(args, dest, None), False)
 
 
 def progress(args: argparse.Namespace) -> bool:
@@ -74,18 +94,31 @@ def add_out(p: argparse.ArgumentParser, help: str, required: bool = True) -> Non
 
 
 def check_out(path: str | os.PathLike[str] | None, *, folder: bool = True) -> Path | None:
-    """The output path, checked before any work: a folder ``--out`` must not be a file, and it (or its
-    nearest existing parent) must be writable. One-line ConfigError otherwise."""
+    """The output path, checked before any work: a folder ``--out`` must not be a file (nor lie under
+    one), a file ``--out`` must not be a folder, and the folder it goes into (or its nearest existing
+    parent) must really be writable, tried with a probe file that is removed at once (``os.access``
+    says yes to root in a read-only folder, and to anyone on a read-only mount). One-line ConfigError
+    otherwise; nothing is left behind."""
     if path is None:
         return None
     p = Path(path)
-    if folder and p.exists() and not p.is_dir():
-        raise ConfigError(f"--out {p} is a file, not a folder: pass a folder path")
-    probe = p if p.exists() else next((q for q in p.parents if q.exists()), Path("."))
-    if not folder and p.exists() and p.is_dir():
-        raise ConfigError(f"--out {p} is a folder: pass a file path")
-    if not os.access(probe if probe.is_dir() else probe.parent, os.W_OK):
-        raise ConfigError(f"--out {p}: {probe} is not writable; pick another --out")
+    if p.exists():
+        if folder and not p.is_dir():
+            raise ConfigError(f"--out {p} is a file, not a folder: pass a folder path")
+        if not folder and p.is_dir():
+            raise ConfigError(f"--out {p} is a folder: pass a file path")
+    existing = next((q for q in (p, *p.parents) if q.exists()), Path("."))
+    if existing != p and not existing.is_dir():
+        raise ConfigError(f"--out {p}: {existing} is a file, not a folder: pass a path under a folder")
+    probe_dir = existing if existing.is_dir() else existing.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=probe_dir, prefix=".skillneurons-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(
+            f"--out {p}: {probe_dir} is not writable ({e.strerror or e}): pick another --out"
+        ) from None
     return p
 
 

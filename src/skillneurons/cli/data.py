@@ -6,7 +6,14 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from skillneurons.cli.common import Command, add_backbone_options, backbone_of, load_backbone_from, progress
+from skillneurons.cli.common import (
+    Command,
+    add_backbone_options,
+    backbone_of,
+    folder_out,
+    load_backbone_from,
+    progress,
+)
 from skillneurons.cli.options import add_config, build_config
 from skillneurons.errors import SkillNeuronsError
 from skillneurons.options import option
@@ -128,12 +135,17 @@ COMMANDS = (
     ),
     Command("models", "list offline models and known architecture families", lambda p: None, _run_models),
     Command(
-        "peft", "export a prompt to / import one from a PEFT prompt-tuning adapter", _add_peft, _run_peft
+        "peft",
+        "export a prompt to / import one from a PEFT prompt-tuning adapter",
+        _add_peft,
+        _run_peft,
+        lambda args: (args.PeftOptions__out, args.PeftOptions__action == "export"),
     ),
     Command(
         "demo",
         "the main job on the embedded default (offline MiniLM + MR)",
         lambda p: add_config(p, DemoOptions),
         _run_demo,
+        folder_out("DemoOptions__out"),
     ),
 )

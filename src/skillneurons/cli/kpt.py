@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from skillneurons.cli.common import Command, add_backbone_options, check_out, load_backbone_from, progress
+from skillneurons.cli.common import Command, add_backbone_options, file_out, load_backbone_from, progress
 from skillneurons.cli.options import add_config, build_config
 from skillneurons.data.config import TaskOptions
 from skillneurons.errors import ConfigError
@@ -63,7 +63,6 @@ def _run_kpt(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--contexts-split needs an hf: task; for other tasks the contexts come from the task itself"
         )
-    check_out(o.out, folder=False)
     # data errors first, before the (slow) model load
     task = task_options.load()
     contexts = None
@@ -91,5 +90,6 @@ COMMANDS = (
         "zero-shot accuracy of a single-word or knowledgeable (KPT) verbalizer, no prompt",
         _add_kpt,
         _run_kpt,
+        file_out("KPTOptions__out"),
     ),
 )

@@ -12,7 +12,7 @@ from skillneurons.cli.common import (
     add_out,
     artifacts,
     backbone_of,
-    check_out,
+    folder_out,
     progress,
 )
 from skillneurons.cli.options import add_config, build_config
@@ -39,12 +39,15 @@ def _run_find(args: argparse.Namespace) -> int:
     prompts = artifacts(args, "prompt")
     config: FindConfig = build_config(args, FindConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
-    check_out(args.out)
-    from skillneurons.rundir import RunDir  # lazy: --help stays fast
+    from skillneurons.rundir import open_together  # lazy: --help stays fast
     from skillneurons.runs import find_skill_neurons
 
-    run = RunDir.of(prompts[0]).require_kind("prompt")
+    # a mixed list and every prompt's split are refused before the (slow) model load
+    runs = open_together(prompts, "prompt")
+    run = runs[0]
     task = run.task(task_options.load() if task_options.task else None)
+    for r in runs:
+        r.splits(task, config.split_seed)
     bb = backbone_of(args, run)
     res = find_skill_neurons(bb, prompts, task, args.out, config, progress=progress(args))
     print(res.text)
@@ -53,5 +56,7 @@ def _run_find(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("find", "find the skill neurons of trained prompts (one per seed)", _add_find, _run_find),
+    Command(
+        "find", "find the skill neurons of trained prompts (one per seed)", _add_find, _run_find, folder_out()
+    ),
 )

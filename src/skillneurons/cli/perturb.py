@@ -15,7 +15,7 @@ from skillneurons.cli.common import (
     artifacts,
     backbone_of,
     backbone_options,
-    check_out,
+    folder_out,
     progress,
 )
 from skillneurons.cli.options import add_config, build_config
@@ -41,9 +41,14 @@ def _run_perturb(args: argparse.Namespace) -> int:
     [prompt], [neurons] = artifacts(args, "prompt"), artifacts(args, "neurons")
     config: SweepConfig = build_config(args, SweepConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
-    check_out(args.out)
-    task = task_options.load() if task_options.task else None
+    given = task_options.load() if task_options.task else None
     from skillneurons.perturb.experiments import run_sweep  # lazy: --help stays fast
+    from skillneurons.rundir import RunDir
+
+    # the prompt's task and split (an imported prompt: --task, --split-seed) before the (slow) model load
+    run = RunDir.of(prompt).require_kind("prompt", "delta")
+    task = run.task(given)
+    run.part(config.split, task, config.split_seed)  # type: ignore[arg-type]
 
     res = run_sweep(
         prompt,
@@ -79,7 +84,6 @@ def _add_cross(p: argparse.ArgumentParser) -> None:
 def _run_cross(args: argparse.Namespace) -> int:
     prompts, neurons = artifacts(args, "prompt"), artifacts(args, "neurons")
     config: CrossPerturbConfig = build_config(args, CrossPerturbConfig)
-    check_out(args.out)
     from skillneurons.perturb.experiments import run_cross  # lazy: --help stays fast
 
     res = run_cross(
@@ -117,7 +121,6 @@ def _add_similarity(p: argparse.ArgumentParser) -> None:
 def _run_similarity(args: argparse.Namespace) -> int:
     neurons = artifacts(args, "neurons")
     config: SimilarityConfig = build_config(args, SimilarityConfig)
-    check_out(args.out)
     from skillneurons.perturb.similarity import run_similarity  # lazy: --help stays fast
 
     res = run_similarity(neurons, args.out, config)
@@ -149,7 +152,6 @@ def _run_delta(args: argparse.Namespace) -> int:
     [neurons], models = artifacts(args, "neurons"), artifacts(args, "prompt")
     config: DeltaPerturbConfig = build_config(args, DeltaPerturbConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
-    check_out(args.out)
     task = task_options.load() if task_options.task else None
     from skillneurons.delta.experiment import run_delta_perturbation  # lazy: --help stays fast
     from skillneurons.rundir import RunDir
@@ -181,23 +183,27 @@ COMMANDS = (
         "accuracy while perturbing skill neurons vs random neurons, over rho",
         _add_perturb,
         _run_perturb,
+        folder_out(),
     ),
     Command(
         "cross-perturb",
         "perturb task A's skill neurons while evaluating task B's prompt, for all pairs",
         _add_cross,
         _run_cross,
+        folder_out(),
     ),
     Command(
         "similarity",
         "task similarity: Spearman of neuron predictivity, skill-set overlap",
         _add_similarity,
         _run_similarity,
+        folder_out(),
     ),
     Command(
         "delta-perturb",
         "perturb prompt-found skill neurons in models tuned with BitFit / adapters / LoRA",
         _add_delta,
         _run_delta,
+        folder_out(),
     ),
 )

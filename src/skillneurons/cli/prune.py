@@ -11,7 +11,7 @@ from skillneurons.cli.common import (
     add_out,
     artifacts,
     backbone_options,
-    check_out,
+    folder_out,
     progress,
 )
 from skillneurons.cli.options import add_config, build_config
@@ -47,7 +47,6 @@ def _run_prune(args: argparse.Namespace) -> int:
     prompts = artifacts(args, "prompt")
     config: PruneConfig = build_config(args, PruneConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
-    check_out(args.out)
     task = task_options.load() if task_options.task else None
     from skillneurons.pruning.run import prune_model  # lazy: --help stays fast
 
@@ -67,6 +66,10 @@ def _run_prune(args: argparse.Namespace) -> int:
 
 COMMANDS = (
     Command(
-        "prune", "prune a model to its skill neurons: a smaller, faster model, saved", _add_prune, _run_prune
+        "prune",
+        "prune a model to its skill neurons: a smaller, faster model, saved",
+        _add_prune,
+        _run_prune,
+        folder_out(),
     ),
 )

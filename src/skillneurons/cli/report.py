@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from skillneurons.cli.common import (
     Command,
     add_backbone_options,
     backbone_options,
-    check_out,
     progress,
 )
 from skillneurons.cli.options import add_config, build_config
@@ -48,7 +48,6 @@ def _run_report(args: argparse.Namespace) -> int:
     config: ReportConfig = build_config(args, ReportConfig, include=tuple(getattr(args, _INCLUDE)))
     task_options: TaskOptions = build_config(args, TaskOptions)
     options = backbone_options(args)
-    check_out(config.out, folder=False)
     task = task_options.load() if task_options.task else None
     from skillneurons.report.render import write_report  # lazy: --help stays fast
 
@@ -57,11 +56,18 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_out(args: argparse.Namespace) -> tuple[str | None, bool]:
+    """The HTML file: ``--out``, else ``RUN_DIR/report.html``."""
+    out = getattr(args, "ReportConfig__out", None)
+    return (out or str(Path(args.ReportConfig__run_dir) / "report.html")), False
+
+
 COMMANDS = (
     Command(
         "report",
         "write a self-contained HTML report of a run folder (plots, top neurons, examples)",
         _add_report,
         _run_report,
+        _report_out,
     ),
 )

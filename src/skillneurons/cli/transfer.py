@@ -16,8 +16,9 @@ from skillneurons.cli.common import (
     add_backbone_options,
     add_out,
     artifacts,
-    check_out,
     comma_list,
+    file_out,
+    folder_out,
     load_backbone_from,
     progress,
 )
@@ -94,7 +95,6 @@ def _run_transfer_matrix(args: argparse.Namespace) -> int:
     targets = artifacts(args, "targets") or None
     o: MatrixOptions = build_config(args, MatrixOptions)
     config: TransferMatrixConfig = build_config(args, TransferMatrixConfig)
-    check_out(args.out)
     # lazy: --help stays fast
     from skillneurons.rundir import RunDir
     from skillneurons.transfer.matrix import run_transfer_matrix
@@ -181,8 +181,7 @@ def _run_transferability(args: argparse.Namespace) -> int:
     o: TransferabilityOptions = build_config(args, TransferabilityOptions)
     config: TransferabilityConfig = build_config(args, TransferabilityConfig)
     on: OnOptions = build_config(args, OnOptions, texts=tuple(args.on_texts or OnOptions().texts))
-    out = check_out(args.out)
-    assert out is not None  # --out is required
+    out = Path(args.out)
     if given and len(given) != len(prompts):
         raise ConfigError(
             f"--neurons gives {len(given)} artifacts for {len(prompts)} prompts: "
@@ -270,14 +269,12 @@ def _run_project(args: argparse.Namespace) -> int:
             )
         options = build_config(args, ProjectTrainConfig, head=o.head or "auto")
         train = build_config(args, TrainConfig, **shared)
-        check_out(args.out)
         return _project_train(args, prompts[0], options, train)
     if not o.projector or not prompts:
         raise ConfigError(
             "project apply needs --projector and --prompt (a prompt of the projector's source model)"
         )
     config: ProjectApplyConfig = build_config(args, ProjectApplyConfig, head=o.head, **shared)
-    check_out(args.out, folder=not str(args.out or "").endswith(".safetensors"))
     task = _task(args)
     # lazy: --help stays fast
     from skillneurons.transfer.projector import apply_projector, projector_manifest
@@ -296,6 +293,13 @@ def _run_project(args: argparse.Namespace) -> int:
     body.pop("model", None)
     print(json.dumps(body, indent=2))
     return 0
+
+
+def _project_out(args: argparse.Namespace) -> tuple[str | None, bool]:
+    """train: the output folder; apply: a folder, or the projected prompt's ``.safetensors`` path."""
+    out = args.out
+    apply = args.ProjectOptions__action == "apply"
+    return out, not (apply and str(out or "").endswith(".safetensors"))
 
 
 def _project_train(
@@ -344,7 +348,6 @@ def _add_tpt_compare(p: argparse.ArgumentParser) -> None:
 def _run_tpt_compare(args: argparse.Namespace) -> int:
     o: TPTCompareOptions = build_config(args, TPTCompareOptions)
     config: TPTCompareConfig = build_config(args, TPTCompareConfig)
-    check_out(args.out, folder=False)
     # lazy: --help stays fast
     from skillneurons.transfer.tpt import compare_runs
 
@@ -376,6 +379,7 @@ COMMANDS = (
         "cross-task zero-shot transfer: every prompt on every task",
         _add_transfer_matrix,
         _run_transfer_matrix,
+        folder_out(),
     ),
     Command(
         "transferability",
@@ -383,17 +387,20 @@ COMMANDS = (
         "with transfer",
         _add_transferability,
         _run_transferability,
+        folder_out(),
     ),
     Command(
         "project",
         "cross-model prompt projector: train it, or apply it to a prompt",
         _add_project,
         _run_project,
+        _project_out,
     ),
     Command(
         "tpt-compare",
         "speed-up of transfer-initialised tuning runs over a baseline run",
         _add_tpt_compare,
         _run_tpt_compare,
+        file_out(),
     ),
 )

@@ -15,12 +15,12 @@ from skillneurons.cli.common import (
     add_out,
     artifacts,
     backbone_of,
-    check_out,
+    folder_out,
     load_backbone_from,
     progress,
 )
 from skillneurons.cli.options import add_config, build_config
-from skillneurons.data.config import TaskOptions
+from skillneurons.data.config import SPLIT_SEED_HELP, TaskOptions
 from skillneurons.errors import ConfigError
 from skillneurons.fpt.config import ProgressiveConfig
 from skillneurons.options import option
@@ -87,7 +87,6 @@ def _run_tune(args: argparse.Namespace) -> int:
     train: TrainConfig = build_config(args, TrainConfig)
     verbalizer: VerbalizerConfig = build_config(args, VerbalizerConfig)
     progressive: ProgressiveConfig = build_config(args, ProgressiveConfig)
-    check_out(args.out)
     # data errors first, before the (slow) model load
     task = build_config(args, TaskOptions).load().require_classes("training")
     from skillneurons.runs import tune_prompt
@@ -121,6 +120,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
         choices=["train", "dev", "test", "all"],
         help="part of the task's split (all: every example) (default: test)",
     )
+    p.add_argument("--split-seed", type=int, metavar="SEED", help=f"{SPLIT_SEED_HELP} (default: none)")
     _add_task(p, required=False)
     add_backbone_options(p, "backbone (default: the one recorded in the prompt)")
 
@@ -128,14 +128,18 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     [prompt] = artifacts(args, "prompt")
     options: TaskOptions = build_config(args, TaskOptions)
-    task = options.load() if options.task else None
+    given = options.load() if options.task else None
     from skillneurons.rundir import RunDir
     from skillneurons.runs import evaluate_prompt
 
     run = RunDir.of(prompt).require_kind("prompt", "delta")
-    task = run.task(task)  # the data (and its classes matched to the prompt's) before the model loads
+    task = run.task(given)  # the task and its split (an imported prompt: --task, --split-seed) first
+    if args.split != "all":
+        run.split_of(task, args.split_seed)
     model = backbone_of(args, run)
-    res = evaluate_prompt(prompt, task, model=model, split=args.split, progress=progress(args))
+    res = evaluate_prompt(
+        prompt, task, model=model, split=args.split, progress=progress(args), split_seed=args.split_seed
+    )
     print(json.dumps({k: v for k, v in res.to_json().items() if not k.startswith("schema")}, indent=2))
     return 0
 
@@ -146,6 +150,7 @@ COMMANDS = (
         "prompt-tune a frozen model on a task (or tune it with --method bitfit|adapter|lora)",
         _add_tune,
         _run_tune,
+        folder_out(),
     ),
     Command("evaluate", "evaluate a saved prompt", _add_evaluate, _run_evaluate),
 )

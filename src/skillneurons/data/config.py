@@ -13,7 +13,13 @@ from skillneurons.options import option
 if TYPE_CHECKING:
     from skillneurons.data.task import Task
 
-__all__ = ["TaskOptions"]
+__all__ = ["SPLIT_SEED_HELP", "TaskOptions"]
+
+#: the help of ``--split-seed`` on the commands that read an artifact's split (RunDir's rule)
+SPLIT_SEED_HELP = (
+    "seed of the train/dev/test split of an artifact that records none, e.g. an imported PEFT prompt "
+    "(pass --task too); default: the artifact's own split"
+)
 
 
 @dataclass

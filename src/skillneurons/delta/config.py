@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from skillneurons.data.config import SPLIT_SEED_HELP
 from skillneurons.options import option, parse_floats
 
 __all__ = ["METHOD_NAMES", "DeltaPerturbConfig"]
@@ -47,6 +48,7 @@ class DeltaPerturbConfig:
     split: str = option(
         "test", "part of each model's run split to evaluate on", choices=("train", "dev", "test")
     )
+    split_seed: int | None = option(None, SPLIT_SEED_HELP)
     batch_size: int = option(64, "evaluation batch size")
     precision: str = option("auto", "evaluation precision", choices=("auto", "fp32", "bf16"))
 

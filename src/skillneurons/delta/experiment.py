@@ -215,7 +215,9 @@ def _model_sweep(
     prev = _stored(done, path, key)
     if prev is not None:
         return prev
-    run = load_prompt_run(path, backbone, task=task, neurons=sn, split=config.split)
+    run = load_prompt_run(
+        path, backbone, task=task, neurons=sn, split=config.split, split_seed=config.split_seed
+    )
     found_on = sn.meta.get("task") if isinstance(sn.meta, dict) else None
     if found_on and run.name != found_on:
         _release(run.model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from skillneurons.data.config import SPLIT_SEED_HELP
 from skillneurons.errors import ConfigError
 from skillneurons.options import option
 
@@ -47,6 +48,7 @@ class FindConfig:
     )
     top: int = option(10, "neurons listed in the summary")
     rho: float = option(0.01, "fraction for the per-layer distribution and seed stability")
+    split_seed: int | None = option(None, SPLIT_SEED_HELP)
 
     def __post_init__(self) -> None:
         check_fraction(self.rho)

@@ -50,7 +50,7 @@ from skillneurons.neurons.results import (
 from skillneurons.neurons.stats import PredictivityStats
 from skillneurons.options import configure
 from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
-from skillneurons.rundir import RunDir
+from skillneurons.rundir import RunDir, open_together
 
 log = logging.getLogger(__name__)
 
@@ -309,10 +309,13 @@ def find_skill_neurons(
     for p in prompts:
         load_manifest(p, "prompt")
     task.require_classes("ranking")
+    # a mixed list (a delta model, another backbone, another task) and every prompt's split are
+    # checked before the first prompt is scored
+    splits = [run.splits(task, cfg.split_seed) for run in open_together(prompts, "prompt")]
     out = Path(out_dir) if out_dir is not None else None
     subtasks = decompose(task.num_classes, cfg.scheme)  # type: ignore[arg-type]
     scored = [
-        _score_one(backbone, Path(p), i, len(prompts), task, subtasks, cfg, out, progress)
+        _score_one(backbone, Path(p), i, len(prompts), task, subtasks, cfg, out, progress, splits[i])
         for i, p in enumerate(prompts)
     ]
     per_prompt_scores = [s for s, _, _ in scored]
@@ -351,10 +354,11 @@ def _score_one(
     cfg: FindConfig,
     out: Path | None,
     progress: bool,
+    splits: TaskSplits,
 ) -> tuple[dict[str, Tensor], PromptInfo, tuple[PromptModel, TaskSplits]]:
-    """Score prompt ``i`` (or reuse its saved scores): ``(scores, info, (model, split))``."""
+    """Score prompt ``i`` on its run's ``splits`` (or reuse its saved scores): ``(scores, info, (model,
+    split))``."""
     model, man = load_prompt(path, backbone)
-    splits = RunDir.of(path).splits(task)
     pooled = cfg.controls and i == 0
     digest = sha256_file(path.with_suffix(".safetensors"))
     cache = out / f"scores_{i}" if out is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from skillneurons.data.config import SPLIT_SEED_HELP
 from skillneurons.errors import ConfigError
 from skillneurons.options import option
 
@@ -66,6 +67,7 @@ class PerturbConfig:
         flag="--global",
     )
     split: str = option("test", "part of each prompt's run split to evaluate on", choices=SPLITS)
+    split_seed: int | None = option(None, SPLIT_SEED_HELP)
     batch_size: int = option(64, "evaluation batch size")
     precision: str = option(
         "auto", "autocast precision (auto: bf16 on CUDA, fp32 elsewhere)", choices=PRECISIONS

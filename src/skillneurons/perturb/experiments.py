@@ -100,6 +100,7 @@ def load_prompt_run(
     task: Task | str | None = None,
     neurons: SkillNeurons | str | os.PathLike[str] | None = None,
     split: str = "test",
+    split_seed: int | None = None,
 ) -> PromptRun:
     """Load ``prompt`` on ``backbone`` with the ``split`` part of its run's split (:class:`RunDir`).
 
@@ -112,7 +113,7 @@ def load_prompt_run(
     t = run.task(load_task(task) if isinstance(task, str) else task)
     if split not in SPLITS:
         raise ConfigError(f"split {split!r} is unknown: use train, dev or test")
-    part = run.part(split, t)  # type: ignore[arg-type]
+    part = run.part(split, t, split_seed)  # type: ignore[arg-type]
     sn = SkillNeurons.load(neurons) if isinstance(neurons, str | os.PathLike) else neurons
     return PromptRun(t.name, model, part, path, sn)
 
@@ -377,7 +378,7 @@ def run_sweep(
     prompt's recorded one."""
     cfg = configure(SweepConfig, config, options, _SWEEP_ALIASES)
     bb = _backbone_for(prompt, model, backbone_options)
-    run = load_prompt_run(prompt, bb, task=task, neurons=neurons, split=cfg.split)
+    run = load_prompt_run(prompt, bb, task=task, neurons=neurons, split=cfg.split, split_seed=cfg.split_seed)
     assert run.neurons is not None
     res = perturbation_sweep(run.model, run.eval_task, run.neurons, cfg, progress=progress)
     res.prompt = str(prompt)
@@ -419,7 +420,14 @@ def run_cross(
         )
     bb = _backbone_for(prompts[0], model, backbone_options)
     runs = [
-        load_prompt_run(p, bb, task=tasks[i] if tasks else None, neurons=neurons[i], split=cfg.split)
+        load_prompt_run(
+            p,
+            bb,
+            task=tasks[i] if tasks else None,
+            neurons=neurons[i],
+            split=cfg.split,
+            split_seed=cfg.split_seed,
+        )
         for i, p in enumerate(prompts)
     ]
     names = [r.name for r in runs]

@@ -9,17 +9,17 @@ tuned with another method (:mod:`skillneurons.delta`) use the same format with `
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from skillneurons.artifacts import atomic_write_json, load_artifact, save_artifact
+from skillneurons.artifacts import atomic_write_json, load_artifact, read_tensors, save_artifact
 from skillneurons.backbones import Backbone
 from skillneurons.errors import ArtifactError, ConfigError, NonFiniteError
+from skillneurons.files import read_json
 from skillneurons.prompts.heads import head_from_config
 from skillneurons.prompts.methods import TUNING_METHODS
 from skillneurons.prompts.model import PromptModel
@@ -130,7 +130,7 @@ def export_peft(
         num_transformer_submodules=1,
         num_attention_heads=getattr(bb.config, "num_attention_heads", None),
         num_layers=bb.num_layers,
-        base_model_name_or_path=base_model_name or bb.name,
+        base_model_name_or_path=base_model_name or bb.loadable_name,  # never an offline alias
     )
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,12 +149,14 @@ def import_peft(directory: str | os.PathLike[str]) -> tuple[SoftPrompt, dict[str
         raise ArtifactError(
             f"{d} is not a PEFT adapter directory (needs adapter_config.json and {_PEFT_WEIGHTS})"
         )
-    cfg = json.loads(cfg_file.read_text())
+    cfg = read_json(cfg_file, "PEFT adapter config")
+    if not isinstance(cfg, dict):
+        raise ArtifactError(f"{cfg_file} is not a PEFT adapter config (a JSON object): re-export the adapter")
     if cfg.get("peft_type") != "PROMPT_TUNING":
         raise ArtifactError(
             f"{d} holds a {cfg.get('peft_type')} adapter, not PROMPT_TUNING: pass a prompt-tuning adapter"
         )
-    state = load_file(str(weights))
+    state = read_tensors(weights)
     key = next((k for k in state if k.endswith("prompt_embeddings")), None)
     if key is None:
         raise ArtifactError(f"{weights} has no prompt_embeddings tensor: it is not a prompt-tuning adapter")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from skillneurons.data.config import SPLIT_SEED_HELP
 from skillneurons.errors import ConfigError
 from skillneurons.options import option
 
@@ -36,6 +37,7 @@ class PruneConfig:
         aliases=("--global-selection",),
     )
     split: str = option("test", "split part to evaluate on", choices=SPLITS)
+    split_seed: int | None = option(None, SPLIT_SEED_HELP)
     retune: bool = option(False, "re-tune --prompt on the pruned model (OUT/retuned/)")
     epochs: float = option(1.0, "--retune: epochs")
     max_steps: int | None = option(None, "--retune: steps (overrides --epochs)")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
@@ -273,8 +273,13 @@ def load_pruned(
         raise ArtifactError(
             f"{d} records {len(widths)} layers but its config builds {bb.num_layers}: prune again"
         )
-    with safe_open(str(weights), framework="pt") as f:
-        shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ArtifactError(
+            f"{weights} is not a readable safetensors file ({e}): the pruned model is corrupted; prune again"
+        ) from None
     for i in range(bb.num_layers):
         roles = {"up": spec.up, "down": spec.down, **({"gate": spec.gate} if spec.gate else {})}
         for role, rel in roles.items():

@@ -182,7 +182,7 @@ def _evaluate(
     run = RunDir.of(ppath)
     t = run.task(load_task(task) if isinstance(task, str) else task)
     pm_full, man = load_prompt(ppath, bb)
-    splits = run.splits(t)
+    splits = run.splits(t, cfg.split_seed)
     part = splits.part(cfg.split)  # type: ignore[arg-type]
     bs = cfg.eval_batch_size
     before = evaluate(pm_full, part, bs, progress=progress, desc="eval (unpruned)")

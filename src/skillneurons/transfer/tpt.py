@@ -20,6 +20,7 @@ from typing import Any
 
 from skillneurons.backbones import Backbone
 from skillneurons.errors import ArtifactError, ConfigError
+from skillneurons.files import read_json
 from skillneurons.prompts.io import check_backbone, read_prompt_tensors
 from skillneurons.prompts.soft_prompt import SoftPrompt
 from skillneurons.results import Result
@@ -95,9 +96,11 @@ def load_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{d} is not a finished tuning run (needs results.json and history.json): pass the --out "
             "folder of `skillneurons tune`"
         )
-    res = json.loads(res_file.read_text())
-    res["history"] = json.loads(hist_file.read_text())
-    return dict(res)
+    res = read_json(res_file, "tuning results")
+    history = read_json(hist_file, "tuning history")
+    if not isinstance(res, dict):
+        raise ArtifactError(f"{res_file} is not a tuning result (a JSON object): re-run `skillneurons tune`")
+    return {**res, "history": history}
 
 
 @dataclass
