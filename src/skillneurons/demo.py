@@ -44,7 +44,8 @@ def run_demo(
     bb = load_backbone(DEMO_MODEL)
     task = load_task(DEMO_TASK)
     print(
-        f"demo: {DEMO_MODEL} ({bb.num_layers} layers x {bb.d_ff[0]} neurons) on {task.name} ({len(task)} examples)"
+        f"demo: {DEMO_MODEL} ({bb.num_layers} layers x {bb.d_ff[0]} neurons) on {task.name} ({len(task)} "
+        "examples)"
     )
     results: list[TuneResult] = []
     per_seed = 0.0
@@ -67,7 +68,8 @@ def run_demo(
         per_seed = max(per_seed, time.perf_counter() - t0)
         results.append(res)
         print(
-            f"demo: seed {seed}: test accuracy {res['test_accuracy']:.4f} (dev {res['best_dev_accuracy']:.4f}, "
+            f"demo: seed {seed}: test accuracy {res['test_accuracy']:.4f} (dev "
+            f"{res['best_dev_accuracy']:.4f}, "
             f"{res['train_seconds']:.0f} s)"
         )
     prompts = [Path(r["prompt"]) for r in results if r.get("prompt")]

@@ -127,7 +127,8 @@ class RunDir:
                 diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
                 shown = ", ".join(f"{k} ({have.get(k)!r} -> {want.get(k)!r})" for k in diff[:4])
                 raise ConfigError(
-                    f"{self.path} holds a different run (other options: {shown}{' ...' if len(diff) > 4 else ''}); "
+                    f"{self.path} holds a different run (other options: "
+                    f"{shown}{' ...' if len(diff) > 4 else ''}); "
                     "pass --overwrite to replace it, or another --out"
                 )
         elif overwrite and self.path.is_dir():
@@ -203,7 +204,8 @@ class RunDir:
             if path.is_absolute() and not path.exists():
                 raise DataError(
                     f"{self.artifact or self.path} was tuned on the data file {path}, which is not there any "
-                    f"more: pass its new path as {TaskOptions.from_load_spec({**spec, 'spec': 'PATH'}).flags()}"
+                    "more: pass its new path as "
+                    f"{TaskOptions.from_load_spec({**spec, 'spec': 'PATH'}).flags()}"
                 )
             return load_task(**spec)
         if not rec.get("name"):
@@ -213,7 +215,8 @@ class RunDir:
         source = str(rec.get("source") or "")
         if source and not source.startswith("builtin:"):  # a file or hf: dataset, recorded by name only
             raise DataError(
-                f"{self.artifact or self.path} records its task '{rec['name']}' (from {source}) but not how it "
+                f"{self.artifact or self.path} records its task '{rec['name']}' (from {source}) but not how "
+                "it "
                 "was read: pass --task with that data and its column options"
             )
         return load_task(str(rec["name"]))
@@ -251,7 +254,8 @@ class RunDir:
         seed = self.split_record.get("seed")
         if seed is None and given is None:
             raise DataError(
-                f"{self.artifact or self.path} records no split seed and has no split.json beside it (e.g. an "
+                f"{self.artifact or self.path} records no split seed and has no split.json beside it (e.g. "
+                "an "
                 "imported prompt): pass --task TASK and --split-seed SEED to say which examples to use"
             )
         if seed is not None and given is not None and int(given) != int(seed):
@@ -272,7 +276,8 @@ class RunDir:
         fp = self.task_record.get("fingerprint")
         if fp and fp != t.fingerprint():
             raise DataError(
-                f"{self.artifact or self.path} was made on other data (task '{self.task_record.get('name')}') "
+                f"{self.artifact or self.path} was made on other data (task "
+                f"'{self.task_record.get('name')}') "
                 f"than the task given ('{t.name}', {len(t)} examples): pass the task it was trained on"
             )
         if self.split_file.is_file():

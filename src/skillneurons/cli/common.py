@@ -181,7 +181,8 @@ def artifacts(args: argparse.Namespace, name: str) -> list[str]:
     old = list(getattr(args, f"old__{name}", None) or [])
     if old:
         print(
-            f"skillneurons: warning: passing {name} paths without --{name} is deprecated and will be removed in "
+            f"skillneurons: warning: passing {name} paths without --{name} is deprecated and will be "
+            "removed in "
             f"the next release: use --{name} {' '.join(old)}",
             file=sys.stderr,
         )

@@ -61,7 +61,8 @@ def _run_perturb(args: argparse.Namespace) -> int:
         progress=progress(args),
     )
     print(
-        f"{res.task} ({res.split}, n={res.n_eval}), {res.mode} perturbation, unperturbed accuracy {res.unperturbed:.4f}"
+        f"{res.task} ({res.split}, n={res.n_eval}), {res.mode} perturbation, unperturbed accuracy "
+        f"{res.unperturbed:.4f}"
     )
     print("   rho  neurons  skill    random (mean, 95% CI)")
     for pt in res.points:
@@ -162,7 +163,8 @@ def _run_delta(args: argparse.Namespace) -> int:
         neurons, models, args.out, config, model=bb, task=task, progress=progress(args)
     )
     print(
-        f"skill neurons of {res.task} ({config.mode}); drop from unperturbed test accuracy, random: mean [95% CI]"
+        f"skill neurons of {res.task} ({config.mode}); drop from unperturbed test accuracy, random: mean "
+        "[95% CI]"
     )
     for m in res.models:
         print(f"{m.label}: unperturbed {m.sweep['unperturbed']:.4f} (n={m.sweep['n_eval']})")

@@ -106,7 +106,8 @@ def _run_tune(args: argparse.Namespace) -> int:
         progress=progress(args),
     )
     print(
-        f"test accuracy {res.test_accuracy:.4f} (best dev {res.best_dev_accuracy:.4f} at step {res.best_step}); "
+        f"test accuracy {res.test_accuracy:.4f} (best dev {res.best_dev_accuracy:.4f} at step "
+        f"{res.best_step}); "
         f"prompt saved to {res.prompt}"
     )
     return 0

@@ -590,8 +590,8 @@ def format_summary(summary: FindSummary) -> str:
     dist = s.layer_distribution
     if dist is not None:
         lines.append(
-            f"  where the global top {dist.rho:.0%} lie (one ranking over all layers, not a per-layer quota): "
-            + " ".join(f"L{i}:{c}" for i, c in enumerate(dist.counts))
+            f"  where the global top {dist.rho:.0%} lie (one ranking over all layers, not a per-layer "
+            "quota): " + " ".join(f"L{i}:{c}" for i, c in enumerate(dist.counts))
         )
     if s.seed_stability is not None:
         st = s.seed_stability

@@ -559,7 +559,8 @@ def _check_one_model_and_task(data: ReportData) -> None:
         listed = "; ".join(f"{m} on {t}: {', '.join(names)}" for (m, t), names in sorted(groups.items()))
         example = next(iter(sorted(groups.values())))[0]
         raise ConfigError(
-            f"{data.root} holds runs of {len(groups)} different (model, task) pairs ({listed}): a report shows "
+            f"{data.root} holds runs of {len(groups)} different (model, task) pairs ({listed}): a report "
+            "shows "
             f"one model on one task; report each folder on its own (e.g. `skillneurons report "
             f"{data.root / example}`), or move the runs of one (model, task) into a folder of their own"
         )
