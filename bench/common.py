@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts (run as ``python bench/NAME.py``, which puts bench/ on the path)."""
+"""Helpers shared by the benchmark scripts (run as ``python bench/NAME.py``, which puts bench/ on
+the path)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def write_json(path: str | Path, result: Any) -> None:
 def matrix_md(
     cols: list[str], m: list[list[Any]], fmt: str = "{:.3f}", rows: list[str] | None = None, corner: str = ""
 ) -> str:
-    """A markdown table of the matrix ``m`` (``None`` cells as ``-``), rows named ``rows`` (default ``cols``)."""
+    """A markdown table of the matrix ``m`` (``None`` cells as ``-``), rows named ``rows`` (default
+    ``cols``)."""
     lines = [f"| {corner} | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for n, row in zip(rows or cols, m):
         lines.append(f"| {n} | " + " | ".join(fmt.format(v) if v is not None else "-" for v in row) + " |")

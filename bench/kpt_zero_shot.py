@@ -23,8 +23,9 @@ template 0 'A [MASK] news: ...', KPT's word file from OpenPrompt
 ``scripts/TextClassification/agnews/knowledgeable_verbalizer.txt``: one line per class in the
 dataset's class order World, Sports, Business, Sci/Tech) is one command per verbalizer::
 
-    skillneurons kpt-evaluate --model roberta-large --task hf:ag_news --hf-split test --contexts-split train \\
-        --template 'A {mask} news: {text}' --words knowledgeable_verbalizer.txt --verbalizer kpt --calibrate \\
+    skillneurons kpt-evaluate --model roberta-large --task hf:ag_news --hf-split test \\
+        --contexts-split train --template 'A {mask} news: {text}' \\
+        --words knowledgeable_verbalizer.txt --verbalizer kpt --calibrate \\
         --prior-examples 200 --cutoff 0.5 --max-length 128 --batch-size 32 --out runs/kpt-agnews.json
     # baselines: --verbalizer single (first word of each line) and/or --no-calibrate
 """
@@ -165,9 +166,11 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         "# KPT zero-shot: single label word vs knowledgeable verbalizer",
         "",
         f"Model `{res['model']}` ({res['kind']}), command `{res['command']}`.",
-        f"Machine: {res['machine']['platform']}, {res['machine']['cpu_count']} CPUs, torch {res['machine']['torch']} "
+        f"Machine: {res['machine']['platform']}, {res['machine']['cpu_count']} CPUs, "
+        f"torch {res['machine']['torch']} "
         f"({res['machine']['torch_threads']} threads, {res['machine']['device']}); load average at start "
-        f"{', '.join(f'{x:.1f}' for x in res['machine']['load_average_at_start'])} (a shared machine: the reading times"
+        f"{', '.join(f'{x:.1f}' for x in res['machine']['load_average_at_start'])} "
+        "(a shared machine: the reading times"
         " below are noisy, the accuracies are not).",
         "",
     ]
@@ -188,7 +191,8 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
             lines.append(f"| {r['variant']} | {r['accuracy']:.3f} | {kept} | {share} |")
         lines.append("")
     lines += [
-        "single: the task's label word per class; kpt-expand: + embedding neighbours (`--expand`), kpt-list: a",
+        "single: the task's label word per class; kpt-expand: + embedding neighbours (`--expand`), "
+        "kpt-list: a",
         "hand-written list (in the script); refined = shared words and the frequency cutoff dropped;",
         "+cal = contextual calibration; +rel = relevance refinement; mean/max = multi-token scoring.",
         "",

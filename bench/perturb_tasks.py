@@ -8,8 +8,8 @@ For tasks with one run each (``RUNS/TASK/prompt.safetensors`` with its ``split.j
 * cross-task matrix: perturb task A's top-``--rho`` skill neurons while evaluating task B's prompt
   on B's test split, with a random control per column (``skillneurons.perturb.run_cross``).
 
-Writes ``OUT/perturb_similarity*.{json,png}`` and ``OUT/perturb_cross_<mode>_rho<percent>.{json,png}`` and prints
-markdown tables.
+Writes ``OUT/perturb_similarity*.{json,png}`` and ``OUT/perturb_cross_<mode>_rho<percent>.{json,png}``
+and prints markdown tables.
 
     .venv/bin/python bench/perturb_tasks.py --runs runs/tasks --tasks mr,pang_lee,fine_food,bbc_news,tweets
 """

@@ -116,7 +116,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--prompt",
-        help="prompt trained on the unpruned model (RUN/prompt.safetensors); default: a random prompt, speed only",
+        help="prompt trained on the unpruned model (RUN/prompt.safetensors); "
+        "default: a random prompt, speed only",
     )
     ap.add_argument(
         "--neurons",
@@ -195,7 +196,8 @@ def main() -> None:
     L, N = bb.num_layers, bb.d_ff[0]
     l0 = default_first_layer(L) if args.first_layer is None else args.first_layer
     print(
-        f"{bb.name}: {L} layers x {N} neurons; pruning layers {l0}..{L - 1}; {n} examples ({n_timed} timed), batch {args.batch_size}, "
+        f"{bb.name}: {L} layers x {N} neurons; pruning layers {l0}..{L - 1}; "
+        f"{n} examples ({n_timed} timed), batch {args.batch_size}, "
         f"{args.threads} thread(s)"
     )
 
@@ -277,7 +279,8 @@ def main() -> None:
                 retune_lr=lr,
             )
             print(
-                f"{k}: re-tuned {fit.steps} steps in {fit.seconds:.0f}s, accuracy {info[k]['accuracy_retuned']:.4f}"
+                f"{k}: re-tuned {fit.steps} steps in {fit.seconds:.0f}s, "
+                f"accuracy {info[k]['accuracy_retuned']:.4f}"
             )
 
     rows = []
@@ -390,10 +393,11 @@ def render(entries: list[dict[str, Any]], retuned: list[dict[str, Any]] | None =
     lines = [
         "# Skill-neuron pruning: speed and accuracy",
         "",
-        "Written by `bench/prune_speed.py`. Speedup = unpruned time / pruned time on the same inputs, median over "
-        "interleaved repetitions [quartiles]. Accuracy on the same inputs, the prompt trained on the unpruned model "
-        "evaluated as is; 'random neurons' keeps the same number of random neurons per layer; 're-tuned' re-tunes the "
-        "prompt on the pruned model (train split, best dev checkpoint). The machine is shared with other jobs: "
+        "Written by `bench/prune_speed.py`. Speedup = unpruned time / pruned time on the same inputs, "
+        "median over interleaved repetitions [quartiles]. Accuracy on the same inputs, the prompt trained "
+        "on the unpruned model evaluated as is; 'random neurons' keeps the same number of random neurons "
+        "per layer; 're-tuned' re-tunes the prompt on the pruned model (train split, best dev checkpoint). "
+        "The machine is shared with other jobs: "
         "absolute examples/s follow its load, the paired ratio does not.",
         "",
     ]
@@ -405,9 +409,11 @@ def render(entries: list[dict[str, Any]], retuned: list[dict[str, Any]] | None =
             f"## {e['model']} ({e['geometry']} neurons), pruned layers {e['first_layer']}.., {e['task']} "
             f"{e['split']} split, {e['examples']} examples ({e.get('timed_examples', e['examples'])} timed)",
             "",
-            f"Prompt: {e['prompt']} ({e['head']} head, {e['prompt_length']} tokens). Neurons: {e['neurons']}. "
+            f"Prompt: {e['prompt']} ({e['head']} head, {e['prompt_length']} tokens). "
+            f"Neurons: {e['neurons']}. "
             f"Batch {e['batch_size']}; {e['repeats']} interleaved repetitions; "
-            f"CPU {m['cpu']} ({m['cores']} cores, {e['threads']} torch thread(s) for every model), torch {m['torch']}, "
+            f"CPU {m['cpu']} ({m['cores']} cores, {e['threads']} torch thread(s) for every model), "
+            f"torch {m['torch']}, "
             f"transformers {m['transformers']}; {e['date']}."
             + (f" Re-tuning: {', '.join(map(str, steps))} steps from the trained prompt." if steps else ""),
             "",
@@ -420,8 +426,10 @@ def render(entries: list[dict[str, Any]], retuned: list[dict[str, Any]] | None =
             lines.append(
                 f"| {r['variant']} | {r['kept_per_pruned_layer']} | {100 * r['parameters_fraction']:.1f}% "
                 f"| {100 * r['ffn_parameters_fraction']:.1f}% | {r['examples_per_s']:.1f} "
-                f"| {r['speedup_median']:.2f}x [{r['speedup_q1']:.2f}, {r['speedup_q3']:.2f}] | {fmt(r.get('accuracy'))} "
-                f"| {fmt(r.get('accuracy_random_neurons'))} | {fmt(rec['accuracy_retuned'] if rec else None)} |"
+                f"| {r['speedup_median']:.2f}x [{r['speedup_q1']:.2f}, {r['speedup_q3']:.2f}] "
+                f"| {fmt(r.get('accuracy'))} "
+                f"| {fmt(r.get('accuracy_random_neurons'))} "
+                f"| {fmt(rec['accuracy_retuned'] if rec else None)} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -12,7 +12,8 @@ on one backbone.
 Writes ``bench/results/transfer_matrix.json`` and prints markdown tables.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/transfer_matrix.py \\
-        runs/tasks/{fine_food,tweets,pang_lee,bbc_news}/prompt.safetensors runs/mr/seed{0,1,2}/prompt.safetensors
+        runs/tasks/{fine_food,tweets,pang_lee,bbc_news}/prompt.safetensors \\
+        runs/mr/seed{0,1,2}/prompt.safetensors
 """
 
 from __future__ import annotations
@@ -77,10 +78,12 @@ def main() -> None:
     print(matrix_md(matrix["targets"], matrix["relative"], rows=matrix["sources"], corner="source \\ target"))
     print(
         f"\nCorrelation with relative transfer: all {ind['n_pairs']} cross-task pairs; "
-        f"{learned['n_pairs']} pairs of prompts beating their majority class by >= {args.min_margin}; same-head pairs\n"
+        f"{learned['n_pairs']} pairs of prompts beating their majority class by >= {args.min_margin}; "
+        "same-head pairs\n"
     )
     print(
-        "| indicator | Spearman | p | Pearson | p | Spearman, learned | p | Pearson, learned | Spearman, same head |"
+        "| indicator | Spearman | p | Pearson | p | Spearman, learned | p | Pearson, learned "
+        "| Spearman, same head |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     f = lambda v: f"{v:.3f}" if v is not None else "-"  # noqa: E731
@@ -88,7 +91,8 @@ def main() -> None:
         c, s, g = ind["correlation"][k], ind["correlation_same_head"][k], learned["correlation"][k]
         print(
             f"| {k} | {f(c['spearman'])} | {f(c['spearman_p'])} | {f(c['pearson'])} | {f(c['pearson_p'])} "
-            f"| {f(g['spearman'])} | {f(g['spearman_p'])} | {f(g['pearson'])} | {f(s['spearman'])} (n={s['n']}) |"
+            f"| {f(g['spearman'])} | {f(g['spearman_p'])} | {f(g['pearson'])} "
+            f"| {f(s['spearman'])} (n={s['n']}) |"
         )
 
 

@@ -8,7 +8,8 @@ target model, and the majority-class rate. Writes ``bench/results/transfer_proje
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/transfer_projector.py --target mpnet \\
         --train-prompt runs/mr/seed0/prompt.safetensors --max-examples 800 --epochs 2 \\
-        --eval fine_food=runs/tasks/fine_food/prompt.safetensors --eval tweets=runs/tasks/tweets/prompt.safetensors
+        --eval fine_food=runs/tasks/fine_food/prompt.safetensors \\
+        --eval tweets=runs/tasks/tweets/prompt.safetensors
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def main() -> None:
     for r in rows:
         own = f"{r['source_own']:.3f}" if r["source_own"] is not None else "-"
         print(
-            f"| {r['task']} | {r['n']} | {own} | {r['projected']:.3f} | {r['random_prompt']:.3f} | {r['majority']:.3f} |"
+            f"| {r['task']} | {r['n']} | {own} | {r['projected']:.3f} | {r['random_prompt']:.3f} "
+            f"| {r['majority']:.3f} |"
         )
 
 

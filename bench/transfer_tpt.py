@@ -76,7 +76,8 @@ def main() -> None:
             config=config,
         )
         print(
-            f"{name}: test {res['test_accuracy']:.4f}, best dev {res['best_dev_accuracy']:.4f} at {res['best_step']}"
+            f"{name}: test {res['test_accuracy']:.4f}, best dev {res['best_dev_accuracy']:.4f} "
+            f"at {res['best_step']}"
         )
     runs = {name: load_run(out / name) for name in inits}
     splits = {(out / n / "split.json").read_text() for n in inits}
@@ -118,7 +119,8 @@ def main() -> None:
         sec = f"{r['seconds_to_threshold']:.0f}" if r["seconds_to_threshold"] is not None else "-"
         sp = f"{r['speedup']:.2f}x" if r["speedup"] is not None else "-"
         print(
-            f"| {n} | {r['steps_to_threshold'] or '-'} | {sec} | {sp} | {r['first_eval']['dev_accuracy']:.3f} "
+            f"| {n} | {r['steps_to_threshold'] or '-'} | {sec} | {sp} "
+            f"| {r['first_eval']['dev_accuracy']:.3f} "
             f"| {r['best_dev_accuracy']:.3f} | {r['test_accuracy']:.3f} |"
         )
 

@@ -123,7 +123,10 @@ def _rows(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def csv_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[Path, Path, list]:  # type: ignore[type-arg]
+def csv_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    model_dir: Path,
+) -> tuple[Path, Path, list]:  # type: ignore[type-arg]
     """A prompt tuned on a CSV with its own column names (review, stars; classes negative, positive)."""
     tmp = tmp_path_factory.mktemp("csv-run")
     task = separable_task(60)
@@ -136,7 +139,11 @@ def csv_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[
     return data, run / "prompt.safetensors", rows
 
 
-def _evaluate(capsys: pytest.CaptureFixture[str], prompt: Path, *extra: str) -> tuple[int, dict | str]:  # type: ignore[type-arg]
+def _evaluate(
+    capsys: pytest.CaptureFixture[str],
+    prompt: Path,
+    *extra: str,
+) -> tuple[int, dict | str]:  # type: ignore[type-arg]
     capsys.readouterr()
     code = main(["-q", "evaluate", "--prompt", str(prompt), *extra])
     out = capsys.readouterr()
@@ -219,7 +226,8 @@ def test_one_class_file_evaluates_but_does_not_train_or_rank(
     cols = ["--text-column", "review", "--label-column", "stars"]
     code, res = _evaluate(capsys, prompt, "--task", str(one), *cols, "--split", "all")
     assert code == 0, res
-    assert res["n"] == len(one.read_text().splitlines()) - 1 and 0 <= res["accuracy"] <= 1  # type: ignore[index]
+    assert res["n"] == len(one.read_text().splitlines()) - 1  # type: ignore[index]
+    assert 0 <= res["accuracy"] <= 1  # type: ignore[index]
     args = ["-q", "tune", "--model", str(tmp_path / "no-model"), "--task", str(one), *cols, "--out"]
     assert main([*args, str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()

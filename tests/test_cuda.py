@@ -56,7 +56,10 @@ def test_pipeline_on_cuda(tmp_path, family: str) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.parametrize("method", ["bitfit", "adapter", "lora"])
-def test_delta_methods_on_cuda_reload_equal_to_cpu(tmp_path, method: str) -> None:  # type: ignore[no-untyped-def]
+def test_delta_methods_on_cuda_reload_equal_to_cpu(  # type: ignore[no-untyped-def]
+    tmp_path,
+    method: str,
+) -> None:
     task = separable_task(64)
     bb = tiny_model("bert")
     bb.model.to("cuda")

@@ -100,7 +100,12 @@ def test_pair_task_keeps_segments_apart(tmp_path: Path) -> None:
         ("text,label\n", {}, "no data rows"),
     ],
 )
-def test_bad_files_give_one_line_errors(tmp_path: Path, content: str, kwargs: dict, match: str) -> None:  # type: ignore[type-arg]
+def test_bad_files_give_one_line_errors(
+    tmp_path: Path,
+    content: str,
+    kwargs: dict,  # type: ignore[type-arg]
+    match: str,
+) -> None:
     p = tmp_path / "d.csv"
     p.write_text(content)
     with pytest.raises(DataError, match=match) as e:

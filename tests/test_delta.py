@@ -56,7 +56,12 @@ def _plain(bb: Backbone, layout: str = "auto") -> PromptModel:
     )
 
 
-def _dm(family: str, method: str, options: dict, bb: Backbone | None = None) -> DeltaModel:  # type: ignore[type-arg]
+def _dm(
+    family: str,
+    method: str,
+    options: dict,  # type: ignore[type-arg]
+    bb: Backbone | None = None,
+) -> DeltaModel:
     bb = bb or tiny_model(family)
     torch.manual_seed(0)
     dm = delta_model(_plain(bb), method, options)
@@ -82,7 +87,11 @@ def _backbone_state(bb: Backbone) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize(("method", "options"), METHODS, ids=IDS)
-def test_a_step_trains_only_the_method(family: str, method: str, options: dict) -> None:  # type: ignore[type-arg]
+def test_a_step_trains_only_the_method(
+    family: str,
+    method: str,
+    options: dict,  # type: ignore[type-arg]
+) -> None:
     dm = _dm(family, method, options)
     bb = dm.backbone
     before_bb = _backbone_state(bb)
@@ -162,7 +171,10 @@ def test_bitfit_is_exactly_training_the_biases(family: str) -> None:
         assert torch.allclose(got, ref.hidden_states(batch), atol=1e-5)
     names = set(dm.delta.module_names)
     assert not any(n.startswith("pooler") for n in names)
-    up = f"{dm.backbone.layers_path.removeprefix(dm.backbone.model.base_model_prefix + '.')}.0.{dm.backbone.spec.up}"
+    up = (
+        f"{dm.backbone.layers_path.removeprefix(dm.backbone.model.base_model_prefix + '.')}"
+        f".0.{dm.backbone.spec.up}"
+    )
     assert up in names  # the FFN biases are biases too (as in BitFit); their weights stay frozen
 
 
@@ -223,7 +235,10 @@ def test_other_families_run_adapters_and_lora(family: str) -> None:
 
 
 @pytest.mark.parametrize(("method", "options"), METHODS, ids=IDS)
-def test_neuron_sites_and_perturbation_see_the_tuned_model(method: str, options: dict) -> None:  # type: ignore[type-arg]
+def test_neuron_sites_and_perturbation_see_the_tuned_model(
+    method: str,
+    options: dict,  # type: ignore[type-arg]
+) -> None:
     dm = _dm("bert", method, options)
     _randomise(dm)
     batch = _batch(dm)
@@ -494,9 +509,21 @@ def test_a_checkpoint_of_other_method_options_is_not_resumed(tmp_path: Path) -> 
     task = separable_task(32)
     cfg = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, eval_every=1)
     kw = dict(method="lora", head="linear", max_length=24, config=cfg, progress=False)
-    tune_prompt(tiny_model("bert"), task, tmp_path, method_options={"alpha": 16.0}, **kw)  # type: ignore[arg-type]
+    tune_prompt(
+        tiny_model("bert"),
+        task,
+        tmp_path,
+        method_options={"alpha": 16.0},
+        **kw,  # type: ignore[arg-type]
+    )
     with pytest.raises(ConfigError, match="different run"):
-        tune_prompt(tiny_model("bert"), task, tmp_path, method_options={"alpha": 32.0}, **kw)  # type: ignore[arg-type]
+        tune_prompt(
+            tiny_model("bert"),
+            task,
+            tmp_path,
+            method_options={"alpha": 32.0},
+            **kw,  # type: ignore[arg-type]
+        )
 
 
 def test_methods_on_a_backbone_still_holding_another_lora(tmp_path: Path) -> None:
@@ -532,7 +559,10 @@ def test_methods_on_a_backbone_still_holding_another_lora(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(("method", "options"), METHODS, ids=IDS)
-def test_delta_tensors_are_float32_on_a_bf16_backbone(method: str, options: dict) -> None:  # type: ignore[type-arg]
+def test_delta_tensors_are_float32_on_a_bf16_backbone(
+    method: str,
+    options: dict,  # type: ignore[type-arg]
+) -> None:
     bb = tiny_model("bert")
     nn.Module.to(bb.model, torch.bfloat16)
     assert bb.dtype == torch.bfloat16
@@ -678,7 +708,10 @@ def test_delta_perturb_resume_keys_on_neurons_and_task(tmp_path: Path) -> None:
     assert key["task_fingerprint"] == task.fingerprint()
     sweep = tmp_path / "o" / "sweep_0.json"
     stamp = sweep.stat().st_mtime_ns
-    assert delta_perturbation(na, paths, bb, **kw)["models"][0] == first["models"][0]  # type: ignore[arg-type]
+    assert (
+        delta_perturbation(na, paths, bb, **kw)["models"][0]  # type: ignore[arg-type]
+        == first["models"][0]
+    )
     assert sweep.stat().st_mtime_ns == stamp  # reused
     # other neurons into the same folder: recomputed, with their own skill points
     other = delta_perturbation(nb, paths, bb, **kw)["models"][0]  # type: ignore[arg-type]

@@ -35,15 +35,16 @@ CHILD = textwrap.dedent(
     out = sys.argv[1]
     torch.manual_seed(0)
     bb = tiny_model("bert")
-    pm = PromptModel(bb, SoftPrompt.create(bb, 3, std=0.5), build_head("linear", bb, [["bad"], ["good"]]), max_length=24)
+    pm = PromptModel(bb, SoftPrompt.create(bb, 3, std=0.5), build_head("linear", bb, [["bad"], ["good"]]),
+                     max_length=24)
     base, token_mean = baseline_pass(pm, separable_task(45, seed=1), batch_size=8)
     stats = predictivity_pass(pm, separable_task(37, seed=2), base, batch_size=8, hist_bins=8)
     cfg = TrainConfig(max_steps=6, batch_size=8, lr=0.05, eval_every=3, seed=0)
     Trainer(pm, separable_task(40), separable_task(12, seed=3), cfg, progress=False).fit()
     if is_main():
-        save_file({{"sum": base.sum, "count": torch.tensor(base.count), "token_mean": token_mean, "above": stats.above,
-                   "hist": stats.hist, "counts": stats.class_counts, "prompt": pm.prompt.weight.detach(),
-                   "head": pm.head.linear.weight.detach()}}, out)
+        save_file({{"sum": base.sum, "count": torch.tensor(base.count), "token_mean": token_mean,
+                   "above": stats.above, "hist": stats.hist, "counts": stats.class_counts,
+                   "prompt": pm.prompt.weight.detach(), "head": pm.head.linear.weight.detach()}}, out)
     """
 )
 

@@ -373,7 +373,9 @@ def test_prompt_and_optimizer_state_persist_across_an_expansion(reset: bool) -> 
     assert float(st["step"]) == (3.0 if reset else 6.0)
 
 
-def test_progressive_run_resumes_exactly_after_an_interruption(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_progressive_run_resumes_exactly_after_an_interruption(  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
     def run(out: Any, stop_at: int | None) -> torch.Tensor:
         model, task = _setup(n=40)
 
@@ -395,7 +397,9 @@ def test_progressive_run_resumes_exactly_after_an_interruption(tmp_path) -> None
     assert torch.equal(run(tmp_path / "cut", None), ref)
 
 
-def test_evaluation_only_in_the_final_stage_and_history_fields(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_evaluation_only_in_the_final_stage_and_history_fields(  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
     model, task = _setup()
     hooks = ProgressiveTraining(model, task, "d50,full:1")
     Trainer(

@@ -46,7 +46,8 @@ CHILD = textwrap.dedent(
     task = separable_task(80)
     bb = tiny_model("bert")
     if what == "tune":
-        tune_prompt(bb, task, out, prompt_length=3, head="linear", max_length=24, split_seed=0, progress=False,
+        tune_prompt(bb, task, out, prompt_length=3, head="linear", max_length=24, split_seed=0,
+                    progress=False,
                     config=TrainConfig(max_steps=24, batch_size=8, eval_every=2, seed=0, lr=0.05))
     else:
         import skillneurons.neurons.find as f
@@ -93,7 +94,11 @@ def _child(
     return subprocess.Popen(argv, env=env, stderr=stderr)
 
 
-def _wait_for(cond, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(  # type: ignore[no-untyped-def]
+    cond,
+    proc: subprocess.Popen[bytes],
+    timeout: float = 120.0,
+) -> None:
     t0 = time.time()
     while not cond():
         assert proc.poll() is None, "the child finished before it could be killed: raise its delay"

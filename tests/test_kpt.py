@@ -73,7 +73,11 @@ def test_word_file_positional_lines_and_json(tmp_path) -> None:  # type: ignore[
         ("bad\ngood\nfine\n", "3 word lists"),
     ],
 )
-def test_word_file_errors_are_one_line(tmp_path, text: str, match: str) -> None:  # type: ignore[no-untyped-def]
+def test_word_file_errors_are_one_line(  # type: ignore[no-untyped-def]
+    tmp_path,
+    text: str,
+    match: str,
+) -> None:
     f = tmp_path / "w.txt"
     f.write_text(text)
     with pytest.raises(DataError, match=match) as e:
@@ -462,7 +466,11 @@ def test_verbalizer_config_builds_the_tuning_head() -> None:
     assert prepare_head(VerbalizerConfig(verbalizer="kpt", contexts=8), pm, task, 0) is not None
 
 
-def test_kpt_with_one_word_per_class_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_kpt_with_one_word_per_class_is_refused_before_the_model_loads(  # type: ignore[no-untyped-def]
+    tmp_path,
+    capsys,
+    monkeypatch,
+) -> None:
     """#17 item 8: ``kpt-evaluate --verbalizer kpt`` without --words/--expand used one word per class
     silently (the single-word verbalizer, reported as KPT); it is now a one-line error, raised before
     the model loads. Several words per class (a file, or the task's own) or --expand still run."""

@@ -26,7 +26,13 @@ from skillneurons.training import TrainConfig, Trainer, evaluate
 from skillneurons.verbalizers.zero_shot import TemplateReader
 
 
-def _model(family: str = "bert", head: str = "auto", layout: str = "auto", length: int = 4, **kw):  # type: ignore[no-untyped-def]
+def _model(  # type: ignore[no-untyped-def]
+    family: str = "bert",
+    head: str = "auto",
+    layout: str = "auto",
+    length: int = 4,
+    **kw,
+):
     bb = tiny_model(family, **kw)
     torch.manual_seed(0)
     prompt = SoftPrompt.create(bb, length, "normal", std=0.5)

@@ -17,7 +17,13 @@ from skillneurons.errors import ArtifactError, ConfigError, DataError
 from skillneurons.rundir import RunDir, make_splits, run_manifest
 
 
-def _prompt_run(tmp: Path, task, seed: int | None = 0, split_file: bool = True, **split_extra):  # type: ignore[no-untyped-def]
+def _prompt_run(  # type: ignore[no-untyped-def]
+    tmp: Path,
+    task,
+    seed: int | None = 0,
+    split_file: bool = True,
+    **split_extra,
+):
     splits = make_splits(
         task, 0 if seed is None else seed, tmp if split_file else None, split_extra.get("max_examples")
     )
@@ -107,7 +113,8 @@ def _tiny_tune(out: Path, **kw):  # type: ignore[no-untyped-def]
 
 
 def test_rerun_with_another_split_is_refused_not_answered_from_the_old_run(tmp_path: Path) -> None:
-    """Item 2: a finished run rerun with other --max-examples / --split-seed used to return the old results."""
+    """Item 2: a finished run rerun with other --max-examples / --split-seed used to return the old
+    results."""
     first = _tiny_tune(tmp_path, split_seed=0)
     assert _tiny_tune(tmp_path, split_seed=0).test_accuracy == first.test_accuracy  # same run: resumes
     with pytest.raises(ConfigError, match=r"different run .*split_seed \(0 -> 1\)"):

@@ -144,7 +144,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"bb": bb, "a": a, "b": b, "pa": out["a"], "pb": out["b"], "dir": d}
 
 
-def test_own_prompt_through_the_transfer_path_equals_plain_evaluation(runs: dict) -> None:  # type: ignore[type-arg]
+def test_own_prompt_through_the_transfer_path_equals_plain_evaluation(
+    runs: dict,  # type: ignore[type-arg]
+) -> None:
     bb, pa, pb = runs["bb"], runs["pa"], runs["pb"]
     tasks = {"tiny-sentiment": runs["a"], "tiny-b": runs["b"]}
     res = transfer_matrix([pa, pb], bb, tasks=tasks, progress=False)
@@ -171,7 +173,11 @@ def test_own_prompt_through_the_transfer_path_equals_plain_evaluation(runs: dict
     assert res["sources"] == ["tiny-sentiment", "tiny-b"]
 
 
-def test_transfer_matrix_file_resumes(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+def test_transfer_matrix_file_resumes(
+    runs: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import skillneurons.transfer.matrix as m
 
     tasks = {"tiny-sentiment": runs["a"], "tiny-b": runs["b"]}
@@ -179,7 +185,11 @@ def test_transfer_matrix_file_resumes(runs: dict, tmp_path: Path, monkeypatch: p
         [runs["pa"], runs["pb"]], tmp_path, model=runs["bb"], tasks=tasks, progress=False
     )
     calls = []
-    monkeypatch.setattr(m, "transfer_accuracy", lambda *a, **k: calls.append(1) or {"accuracy": 0.0})  # type: ignore[func-returns-value]
+    monkeypatch.setattr(
+        m,
+        "transfer_accuracy",
+        lambda *a, **k: calls.append(1) or {"accuracy": 0.0},  # type: ignore[func-returns-value]
+    )
     again = run_transfer_matrix(
         [runs["pa"], runs["pb"]], tmp_path, model=runs["bb"], tasks=tasks, progress=False
     )
@@ -235,7 +245,10 @@ def test_projector_shapes_for_mismatched_widths() -> None:
     assert [n for n, _ in pp.named_parameters()] == [f"projector.{n}" for n, _ in proj.named_parameters()]
 
 
-def test_train_and_apply_a_projector_across_widths(runs: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+def test_train_and_apply_a_projector_across_widths(
+    runs: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
     target = tiny_model("mpnet", layers=2, d_ff=24, hidden=48)
     res = train_projector(
         runs["pa"],
@@ -395,7 +408,12 @@ def test_compare_runs_by_hand() -> None:
 # ---- command line --------------------------------------------------------------------------
 
 
-def test_cli_commands(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def,type-arg]
+def test_cli_commands(  # type: ignore[no-untyped-def]
+    runs: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+) -> None:
     import skillneurons.cli.transfer as cli
     import skillneurons.transfer.matrix as m
     from skillneurons.cli.app import build_parser
@@ -544,7 +562,10 @@ def test_transfer_matrix_recomputes_a_prompt_overwritten_in_place(
     assert len(calls) == 4  # 2 own + 2 off-diagonal
 
 
-def test_projector_keeps_its_trained_linear_head(runs: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+def test_projector_keeps_its_trained_linear_head(
+    runs: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
     from skillneurons.data import Task
     from skillneurons.prompts import LinearHead
     from skillneurons.transfer.projector import projector_head_state
@@ -589,7 +610,10 @@ def test_projector_keeps_its_trained_linear_head(runs: dict, tmp_path: Path) -> 
     assert sim["model"].head.kind == "similarity"
 
 
-def test_delta_artifacts_are_refused_before_loading(runs: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+def test_delta_artifacts_are_refused_before_loading(
+    runs: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
     from skillneurons.transfer import load_target
 
     lora = _copy_run(runs["pa"], tmp_path / "lora")
@@ -622,12 +646,33 @@ def test_tpt_init_prompt_is_part_of_the_run(runs: dict, tmp_path: Path) -> None:
 
     bb = runs["bb"]
     kw = {"prompt_length": 3, "max_length": 24, "progress": False}
-    tune_prompt(bb, runs["b"], tmp_path / "t", init_prompt=runs["pa"], config=CONFIG, **kw)  # type: ignore[arg-type]
+    tune_prompt(
+        bb,
+        runs["b"],
+        tmp_path / "t",
+        init_prompt=runs["pa"],
+        config=CONFIG,
+        **kw,  # type: ignore[arg-type]
+    )
     # the same run resumes; another start of the same shape is another run
-    again = tune_prompt(bb, runs["b"], tmp_path / "t", init_prompt=runs["pa"], config=CONFIG, **kw)  # type: ignore[arg-type]
+    again = tune_prompt(
+        bb,
+        runs["b"],
+        tmp_path / "t",
+        init_prompt=runs["pa"],
+        config=CONFIG,
+        **kw,  # type: ignore[arg-type]
+    )
     assert again["resumed_from_step"] == 3
     with pytest.raises(ConfigError, match="different run"):
-        tune_prompt(bb, runs["b"], tmp_path / "t", init_prompt=runs["pb"], config=CONFIG, **kw)  # type: ignore[arg-type]
+        tune_prompt(
+            bb,
+            runs["b"],
+            tmp_path / "t",
+            init_prompt=runs["pb"],
+            config=CONFIG,
+            **kw,  # type: ignore[arg-type]
+        )
     # plain runs keep their key: only the init/source entries add to it
     pm, _ = load_prompt(runs["pa"], bb)
     split = runs["b"].split(0)
@@ -667,7 +712,11 @@ def test_empty_on_layer_windows_are_refused() -> None:
         OnOptions(layers=[])
 
 
-def test_project_cli_options(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+def test_project_cli_options(
+    runs: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import skillneurons.cli.transfer as cli
     import skillneurons.transfer.projector as pj
     from skillneurons.cli.app import build_parser
