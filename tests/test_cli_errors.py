@@ -126,10 +126,10 @@ def test_item10_corrupted_prompt_through_the_cli(
 
 
 def _models_raising(monkeypatch: pytest.MonkeyPatch, make: Any) -> None:
-    """`skillneurons models` raising what ``make()`` raises (the command reads offline_models)."""
+    """`skillneurons models` raising what ``make()`` raises (the command reads offline_model_status)."""
     import skillneurons.backbones
 
-    monkeypatch.setattr(skillneurons.backbones, "offline_models", make)
+    monkeypatch.setattr(skillneurons.backbones, "offline_model_status", make)
 
 
 def test_item10_file_errors_reaching_main_name_the_file(

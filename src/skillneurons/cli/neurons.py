@@ -45,7 +45,7 @@ def _run_find(args: argparse.Namespace) -> int:
     # a mixed list and every prompt's split are refused before the (slow) model load
     runs = open_together(prompts, "prompt")
     run = runs[0]
-    task = run.task(task_options.load() if task_options.task else None)
+    task = run.task(task_options.load() if task_options.task else None).require_classes("ranking")
     for r in runs:
         r.splits(task, config.split_seed)
     bb = backbone_of(args, run)
