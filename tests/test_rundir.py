@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,11 +79,13 @@ def test_identity_differs_is_an_error_naming_the_option(tmp_path: Path) -> None:
     assert not (tmp_path / "checkpoint.json").exists()
 
 
-def test_second_writer_gets_the_holders_pid(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _lock_held_elsewhere(folder: Path) -> Iterator[int]:
+    """Another process holds ``folder``'s lock while the block runs; yields its pid."""
     holder = textwrap.dedent(f"""
-        import sys, time
+        import sys
         from skillneurons.rundir import RunDir
-        with RunDir({str(tmp_path)!r}).lock():
+        with RunDir({str(folder)!r}).lock():
             print("locked", flush=True)
             sys.stdin.readline()
     """)
@@ -90,11 +94,16 @@ def test_second_writer_gets_the_holders_pid(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        with pytest.raises(ConfigError, match=rf"another skillneurons process \(pid {proc.pid}\)"):
-            with RunDir(tmp_path).lock():
-                pass
+        yield proc.pid
     finally:
         proc.communicate("\n", timeout=30)
+
+
+def test_second_writer_gets_the_holders_pid(tmp_path: Path) -> None:
+    with _lock_held_elsewhere(tmp_path) as pid:
+        with pytest.raises(ConfigError, match=rf"another skillneurons process \(pid {pid}\)"):
+            with RunDir(tmp_path).lock():
+                pass
     with RunDir(tmp_path).lock():  # released when the holder exits
         pass
 
@@ -134,25 +143,12 @@ def test_an_invalid_option_writes_nothing(tmp_path: Path) -> None:
 
 def test_a_second_tune_on_the_same_folder_is_refused(tmp_path: Path) -> None:
     """Item 3: two tune commands on one --out both exited 0 and the folder held only the second."""
-    holder = textwrap.dedent(f"""
-        import sys
-        from skillneurons.rundir import RunDir
-        with RunDir({str(tmp_path)!r}).lock():
-            print("locked", flush=True)
-            sys.stdin.readline()
-    """)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    with _lock_held_elsewhere(tmp_path) as pid:
         with pytest.raises(
-            ConfigError, match=rf"being written by another skillneurons process \(pid {proc.pid}\)"
+            ConfigError, match=rf"being written by another skillneurons process \(pid {pid}\)"
         ):
             _tiny_tune(tmp_path)
         assert not (tmp_path / "split.json").exists()
-    finally:
-        proc.communicate("\n", timeout=30)
 
 
 def test_task_rule_load_spec_moved_file_and_name_only_records(tmp_path: Path) -> None:
