@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from skillneurons.backbones.config import BackboneOptions
 from skillneurons.cli.options import add_config, build_config
@@ -125,15 +125,6 @@ def check_out(path: str | os.PathLike[str] | None, *, folder: bool = True) -> Pa
 def comma_list(text: str | None) -> list[str] | None:
     """``"a,b"`` as ``["a", "b"]`` (None stays None)."""
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
-
-
-def any_value(args: argparse.Namespace, *names: str) -> Any:
-    """The first of ``names`` set on ``args`` (for options kept under two spellings)."""
-    for n in names:
-        v = getattr(args, n, None)
-        if v is not None:
-            return v
-    return None
 
 
 def add_artifacts(
