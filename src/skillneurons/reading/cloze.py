@@ -101,7 +101,7 @@ _STOP = frozenset(
     mr mrs ms dr""".split()
 )
 _CONNECTORS = ("of",)
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'’”]?\s+(?=[\"'‘“(]?[A-Z0-9])")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'’”]))\s+(?=[\"'‘“(]?[A-Z0-9])")
 _OPENERS = frozenset({'"', "'", "‘", "“", "(", "-", ":"})
 
 
