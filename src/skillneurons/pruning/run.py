@@ -5,6 +5,8 @@ Output folder::
 
     OUT/model.safetensors, config.json, tokenizer*, pruning.json   the pruned model (load_pruned)
     OUT/results.json                                               parameters, accuracy before/after
+                                                                   (head_anchors: where the anchors
+                                                                   of a similarity head came from)
     OUT/retuned/prompt.*, split.json, history.json                 the re-tuned prompt (--retune)
 """
 
@@ -25,6 +27,7 @@ from skillneurons.errors import ConfigError
 from skillneurons.neurons.find import SkillNeurons
 from skillneurons.options import configure
 from skillneurons.prompts import PromptModel, check_backbone, load_prompt
+from skillneurons.prompts.heads import SimilarityHead
 from skillneurons.pruning.config import PruneConfig
 from skillneurons.pruning.io import load_pruned, save_pruned
 from skillneurons.pruning.prune import (
@@ -186,7 +189,8 @@ def _evaluate(
     part = splits.part(cfg.split)  # type: ignore[arg-type]
     bs = cfg.eval_batch_size
     before = evaluate(pm_full, part, bs, progress=progress, desc="eval (unpruned)")
-    pm_small, _ = load_prompt(ppath, loaded)
+    pm_small, man_small = load_prompt(ppath, loaded)
+    result.head_anchors = _keep_anchors(pm_full, pm_small, man_small)
     after = evaluate(pm_small, part, bs, progress=progress, desc="eval (pruned)")
     result.prompt = str(ppath)
     result.task = t.name
@@ -198,6 +202,19 @@ def _evaluate(
         _retune(
             result, pm_small, part, splits, man, ppath, Path(result.pruned_model), cfg, train_config, progress
         )
+
+
+def _keep_anchors(pm_full: PromptModel, pm_small: PromptModel, man_small: dict[str, Any]) -> str | None:
+    """The pruned prompt reads with the prompt's own head: a similarity head keeps the anchors saved in
+    the prompt or, for a prompt saved without them, those the unpruned model encodes (never the pruned
+    model's encodings). Returns where the anchors came from (None: no similarity head)."""
+    full, small = pm_full.head, pm_small.head
+    if not isinstance(small, SimilarityHead) or not isinstance(full, SimilarityHead):
+        return None
+    if man_small.get("head_anchors") == "saved":
+        return "saved"
+    small.set_anchors(full.anchors)
+    return "unpruned"
 
 
 def _retune(
