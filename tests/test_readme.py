@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import itertools
 import os
 import re
 import shlex
@@ -84,7 +85,7 @@ def _skip_reason(command: str) -> str | None:
 def _tiny(argv: list[str], models: dict[str, Path], tasks: dict[str, Path]) -> list[str]:
     """The command at tiny scale: tiny model folders and task files, a few training steps."""
     out = list(argv)
-    for i, (flag, value) in enumerate(zip(out, out[1:])):
+    for i, (flag, value) in enumerate(itertools.pairwise(out)):
         if flag == "--model" and value in models:
             out[i + 1] = str(models[value])
         elif flag == "--task" and value in tasks:
