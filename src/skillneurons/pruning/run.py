@@ -38,7 +38,7 @@ from skillneurons.pruning.prune import (
     skill_keep_mask,
 )
 from skillneurons.pruning.results import ParameterCount, PruneResult
-from skillneurons.rundir import RunDir
+from skillneurons.rundir import RunDir, run_manifest
 from skillneurons.training import TrainConfig, Trainer, evaluate
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,8 @@ def prune_model(
     if cfg.retune and prompt is None:
         raise ConfigError("--retune re-tunes a prompt on the pruned model: pass --prompt too")
     sn, path, digest = _load_neurons(neurons)
+    # the prompt's task and split (an imported prompt: task, split_seed) before the (slow) model load
+    evaluation = _prompt_split(prompt, task, cfg) if prompt is not None else None
     bb = _source_backbone(sn, model, backbone_options)
     layers = list(cfg.layers) if cfg.layers is not None else None
     l0 = default_first_layer(bb.num_layers) if cfg.first_layer is None and layers is None else cfg.first_layer
@@ -165,10 +167,20 @@ def prune_model(
         parameters=ParameterCount(n_src, n_small, n_small / n_src),
         ffn_parameters=ParameterCount(ffn_parameters(bb), ffn_parameters(loaded)),
     )
-    if prompt is not None:
-        _evaluate(result, bb, loaded, artifact_paths(prompt)[0], task, cfg, train_config, progress)
+    if evaluation is not None:
+        _evaluate(result, bb, loaded, *evaluation, cfg, train_config, progress)
     result.save(out / "results.json")
     return result
+
+
+def _prompt_split(
+    prompt: str | os.PathLike[str], task: str | Task | None, cfg: PruneConfig
+) -> tuple[Path, Task, TaskSplits]:
+    """The prompt's file, task and split (one-line errors for an imported prompt without them)."""
+    ppath = artifact_paths(prompt)[0]
+    run = RunDir.of(ppath).require_kind("prompt", "delta")
+    t = run.task(load_task(task) if isinstance(task, str) else task)
+    return ppath, t, run.splits(t, cfg.split_seed)
 
 
 def _evaluate(
@@ -176,16 +188,14 @@ def _evaluate(
     bb: Backbone,
     loaded: Backbone,
     ppath: Path,
-    task: str | Task | None,
+    t: Task,
+    splits: TaskSplits,
     cfg: PruneConfig,
     train_config: TrainConfig | None,
     progress: bool,
 ) -> None:
     """The prompt's accuracy before and after pruning (and after re-tuning), into ``result``."""
-    run = RunDir.of(ppath)
-    t = run.task(load_task(task) if isinstance(task, str) else task)
     pm_full, man = load_prompt(ppath, bb)
-    splits = run.splits(t, cfg.split_seed)
     part = splits.part(cfg.split)  # type: ignore[arg-type]
     bs = cfg.eval_batch_size
     before = evaluate(pm_full, part, bs, progress=progress, desc="eval (unpruned)")
@@ -199,6 +209,8 @@ def _evaluate(
     result.accuracy_pruned = after["accuracy"]
     result.n = int(before["n"])
     if cfg.retune:
+        if not man.get("task"):  # an imported prompt: the re-tuned one records the task and split it used
+            man = {**man, **run_manifest(t, splits)}
         _retune(
             result, pm_small, part, splits, man, ppath, Path(result.pruned_model), cfg, train_config, progress
         )
