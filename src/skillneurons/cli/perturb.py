@@ -168,10 +168,12 @@ def _run_delta(args: argparse.Namespace) -> int:
     from skillneurons.delta.experiment import run_delta_perturbation  # lazy: --help stays fast
     from skillneurons.rundir import RunDir
 
-    # every tuned model's task and split (an imported prompt: --task, --split-seed) before the model load
+    # the task and split of a tuned model given --task or recording none (an imported prompt: --task,
+    # --split-seed) before the model load; the others' recorded tasks are read as before
     for m in models:
         run = RunDir.of(m).require_kind("prompt", "delta")
-        run.part(config.split, run.task(task), config.split_seed)  # type: ignore[arg-type]
+        if task is not None or not run.task_record or not run.split_record:
+            run.part(config.split, run.task(task), config.split_seed)  # type: ignore[arg-type]
     # the backbone named by --model, else the one the first tuned model names; --dtype etc. apply to both
     bb = backbone_of(args, RunDir.of(models[0]))
     res = run_delta_perturbation(

@@ -100,14 +100,17 @@ def _run_transfer_matrix(args: argparse.Namespace) -> int:
     given = prompt_tasks(args, targets or prompts, "target")
     # lazy: --help stays fast
     from skillneurons.rundir import RunDir
-    from skillneurons.transfer.matrix import run_transfer_matrix, task_of
+    from skillneurons.transfer.matrix import run_transfer_matrix
 
-    # every target's task and split (an imported prompt: --task, --split-seed) before the model load
+    # the task and split of every target given --task or recording none (an imported prompt: --task,
+    # --split-seed) before the model load; the others' recorded tasks are read as before
     tasks = []
     for p, t in zip(targets or prompts, given, strict=True):
         run = RunDir.of(p).require_kind("prompt")
-        tasks.append(run.task(t) if t is not None or not run.task_record else task_of(p))
-        run.part(config.split, tasks[-1], config.split_seed)  # type: ignore[arg-type]
+        if t is not None or not run.task_record:
+            t = run.task(t)
+            run.part(config.split, t, config.split_seed)  # type: ignore[arg-type]
+        tasks.append(t)
     # through the command's loader (--dtype, --device-map, --ffn, --trust-remote-code), also for the default
     model = load_backbone_from(args, args.model or RunDir.of(prompts[0]).backbone_name)
     res = run_transfer_matrix(
