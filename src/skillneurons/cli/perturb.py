@@ -170,8 +170,8 @@ def _run_delta(args: argparse.Namespace) -> int:
 
     # the task and split of a tuned model given --task or recording none (an imported prompt: --task,
     # --split-seed) before the model load; the others' recorded tasks are read as before
-    for m in models:
-        run = RunDir.of(m).require_kind("prompt", "delta")
+    for path in models:
+        run = RunDir.of(path).require_kind("prompt", "delta")
         if task is not None or not run.task_record or not run.split_record:
             run.part(config.split, run.task(task), config.split_seed)  # type: ignore[arg-type]
     # the backbone named by --model, else the one the first tuned model names; --dtype etc. apply to both

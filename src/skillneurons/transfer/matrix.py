@@ -199,7 +199,7 @@ def transfer_accuracy(
 
 
 def _settings_key(c: TransferMatrixConfig, backbone: Backbone) -> dict[str, Any]:
-    key = {"backbone": backbone.identity(), "split": c.split, "precision": c.precision}
+    key: dict[str, Any] = {"backbone": backbone.identity(), "split": c.split, "precision": c.precision}
     if c.split_seed is not None:  # the split of imported targets (older files: none)
         key["split_seed"] = c.split_seed
     return key
