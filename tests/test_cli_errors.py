@@ -474,3 +474,89 @@ def test_item12_peft_export_records_the_real_model_path(
 
     loaded = AutoPeftModelForFeatureExtraction.from_pretrained(str(tmp_path / "peft"))
     assert loaded.peft_config["default"].num_virtual_tokens == 3
+
+
+# ---- imported prompts in the commands that take several tasks, and their split before the model ----
+
+
+@pytest.fixture(scope="module")
+def tiny_neurons(tiny_run: dict[str, Path]) -> Path:
+    """Skill neurons of the tiny prompt (find, no controls)."""
+    out = tiny_run["dir"] / "neurons"
+    args = ["-q", "find", "--prompt", str(tiny_run["prompt"]), "--out", str(out), "--no-controls"]
+    assert main(args) == 0
+    return out / "skill_neurons.safetensors"
+
+
+def _several_task_commands(tiny_run: dict[str, Path], imported: Path, sn: Path, out: Path) -> dict[str, list]:
+    own, imp = str(tiny_run["prompt"]), str(imported)
+    return {
+        "cross-perturb": [
+            "cross-perturb",
+            "--prompt",
+            imp,
+            own,
+            "--neurons",
+            str(sn),
+            str(sn),
+            "--draws",
+            "1",
+        ],
+        "transfer-matrix": ["transfer-matrix", "--prompt", imp, own],
+        "prune": ["prune", "--neurons", str(sn), "--prompt", imp, "--rho", "0.5"],
+        "delta-perturb": [
+            "delta-perturb",
+            "--neurons",
+            str(sn),
+            "--prompt",
+            imp,
+            "--rho",
+            "0,0.5",
+            "--draws",
+            "1",
+        ],
+    }
+
+
+@pytest.mark.parametrize("command", ["cross-perturb", "transfer-matrix", "prune", "delta-perturb"])
+def test_imported_prompt_task_and_split_before_the_model_loads(
+    command: str,
+    tiny_run: dict[str, Path],
+    imported: Path,
+    tiny_neurons: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#17 item 12 (the rest): cross-perturb and transfer-matrix take --task (one per prompt, '-' for a
+    prompt's own) and --split-seed for an imported prompt; prune and delta-perturb resolve its task and
+    split before the model loads; without them the one-line error names the flags to add."""
+    out = tmp_path / "o"
+    args = [*_several_task_commands(tiny_run, imported, tiny_neurons, out)[command], "--out", str(out)]
+    data = str(tiny_run["data"])
+    several = command in ("cross-perturb", "transfer-matrix")
+    tasks = ["--task", data, "-"] if several else ["--task", data]
+    with monkeypatch.context() as m:
+        _no_model_load(m)
+        assert main(["-q", *args]) == 2
+        assert "records no task: pass --task" in _err(capsys)
+        assert main(["-q", *args, *tasks]) == 2
+        assert "pass --task TASK and --split-seed SEED" in _err(capsys)
+        if several:
+            assert main(["-q", *args, "--task", data, "--split-seed", "0"]) == 2
+            assert "--task names 1 task(s) for 2" in _err(capsys)
+        assert {"--task", "--split-seed"} <= _flags(command)
+        assert not out.exists()
+    assert main(["-q", *args, *tasks, "--split-seed", "0"]) == 0
+    capsys.readouterr()
+    result = {
+        "cross-perturb": "perturb_cross.json",
+        "transfer-matrix": "transfer_matrix.json",
+        "prune": "results.json",
+        "delta-perturb": "delta_perturb.json",
+    }[command]
+    res = json.loads((out / result).read_text())
+    if command == "transfer-matrix":
+        assert res["n_eval"][0] == res["n_eval"][1] == 6 and res["settings"]["split_seed"] == 0
+    if command == "prune":
+        assert res["n"] == 6 and res["task"] == tiny_run["data"].stem

@@ -340,3 +340,103 @@ def test_surgery_replaces_a_submodule_by_path() -> None:
     assert bb.blocks[0].get_submodule(path) is new
     parent, attr = parent_of(bb.blocks[0], path)
     assert getattr(parent, attr) is new
+
+
+def _similarity_prompt(tmp_path, bb: Backbone, task) -> Any:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    task.split(0).save(run / "split.json")
+    torch.manual_seed(0)
+    pm = PromptModel(
+        bb,
+        SoftPrompt.create(bb, 3, "normal", std=0.5),
+        build_head("similarity", bb, task.label_words),
+        max_length=24,
+    )
+    path = save_prompt(
+        run / "prompt",
+        pm,
+        task={"name": task.name, "fingerprint": task.fingerprint()},
+        split={"seed": 0, "file": "split.json"},
+    )
+    return pm, path
+
+
+def test_pruned_prompt_keeps_its_similarity_anchors(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 item 7: the prompt's own head (its saved anchors) reads the pruned model, never anchors
+    re-encoded by the pruned model; 'accuracy as is' is computed with them."""
+    from skillneurons.artifacts import load_artifact
+    from skillneurons.prompts import load_prompt
+    from skillneurons.prompts.heads import SimilarityHead
+    from skillneurons.pruning.config import PruneConfig
+    from skillneurons.pruning.run import prune_model
+    from skillneurons.training import evaluate
+
+    bb = tiny_model("bert", layers=4)
+    task = separable_task(60)
+    pm, prompt = _similarity_prompt(tmp_path, bb, task)
+    tensors, man = load_artifact(prompt, kind="prompt")
+    assert man["head_anchors"] == "saved" and torch.equal(tensors["head_anchors"], pm.head.anchors)
+    sn = _skill_neurons(bb)
+    seen: dict[str, torch.Tensor] = {}
+
+    def spy(model: Any, part: Any, bs: int, **kw: Any) -> dict[str, Any]:
+        seen[kw["desc"]] = model.head.anchors.clone()
+        return evaluate(model, part, bs, **kw)
+
+    monkeypatch.setattr("skillneurons.pruning.run.evaluate", spy)
+    res = prune_model(
+        sn, tmp_path / "pruned", PruneConfig(rho=0.1), model=bb, prompt=prompt, task=task, progress=False
+    )
+    small = load_pruned(tmp_path / "pruned")
+    pm_small, man_small = load_prompt(prompt, small)
+    assert isinstance(pm_small.head, SimilarityHead) and man_small["head_anchors"] == "saved"
+    assert torch.equal(pm_small.head.anchors, pm.head.anchors)  # bit-identical to the unpruned prompt's
+    encoded = SimilarityHead(small, pm.head.descriptions).anchors
+    assert not torch.allclose(encoded, pm.head.anchors, atol=1e-3)  # the pruned model encodes others
+    part = task.split(0).part(res.split)  # type: ignore[arg-type]
+    assert res.head_anchors == "saved" and "anchors: the prompt's own" in res.text
+    assert res.accuracy_pruned == pytest.approx(evaluate(pm_small, part, 64, progress=False)["accuracy"])
+    assert torch.equal(seen["eval (pruned)"], pm.head.anchors)  # the figure was computed with them
+
+
+def test_prompt_saved_without_anchors_prunes_with_the_unpruned_ones(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A prompt saved before anchors were stored: prune takes them from the unpruned model; loading it
+    on the pruned model alone re-encodes them, says so in the manifest and warns."""
+    from skillneurons.artifacts import load_artifact, save_artifact
+    from skillneurons.prompts import load_prompt
+    from skillneurons.pruning.config import PruneConfig
+    from skillneurons.pruning.run import prune_model
+    from skillneurons.training import evaluate
+
+    bb = tiny_model("bert", layers=4)
+    task = separable_task(60)
+    pm, prompt = _similarity_prompt(tmp_path, bb, task)
+    tensors, man = load_artifact(prompt, kind="prompt")
+    tensors.pop("head_anchors")
+    save_artifact(
+        prompt, tensors, kind="prompt", manifest={k: v for k, v in man.items() if k != "head_anchors"}
+    )
+    res = prune_model(
+        _skill_neurons(bb),
+        tmp_path / "pruned",
+        PruneConfig(rho=0.1),
+        model=bb,
+        prompt=prompt,
+        task=task,
+        progress=False,
+    )
+    assert res.head_anchors == "unpruned"
+    small = load_pruned(tmp_path / "pruned")
+    with caplog.at_level("WARNING"):
+        pm_small, man_small = load_prompt(prompt, small)
+    assert man_small["head_anchors"] == "encoded" and "no saved similarity-head anchors" in caplog.text
+    assert not torch.equal(pm_small.head.anchors, pm.head.anchors)
+    pm_small.head.set_anchors(pm.head.anchors)
+    part = task.split(0).part(res.split)  # type: ignore[arg-type]
+    assert res.accuracy_pruned == pytest.approx(evaluate(pm_small, part, 64, progress=False)["accuracy"])
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _, man_full = load_prompt(prompt, bb)  # on its own model: the same anchors, no warning
+    assert man_full["head_anchors"] == "encoded" and "anchors" not in caplog.text
+    with pytest.raises(ArtifactError, match="anchors have shape"):
+        pm_small.head.set_anchors(torch.zeros(3, bb.hidden_size))

@@ -417,3 +417,58 @@ def test_report_refuses_a_folder_of_runs_of_several_models_or_tasks(
     assert not (tmp_path / "r.html").exists()
     shutil.rmtree(root / "b-s0")
     assert write_report(ReportConfig(run_dir=root, out=tmp_path / "r.html", examples=0)).is_file()
+
+
+def test_runs_are_labelled_by_what_differs(
+    run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#17 (smaller things): the curves of a folder of runs were all labelled "seed 0"; each run is now
+    labelled by what differs between the runs (seed, method, ...), else by its folder name."""
+    import shutil
+
+    from skillneurons.report import plots
+    from skillneurons.report.discover import TuneRun, run_labels
+
+    def tune(name: str, **res: Any) -> TuneRun:
+        return TuneRun(Path("runs") / name, results={"best_dev_accuracy": 0.5, **res})
+
+    assert run_labels([tune("a", seed=0), tune("b", seed=1)]) == ["seed 0", "seed 1"]
+    assert run_labels([tune("a", seed=0, method="lora"), tune("b", seed=0)]) == ["lora", "prompt"]
+    same = [tune(f"lr-{i}", seed=0) for i in range(30)]
+    assert run_labels(same) == [f"lr-{i}" for i in range(30)]
+    mixed = [tune("x", seed=0), tune("y", seed=0), tune("z", seed=1)]
+    assert run_labels(mixed) == ["x: seed 0", "y: seed 0", "z: seed 1"]
+    assert run_labels([tune("only", seed=3)]) == ["seed 3"]
+    # in the report: two copies of one seed-0 run get their folder names, not two "seed 0"
+    root = tmp_path / "runs"
+    shutil.copytree(run["root"] / "seed0", root / "lr-small")
+    shutil.copytree(run["root"] / "seed0", root / "lr-large")
+    seen: list[str] = []
+    real = plots.training_curves
+    monkeypatch.setattr(
+        plots, "training_curves", lambda curves: (seen.extend(c.label for c in curves), real(curves))[1]
+    )
+    write_report(ReportConfig(run_dir=root, out=tmp_path / "r.html", examples=0))
+    assert seen == ["lr-large", "lr-small"]
+
+
+def test_a_result_folder_is_reported_directly(run: dict[str, Any], tmp_path: Path) -> None:
+    """#17 (smaller things): ``report`` takes a perturbation, transfer or pruning output folder itself
+    (it wanted their parent); a folder with neither runs nor results is still refused."""
+    root: Path = run["root"]
+    for folder, sections in {
+        "perturb": ["perturbation", "cross-task", "similarity"],
+        "transfer": ["transfer"],
+        "pruned": ["pruning"],
+        "prune": ["pruning"],
+    }.items():
+        page = write_report(ReportConfig(run_dir=root / folder, out=tmp_path / f"{folder}.html")).read_text()
+        for sid in sections:
+            assert f'<section id="{sid}">' in page, (folder, sid)
+        assert '<section id="training">' not in page and '<section id="map">' not in page
+    title = write_report(ReportConfig(run_dir=root / "perturb", out=tmp_path / "t.html")).read_text()
+    assert "tiny-bert" in title
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.json").write_text("{}")
+    with pytest.raises(ConfigError, match="no result this report shows"):
+        write_report(tmp_path / "empty")

@@ -19,6 +19,7 @@ from skillneurons.cli.common import (
     progress,
 )
 from skillneurons.cli.options import add_config, build_config
+from skillneurons.cli.tasks import add_prompt_tasks, prompt_tasks
 from skillneurons.data.config import TaskOptions
 from skillneurons.delta.config import DeltaPerturbConfig
 from skillneurons.perturb.config import CrossPerturbConfig, SimilarityConfig, SweepConfig
@@ -79,14 +80,23 @@ def _add_cross(p: argparse.ArgumentParser) -> None:
     add_artifacts(p, "neurons", "the tasks' skill-neuron artifacts, same order")
     add_out(p, "folder for perturb_cross.json and perturb_cross.png")
     add_config(p, CrossPerturbConfig)
+    add_prompt_tasks(p, "prompt")
     add_backbone_options(p, _MODEL_HELP)
 
 
 def _run_cross(args: argparse.Namespace) -> int:
     prompts, neurons = artifacts(args, "prompt"), artifacts(args, "neurons")
     config: CrossPerturbConfig = build_config(args, CrossPerturbConfig)
+    given = prompt_tasks(args, prompts, "prompt")
     from skillneurons.perturb.experiments import run_cross  # lazy: --help stays fast
+    from skillneurons.rundir import RunDir
 
+    # every prompt's task and split (an imported one: --task, --split-seed) before the (slow) model load
+    tasks = []
+    for p, t in zip(prompts, given, strict=True):
+        run = RunDir.of(p).require_kind("prompt", "delta")
+        tasks.append(run.task(t))
+        run.part(config.split, tasks[-1], config.split_seed)  # type: ignore[arg-type]
     res = run_cross(
         prompts,
         neurons,
@@ -94,6 +104,7 @@ def _run_cross(args: argparse.Namespace) -> int:
         config,
         model=args.model,
         backbone_options=backbone_options(args),
+        tasks=tasks,
         progress=progress(args),
     )
     names = res.tasks
@@ -157,6 +168,12 @@ def _run_delta(args: argparse.Namespace) -> int:
     from skillneurons.delta.experiment import run_delta_perturbation  # lazy: --help stays fast
     from skillneurons.rundir import RunDir
 
+    # the task and split of a tuned model given --task or recording none (an imported prompt: --task,
+    # --split-seed) before the model load; the others' recorded tasks are read as before
+    for path in models:
+        run = RunDir.of(path).require_kind("prompt", "delta")
+        if task is not None or not run.task_record or not run.split_record:
+            run.part(config.split, run.task(task), config.split_seed)  # type: ignore[arg-type]
     # the backbone named by --model, else the one the first tuned model names; --dtype etc. apply to both
     bb = backbone_of(args, RunDir.of(models[0]))
     res = run_delta_perturbation(

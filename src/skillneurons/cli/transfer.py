@@ -23,6 +23,7 @@ from skillneurons.cli.common import (
     progress,
 )
 from skillneurons.cli.options import add_config, build_config
+from skillneurons.cli.tasks import add_prompt_tasks, prompt_tasks
 from skillneurons.data.config import TaskOptions
 from skillneurons.errors import ConfigError
 from skillneurons.options import option
@@ -87,6 +88,7 @@ def _add_transfer_matrix(p: argparse.ArgumentParser) -> None:
     add_out(p, "folder for transfer_matrix.json (resumes from it)")
     add_config(p, MatrixOptions)
     add_config(p.add_argument_group("evaluation"), TransferMatrixConfig)
+    add_prompt_tasks(p, "target")
     add_backbone_options(p, "backbone (default: the one recorded in the first prompt)")
 
 
@@ -95,10 +97,20 @@ def _run_transfer_matrix(args: argparse.Namespace) -> int:
     targets = artifacts(args, "targets") or None
     o: MatrixOptions = build_config(args, MatrixOptions)
     config: TransferMatrixConfig = build_config(args, TransferMatrixConfig)
+    given = prompt_tasks(args, targets or prompts, "target")
     # lazy: --help stays fast
     from skillneurons.rundir import RunDir
     from skillneurons.transfer.matrix import run_transfer_matrix
 
+    # the task and split of every target given --task or recording none (an imported prompt: --task,
+    # --split-seed) before the model load; the others' recorded tasks are read as before
+    tasks = []
+    for p, t in zip(targets or prompts, given, strict=True):
+        run = RunDir.of(p).require_kind("prompt")
+        if t is not None or not run.task_record:
+            t = run.task(t)
+            run.part(config.split, t, config.split_seed)  # type: ignore[arg-type]
+        tasks.append(t)
     # through the command's loader (--dtype, --device-map, --ffn, --trust-remote-code), also for the default
     model = load_backbone_from(args, args.model or RunDir.of(prompts[0]).backbone_name)
     res = run_transfer_matrix(
@@ -108,6 +120,7 @@ def _run_transfer_matrix(args: argparse.Namespace) -> int:
         model=model,
         targets=targets,
         names=comma_list(o.names),
+        target_tasks=tasks,
         progress=progress(args),
     )
     print(

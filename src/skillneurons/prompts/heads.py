@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from skillneurons.backbones import Backbone
-from skillneurons.errors import ConfigError
+from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.registry import Registry
 
 HEAD_TYPES = ("label_words", "linear", "similarity", "kpt")
@@ -97,7 +97,11 @@ class LinearHead(Head):
 
 class SimilarityHead(Head):
     """``scale * cos(h_read, e_c)`` with ``e_c`` the backbone's mean-pooled encoding of class c's
-    description (its label words joined), computed once without the prompt."""
+    description (its label words joined), computed once without the prompt.
+
+    The anchors are part of the trained head: a saved prompt stores them (``head_anchors``) and
+    :meth:`set_anchors` puts them back, so the head stays the one the prompt was trained with when
+    it is loaded on another (e.g. pruned) model of the same geometry."""
 
     kind = "similarity"
 
@@ -118,6 +122,16 @@ class SimilarityHead(Head):
         return F.normalize((h * m).sum(1) / m.sum(1), dim=-1)
 
     anchors: torch.Tensor
+
+    def set_anchors(self, anchors: torch.Tensor) -> None:
+        """Use ``anchors`` ``[classes, hidden]`` (a saved head's own) instead of the encoded ones."""
+        if tuple(anchors.shape) != tuple(self.anchors.shape):
+            raise ArtifactError(
+                f"the saved similarity-head anchors have shape {tuple(anchors.shape)} but this head needs "
+                f"{tuple(self.anchors.shape)} (classes x hidden): the prompt file is inconsistent; "
+                "tune it again"
+            )
+        self.anchors = anchors.detach().to(device=self.anchors.device, dtype=torch.float32).clone()
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.scale * F.normalize(hidden.float(), dim=-1) @ self.anchors.T

@@ -5,10 +5,18 @@ tensors as ``head.*``) and ``NAME.json`` (backbone identity, layout, head config
 seed, metrics). Loading checks that the backbone matches what the prompt was trained on. Models
 tuned with another method (:mod:`skillneurons.delta`) use the same format with ``method``,
 ``method_options`` and ``delta.*`` tensors; :func:`load_prompt` rebuilds them transparently.
+
+A similarity head's label anchors (the backbone's encodings of the class descriptions) are part of
+the trained head: they are saved as ``head_anchors`` (manifest ``"head_anchors": "saved"``) and used
+as saved when the prompt is loaded, also on another model of the same geometry (a pruned one).
+Prompts saved before have none: their anchors are encoded by the backbone they are loaded on (the
+returned manifest says ``"head_anchors": "encoded"``), with a warning when that is not the model
+the prompt was trained on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,10 +28,15 @@ from skillneurons.artifacts import atomic_write_json, load_artifact, read_tensor
 from skillneurons.backbones import Backbone
 from skillneurons.errors import ArtifactError, ConfigError, NonFiniteError
 from skillneurons.files import read_json
-from skillneurons.prompts.heads import head_from_config
+from skillneurons.prompts.heads import Head, SimilarityHead, head_from_config
 from skillneurons.prompts.methods import TUNING_METHODS
 from skillneurons.prompts.model import PromptModel
 from skillneurons.prompts.soft_prompt import SoftPrompt
+
+log = logging.getLogger(__name__)
+
+#: the tensor holding a similarity head's label anchors in a prompt artifact
+ANCHORS_KEY = "head_anchors"
 
 
 def save_prompt(path: str | os.PathLike[str], model: PromptModel, **manifest: Any) -> Path:
@@ -39,6 +52,9 @@ def save_prompt(path: str | os.PathLike[str], model: PromptModel, **manifest: An
         "prompt_length": model.prompt.length,
         **manifest,
     }
+    if isinstance(model.head, SimilarityHead):  # the anchors are part of the trained head
+        tensors[ANCHORS_KEY] = model.head.anchors.detach()
+        meta[ANCHORS_KEY] = "saved"
     delta: Any = model
     if hasattr(delta, "artifact_tensors"):  # a delta-tuned model (skillneurons.delta): method and its tensors
         tensors.update(delta.artifact_tensors())
@@ -83,6 +99,7 @@ def load_prompt(path: str | os.PathLike[str], backbone: Backbone) -> tuple[Promp
     head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
     if head_state:
         head.load_state_dict(head_state)
+    _restore_anchors(head, tensors, manifest, backbone, path)
     method = str(manifest.get("method", "prompt"))
     if method != "prompt":  # BitFit / adapter / LoRA: the method's plugin rebuilds it
         rebuild = TUNING_METHODS.get(method).rebuild
@@ -97,6 +114,36 @@ def load_prompt(path: str | os.PathLike[str], backbone: Backbone) -> tuple[Promp
         template=manifest.get("template"),
     )
     return model, manifest
+
+
+def _restore_anchors(
+    head: Head,
+    tensors: dict[str, torch.Tensor],
+    manifest: dict[str, Any],
+    backbone: Backbone,
+    path: str | os.PathLike[str],
+) -> None:
+    """Put a similarity head's saved anchors back; mark (and, on another model, warn about) a prompt
+    saved before anchors were saved, whose anchors are encoded by ``backbone``."""
+    if not isinstance(head, SimilarityHead):
+        return
+    if ANCHORS_KEY in tensors:
+        head.set_anchors(tensors[ANCHORS_KEY])
+        manifest[ANCHORS_KEY] = "saved"
+        return
+    manifest[ANCHORS_KEY] = "encoded"
+    trained_on = manifest.get("backbone", {})
+    if {k: trained_on.get(k) for k in ("name", "d_ff")} != {
+        k: backbone.identity()[k] for k in ("name", "d_ff")
+    }:
+        log.warning(
+            "%s has no saved similarity-head anchors (saved by an older version): its label anchors are "
+            "encoded by %s, not by %s it was trained on, so its figures are not its own head's "
+            "(skillneurons prune takes them from the unpruned model; a prompt tuned now saves them)",
+            path,
+            backbone.name,
+            trained_on.get("name", "the model"),
+        )
 
 
 # ---- PEFT interoperability -----------------------------------------------------------------

@@ -10,6 +10,11 @@ from skillneurons.results import Result
 
 __all__ = ["ParameterCount", "PruneResult"]
 
+_ANCHORS = {
+    "saved": "the prompt's own, as saved",
+    "unpruned": "the prompt's own, encoded by the unpruned model",
+}
+
 
 @dataclass
 class ParameterCount:
@@ -34,6 +39,7 @@ class PruneResult(LegacyKeys, Result):
         "accuracy_unpruned",
         "accuracy_pruned",
         "n",
+        "head_anchors",
         "accuracy_retuned",
         "retuned_prompt",
         "retune_best_dev_accuracy",
@@ -58,6 +64,9 @@ class PruneResult(LegacyKeys, Result):
     accuracy_unpruned: float | None = None
     accuracy_pruned: float | None = None
     n: int | None = None
+    #: a similarity head's label anchors: "saved" (the prompt's own, stored in it) or "unpruned"
+    #: (encoded by the unpruned model: a prompt saved before anchors were stored); never the pruned model's
+    head_anchors: str | None = None
     accuracy_retuned: float | None = None
     retuned_prompt: str | None = None
     retune_best_dev_accuracy: float | None = None
@@ -87,6 +96,7 @@ class PruneResult(LegacyKeys, Result):
                 f"{self.split} accuracy ({self.n} examples): unpruned {self.accuracy_unpruned:.4f}, "
                 f"pruned {self.accuracy_pruned:.4f}"
                 + (f", re-tuned {self.accuracy_retuned:.4f}" if self.accuracy_retuned is not None else "")
+                + (f" (similarity-head anchors: {_ANCHORS[self.head_anchors]})" if self.head_anchors else "")
             )
         lines.append(
             f"pruned model saved to {self.pruned_model} (load it with skillneurons.pruning.load_pruned)"

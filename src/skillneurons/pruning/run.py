@@ -5,6 +5,8 @@ Output folder::
 
     OUT/model.safetensors, config.json, tokenizer*, pruning.json   the pruned model (load_pruned)
     OUT/results.json                                               parameters, accuracy before/after
+                                                                   (head_anchors: where the anchors
+                                                                   of a similarity head came from)
     OUT/retuned/prompt.*, split.json, history.json                 the re-tuned prompt (--retune)
 """
 
@@ -25,6 +27,7 @@ from skillneurons.errors import ConfigError
 from skillneurons.neurons.find import SkillNeurons
 from skillneurons.options import configure
 from skillneurons.prompts import PromptModel, check_backbone, load_prompt
+from skillneurons.prompts.heads import SimilarityHead
 from skillneurons.pruning.config import PruneConfig
 from skillneurons.pruning.io import load_pruned, save_pruned
 from skillneurons.pruning.prune import (
@@ -35,7 +38,7 @@ from skillneurons.pruning.prune import (
     skill_keep_mask,
 )
 from skillneurons.pruning.results import ParameterCount, PruneResult
-from skillneurons.rundir import RunDir
+from skillneurons.rundir import RunDir, run_manifest
 from skillneurons.training import TrainConfig, Trainer, evaluate
 
 log = logging.getLogger(__name__)
@@ -121,6 +124,8 @@ def prune_model(
     if cfg.retune and prompt is None:
         raise ConfigError("--retune re-tunes a prompt on the pruned model: pass --prompt too")
     sn, path, digest = _load_neurons(neurons)
+    # the prompt's task and split (an imported prompt: task, split_seed) before the (slow) model load
+    evaluation = _prompt_split(prompt, task, cfg) if prompt is not None else None
     bb = _source_backbone(sn, model, backbone_options)
     layers = list(cfg.layers) if cfg.layers is not None else None
     l0 = default_first_layer(bb.num_layers) if cfg.first_layer is None and layers is None else cfg.first_layer
@@ -162,10 +167,20 @@ def prune_model(
         parameters=ParameterCount(n_src, n_small, n_small / n_src),
         ffn_parameters=ParameterCount(ffn_parameters(bb), ffn_parameters(loaded)),
     )
-    if prompt is not None:
-        _evaluate(result, bb, loaded, artifact_paths(prompt)[0], task, cfg, train_config, progress)
+    if evaluation is not None:
+        _evaluate(result, bb, loaded, *evaluation, cfg, train_config, progress)
     result.save(out / "results.json")
     return result
+
+
+def _prompt_split(
+    prompt: str | os.PathLike[str], task: str | Task | None, cfg: PruneConfig
+) -> tuple[Path, Task, TaskSplits]:
+    """The prompt's file, task and split (one-line errors for an imported prompt without them)."""
+    ppath = artifact_paths(prompt)[0]
+    run = RunDir.of(ppath).require_kind("prompt", "delta")
+    t = run.task(load_task(task) if isinstance(task, str) else task)
+    return ppath, t, run.splits(t, cfg.split_seed)
 
 
 def _evaluate(
@@ -173,20 +188,19 @@ def _evaluate(
     bb: Backbone,
     loaded: Backbone,
     ppath: Path,
-    task: str | Task | None,
+    t: Task,
+    splits: TaskSplits,
     cfg: PruneConfig,
     train_config: TrainConfig | None,
     progress: bool,
 ) -> None:
     """The prompt's accuracy before and after pruning (and after re-tuning), into ``result``."""
-    run = RunDir.of(ppath)
-    t = run.task(load_task(task) if isinstance(task, str) else task)
     pm_full, man = load_prompt(ppath, bb)
-    splits = run.splits(t, cfg.split_seed)
     part = splits.part(cfg.split)  # type: ignore[arg-type]
     bs = cfg.eval_batch_size
     before = evaluate(pm_full, part, bs, progress=progress, desc="eval (unpruned)")
-    pm_small, _ = load_prompt(ppath, loaded)
+    pm_small, man_small = load_prompt(ppath, loaded)
+    result.head_anchors = _keep_anchors(pm_full, pm_small, man_small)
     after = evaluate(pm_small, part, bs, progress=progress, desc="eval (pruned)")
     result.prompt = str(ppath)
     result.task = t.name
@@ -195,9 +209,24 @@ def _evaluate(
     result.accuracy_pruned = after["accuracy"]
     result.n = int(before["n"])
     if cfg.retune:
+        if not man.get("task"):  # an imported prompt: the re-tuned one records the task and split it used
+            man = {**man, **run_manifest(t, splits)}
         _retune(
             result, pm_small, part, splits, man, ppath, Path(result.pruned_model), cfg, train_config, progress
         )
+
+
+def _keep_anchors(pm_full: PromptModel, pm_small: PromptModel, man_small: dict[str, Any]) -> str | None:
+    """The pruned prompt reads with the prompt's own head: a similarity head keeps the anchors saved in
+    the prompt or, for a prompt saved without them, those the unpruned model encodes (never the pruned
+    model's encodings). Returns where the anchors came from (None: no similarity head)."""
+    full, small = pm_full.head, pm_small.head
+    if not isinstance(small, SimilarityHead) or not isinstance(full, SimilarityHead):
+        return None
+    if man_small.get("head_anchors") == "saved":
+        return "saved"
+    small.set_anchors(full.anchors)
+    return "unpruned"
 
 
 def _retune(

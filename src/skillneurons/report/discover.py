@@ -14,7 +14,12 @@ Besides these (the core, loaded by :func:`discover`), result JSON files of other
 picked up from the folder tree (three levels deep) and from extra paths: each kind is recognised by
 its *content* by a small predicate in :data:`RESULT_KINDS` (perturbation sweeps, cross-task
 matrices, task similarity, pruning, transfer). Unknown JSON files are ignored; a file of a known
-kind that cannot be read becomes a note in the report instead of an error.
+kind that cannot be read becomes a note in the report instead of an error. A folder holding only
+such results (a ``perturb``, ``transfer-matrix`` or ``prune`` output) is reported on its own.
+
+One report shows one (model, task): a folder of runs of several pairs is refused. Its tuning runs
+are labelled by what differs between them (:func:`run_labels`: seed, method, head, ...; the folder
+name when nothing recorded tells them apart).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ __all__ = [
     "discover",
     "position_names",
     "resolve_recorded",
+    "run_labels",
 ]
 
 #: JSON files that belong to the core artifacts (read by their own loaders, never classified)
@@ -201,6 +207,41 @@ class TuneRun:
         if isinstance(name, dict):
             name = name.get("name")
         return str(name) if name else None
+
+
+#: what tells tuning runs apart, in label order: (label, how it is read from a run)
+_RUN_TRAITS: tuple[tuple[str, Callable[[TuneRun], Any]], ...] = (
+    ("method", lambda t: t.get("method") or "prompt"),
+    ("seed", lambda t: t.seed),
+    ("split seed", lambda t: t.split_seed),
+    ("head", lambda t: t.head_type or t.setting("head")),
+    ("layout", lambda t: t.setting("layout")),
+    ("P", lambda t: t.setting("prompt_length")),
+    ("lr", lambda t: (t.train_config or {}).get("lr")),
+)
+
+
+def run_labels(tunes: Sequence[TuneRun]) -> list[str]:
+    """One distinct label per tuning run, naming what differs between them (``seed 1``, ``lora, seed
+    0``); the folder name leads when those do not tell every run apart (or nothing differs)."""
+    if len(tunes) == 1:
+        t = tunes[0]
+        return [f"seed {t.seed}" if t.seed is not None else t.name]
+    differing = [(name, read) for name, read in _RUN_TRAITS if len({str(read(t)) for t in tunes}) > 1]
+    traits = [
+        ", ".join(
+            str(read(t)) if name == "method" else f"{name} {read(t)}"
+            for name, read in differing
+            if read(t) is not None
+        )
+        for t in tunes
+    ]
+    if all(traits) and len(set(traits)) == len(traits):
+        return traits
+    names = [t.name for t in tunes]
+    if len(set(names)) < len(names):
+        names = [str(t.path) for t in tunes]
+    return [f"{n}: {tr}" if tr else n for n, tr in zip(names, traits)]
 
 
 def _is_tune_results(obj: Any) -> bool:
@@ -488,25 +529,39 @@ class ReportData:
 
     @property
     def backbone(self) -> BackboneInfo:
-        """The backbone of the skill neurons, else of the first tuning run that records one."""
+        """The backbone of the skill neurons, else of the first tuning run that records one, else the
+        model a result records (a folder of results only)."""
         if self.neurons is not None and self.neurons.backbone is not None:
             return self.neurons.backbone
         for t in self.tunes:
             if t.backbone is not None:
                 return t.backbone
-        return BackboneInfo()
+        for r in self.results:
+            if isinstance(r.data.get("backbone"), dict):
+                return BackboneInfo.read(r.data["backbone"])
+        return BackboneInfo(name=self._recorded("model", "source_model"))
 
     @property
     def task_name(self) -> str | None:
         if self.neurons is not None and self.neurons.task:
             return self.neurons.task
-        return next((t.task_name for t in self.tunes if t.task_name), None)
+        tuned = next((t.task_name for t in self.tunes if t.task_name), None)
+        return tuned or self._recorded("task")
+
+    def _recorded(self, *keys: str) -> str | None:
+        """The first string a result records under one of ``keys``."""
+        for r in self.results:
+            for k in keys:
+                v = r.data.get(k)
+                if isinstance(v, str) and v:
+                    return v
+        return None
 
 
 def _invalid(root: Path, why: str) -> ConfigError:
     return ConfigError(
-        f"{root} {why}: pass a folder written by `skillneurons demo`, `tune` or `find` "
-        "(or a folder holding them)"
+        f"{root} {why}: pass a folder written by `skillneurons demo`, `tune`, `find`, `perturb`, "
+        "`transfer-matrix` or `prune` (or a folder holding them)"
     )
 
 
@@ -528,15 +583,17 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
     )
     _find_neurons(data, subdirs)
     data.tunes = [load_tune_run(p) for p in _tune_dirs(data, subdirs)]
-    if data.neurons is None and not data.tunes:
-        raise _invalid(
-            root, "holds no run (no prompt.json, results.json, history.json or skill_neurons.json)"
-        )
     _check_one_model_and_task(data)
     demo = _read_json(root / "summary.json")
     if DemoSummaryView.matches(demo):
         data.demo_summary = DemoSummaryView.read(demo)
     _collect_results(data, include)
+    if data.neurons is None and not data.tunes and not data.results:
+        raise _invalid(
+            root,
+            "holds no run (no prompt.json, results.json, history.json or skill_neurons.json) and no "
+            "result this report shows",
+        )
     return data
 
 

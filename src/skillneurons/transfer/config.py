@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from skillneurons.data.config import SPLIT_SEED_HELP
 from skillneurons.errors import ConfigError
 from skillneurons.options import option
 
@@ -62,6 +63,7 @@ class TransferMatrixConfig:
     """How every source prompt is evaluated on every target task (``transfer-matrix``)."""
 
     split: str = option("test", "part of each target's split", choices=SPLITS)
+    split_seed: int | None = option(None, SPLIT_SEED_HELP)
     batch_size: int = option(64, "evaluation batch size")
     precision: str = option("auto", "evaluation precision", choices=PRECISIONS)
 

@@ -121,8 +121,10 @@ def load_target(
     name: str | None = None,
     split: str = "test",
     task: Task | None = None,
+    split_seed: int | None = None,
 ) -> TransferTarget:
-    """Load a target prompt on ``backbone`` with the ``split`` part of its run's split."""
+    """Load a target prompt on ``backbone`` with the ``split`` part of its run's split (``split_seed``:
+    the seed of a prompt that records none, e.g. an imported one)."""
     p = Path(path)
     require_soft_prompt(p)
     model, man = load_prompt(p, backbone)
@@ -130,7 +132,7 @@ def load_target(
         task = task_of(p, man)
     if split not in ("train", "dev", "test"):
         raise ConfigError(f"split {split!r} is unknown: use train, dev or test")
-    part = RunDir.of(p).part(split, task)  # type: ignore[arg-type]
+    part = RunDir.of(p).part(split, task, split_seed)  # type: ignore[arg-type]
     model.eval()
     return TransferTarget(name or task.name, p, model, man, part)
 
@@ -196,8 +198,11 @@ def transfer_accuracy(
     return evaluate(model, target.part, batch_size, precision=precision, progress=progress, desc="transfer")
 
 
-def _settings_key(backbone: Backbone, split: str, precision: str) -> dict[str, Any]:
-    return {"backbone": backbone.identity(), "split": split, "precision": precision}
+def _settings_key(c: TransferMatrixConfig, backbone: Backbone) -> dict[str, Any]:
+    key: dict[str, Any] = {"backbone": backbone.identity(), "split": c.split, "precision": c.precision}
+    if c.split_seed is not None:  # the split of imported targets (older files: none)
+        key["split_seed"] = c.split_seed
+    return key
 
 
 _Cells = tuple[dict[tuple[str, str, str, str], float], dict[tuple[str, str], float]]
@@ -254,6 +259,7 @@ def transfer_matrix(
     previous: TransferMatrix | Mapping[str, Any] | None = None,
     on_target_done: Callable[[TransferMatrix], None] | None = None,
     tasks: Mapping[str, Task] | None = None,
+    target_tasks: Sequence[Task | None] | None = None,
     **options: Any,
 ) -> TransferMatrix:
     """Accuracy of every source prompt on every target task (default targets: the sources).
@@ -262,7 +268,9 @@ def transfer_matrix(
     fields by name: ``split``, ``batch_size``, ``precision``). ``previous`` (an earlier result with
     the same settings) supplies cells already computed whose source and target files are unchanged;
     ``on_target_done(result_so_far)`` is called after every target column (checkpointing). ``tasks``
-    (name -> :class:`Task`) supplies targets' tasks that are not built in or in a file.
+    (name -> :class:`Task`) supplies targets' tasks that are not built in or in a file;
+    ``target_tasks`` (one per target, None: its own) the task of each target, e.g. of an imported
+    prompt that records none (with ``split_seed`` in ``config`` for its split).
     """
     c = dataclasses.replace(config or TransferMatrixConfig(), **options)
     if not sources:
@@ -270,7 +278,9 @@ def transfer_matrix(
     src_paths = [str(p) for p in sources]
     tgt_paths = [str(p) for p in (targets if targets is not None else sources)]
     src_names, tgt_names = _names(src_paths, tgt_paths, names, target_names, targets is None)
-    settings = _settings_key(backbone, c.split, c.precision)
+    if target_tasks is not None and len(target_tasks) != len(tgt_paths):
+        raise ConfigError(f"{len(target_tasks)} tasks for {len(tgt_paths)} targets: give one per target")
+    settings = _settings_key(c, backbone)
     for p in dict.fromkeys(src_paths + tgt_paths):
         require_soft_prompt(p)
     ident = {p: prompt_identity(p) for p in dict.fromkeys(src_paths + tgt_paths)}
@@ -299,7 +309,11 @@ def transfer_matrix(
     start = time.perf_counter()
     bar = tqdm(total=S * T, desc="transfer matrix", disable=not progress or not is_main(), unit="pair")
     for j, tp in enumerate(tgt_paths):
-        target = load_target(tp, backbone, name=tgt_names[j], split=c.split, task=task_of(tp, None, tasks))
+        given = target_tasks[j] if target_tasks is not None else None
+        task = given if given is not None else task_of(tp, None, tasks)
+        target = load_target(
+            tp, backbone, name=tgt_names[j], split=c.split, task=task, split_seed=c.split_seed
+        )
         own = own_done.get((tp, ident[tp]))
         _fill_column(res, j, target, weights, smans, ident, done, own, c, bar)
         res.seconds = time.perf_counter() - start
@@ -367,6 +381,7 @@ def run_transfer_matrix(
     names: Sequence[str] | None = None,
     progress: bool = True,
     tasks: Mapping[str, Task] | None = None,
+    target_tasks: Sequence[Task | None] | None = None,
     **options: Any,
 ) -> TransferMatrix:
     """:func:`transfer_matrix` written to ``OUT/transfer_matrix.json`` after every target column
@@ -396,6 +411,7 @@ def run_transfer_matrix(
         previous=previous,
         on_target_done=save,
         tasks=tasks,
+        target_tasks=target_tasks,
         **options,
     )
     save(res)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from skillneurons.report import plots
-from skillneurons.report.discover import ReportData
+from skillneurons.report.discover import ReportData, run_labels
 from skillneurons.report.html import Section, figure, para
 from skillneurons.report.sections.common import Context
 from skillneurons.report.views import HistoryPoint
@@ -13,9 +13,8 @@ __all__ = ["section_training"]
 
 def section_training(data: ReportData, ctx: Context) -> Section | None:
     runs = []
-    for t in data.tunes:
+    for t, label in zip(data.tunes, run_labels(data.tunes)):
         if t.history:
-            label = f"seed {t.seed}" if t.seed is not None else t.name
             runs.append(
                 plots.Curve(
                     label + (" (in progress)" if t.history_from_checkpoint else ""),
@@ -28,7 +27,8 @@ def section_training(data: ReportData, ctx: Context) -> Section | None:
     body = [
         para(
             "Dev accuracy and training loss at every evaluation of each prompt-tuning run (one colour per "
-            "seed); the star marks the checkpoint kept as the prompt."
+            "run, labelled by what differs between the runs); the star marks the checkpoint kept as the "
+            "prompt."
         ),
         figure(plots.training_curves(runs), "training curves: dev accuracy and loss vs step"),
     ]
