@@ -122,18 +122,24 @@ class DynSA(nn.Module):
         return x + self.drop(y), l1
 
     def _attend(self, x: Tensor, mask: Tensor, g: Tensor, generator: torch.Generator | None) -> Tensor:
-        """The attention output ``A`` ([B, H, L, dh]), zero where a token is not selected."""
+        """The attention output ``A`` ([B, H, L, dh]), zero where a token is not selected. Outside
+        ``full``, each head projects only its K selected tokens to queries, keys and values."""
         assert self.qkv is not None
         b, length, d = x.shape
         h, dh = self.heads, d // self.heads
-        q, k, v = self.qkv(x).view(b, length, 3, h, dh).permute(2, 0, 3, 1, 4)  # each [B, H, L, dh]
         if self.selection == "full":
+            q, k, v = self.qkv(x).view(b, length, 3, h, dh).permute(2, 0, 3, 1, 4)  # each [B, H, L, dh]
             return self._scores_to_output(q, k, v, mask[:, None, :].expand(b, h, length))
         random = self.selection in ("random", "random_nogate")
         index, valid = select_tokens(g, mask, self.top_k, generator, random=random)
+        xs = x[:, None].expand(b, h, length, d).gather(2, index[..., None].expand(-1, -1, -1, d))
+        w = self.qkv.weight.view(3, h, dh, d).transpose(0, 1).reshape(h, 3 * dh, d)
+        bias = self.qkv.bias.view(3, h, dh).transpose(0, 1).reshape(h, 1, 3 * dh)
+        qkv = torch.einsum("bhkd,hed->bhke", xs, w.to(xs.dtype)) + bias.to(xs.dtype)  # [B, H, K, 3 dh]
+        q, k, v = qkv.split(dh, dim=-1)
+        out = self._scores_to_output(q, k, v, valid)
         gi = index[..., None].expand(-1, -1, -1, dh)
-        out = self._scores_to_output(q.gather(2, gi), k.gather(2, gi), v.gather(2, gi), valid)
-        return torch.zeros_like(q).scatter(2, gi, out)
+        return torch.zeros((b, h, length, dh), dtype=out.dtype, device=out.device).scatter(2, gi, out)
 
     def _scores_to_output(self, q: Tensor, k: Tensor, v: Tensor, valid: Tensor) -> Tensor:
         """Scaled dot-product attention among the tokens of ``q, k, v`` ([B, H, n, dh]); ``valid``
