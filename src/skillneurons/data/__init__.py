@@ -13,6 +13,8 @@ from skillneurons._lazy import lazy_exports
 if TYPE_CHECKING:
     from skillneurons.data.builtin import (
         BUILTINS,
+        Article,
+        bbc_articles,
         builtin_tasks,
         data_dir,
         fetch_builtin_data,
@@ -36,10 +38,12 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILTINS",
     "SPLIT_NAMES",
+    "Article",
     "DedupStats",
     "Task",
     "TaskOptions",
     "TaskSplits",
+    "bbc_articles",
     "builtin_tasks",
     "check_disjoint",
     "data_dir",
@@ -57,6 +61,8 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "BUILTINS": ".builtin",
+        "Article": ".builtin",
+        "bbc_articles": ".builtin",
         "SPLIT_NAMES": ".task",
         "DedupStats": ".task",
         "Task": ".task",

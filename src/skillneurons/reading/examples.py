@@ -14,21 +14,29 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from skillneurons.errors import DataError
 from skillneurons.files import atomic_write_bytes
-from skillneurons.reading.metrics import normalize_answer, normalize_token
+from skillneurons.reading.metrics import normalize_token
 
 __all__ = [
+    "PROBLEMS",
+    "SPLITS",
     "Passage",
     "ReadingExample",
+    "ReadingSplits",
     "answer_in_passages",
+    "count_occurrences",
     "find_answer_spans",
+    "normalized_words",
     "read_jsonl",
+    "split_by_group",
     "tokenize",
     "write_jsonl",
 ]
@@ -40,6 +48,37 @@ def tokenize(text: str) -> list[str]:
     """Words and punctuation marks: ``"well-known"`` and ``"U.S"`` stay one word, a possessive or
     contraction is split off (``"Blair's"`` -> ``"Blair"``, ``"'s"``), ``"(BBC)"`` is three tokens."""
     return _WORD.findall(text)
+
+
+def normalized_words(text: str) -> str:
+    """The text's tokens under SQuAD normalisation (:func:`normalize_token`), the empty ones (punctuation,
+    articles) dropped, joined by single spaces: two texts match token-aligned when one of these strings
+    occurs in the other between spaces."""
+    return " ".join(w for w in (normalize_token(t) for t in tokenize(text)) if w)
+
+
+def count_occurrences(passage_words: str, answer_words: str) -> int:
+    """Occurrences (overlapping ones too) of ``answer_words`` in ``passage_words`` (both
+    :func:`normalized_words` strings), on word boundaries: the number of :func:`find_answer_spans`."""
+    if not answer_words:
+        return 0
+    hay, needle = f" {passage_words} ", f" {answer_words} "
+    n, i = 0, hay.find(needle)
+    while i >= 0:
+        n += 1
+        i = hay.find(needle, i + 1)
+    return n
+
+
+#: what :meth:`ReadingExample.problem` reports, with the end of its one-line message
+PROBLEMS = {
+    "empty_id": "has an empty id: give every example a unique id",
+    "empty_question": "has an empty question: drop it or fill it in",
+    "no_passages": "has no (non-empty) passages: a reading example needs at least one",
+    "no_answer": "has no answer text: give its answer(s)",
+    "answer_not_a_candidate": "has an answer that is not among its candidates: add it to the candidates",
+    "answer_not_in_passages": "has no answer that occurs in its passages: an extractive example needs one",
+}
 
 
 @dataclass(frozen=True)
@@ -61,31 +100,26 @@ class ReadingExample:
         """``"choice"`` when the example has candidates, else ``"extractive"``."""
         return "choice" if self.candidates else "extractive"
 
+    def problem(self) -> str | None:
+        """Why the example cannot be read (one of :data:`PROBLEMS`), or None when it can."""
+        if not self.id:
+            return "empty_id"
+        if not self.question.strip():
+            return "empty_question"
+        if not any(p.strip() for p in self.passages):
+            return "no_passages"
+        if not self.answers or not any(normalized_words(a) for a in self.answers):
+            return "no_answer"
+        if self.kind() == "choice":
+            cands = {normalized_words(c) for c in self.candidates}
+            return None if normalized_words(self.answers[0]) in cands else "answer_not_a_candidate"
+        return None if answer_in_passages(self.answers, self.passages) else "answer_not_in_passages"
+
     def validate(self) -> ReadingExample:
         """Raise a one-line :class:`DataError` when the example cannot be read; return it otherwise."""
-        where = f"example '{self.id}'"
-        if not self.id:
-            raise DataError("an example has an empty id: give every example a unique id")
-        if not self.question.strip():
-            raise DataError(f"{where} has an empty question: drop it or fill it in")
-        if not self.passages:
-            raise DataError(f"{where} has no passages: a reading example needs at least one")
-        if not any(p.strip() for p in self.passages):
-            raise DataError(f"{where} has only empty passages: a reading example needs some text")
-        if not self.answers:
-            raise DataError(f"{where} has no answer: give its answer text(s)")
-        if self.kind() == "choice":
-            cands = {normalize_answer(c) for c in self.candidates}
-            if normalize_answer(self.answers[0]) not in cands:
-                raise DataError(
-                    f"{where}: the answer '{self.answers[0][:60]}' is not among its {len(self.candidates)} "
-                    "candidates: add it to the candidates"
-                )
-        elif not answer_in_passages(self.answers, self.passages):
-            raise DataError(
-                f"{where}: no answer ('{self.answers[0][:60]}'...) occurs in its {len(self.passages)} "
-                "passages: an extractive example needs its answer in the text"
-            )
+        problem = self.problem()
+        if problem is not None:
+            raise DataError(f"example '{self.id}' {PROBLEMS[problem]}")
         return self
 
     def to_json(self) -> dict[str, object]:
@@ -118,12 +152,9 @@ def find_answer_spans(passage_tokens: Sequence[str], answer_tokens: Sequence[str
 
 def answer_in_passages(answers: Iterable[str], passages: Iterable[str]) -> bool:
     """Whether any answer alias occurs (token-aligned, normalised) in any passage."""
-    targets = [tokenize(a) for a in answers]
-    for p in passages:
-        toks = tokenize(p)
-        if any(find_answer_spans(toks, t) for t in targets):
-            return True
-    return False
+    targets = [w for w in (normalized_words(a) for a in answers) if w]
+    words = [normalized_words(p) for p in passages]
+    return any(count_occurrences(p, t) for p in words for t in targets)
 
 
 def _strings(rec: dict[str, object], key: str, where: str, required: bool = False) -> tuple[str, ...]:
@@ -180,3 +211,55 @@ def write_jsonl(path: str | os.PathLike[str], examples: Iterable[ReadingExample]
     p = Path(path)
     atomic_write_bytes(p, body.encode("utf-8"))
     return p
+
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class ReadingSplits:
+    """A reading task's train/dev/test examples, where they came from and what was skipped."""
+
+    name: str
+    source: str
+    train: tuple[ReadingExample, ...]
+    dev: tuple[ReadingExample, ...]
+    test: tuple[ReadingExample, ...]
+    skipped: Mapping[str, int] = field(default_factory=dict)  # problem -> examples skipped
+    info: Mapping[str, Any] = field(default_factory=dict)  # e.g. the cloze task's manifest
+
+    def split(self, name: str) -> tuple[ReadingExample, ...]:
+        if name not in SPLITS:
+            raise DataError(f"unknown split '{name}': choose from {', '.join(SPLITS)}")
+        return tuple(getattr(self, name))
+
+    def sizes(self) -> dict[str, int]:
+        return {s: len(self.split(s)) for s in SPLITS}
+
+    def kind(self) -> str:
+        """``"extractive"`` or ``"choice"`` (every example of a task has the same kind)."""
+        return self.train[0].kind()
+
+
+def split_by_group(
+    examples: Sequence[ReadingExample],
+    *,
+    seed: int,
+    dev_fraction: float,
+    test_fraction: float,
+    key: Callable[[ReadingExample], str] | None = None,
+) -> tuple[list[ReadingExample], list[ReadingExample], list[ReadingExample]]:
+    """``(train, dev, test)`` with every group (default: the example's ``source``, else its id) in one
+    split only: the sorted group keys are shuffled with ``seed`` and cut test | dev | train."""
+    group = key or (lambda e: e.source or e.id)
+    keys = sorted({group(e) for e in examples})
+    random.Random(seed).shuffle(keys)
+    n_test = round(test_fraction * len(keys))
+    n_dev = round(dev_fraction * len(keys))
+    where = {
+        k: ("test" if i < n_test else "dev" if i < n_test + n_dev else "train") for i, k in enumerate(keys)
+    }
+    parts: dict[str, list[ReadingExample]] = {s: [] for s in SPLITS}
+    for e in examples:
+        parts[where[group(e)]].append(e)
+    return parts["train"], parts["dev"], parts["test"]

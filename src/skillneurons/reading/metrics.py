@@ -33,21 +33,20 @@ __all__ = [
     "score_predictions",
 ]
 
-_PUNCT = set(string.punctuation)
+_PUNCT_TABLE = str.maketrans("", "", string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _ARTICLE_WORDS = frozenset({"a", "an", "the"})
 
 
 def normalize_answer(text: str) -> str:
     """SQuAD v1.1 ``normalize_answer``: lower, remove punctuation, remove articles, fix whitespace."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    text = _ARTICLES.sub(" ", text)
+    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT_TABLE))
     return " ".join(text.split())
 
 
 def normalize_token(token: str) -> str:
     """One word under the same normalisation: "" for punctuation-only tokens and articles."""
-    t = "".join(ch for ch in token.lower() if ch not in _PUNCT)
+    t = token.lower().translate(_PUNCT_TABLE)
     return "" if t in _ARTICLE_WORDS else " ".join(t.split())
 
 
