@@ -23,7 +23,11 @@ class ReaderConfig:
     heads: int = option(8, "attention heads per DynSA block (D must be a multiple)")
     top_k: int = option(256, "K: tokens each head selects (all tokens when a sequence has at most K)")
     blocks: int = option(4, "N: cross-passage DynSA blocks over the concatenated passages")
-    passages: int = option(10, "passages per question (the top-ranked ones are kept)")
+    passages: int = option(
+        10,
+        "passages per question the reader reads (the task's top-ranked ones; at most the task's --passages)",
+        flag="--read-passages",
+    )
     selection: Literal["gate", "random", "random_nogate", "full"] = option(
         "gate",
         "gate: top-K by the gate; random: K random tokens, gate kept; random_nogate: K random tokens, "
@@ -76,7 +80,9 @@ class ReadTrainConfig:
     ema: float = option(0.9999, "decay of the exponential moving average of the weights (0: no EMA)")
     grad_clip: float = option(5.0, "max global gradient norm (0 disables clipping)")
     eval_every: int = option(200, "steps between dev evaluations (and checkpoints)")
-    seed: int = option(0, "seed of the weights, data order, dropout and random selection")
+    seed: int = option(
+        0, "seed of the weights, data order, dropout and random selection", flag="--train-seed"
+    )
     precision: Literal["auto", "fp32", "bf16"] = option(
         "auto", "auto = bf16 autocast on CUDA, fp32 on CPU", choices=("auto", "fp32", "bf16")
     )

@@ -184,8 +184,8 @@ class ReaderTrainer:
     """Trains a :class:`Reader` on encoded splits, keeping the best EMA weights by dev EM.
 
     ``out_dir`` (optional) receives ``checkpoint.*`` (resumable state), ``reader.*`` (the best reader)
-    and ``history.json``; a checkpoint of the same run there is resumed. ``stop_after`` ends the run
-    after that many steps (counted in the step numbers, with a checkpoint), like an interruption.
+    and ``history.json``; a checkpoint of the same run there is resumed. ``fit(stop_after=n)`` ends the
+    run after step ``n`` without writing anything more, like a SIGKILL (the tests resume from it).
     """
 
     def __init__(
@@ -292,10 +292,10 @@ class ReaderTrainer:
                     bar.set_postfix(loss=f"{state.train_loss:.3f}", best=f"{max(state.best, 0):.3f}")
                     over = c.time_budget is not None and time.perf_counter() - began > 60 * c.time_budget
                     self.stopped_by_time = over
-                    done = state.step >= c.steps or over or state.step == stop_after
+                    done = state.step >= c.steps or over
                     if state.step % c.eval_every == 0 or done:
                         self._evaluate(state)
-                    if done:
+                    if done or state.step == stop_after:  # stop_after: like a SIGKILL, no checkpoint
                         break
                 if self.stopped_by_time:
                     break
