@@ -53,6 +53,7 @@ class EncodedSplit:
     examples: list[EncodedExample]
     skipped: dict[str, int]  # reason -> count
     truncated: int = 0  # questions and passages cut to their cap
+    unanswerable: int = 0  # kept for evaluation with no answer occurrence in the read passages
 
 
 def load_embeddings(name: str) -> tuple[Any, Tensor]:
@@ -104,7 +105,9 @@ def _pieces(tokenizer: Any, texts: list[str], cap: int, truncate: bool) -> tuple
     return out, cut
 
 
-def _encode_one(ex: ReadingExample, tokenizer: Any, c: ReaderConfig) -> str | tuple[EncodedExample, int]:
+def _encode_one(
+    ex: ReadingExample, tokenizer: Any, c: ReaderConfig, keep_unanswerable: bool = False
+) -> str | tuple[EncodedExample, int]:
     """The encoded example and its truncation count, or the reason it is skipped."""
     if not ex.question.strip():
         return "empty question"
@@ -128,7 +131,7 @@ def _encode_one(ex: ReadingExample, tokenizer: Any, c: ReaderConfig) -> str | tu
         return "a passage with no word pieces"
     if c.head == "span":
         out.spans = [s for s in _find(texts, out.offsets, ex.answers) if s[2] - s[1] < c.max_answer_tokens]
-        if not out.spans:
+        if not out.spans and not keep_unanswerable:
             return "answer not in the (truncated) passages"
         return out, cut
     if not ex.candidates:
@@ -145,20 +148,30 @@ def _encode_one(ex: ReadingExample, tokenizer: Any, c: ReaderConfig) -> str | tu
     return out, cut
 
 
-def encode_examples(examples: Sequence[ReadingExample], tokenizer: Any, config: ReaderConfig) -> EncodedSplit:
-    """Encode ``examples``; the unreadable ones are skipped and counted by reason."""
+def encode_examples(
+    examples: Sequence[ReadingExample],
+    tokenizer: Any,
+    config: ReaderConfig,
+    *,
+    keep_unanswerable: bool = False,
+) -> EncodedSplit:
+    """Encode ``examples``; the unreadable ones are skipped and counted by reason. With
+    ``keep_unanswerable`` (evaluation), an extractive example whose answer is not in the passages the
+    reader reads (fewer passages than the task's, truncation) is kept with no span: it scores 0, as it
+    would for any reader of those passages, and is counted in ``EncodedSplit.unanswerable``."""
     kept: list[EncodedExample] = []
     skipped: Counter[str] = Counter()
     truncated = 0
     for ex in examples:
-        res = _encode_one(ex, tokenizer, config)
+        res = _encode_one(ex, tokenizer, config, keep_unanswerable)
         if isinstance(res, str):
             skipped[res] += 1
             continue
         assert isinstance(res, tuple)
         kept.append(res[0])
         truncated += res[1]
-    return EncodedSplit(kept, dict(sorted(skipped.items())), truncated)
+    unanswerable = sum(1 for e in kept if config.head == "span" and not e.spans)
+    return EncodedSplit(kept, dict(sorted(skipped.items())), truncated, unanswerable)
 
 
 def collate(batch: Sequence[EncodedExample], head: str) -> ReadBatch:
@@ -182,7 +195,7 @@ def collate(batch: Sequence[EncodedExample], head: str) -> ReadBatch:
             pm[i, j, : len(p)] = True
     out = ReadBatch(q, qm, ps, pm)
     if head == "span":
-        s_max = max(len(e.spans) for e in batch)
+        s_max = max(1, max(len(e.spans) for e in batch))
         spans = torch.full((b, s_max, 2), -1, dtype=torch.long)
         for i, e in enumerate(batch):
             for k, (p, s, t) in enumerate(e.spans):

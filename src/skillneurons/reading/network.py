@@ -149,10 +149,15 @@ class Reader(nn.Module):
         return [self.encoder, self.modeler, *self.cross]
 
     def embed(self, ids: Tensor, mask: Tensor, feature: Tensor | None = None) -> Tensor:
-        x = F.embedding(ids, self.table)
+        """Word pieces -> highway -> D, plus positions. The highway and the projection act on each token
+        alone, so they run once per distinct (id, feature) of the batch and are gathered back (the same
+        values as per token, several times cheaper: the table is wide); dropout follows per token."""
+        key = ids * 2 + (feature.long() if feature is not None else 0)
+        uniq, inverse = torch.unique(key, return_inverse=True)
+        x = F.embedding(uniq // 2, self.table)
         if feature is not None:
-            x = torch.cat([x, feature[..., None].to(x.dtype)], dim=-1)
-        x = self.proj(self.highway(self.drop(x)))
+            x = torch.cat([x, (uniq % 2)[:, None].to(x.dtype)], dim=-1)
+        x = self.drop(self.proj(self.highway(x))[inverse])
         return (x + sinusoid(ids.shape[-1], x.shape[-1], x.device)) * mask[..., None]
 
     def forward(self, batch: ReadBatch, generator: torch.Generator | None = None) -> ReaderOutput:

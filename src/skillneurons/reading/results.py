@@ -44,6 +44,7 @@ class ReadEvaluation(Result):
     loss: float
     skipped: dict[str, int] = field(default_factory=dict)
     truncated: int = 0
+    unanswerable: int = 0  # scored 0: no answer occurrence in the passages the reader reads
     gates: list[GateAuroc] = field(default_factory=list)
     gate_statistic: str = ""  # how the gate AUROC was computed
     seconds: float = 0.0

@@ -52,6 +52,7 @@ def evaluation_of(
         loss=scored.loss,
         skipped=encoded.skipped,
         truncated=encoded.truncated,
+        unanswerable=encoded.unanswerable,
     )
 
 
@@ -70,7 +71,7 @@ def train_reader(
     reader = replace(reader, head=_head_for(splits.kind()))
     tokenizer, table = load_embeddings(reader.embeddings)
     enc_train = encode_examples(splits.train, tokenizer, reader)
-    enc_dev = encode_examples(splits.dev, tokenizer, reader)
+    enc_dev = encode_examples(splits.dev, tokenizer, reader, keep_unanswerable=True)
     dev_ = torch.device(device) if device is not None else default_device()
     torch.manual_seed(train.seed)
     model = Reader(reader, table).to(dev_)
@@ -132,7 +133,7 @@ def evaluate_saved_reader(
         )
     if gates and model.config.head != "span":
         raise ConfigError("--gates needs an extractive task (the gate AUROC is for answer tokens)")
-    encoded = encode_examples(splits.split(split), tokenizer, model.config)
+    encoded = encode_examples(splits.split(split), tokenizer, model.config, keep_unanswerable=True)
     recorder = GateRecorder(model) if gates else None
     began = time.perf_counter()
     try:

@@ -84,6 +84,17 @@ def reader_loss(out: ReaderOutput, batch: Any, beta: float) -> torch.Tensor:
     return nll.mean() + beta * out.l1
 
 
+def _answerable_loss(out: ReaderOutput, batch: Any) -> float:
+    """The summed loss of the examples that have an answer occurrence (an unanswerable one has none)."""
+    if out.start is None:
+        return float(reader_loss(out, batch, 0.0)) * batch.question.shape[0]
+    assert out.end is not None and batch.spans is not None
+    keep = (batch.spans[..., 0] >= 0).any(1)
+    if not bool(keep.any()):
+        return 0.0
+    return float(-span_log_likelihood(out.start[keep], out.end[keep], batch.spans[keep]).sum())
+
+
 def decode_spans(out: ReaderOutput) -> tuple[torch.Tensor, torch.Tensor]:
     """The best span of every example: ``argmax p(s) p(e | s)`` over ``s <= e < s + W`` ([B] starts, ends)."""
     assert out.start is not None and out.end is not None
@@ -132,7 +143,7 @@ def evaluate_reader(
         batch = collate(exs, head).to(device)
         with autocast_context(device, precision):
             out = model(batch, _generator(seed, bi))
-        loss_sum += float(reader_loss(out, batch, 0.0)) * len(exs)
+        loss_sum += _answerable_loss(out, batch)
         if head == "span":
             starts, ends = decode_spans(out)
             lp = batch.passages.shape[2]
@@ -151,7 +162,8 @@ def evaluate_reader(
         bar.update(len(exs))
     bar.close()
     model.train(was_training)
-    loss = loss_sum / len(examples)
+    answerable = sum(1 for e in examples if e.spans or head != "span")
+    loss = loss_sum / max(1, answerable)
     if not math.isfinite(loss):
         raise NonFiniteError(f"the evaluation loss is {loss}: the reader's weights hold NaN or inf")
     return Scored(em, f1, preds, loss)
