@@ -117,7 +117,7 @@ def test_an_interrupted_training_resumes_to_the_identical_result(
     tok: Any, tmp_path: Path, selection: str
 ) -> None:
     whole, s_whole = _train(tok, tmp_path / "a", selection=selection, top_k=4)
-    part, s_part = _train(tok, tmp_path / "b", selection=selection, top_k=4, stop_after=3)  # killed at step 3
+    _, s_part = _train(tok, tmp_path / "b", selection=selection, top_k=4, stop_after=3)  # killed at step 3
     assert s_part.step == 3
     resumed, s_res = _train(tok, tmp_path / "b", selection=selection, top_k=4)  # restarts from step 2
     assert resumed.resumed_from == 2
@@ -180,3 +180,29 @@ def test_empty_training_data_is_a_one_line_error(tok: Any) -> None:
     dev = encode_examples(_examples(4, 1), tok, c)
     with pytest.raises(DataError, match="readable train"):
         ReaderTrainer(_model(c), empty, dev, ReadTrainConfig(steps=2), None)
+
+
+def test_read_train_then_evaluate_on_the_command_line(tmp_path: Path, model_dir: Path) -> None:
+    from skillneurons.cli import main
+    from skillneurons.reading.examples import write_jsonl
+    from skillneurons.reading.results import ReadEvaluation, ReadTrainResult
+
+    task = tmp_path / "task"
+    task.mkdir()
+    for split, (n, seed) in {"train": (16, 0), "dev": (6, 1), "test": (6, 2)}.items():
+        write_jsonl(task / f"{split}.jsonl", _examples(n, seed))
+    small = ["--dim", "16", "--heads", "2", "--top-k", "8", "--blocks", "1", "--read-passages", "3"]
+    steps = ["--steps", "4", "--eval-every", "2", "--warmup-steps", "1", "--batch-size", "4"]
+    out = tmp_path / "run"
+    args = ["read", "train", "-q", "--task", f"jsonl:{task}", "--embeddings", str(model_dir), *small, *steps]
+    assert main([*args, "--out", str(out)]) == 0
+    trained = ReadTrainResult.load(out / "train_result.json")
+    assert trained.steps == 4 and trained.n_train == 16 and (out / "reader.safetensors").is_file()
+    res = tmp_path / "test.json"
+    ev = ["read", "evaluate", "-q", "--reader", str(out / "reader.safetensors"), "--task", f"jsonl:{task}"]
+    assert main([*ev, "--split", "test", "--gates", "--out", str(res)]) == 0
+    result = ReadEvaluation.load(res)
+    assert result.n == 6 and 0 <= result.em_low <= result.em <= result.em_high <= 1
+    assert [g.block for g in result.gates] == ["encoder", "modeler", "cross0"]
+    assert main([*args, "--out", str(out)]) == 0  # the finished run resumes at its end: nothing to do
+    assert ReadTrainResult.load(out / "train_result.json").resumed_from == 4

@@ -198,16 +198,16 @@ def collate(batch: Sequence[EncodedExample], head: str) -> ReadBatch:
         s_max = max(1, max(len(e.spans) for e in batch))
         spans = torch.full((b, s_max, 2), -1, dtype=torch.long)
         for i, e in enumerate(batch):
-            for k, (p, s, t) in enumerate(e.spans):
-                spans[i, k] = torch.tensor([p * lp + s, p * lp + t])
+            for k, (pi, s, t) in enumerate(e.spans):
+                spans[i, k] = torch.tensor([pi * lp + s, pi * lp + t])
         out.spans = spans
     else:
         c_max = max(len(e.candidates) for e in batch)
         mentions = torch.zeros(b, c_max, np_ * lp, dtype=torch.bool)
         for i, e in enumerate(batch):
             for k, ms in enumerate(e.mentions):
-                for p, s, t in ms:
-                    mentions[i, k, p * lp + s : p * lp + t + 1] = True
+                for pi, s, t in ms:
+                    mentions[i, k, pi * lp + s : pi * lp + t + 1] = True
         out.mentions, out.label = mentions, torch.tensor([e.label for e in batch])
     return out
 

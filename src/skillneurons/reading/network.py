@@ -111,6 +111,8 @@ class Reader(nn.Module):
     """DynSAN over a frozen word-piece table ``table`` ([V, E]; kept as a non-persistent buffer, so a
     saved state dict holds only the trained weights)."""
 
+    table: Tensor
+
     def __init__(self, config: ReaderConfig, table: Tensor) -> None:
         super().__init__()
         c = self.config = config

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -29,7 +29,7 @@ from skillneurons.reading.train import ReaderTrainer, Scored, evaluate_reader, l
 __all__ = ["evaluate_saved_reader", "evaluation_of", "most_frequent_entity", "train_reader"]
 
 
-def _head_for(kind: str) -> str:
+def _head_for(kind: str) -> Literal["span", "choice"]:
     return "choice" if kind == "choice" else "span"
 
 
