@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import statistics
 import sys
 import time
@@ -99,6 +100,8 @@ def run_one(args: argparse.Namespace, name: str, seed: int, data: dict[str, Any]
         "train_seconds": seconds,
         "stopped_by_time": trainer.stopped_by_time,
         "test": test.to_json(),
+        "test_em_per_example": scored.em,
+        "test_f1_per_example": scored.f1,
         "history": state.history,
     }
     if args.gates and name in ("gate", "random") and seed == args.seeds[0]:
@@ -117,6 +120,27 @@ def run_one(args: argparse.Namespace, name: str, seed: int, data: dict[str, Any]
     return row
 
 
+def paired_vs_gate(rows: list[dict[str, Any]], name: str, resamples: int = 2000) -> dict[str, Any] | None:
+    """Per-example EM difference (variant - gate) on the same test questions and seeds: the mean and a
+    paired bootstrap 95% interval (resampling questions, the seeds' differences averaged per question)."""
+    gate = {r["seed"]: r["test_em_per_example"] for r in rows if r["variant"] == "gate"}
+    mine = {r["seed"]: r["test_em_per_example"] for r in rows if r["variant"] == name and r["seed"] in gate}
+    if name == "gate" or not mine:
+        return None
+    per_q = [
+        sum(mine[s][i] - gate[s][i] for s in mine) / len(mine) for i in range(len(gate[next(iter(mine))]))
+    ]
+    rng = random.Random(0)
+    n = len(per_q)
+    means = sorted(sum(per_q[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return {
+        "em_minus_gate": sum(per_q) / n,
+        "low": means[int(0.025 * (resamples - 1))],
+        "high": means[round(0.975 * (resamples - 1))],
+        "seeds": sorted(mine),
+    }
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     table = {}
     for name in VARIANTS:
@@ -126,6 +150,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "em": seed_interval([r["test"]["em"] for r in mine]),
                 "f1": seed_interval([r["test"]["f1"] for r in mine]),
                 "steps": [r["steps"] for r in mine],
+                "paired_vs_gate": paired_vs_gate(rows, name),
             }
     return table
 

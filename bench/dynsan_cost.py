@@ -3,7 +3,8 @@
 For every L: analytic forward FLOPs (../shared/REFERENCE.md section 9: full ``6 L D^2 + 4 L^2 D`` per
 layer, DynSA ``6 L D^2 + 6 K D^2 + 4 K^2 D``; plus this block's convolutions, gate and output maps,
 the same for both), FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode`` for one training
-step (forward + backward), measured seconds per training step (median of ``--repeats``), and memory:
+step (forward + backward), measured seconds per training step (median and minimum of ``--repeats``,
+after the two untimed steps that count FLOPs and bytes), and memory:
 on CUDA the peak allocated bytes of the step; everywhere the bytes of the tensors autograd saves for
 the backward pass (all of them, and the attention weights among them: the saved square
 ``[.., n, n]`` tensors), measured with ``torch.autograd.graph.saved_tensors_hooks``.
@@ -151,6 +152,8 @@ def measure(args: argparse.Namespace, level: str, length: int, k: int | None) ->
         "K": k,
         "counted_flops_step": int(counter.get_total_flops()),
         "seconds_step": statistics.median(times),
+        "seconds_step_min": min(times),
+        "seconds_all": times,
         "saved_bytes": saved.total,
         "attention_saved_bytes": saved.attention,
         "peak_bytes": peak,
@@ -173,6 +176,7 @@ def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "L": r["L"],
             "K": r["K"],
             "speedup": f["seconds_step"] / r["seconds_step"],
+            "speedup_min": f["seconds_step_min"] / r["seconds_step_min"],
             "counted_flops_ratio": f["counted_flops_step"] / r["counted_flops_step"],
             "saved_bytes_ratio": r["saved_bytes"] / f["saved_bytes"],
             "attention_bytes_ratio": (
