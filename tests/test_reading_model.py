@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from skillneurons.errors import ConfigError
 from skillneurons.reading.config import ReaderConfig
 from skillneurons.reading.dynsa import DynSA, select_tokens
-from skillneurons.reading.network import ReadBatch, Reader, choice_log_probs, span_log_likelihood
+from skillneurons.reading.network import ReadBatch, Reader, choice_log_probs, sinusoid, span_log_likelihood
 from skillneurons.reading.train import decode_spans
 
 
@@ -206,3 +206,14 @@ def test_choice_reader_gives_a_distribution_over_mentioned_candidates() -> None:
     out = _reader("choice")(batch)
     assert out.choice is not None and out.choice.shape == (2, 2)
     assert bool((out.choice.exp().sum(-1) <= 1 + 1e-5).all())
+
+
+def test_the_highway_once_per_distinct_piece_equals_the_per_token_one() -> None:
+    model = _reader("choice")
+    ids = torch.tensor([[3, 5, 3, 7], [5, 5, 0, 0]])
+    mask = ids > 0
+    feature = torch.tensor([[True, False, False, False], [False, True, False, False]])
+    got = model.embed(ids, mask, feature)
+    x = torch.cat([F.embedding(ids, model.table), feature[..., None].float()], dim=-1)
+    want = (model.proj(model.highway(x)) + sinusoid(4, 16, ids.device)) * mask[..., None]
+    assert torch.allclose(got, want, atol=1e-6)
