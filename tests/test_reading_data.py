@@ -363,7 +363,7 @@ def test_read_data_cli(
 @pytest.mark.real_model
 @pytest.mark.slow
 def test_real_bbc_cloze(tmp_path: Path) -> None:
-    """The real task (about 40 s on one core): the prototype's figures, split by article."""
+    """The real task (about 20 s on one core): the prototype's figures, split by article."""
     m = build_bbc_cloze(ReadDataConfig(), folder=tmp_path)
     st = m["statistics"]
     assert st["articles"] >= 2100 and 9000 <= st["questions"] <= 13000

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import re
 import time
@@ -277,6 +278,7 @@ def shares_ngram(sentence_words: str, passage_words: str, n: int) -> bool:
 def _index(paragraph_texts: Sequence[str]) -> Any:
     import bm25s  # numpy/scipy: only when a task is built
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
     retriever = bm25s.BM25()
     retriever.index(
         bm25s.tokenize(list(paragraph_texts), stopwords="en", show_progress=False), show_progress=False

@@ -118,9 +118,8 @@ def _load_jsonl(path_text: str, cfg: ReadDataConfig) -> ReadingSplits:
         for s, ex in parts.items()
         if ex is not None
     }
-    train, dev, test = _complete_splits(checked, cfg)
-    train, dev, test = (_limited(x, cfg.limit) for x in (train, dev, test))
-    return ReadingSplits(path.stem, f"jsonl:{path}", tuple(train), tuple(dev), tuple(test), dict(skipped))
+    train, dev, test = (tuple(_limited(x, cfg.limit)) for x in _complete_splits(checked, cfg))
+    return ReadingSplits(path.stem, f"jsonl:{path}", train, dev, test, dict(skipped))
 
 
 def _complete_splits(
