@@ -27,7 +27,8 @@ from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_promp
 from skillneurons.results import Result
 from skillneurons.testing import tiny_model
 from skillneurons.training import TrainConfig, Trainer, evaluate
-from skillneurons.training.trainer import TrainHooks, _sigint_deferred
+from skillneurons.training.state import sigint_deferred
+from skillneurons.training.trainer import TrainHooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -193,7 +194,7 @@ def test_ctrl_c_inside_a_training_step_takes_effect_after_it() -> None:
     interrupt never leaves a checkpoint of half a step."""
     done = []
     with pytest.raises(KeyboardInterrupt):
-        with _sigint_deferred():
+        with sigint_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             done.append("the rest of the step")
     assert done == ["the rest of the step"]

@@ -18,9 +18,7 @@ import hashlib
 import json
 import logging
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -39,6 +37,7 @@ from skillneurons.files import atomic_write_json
 from skillneurons.prompts.io import save_prompt
 from skillneurons.prompts.model import PromptModel
 from skillneurons.training.config import TrainConfig
+from skillneurons.training.state import load_optimizer_tensors, optimizer_tensors, sigint_deferred
 
 __all__ = [
     "TrainConfig",
@@ -78,27 +77,6 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     train_loss: float = 0.0  # the running (exponential moving average) train loss of the history rows
     eval_pending: bool = False  # the evaluation due after ``step`` steps is not recorded yet
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Ctrl-C inside the block is delivered (as ``KeyboardInterrupt``) when the block ends, so that the
-    block's state changes happen entirely or not at all. A no-op outside the main thread or when SIGINT
-    has a handler other than Python's default."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-    caught: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if caught:
-        raise KeyboardInterrupt
 
 
 def autocast_context(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager[Any]:
@@ -305,10 +283,7 @@ class Trainer:
         if path is None or not is_main():
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt = self.optimizer.state_dict()
-        for pid, st in opt["state"].items():
-            for name, val in st.items():
-                tensors[f"opt.{pid}.{name}"] = val if torch.is_tensor(val) else torch.tensor(val)
+        tensors.update(optimizer_tensors(self.optimizer))
         save_artifact(
             path,
             tensors,
@@ -337,14 +312,7 @@ class Trainer:
                 "use another --out folder, or delete that checkpoint to start over"
             )
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        opt = self.optimizer.state_dict()
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("opt."):
-                _, pid, name = k.split(".", 2)
-                state.setdefault(int(pid), {})[name] = v
-        opt["state"] = state
-        self.optimizer.load_state_dict(opt)
+        load_optimizer_tensors(self.optimizer, tensors)
         self._checkpoint_step = int(man["step"])
         return TrainState(
             step=int(man["step"]),
@@ -402,7 +370,7 @@ class Trainer:
             epoch, offset = divmod(state.step, self.steps_per_epoch)
             batches = list(iterate_batches(self.train_task, c.batch_size, self.epoch_order(epoch)))[offset:]
             for idx in batches:
-                with _sigint_deferred():  # a step and its record happen entirely or not at all
+                with sigint_deferred():  # a step and its record happen entirely or not at all
                     step = state.step
                     with hooks.step_context(step):
                         loss = self.train_step(idx, step)
@@ -425,7 +393,7 @@ class Trainer:
         metrics = None
         if hooks.evaluate_at(state.step):
             metrics = evaluate(self.model, self.dev_task, c.eval_batch_size, precision=c.precision)
-        with _sigint_deferred():
+        with sigint_deferred():
             if metrics is not None:
                 state.history.append(
                     {

@@ -1,0 +1,181 @@
+"""``read train`` and ``read evaluate`` as library calls: load a reading task, encode it with the frozen
+word-piece table, train or evaluate a DynSAN reader, write typed results."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from skillneurons.artifacts import load_manifest
+from skillneurons.backbones.loading import default_device
+from skillneurons.errors import ConfigError, DataError
+from skillneurons.reading import cloze, metrics
+from skillneurons.reading.config import ReaderConfig, ReadTrainConfig
+from skillneurons.reading.data import load_reading_task
+from skillneurons.reading.data_config import ReadDataConfig
+from skillneurons.reading.encode import EncodedSplit, encode_examples, load_embeddings
+from skillneurons.reading.examples import ReadingExample, tokenize
+from skillneurons.reading.gates import GATE_STATISTIC, GateRecorder
+from skillneurons.reading.network import Reader
+from skillneurons.reading.results import ReadEvaluation, ReadTrainResult
+from skillneurons.reading.train import ReaderTrainer, Scored, evaluate_reader, load_reader
+
+__all__ = ["evaluate_saved_reader", "evaluation_of", "most_frequent_entity", "train_reader"]
+
+
+def _head_for(kind: str) -> Literal["span", "choice"]:
+    return "choice" if kind == "choice" else "span"
+
+
+def evaluation_of(
+    split: str, head: str, scored: Scored, encoded: EncodedSplit, seed: int = 0
+) -> ReadEvaluation:
+    """The typed result of an evaluation (means with 95% bootstrap intervals over the examples)."""
+    em_ci, f1_ci = metrics.bootstrap_ci(scored.em, seed=seed), metrics.bootstrap_ci(scored.f1, seed=seed)
+    n = len(scored.em)
+    return ReadEvaluation(
+        split=split,
+        head=head,
+        n=n,
+        em=sum(scored.em) / n,
+        em_low=em_ci[0],
+        em_high=em_ci[1],
+        f1=sum(scored.f1) / n,
+        f1_low=f1_ci[0],
+        f1_high=f1_ci[1],
+        loss=scored.loss,
+        skipped=encoded.skipped,
+        truncated=encoded.truncated,
+        unanswerable=encoded.unanswerable,
+    )
+
+
+def train_reader(
+    data: ReadDataConfig,
+    reader: ReaderConfig,
+    train: ReadTrainConfig,
+    out: str | Path,
+    *,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> tuple[ReadTrainResult, ReadEvaluation]:
+    """Train a reader on ``data``'s task into ``out`` (checkpoint, best ``reader.*``, ``history.json``,
+    ``train_result.json``) and evaluate the best (EMA) reader on dev: ``dev_result.json``."""
+    splits = load_reading_task(data.task, data)
+    reader = replace(reader, head=_head_for(splits.kind()))
+    tokenizer, table = load_embeddings(reader.embeddings)
+    enc_train = encode_examples(splits.train, tokenizer, reader)
+    enc_dev = encode_examples(splits.dev, tokenizer, reader, keep_unanswerable=True)
+    dev_ = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(train.seed)
+    model = Reader(reader, table).to(dev_)
+    out = Path(out)
+    manifest = {"task": data.task, "data": data.cloze_options(), "embeddings": reader.embeddings}
+    trainer = ReaderTrainer(model, enc_train, enc_dev, train, out, manifest=manifest, progress=progress)
+    began = time.perf_counter()
+    state = trainer.fit()
+    seconds = time.perf_counter() - began
+    best, _ = load_reader(out / "reader", table)
+    best.to(dev_)
+    scored = evaluate_reader(best, enc_dev.examples, train.eval_batch_size, precision=train.precision)
+    dev_eval = evaluation_of("dev", reader.head, scored, enc_dev)
+    dev_eval.seconds = seconds
+    result = ReadTrainResult(
+        best_dev_em=state.best,
+        best_dev_f1=state.best_f1,
+        best_step=state.best_step,
+        steps=state.step,
+        resumed_from=trainer.resumed_from,
+        seconds=seconds,
+        n_train=len(enc_train.examples),
+        n_dev=len(enc_dev.examples),
+        parameters=sum(p.numel() for p in model.parameters()),
+        skipped_train=enc_train.skipped,
+        skipped_dev=enc_dev.skipped,
+        stopped_by_time=trainer.stopped_by_time,
+        history=state.history,
+    )
+    result.save(out / "train_result.json")
+    dev_eval.save(out / "dev_result.json")
+    return result, dev_eval
+
+
+def evaluate_saved_reader(
+    path: str | Path,
+    data: ReadDataConfig,
+    split: str = "dev",
+    *,
+    gates: bool = False,
+    batch_size: int = 32,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> ReadEvaluation:
+    """EM / F1 (or accuracy) of the reader saved at ``path`` on ``split`` of ``data``'s task; with
+    ``gates``, each head's gate AUROC for answer tokens (span head only)."""
+    man = load_manifest(path, kind="reader")
+    name = man.get("embeddings") or man.get("reader", {}).get("embeddings")
+    if not name:
+        raise DataError(f"{path} does not name its embeddings: re-create it with `read train`")
+    tokenizer, table = load_embeddings(name)
+    model, _ = load_reader(path, table)
+    dev_ = torch.device(device) if device is not None else default_device()
+    model.to(dev_)
+    splits = load_reading_task(data.task, data)
+    if _head_for(splits.kind()) != model.config.head:
+        raise ConfigError(
+            f"the reader has a {model.config.head} head but task '{data.task}' is {splits.kind()}"
+        )
+    if gates and model.config.head != "span":
+        raise ConfigError("--gates needs an extractive task (the gate AUROC is for answer tokens)")
+    encoded = encode_examples(splits.split(split), tokenizer, model.config, keep_unanswerable=True)
+    recorder = GateRecorder(model) if gates else None
+    began = time.perf_counter()
+    try:
+        scored = evaluate_reader(model, encoded.examples, batch_size, on_batch=recorder, progress=progress)
+    finally:
+        if recorder is not None:
+            recorder.close()
+    result = evaluation_of(split, model.config.head, scored, encoded)
+    result.seconds = time.perf_counter() - began
+    if recorder is not None:
+        result.gates = recorder.result()
+        result.gate_statistic = f"{GATE_STATISTIC}; error bound {recorder.error_bound():.2g}"
+    return result
+
+
+def most_frequent_entity(examples: Sequence[ReadingExample], seed: int = 0) -> dict[str, Any]:
+    """The most-frequent-candidate baseline of a cloze task: the candidates are the passages' entities
+    by the cloze construction's own rule (:func:`~skillneurons.reading.cloze.entity_spans`, its name
+    statistics taken from these passages), minus those in the question; the answer is the most frequent
+    one. EM / F1 with 95% bootstrap intervals."""
+    if not examples:
+        raise DataError("no examples for the baseline")
+    sentences = {
+        id(ex): [tokenize(s) for p in ex.passages for s in cloze.split_sentences(p)] for ex in examples
+    }
+    stats = cloze.name_stats([s for ss in sentences.values() for s in ss])
+    em, f1 = [], []
+    for ex in examples:
+        asked = {w.lower() for w in tokenize(ex.question)}
+        counts: Counter[str] = Counter()
+        for toks in sentences[id(ex)]:
+            for i, j in cloze.entity_spans(toks, stats):
+                name = " ".join(toks[i:j])
+                if name.lower() not in asked:
+                    counts[name] += 1
+        guess = counts.most_common(1)[0][0] if counts else ""
+        em.append(metrics.exact_match(guess, ex.answers))
+        f1.append(metrics.f1(guess, ex.answers))
+    return {
+        "n": len(em),
+        "em": sum(em) / len(em),
+        "em_ci": list(metrics.bootstrap_ci(em, seed=seed)),
+        "f1": sum(f1) / len(f1),
+        "f1_ci": list(metrics.bootstrap_ci(f1, seed=seed)),
+    }
