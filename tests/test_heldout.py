@@ -64,6 +64,10 @@ def naive_select(
     for s in subtasks:
         acc = naive_acc(gt, y, s)
         pred = np.maximum(acc, 1.0 - acc)
+        if not s.balanced:  # plain: max(m, n - m) / n, the integers compared exactly
+            n = np.isin(y, s.positive + s.negative).sum()
+            m = np.rint(acc * n).astype(np.int64)
+            pred = np.maximum(m, n - m) / n
         t = pred.argmax(1)  # numpy: the first maximum
         a = np.take_along_axis(acc, t[:, None, :], 1)[:, 0]
         scores.append(np.take_along_axis(pred, t[:, None, :], 1)[:, 0].astype(cast).astype(np.float64))

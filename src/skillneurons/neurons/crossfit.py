@@ -55,30 +55,67 @@ def top_count(n: int, rho: float) -> int:
     return max(1, round(rho * n))
 
 
+def _side_sum(x: Tensor, side: Sequence[int]) -> Tensor:
+    """``x[..., side, :]`` summed over the side's classes (a view for one class)."""
+    if len(side) == 1:
+        return x[..., side[0], :]
+    return x[..., list(side), :].sum(-2)
+
+
 def subtask_accuracy(counts: Tensor, n: Tensor, s: Subtask) -> Tensor:
     """Threshold accuracy of subtask ``s`` from ``counts`` [..., C, X] (examples above the baseline
-    per class) and ``n`` [..., C] (examples per class): float64 [..., X], plain or balanced as
-    :meth:`~skillneurons.neurons.stats.PredictivityStats.accuracy`."""
+    per class; int32 or int64) and ``n`` [..., C] (examples per class): float64 [..., X], plain or
+    balanced, the same arithmetic as :meth:`~skillneurons.neurons.stats.PredictivityStats.accuracy`."""
     pos, neg = list(s.positive), list(s.negative)
-    c = counts.to(torch.int64)
     nn = n.to(torch.int64).unsqueeze(-1)
-    n_pos, n_neg = nn[..., pos, :].sum(-2), nn[..., neg, :].sum(-2)
-    tp = c[..., pos, :].sum(-2)
-    tn = n_neg - c[..., neg, :].sum(-2)
+    n_pos, n_neg = _side_sum(nn, pos), _side_sum(nn, neg)
+    tp = _side_sum(counts, pos)
+    tn = n_neg.to(counts.dtype) - _side_sum(counts, neg)
     if s.balanced:
         return 0.5 * (tp.to(torch.float64) / n_pos + tn.to(torch.float64) / n_neg)
     return (tp + tn).to(torch.float64) / (n_pos + n_neg)
 
 
-def _best_over_positions(pred: Tensor) -> tuple[Tensor, Tensor]:
-    """``(max over dim -2, first argmax)`` of ``pred`` [..., T, N]."""
-    score = pred.amax(-2)
-    T = pred.shape[-2]
-    shape = [1] * pred.dim()
-    shape[-2] = T
-    positions = torch.arange(T).view(shape).expand_as(pred)
-    best = torch.where(pred == score.unsqueeze(-2), positions, T).amin(-2)
-    return score, best
+def _first_best(score: Tensor, values: Tensor) -> Tensor:
+    """[F, L, 1, N] int64: the first position t with ``values[:, :, t] == score`` (``values`` [F, L,
+    T, N], ``score`` its max over T): a loop over T on [F, L, N] slices is faster than an argmax over
+    a middle dimension."""
+    T = values.shape[2]
+    best = torch.full(score.shape, T - 1, dtype=torch.int64)
+    for t in range(T - 2, -1, -1):
+        best.masked_fill_(values[:, :, t] == score, t)
+    return best.unsqueeze(2)
+
+
+def _select(
+    c: Tensor, n: Tensor, s: Subtask, shape: tuple[int, int, int], train: tuple[Tensor, Tensor] | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per fold f, on the other folds: ``(score [F, L, N] float64, best position [F, L, 1, N],
+    positive direction [F, L, N] bool)`` from the per-fold counts ``c`` [F, C, X] int32 and ``n``
+    [F, C]. A plain subtask's predictivity is ``max(m, n - m) / n`` with ``m = TP + TN`` (integers
+    compared exactly); a balanced one's ``max(Acc, 1 - Acc)`` on the training folds' counts ``train``."""
+    L, T, N = shape
+    F = c.shape[0]
+    pos, neg = list(s.positive), list(s.negative)
+    if not s.balanced:
+        d = _side_sum(c, pos) - _side_sum(c, neg)  # [F, X]: TP - (n_neg - TN) per fold
+        d = d.sum(0, dtype=torch.int32).unsqueeze(0) - d  # on the other folds
+        nt = n.sum(0, keepdim=True) - n
+        n_pos, n_neg = nt[:, pos].sum(1), nt[:, neg].sum(1)
+        m = (d + n_neg.to(torch.int32).view(F, 1)).view(F, L, T, N)
+        tot = (n_pos + n_neg).to(torch.int32).view(F, 1, 1, 1)
+        pm = torch.maximum(m, tot - m)
+        top = pm.amax(2)
+        best = _first_best(top, pm)
+        positive = 2 * m.gather(2, best).squeeze(2) >= tot.view(F, 1, 1)
+        return top.to(torch.float64) / tot.view(F, 1, 1), best, positive
+    assert train is not None
+    acc = subtask_accuracy(train[0], train[1], s).view(F, L, T, N)
+    pred = torch.maximum(acc, 1.0 - acc)
+    top = pred.amax(2)
+    best = _first_best(top, pred)
+    a = acc.gather(2, best).squeeze(2)
+    return top, best, a >= 1.0 - a
 
 
 def fold_reduce(
@@ -93,24 +130,26 @@ def fold_reduce(
 
     Returns:
         ``(train, test, in_sample)``: ``train`` [F, S, L, N] float64, the predictivity on all folds
-        but f, at the neuron's best position; ``test`` [F, S, L, N] float64, the accuracy on fold f at
-        that position in the direction chosen on the other folds; ``in_sample`` [S, L, N] float64,
-        the predictivity on all folds (max over positions: ``per_prompt`` of the usual scores).
+        but f, at the neuron's best position (:func:`_select`); ``test`` [F, S, L, N] float64, the
+        accuracy on fold f at that position in the direction chosen on the other folds;
+        ``in_sample`` [S, L, N] float64, the predictivity on all folds (max over positions:
+        ``per_prompt`` of the usual scores, the same arithmetic).
     """
     L, T, N = shape
-    F = counts.shape[0]
-    c = counts.to(torch.int64)
-    total, ntot = c.sum(0), n.sum(0)
-    train_c, train_n = total.unsqueeze(0) - c, ntot.unsqueeze(0) - n
+    F, C = counts.shape[:2]
+    c = counts.to(torch.int32)
+    total, ntot = c.sum(0, dtype=torch.int32), n.sum(0)
+    train = None
+    if any(s.balanced for s in subtasks):
+        train = (total.unsqueeze(0) - c, ntot.unsqueeze(0) - n)
+    c5 = c.view(F, C, L, T, N)
     trains, tests, ins = [], [], []
     for s in subtasks:
-        acc_tr = subtask_accuracy(train_c, train_n, s).view(F, L, T, N)
-        score, best = _best_over_positions(torch.maximum(acc_tr, 1.0 - acc_tr))
-        at = best.unsqueeze(-2)
-        a_tr = acc_tr.gather(-2, at).squeeze(-2)
-        a_te = subtask_accuracy(c, n, s).view(F, L, T, N).gather(-2, at).squeeze(-2)
+        score, best, positive = _select(c, n, s, shape, train)
         trains.append(score)
-        tests.append(torch.where(a_tr >= 1.0 - a_tr, a_te, 1.0 - a_te))
+        at = c5.gather(3, best.unsqueeze(1).expand(F, C, L, 1, N)).reshape(F, C, L * N)
+        a_te = subtask_accuracy(at, n, s).view(F, L, N)
+        tests.append(torch.where(positive, a_te, 1.0 - a_te))
         acc = subtask_accuracy(total, ntot, s).view(L, T, N)
         ins.append(torch.maximum(acc, 1.0 - acc).amax(-2))
     return torch.stack(trains, 1), torch.stack(tests, 1), torch.stack(ins)
@@ -173,21 +212,23 @@ def prompt_folds(
     out = PromptFolds(train, test, n.sum(1).to(torch.float64), ins)
     if null is None:
         return out
-    g = counts.to(torch.int64).sum(1).reshape(F, -1)  # [F, LTN] label-free totals per fold
+    g = counts.to(torch.int32).sum(1, dtype=torch.int32).reshape(F, -1)  # [F, LTN] label-free totals per fold
     R = null.shape[0]
     out.null_in_sample = torch.empty((R, len(subtasks), shape[0], shape[2]), dtype=torch.float64)
     if cf.heldout_null:
         out.null_train = torch.empty((R, *train.shape), dtype=torch.float32)
         out.null_test = torch.empty_like(out.null_train)
     for r in range(R):
-        rest = null[r].to(torch.int64).reshape(null.shape[1], C - 1, -1)  # [F', C-1, LTN]
+        rest = null[r].to(torch.int32).reshape(null.shape[1], C - 1, -1)  # [F', C-1, LTN]
         if cf.heldout_null:
-            full = torch.cat([(g - rest.sum(1)).unsqueeze(1), rest], 1)  # [F, C, LTN]
+            full = torch.cat([(g - rest.sum(1, dtype=torch.int32)).unsqueeze(1), rest], 1)  # [F, C, LTN]
             tr, te, ins_r = fold_reduce(full, n, subtasks, shape)  # type: ignore[arg-type]
             out.null_train[r], out.null_test[r] = tr, te  # type: ignore[index]
             out.null_in_sample[r] = ins_r
         else:
-            full = torch.cat([(g.sum(0) - rest[0].sum(0)).unsqueeze(0), rest[0]], 0)  # [C, LTN]
+            full = torch.cat(
+                [(g.sum(0, dtype=torch.int32) - rest[0].sum(0, dtype=torch.int32)).unsqueeze(0), rest[0]], 0
+            )
             out.null_in_sample[r] = _in_sample_only(full, n.sum(0), subtasks, shape)
     return out
 
@@ -210,6 +251,17 @@ def _best_subtask(agg: Tensor) -> tuple[Tensor, Tensor]:
     return best, which
 
 
+def _top(score: Tensor, k: int) -> tuple[int, Tensor]:
+    """The best address and the top ``k`` addresses of ``score`` [M] in the stable order (descending,
+    ties to the lower address), without sorting all M: those above the k-th value, then the lowest
+    addresses equal to it."""
+    first = int(score.argmax())  # the first maximum (documented)
+    kth = score.topk(k).values[-1]
+    above = (score > kth).nonzero().reshape(-1)
+    ties = (score == kth).nonzero().reshape(-1)[: k - above.numel()]
+    return first, torch.cat([above, ties])
+
+
 def in_sample_figures(scores: Sequence[Tensor], how: str, rho: float) -> tuple[float, float]:
     """Top-1 and mean of the top ``rho`` of the prompts' [S, L, N] in-sample scores (aggregated over
     prompts, then the best subtask per neuron)."""
@@ -230,13 +282,11 @@ def heldout_figures(
     topk = torch.zeros(P, F, dtype=torch.float64)
     for f in range(F):
         best, which = _best_subtask(_aggregate([t[f] for t in train], how))
-        order = torch.from_numpy(np.argsort(-best.numpy(), kind="stable"))
-        chosen = order[: top_count(best.numel(), rho)]
+        first, chosen = _top(best, top_count(best.numel(), rho))
         for p in range(P):
             te = test[p][f].reshape(test[p].shape[1], -1).to(torch.float64)
-            vals = te[which[chosen], chosen]
-            top1[p, f] = vals[0]
-            topk[p, f] = vals.mean()
+            top1[p, f] = te[which[first], first]
+            topk[p, f] = te[which[chosen], chosen].mean()
     w = torch.stack([x.to(torch.float64) for x in weight])
     per_prompt1 = (top1 * w).sum(1) / w.sum(1)
     per_promptk = (topk * w).sum(1) / w.sum(1)

@@ -352,6 +352,11 @@ class BaselineStats:
 # ----------------------------------------------------------------------------------------------------
 # pass 2, cross-fitting folds and the permutation null (REFERENCE.md section 10)
 
+#: at most this many above-baseline indicators (bool, 1 byte each) are buffered by
+#: :meth:`CrossFitCounts.add` before they are counted (256 MiB; the count converts one fold's share to
+#: float32 at a time)
+CROSSFIT_BUFFER = 1 << 28
+
 #: counts are held in int16 while every fold (or, for an in-sample null, the whole split) has at most
 #: this many examples: exact, and a quarter of int64's memory
 _INT16_MAX = 2**15 - 1
@@ -512,14 +517,16 @@ class CrossFitCounts:
         F, C, R = plan.folds, plan.num_classes, plan.permutations
         sizes = plan.fold_sizes()
         self.dtype = _count_dtype(max(sizes))
-        self.counts = torch.zeros((F, C, *shape), dtype=self.dtype, device=self.device)
-        self.class_counts = torch.zeros((F, C), dtype=torch.int64, device=self.device)
+        self._counts = torch.zeros((F, C, *shape), dtype=self.dtype, device=self.device)
+        self._class_counts = torch.zeros((F, C), dtype=torch.int64, device=self.device)
         self.heldout_null = bool(heldout_null)
-        self.null: Tensor | None = None
+        self._null: Tensor | None = None
         if R > 0:
             fp = F if heldout_null else 1
             ndt = self.dtype if heldout_null else _count_dtype(plan.size)
-            self.null = torch.zeros((R, fp, C - 1, *shape), dtype=ndt, device=self.device)
+            self._null = torch.zeros((R, fp, C - 1, *shape), dtype=ndt, device=self.device)
+        self._pending: list[tuple[Tensor, Tensor, slice]] = []
+        self._pending_elements = 0
         self._fold = plan.fold.to(self.device)
         self._perm = plan.perm_labels.to(self.device)
         self._labels = plan.labels.to(self.device)
@@ -528,18 +535,44 @@ class CrossFitCounts:
     def add(self, gt: Tensor, index: Tensor, ls: slice, count_examples: bool) -> None:
         """Add ``gt`` [b, l, T, N] (bool: above the baseline) of the examples ``index`` [b] (their
         positions in the split), layers ``ls``; ``count_examples``: also count them in class_counts
-        (once per example: on its first layer chunk)."""
+        (once per example: on its first layer chunk).
+
+        The indicators are buffered (at most :data:`CROSSFIT_BUFFER` of them, as bool) and counted
+        by a few large matrix products at :meth:`flush` (called when the buffer is full and by every
+        reader): the null's counts are written once per flush, not once per batch."""
         F, C = self.plan.folds, self.plan.num_classes
         index = index.to(self.device)
-        b = gt.shape[0]
-        x = gt.reshape(b, -1).to(torch.float32)  # 0/1: float32 sums are exact below 2^24
-        fold, lab = self._fold[index], self._labels[index]
-        onehot = torch.zeros((b, F * C), dtype=torch.float32, device=self.device)
-        onehot[torch.arange(b, device=self.device), fold * C + lab] = 1.0
-        self.counts[:, :, ls] += (onehot.T @ x).view(F, C, *gt.shape[1:]).to(self.dtype)
         if count_examples:
-            self.class_counts += torch.bincount(fold * C + lab, minlength=F * C).view(F, C)
-        if self.null is None:
+            key = self._fold[index] * C + self._labels[index]
+            self._class_counts += torch.bincount(key, minlength=F * C).view(F, C)
+        if gt.numel() == 0:
+            return
+        self._pending.append((gt.to(device=self.device, dtype=torch.bool), index, ls))
+        self._pending_elements += gt.numel()
+        if self._pending_elements >= CROSSFIT_BUFFER:
+            self.flush()
+
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Count the buffered indicators (see :meth:`add`)."""
+        pending, self._pending, self._pending_elements = self._pending, [], 0
+        groups: dict[tuple[int, int], list[tuple[Tensor, Tensor]]] = {}
+        for gt, index, ls in pending:
+            groups.setdefault((ls.start or 0, ls.stop), []).append((gt, index))
+        for (start, stop), items in groups.items():
+            gt = torch.cat([g for g, _ in items])
+            index = torch.cat([i for _, i in items])
+            self._count(gt, index, slice(start, stop))
+
+    def _count(self, gt: Tensor, index: Tensor, ls: slice) -> None:
+        F, C = self.plan.folds, self.plan.num_classes
+        b, rest = gt.shape[0], gt.shape[1:]
+        fold, lab = self._fold[index], self._labels[index]
+        key = fold * C + lab
+        for g in key.unique().tolist():  # the real counts: one sum per (fold, class)
+            x = gt[key == g].sum(0, dtype=torch.int32)
+            self._counts[g // C, g % C, ls] += x.to(self.dtype)
+        if self._null is None:
             return
         R = self.plan.permutations
         perm = self._perm[:, index]  # [R, b]
@@ -548,12 +581,26 @@ class CrossFitCounts:
             sel = torch.arange(b, device=self.device) if f is None else (fold == f).nonzero().reshape(-1)
             if sel.numel() == 0:
                 continue
-            p = perm[:, sel]  # [R, b_f]
             y = torch.zeros((sel.numel(), R, C), dtype=torch.float32, device=self.device)
-            y.scatter_(2, p.T.unsqueeze(-1), 1.0)
+            y.scatter_(2, perm[:, sel].T.unsqueeze(-1), 1.0)
             y = y[:, :, 1:].reshape(sel.numel(), R * (C - 1))
-            out = (y.T @ x[sel]).view(R, C - 1, *gt.shape[1:]).to(self.null.dtype)
-            self.null[:, 0 if f is None else f, :, ls] += out
+            x = gt[sel].reshape(sel.numel(), -1).to(torch.float32)  # 0/1: exact sums below 2^24
+            out = (y.T @ x).view(R, C - 1, *rest)
+            self._null[:, 0 if f is None else f, :, ls] += out.to(self._null.dtype)
+
+    @property
+    def counts(self) -> Tensor:
+        self.flush()
+        return self._counts
+
+    @property
+    def class_counts(self) -> Tensor:
+        return self._class_counts
+
+    @property
+    def null(self) -> Tensor | None:
+        self.flush()
+        return self._null
 
     def merge(self, other: CrossFitCounts) -> CrossFitCounts:
         """Add another shard's counts (same plan, geometry and options); returns ``self``."""
@@ -567,11 +614,11 @@ class CrossFitCounts:
                 "cannot merge cross-fitting counts of another fold plan or geometry: give every shard "
                 "the same split, folds, permutations and seed"
             )
-        self.counts += other.counts.to(self.device)
-        self.class_counts += other.class_counts.to(self.device)
+        self.counts.add_(other.counts.to(self.device))
+        self._class_counts += other.class_counts.to(self.device)
         if self.null is not None:
             assert other.null is not None
-            self.null += other.null.to(self.device)
+            self.null.add_(other.null.to(self.device))
         return self
 
     def reduce_across_ranks(self) -> CrossFitCounts:
