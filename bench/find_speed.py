@@ -4,6 +4,9 @@ Side by side in one run, same model, prompt, examples and batch size, repetition
 
 * ``forward``   - the physical limit: the same forward passes with no hook at all;
 * ``find``      - skillneurons' streaming passes (baseline on "train", predictivity on "dev");
+* ``find_null`` - the same passes with cross-fitting folds and the permutation null at find's
+  defaults (5 folds, R = 100 label permutations, held-out null), counted in the SAME forward passes,
+  plus the reductions to the held-out figures and the null distributions (#18 items 1-2);
 * ``cache_all`` - the original code's approach: per batch, copy every prompt-position activation to
   host memory, compute the statistics at the end from the stored tensor.
 
@@ -29,6 +32,10 @@ from skillneurons.backbones import load_backbone, neuron_hooks
 from skillneurons.data import Task, load_task
 from skillneurons.neurons import BaselineStats, PredictivityStats
 from skillneurons.neurons.collect import baseline_pass, predictivity_pass
+from skillneurons.neurons.config import FindConfig
+from skillneurons.neurons.crossfit import prompt_folds, set_figures
+from skillneurons.neurons.ranking import decompose
+from skillneurons.neurons.stats import FoldPlan
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_prompt
 from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
 
@@ -61,6 +68,16 @@ def run_forward(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
 def run_find(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
     base, _ = baseline_pass(pm, train, batch_size=bs)
     predictivity_pass(pm, dev, base, batch_size=bs).predictivity()
+
+
+def run_find_null(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
+    cfg = FindConfig()
+    plan = FoldPlan.make(dev.labels, dev.num_classes, cfg.folds, cfg.permutations, cfg.seed)
+    base, _ = baseline_pass(pm, train, batch_size=bs)
+    stats = predictivity_pass(pm, dev, base, batch_size=bs, plan=plan, heldout_null=cfg.heldout_null)
+    stats.predictivity()
+    folds = prompt_folds(stats.crossfit, decompose(2))
+    set_figures([folds], cfg.aggregate, cfg.rho)
 
 
 @torch.inference_mode()
@@ -97,7 +114,7 @@ def run_cache_all(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
     stats.predictivity()
 
 
-METHODS = {"forward": run_forward, "find": run_find, "cache_all": run_cache_all}
+METHODS = {"forward": run_forward, "find": run_find, "find_null": run_find_null, "cache_all": run_cache_all}
 
 
 def peak_rss_mb(method: str, n: int, args: argparse.Namespace) -> float:
@@ -157,7 +174,7 @@ def main() -> None:
         if args.no_memory
         else {
             f"{m}_{k}x": peak_rss_mb(m, k * args.examples, args)
-            for m in ("find", "cache_all")
+            for m in ("find", "find_null", "cache_all")
             for k in (1, 4)
         }
     )
@@ -176,6 +193,9 @@ def main() -> None:
         "neurons": pm.backbone.num_neurons,
         "median_seconds": med,
         "find_over_forward": med["find"] / med["forward"],
+        "find_null_over_forward": med["find_null"] / med["forward"],
+        "find_null_over_find": med["find_null"] / med["find"],
+        "null": {"folds": FindConfig().folds, "permutations": FindConfig().permutations, "heldout": True},
         "cache_all_over_forward": med["cache_all"] / med["forward"],
         "peak_rss_mb": mem,
     }
