@@ -134,3 +134,51 @@ def test_a_version_1_summary_is_still_read(tmp_path: Path) -> None:
     assert s.evidence is None
     assert "(in-sample: selected and measured on the same examples)" in format_summary(s)
     assert res.summary.evidence is not None and res.summary.evidence.top1.null is None
+
+
+def test_buffering_and_product_chunks_change_no_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    import skillneurons.neurons.stats as st
+
+    g = torch.Generator().manual_seed(1)
+    L, T, N, n = 2, 3, 7, 45
+    gt = torch.rand(n, L, T, N, generator=g) > 0.4
+    plan = FoldPlan.make([i % 3 for i in range(n)], 3, 5, 9, seed=2)
+    want = CrossFitCounts((L, T, N), plan)
+    want.add(gt, torch.arange(n), slice(0, L), True)
+    monkeypatch.setattr(st, "CROSSFIT_BUFFER", 50)
+    monkeypatch.setattr(st, "_PRODUCT_ELEMENTS", 20)
+    got = CrossFitCounts((L, T, N), plan)
+    for b in range(0, n, 4):  # layer by layer, as the chunks of a wide model arrive
+        for layer in range(L):
+            got.add(
+                gt[b : b + 4, layer : layer + 1],
+                torch.arange(b, min(b + 4, n)),
+                slice(layer, layer + 1),
+                layer == 0,
+            )
+    assert torch.equal(got.counts, want.counts) and torch.equal(got.null, want.null)  # type: ignore[arg-type]
+    assert torch.equal(got.class_counts, want.class_counts)
+
+
+def test_the_memory_of_every_statistic_at_a_7b_width() -> None:
+    """#20: 11,008 neurons x 21 positions, 2 layers allocated for real; 32 layers by the formula."""
+    from skillneurons.neurons.stats import BaselineStats, PredictivityStats, find_stats_bytes
+
+    L, T, N, n = 2, 21, 11008, 60
+    base = BaselineStats(L, T, N)
+    base.update(torch.randn(3, L, T, N))
+    plan = FoldPlan.make([i % 2 for i in range(n)], 2, 5, 3, seed=0)
+    stats = PredictivityStats(base, 2, hist_bins=4, plan=plan)
+    cf = stats.crossfit
+    assert cf is not None and cf.null is not None
+    want = find_stats_bytes(L, T, N, 2, n, hist_bins=4, folds=5, permutations=3)
+    nbytes = lambda *ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+    assert want["baseline"] == nbytes(base.sum, base.sum_sq)
+    assert want["counts"] == nbytes(stats.baseline, stats.above, stats.class_counts)
+    assert want["histograms"] == nbytes(stats.hist, stats.hist_lo, stats.hist_hi)  # type: ignore[arg-type]
+    assert want["fold_counts"] == nbytes(cf.counts) and want["null"] == nbytes(cf.null)
+    stats.update(torch.randn(n, L, T, N), plan.labels, torch.arange(n))
+    assert cf._pending_elements <= want["buffer"]
+    seven_b = find_stats_bytes(32, 21, 11008, 2, 1000)
+    assert seven_b["null"] == 7_397_376_000 and seven_b["total"] - seven_b["null"] < 1e9
+    assert find_stats_bytes(32, 21, 11008, 2, 1000, permutations=50)["null"] < 4e9  # fits the default cap

@@ -695,7 +695,7 @@ def format_summary(summary: FindSummary) -> str:
             f"  threshold-free (AUROC) predictivity: top-1 {s.auroc_top1:.4f}, top 1% "
             f"{s.auroc_top1pct_mean:.4f}"
         )
-    lines.append("  rank  subtask      layer  neuron  position  predictivity")
+    lines.append("  rank  subtask      layer  neuron  position  predictivity (in-sample)")
     for r, t in enumerate(s.top, 1):
         lines.append(f"  {r:4d}  {t.subtask:11s} {t.layer:6d} {t.index:7d}  {t.position:>8s}  {t.score:.4f}")
     dist = s.layer_distribution

@@ -57,6 +57,7 @@ __all__ = [
     "FoldPlan",
     "PredictivityStats",
     "baseline_stats_bytes",
+    "find_stats_bytes",
     "histogram_bytes",
     "null_counts_bytes",
     "predictivity_stats_bytes",
@@ -100,6 +101,57 @@ def predictivity_stats_bytes(
     if hist_bins is not None:
         total += histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn
     return total
+
+
+def find_stats_bytes(
+    n_layers: int,
+    n_positions: int,
+    d_ff: int,
+    num_classes: int,
+    dev_size: int,
+    *,
+    hist_bins: int | None = None,
+    folds: int = 5,
+    permutations: int = 100,
+    heldout_null: bool = True,
+) -> dict[str, int]:
+    """Bytes of every statistic one prompt's two passes hold at once, by name (``total`` their sum),
+    for a ranking split of ``dev_size`` examples dealt into ``folds`` folds: ``baseline`` (pass 1,
+    float64 sums), ``counts`` (pass 2: its float64 baseline copy and int64 per-class counts),
+    ``histograms`` (AUROC bins), ``fold_counts`` ([F, C, LTN], int16 while a fold holds at most
+    32,767 examples), ``null`` (:func:`null_counts_bytes`) and ``buffer`` (the indicators buffered
+    before they are counted: ``CROSSFIT_BUFFER`` bytes and one chunk). Transient buffers come on
+    top: per batch about ``17 * MAX_CHUNK_ELEMENTS`` bytes, per count step a fold's share of the
+    buffer as float32 and a 64 MiB product.
+
+    Example, a 7B geometry (32 layers x 11,008 neurons x 21 positions, 2 classes, 1,000 dev
+    examples, no AUROC): baseline 0.12 GB, counts 0.18 GB, fold counts 0.15 GB, buffer 0.28 GB;
+    the held-out null at R = 100 is 7.4 GB, over find's default ``--null-memory-gb 4`` (refused,
+    naming R = 54; R = 50 needs 3.7 GB; the in-sample null only, ``--no-heldout-null``: 1.5 GB).
+    """
+    ltn = n_layers * n_positions * d_ff
+    largest = -(-dev_size // folds) if folds else dev_size
+    out = {
+        "baseline": baseline_stats_bytes(n_layers, n_positions, d_ff),
+        "counts": 8 * ltn + 8 * num_classes * ltn + 8 * num_classes,
+        "histograms": 0
+        if hist_bins is None
+        else histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn,
+        "fold_counts": folds * num_classes * ltn * (2 if largest <= _INT16_MAX else 4),
+        "null": null_counts_bytes(
+            permutations,
+            folds,
+            num_classes,
+            n_layers,
+            n_positions,
+            d_ff,
+            largest if heldout_null else dev_size,
+            heldout_null,
+        ),
+        "buffer": min(CROSSFIT_BUFFER + max(MAX_CHUNK_ELEMENTS, n_positions * d_ff), dev_size * ltn),
+    }
+    out["total"] = sum(out.values())
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -357,6 +409,9 @@ class BaselineStats:
 #: float32 at a time)
 CROSSFIT_BUFFER = 1 << 28
 
+#: the float32 product of one flush step holds at most this many counts (64 MiB)
+_PRODUCT_ELEMENTS = 1 << 24
+
 #: counts are held in int16 while every fold (or, for an in-sample null, the whole split) has at most
 #: this many examples: exact, and a quarter of int64's memory
 _INT16_MAX = 2**15 - 1
@@ -572,7 +627,7 @@ class CrossFitCounts:
 
     def _count(self, gt: Tensor, index: Tensor, ls: slice) -> None:
         F, C = self.plan.folds, self.plan.num_classes
-        b, rest = gt.shape[0], gt.shape[1:]
+        b = gt.shape[0]
         fold, lab = self._fold[index], self._labels[index]
         key = fold * C + lab
         for g in key.unique().tolist():  # the real counts: one sum per (fold, class)
@@ -590,9 +645,12 @@ class CrossFitCounts:
             y = torch.zeros((sel.numel(), R, C), dtype=torch.float32, device=self.device)
             y.scatter_(2, perm[:, sel].T.unsqueeze(-1), 1.0)
             y = y[:, :, 1:].reshape(sel.numel(), R * (C - 1))
-            x = gt[sel].reshape(sel.numel(), -1).to(torch.float32)  # 0/1: exact sums below 2^24
-            out = (y.T @ x).view(R, C - 1, *rest)
-            self._null[:, 0 if f is None else f, :, ls] += out.to(self._null.dtype)
+            flat = gt[sel].reshape(sel.numel(), -1)
+            dest = self._null[:, 0 if f is None else f, :, ls].view(R, C - 1, -1)  # a view: += counts
+            step = max(1, _PRODUCT_ELEMENTS // (R * (C - 1)))  # bounds the float32 product
+            for j in range(0, flat.shape[1], step):
+                x = flat[:, j : j + step].to(torch.float32)  # 0/1: exact sums below 2^24
+                dest[:, :, j : j + step] += (y.T @ x).view(R, C - 1, -1).to(dest.dtype)
 
     @property
     def counts(self) -> Tensor:
