@@ -189,3 +189,23 @@ def test_fold_counts_of_merged_shards_equal_one_pass() -> None:
     assert again.crossfit is not None and torch.equal(again.crossfit.null, one.crossfit.null)  # type: ignore[arg-type]
     with pytest.raises(Exception, match="fold plan"):
         PredictivityStats(base, 3, plan=plan).update(acts[:2], y[:2], torch.tensor([1, 0]))
+
+
+def test_float32_comparison_with_the_rounded_down_baseline_is_exact() -> None:
+    """#20: pass 2 compares float32 activations with the baseline rounded down to float32; at and
+    around every baseline (the float32 neighbours of a float64 mean) it equals the float64 test."""
+    g = torch.Generator().manual_seed(0)
+    L, T, N = 2, 3, 64
+    base = BaselineStats(L, T, N)
+    base.update(torch.randn(7, L, T, N, generator=g, dtype=torch.float64) / 3)  # means off the float32 grid
+    m32 = base.mean().to(torch.float32)
+    inf = torch.full_like(m32, float("inf"))
+    near = torch.stack(
+        [m32, torch.nextafter(m32, inf), torch.nextafter(m32, -inf), torch.randn(L, T, N, generator=g)]
+    )
+    fast = PredictivityStats(base, 2)
+    fast.update(near, [0, 1, 0, 1])
+    slow = PredictivityStats(base, 2)
+    slow.update(near.double(), [0, 1, 0, 1])  # the float64 path
+    assert torch.equal(fast.above, slow.above)
+    assert torch.equal(fast.above.sum(0), (near.double() > base.mean()).sum(0))

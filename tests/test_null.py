@@ -174,7 +174,7 @@ def test_the_memory_of_every_statistic_at_a_7b_width() -> None:
     want = find_stats_bytes(L, T, N, 2, n, hist_bins=4, folds=5, permutations=3)
     nbytes = lambda *ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
     assert want["baseline"] == nbytes(base.sum, base.sum_sq)
-    assert want["counts"] == nbytes(stats.baseline, stats.above, stats.class_counts)
+    assert want["counts"] == nbytes(stats.baseline, stats._baseline32, stats.above, stats.class_counts)
     assert want["histograms"] == nbytes(stats.hist, stats.hist_lo, stats.hist_hi)  # type: ignore[arg-type]
     assert want["fold_counts"] == nbytes(cf.counts) and want["null"] == nbytes(cf.null)
     stats.update(torch.randn(n, L, T, N), plan.labels, torch.arange(n))

@@ -210,7 +210,7 @@ def baseline_pass(
         desc=_desc("pass 1 (train)", label),
     ):
         for k in kinds:
-            stats[k].update(acts[k])
+            stats[k].update(acts[k], finite_checked=True)  # activation_batches checked them
         tokens += real
     count = torch.tensor([float(tokens)], dtype=torch.float64, device=sums.device)
     all_reduce_sum(sums, count)
@@ -271,7 +271,7 @@ def predictivity_pass(
         confusion=confusion,
     ):
         for k in kinds:
-            stats[k].update(acts[k], labels, index)
+            stats[k].update(acts[k], labels, index, finite_checked=True)
     for st in stats.values():
         st.reduce_across_ranks()
     if confusion is not None:

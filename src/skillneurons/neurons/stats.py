@@ -28,7 +28,7 @@ mean-pooled text-token activation at position 0 and the max-pooled one at positi
 (:data:`POOLED_POSITIONS`) and build the statistics with ``n_positions=2``; every formula is the same.
 
 Memory (bytes), with ``LTN = n_layers * n_positions * d_ff`` and C classes:
-``BaselineStats``: ``16 * LTN``; ``PredictivityStats``: ``8 * LTN * (C + 1)`` plus, with histograms,
+``BaselineStats``: ``16 * LTN``; ``PredictivityStats``: ``8 * LTN * (C + 1) + 4 * LTN`` plus, with histograms,
 ``4 * C * LTN * (hist_bins + 2) + 16 * LTN`` (see :func:`predictivity_stats_bytes`). ``update`` also
 allocates transient buffers of at most about ``17 * MAX_CHUNK_ELEMENTS`` bytes (about 140 MB), or
 ``33 *`` that with histograms, whatever the batch size.
@@ -94,10 +94,11 @@ def histogram_bytes(num_classes: int, n_layers: int, n_positions: int, d_ff: int
 def predictivity_stats_bytes(
     num_classes: int, n_layers: int, n_positions: int, d_ff: int, hist_bins: int | None = None
 ) -> int:
-    """Bytes held by a :class:`PredictivityStats`: the float64 baseline, the int64 counts
-    ``[C, L, T, N]`` and, with ``hist_bins``, the int32 histograms and two float64 bin-range tensors."""
+    """Bytes held by a :class:`PredictivityStats`: the float64 baseline and its float32 copy rounded
+    down (for exact float32 comparisons), the int64 counts ``[C, L, T, N]`` and, with ``hist_bins``,
+    the int32 histograms and two float64 bin-range tensors."""
     ltn = n_layers * n_positions * d_ff
-    total = 8 * ltn + 8 * num_classes * ltn + 8 * num_classes
+    total = 12 * ltn + 8 * num_classes * ltn + 8 * num_classes
     if hist_bins is not None:
         total += histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn
     return total
@@ -133,7 +134,7 @@ def find_stats_bytes(
     largest = -(-dev_size // folds) if folds else dev_size
     out = {
         "baseline": baseline_stats_bytes(n_layers, n_positions, d_ff),
-        "counts": 8 * ltn + 8 * num_classes * ltn + 8 * num_classes,
+        "counts": 12 * ltn + 8 * num_classes * ltn + 8 * num_classes,
         "histograms": 0
         if hist_bins is None
         else histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn,
@@ -165,8 +166,9 @@ def _check_geometry(n_layers: int, n_positions: int, d_ff: int) -> tuple[int, in
     return n_layers, n_positions, d_ff
 
 
-def _check_acts(acts: Tensor, shape: tuple[int, int, int]) -> Tensor:
-    """Validate ``acts`` [batch, L, T, N] (floating, matching geometry, finite)."""
+def _check_acts(acts: Tensor, shape: tuple[int, int, int], finite: bool = True) -> Tensor:
+    """Validate ``acts`` [batch, L, T, N] (floating, matching geometry and, unless the caller has
+    checked it (``finite=False``), finite)."""
     if not isinstance(acts, Tensor):
         raise ConfigError(f"activations must be a torch.Tensor, got {type(acts).__name__}: pass a tensor")
     if acts.dim() != 4 or tuple(acts.shape[1:]) != shape:
@@ -177,7 +179,9 @@ def _check_acts(acts: Tensor, shape: tuple[int, int, int]) -> Tensor:
         )
     if not acts.is_floating_point():
         raise ConfigError(f"activations have dtype {acts.dtype}: pass floating-point activations")
-    for bs, ls in _chunks(acts.shape[0], shape[0], shape[1] * shape[2], MAX_CHUNK_ELEMENTS):
+    for bs, ls in (
+        () if not finite else _chunks(acts.shape[0], shape[0], shape[1] * shape[2], MAX_CHUNK_ELEMENTS)
+    ):
         finite = torch.isfinite(acts[bs, ls])
         if not bool(finite.all()):
             layer = (ls.start or 0) + int((~finite).flatten(2).any(-1).any(0).nonzero()[0, 0])
@@ -186,6 +190,14 @@ def _check_acts(acts: Tensor, shape: tuple[int, int, int]) -> Tensor:
                 "or bfloat16 instead of float16, or check the inputs"
             )
     return acts
+
+
+def _round_down32(b: Tensor) -> Tensor:
+    """The largest float32 <= each float64 of ``b``: for float32 activations ``a > b`` iff
+    ``a > _round_down32(b)``, so pass 2 compares in float32, exactly."""
+    b32 = b.to(torch.float32)
+    over = b32.to(torch.float64) > b
+    return torch.where(over, torch.nextafter(b32, torch.full_like(b32, -float("inf"))), b32)
 
 
 def _chunks(batch: int, n_layers: int, per_layer: int, max_elements: int) -> Iterator[tuple[slice, slice]]:
@@ -271,12 +283,13 @@ class BaselineStats:
         )
 
     @torch.no_grad()
-    def update(self, acts: Tensor) -> None:
+    def update(self, acts: Tensor, *, finite_checked: bool = False) -> None:
         """Add a batch. ``acts``: [batch, L, T, N], any floating dtype and device.
 
-        Raises :class:`DataError` (and changes nothing) when the batch holds NaN or inf.
+        Raises :class:`DataError` (and changes nothing) when the batch holds NaN or inf (unless the
+        caller has checked that: ``finite_checked``, as the collection does once per batch).
         """
-        acts = _check_acts(acts, self.shape).to(self.device)
+        acts = _check_acts(acts, self.shape, not finite_checked).to(self.device)
         L, T, N = self.shape
         for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
             x = acts[bs, ls].to(torch.float64)
@@ -791,6 +804,7 @@ class PredictivityStats:
         self.device = torch.device(device) if device is not None else mean.device
         self.baseline = mean.detach().to(device=self.device, dtype=torch.float64).clone()
         self.shape: tuple[int, int, int] = tuple(self.baseline.shape)  # type: ignore[assignment]
+        self._baseline32 = _round_down32(self.baseline)
         self.num_classes = num_classes
         self.class_counts = torch.zeros(num_classes, dtype=torch.int64, device=self.device)
         self.above = torch.zeros((num_classes, *self.shape), dtype=torch.int64, device=self.device)
@@ -854,7 +868,12 @@ class PredictivityStats:
 
     @torch.no_grad()
     def update(
-        self, acts: Tensor, labels: Tensor | Sequence[int], index: Tensor | Sequence[int] | None = None
+        self,
+        acts: Tensor,
+        labels: Tensor | Sequence[int],
+        index: Tensor | Sequence[int] | None = None,
+        *,
+        finite_checked: bool = False,
     ) -> None:
         """Add a batch. ``acts``: [batch, L, T, N] floating; ``labels``: [batch] integers in ``[0, C)``;
         ``index``: [batch] the examples' positions in the split (needed with a fold plan; their
@@ -862,7 +881,7 @@ class PredictivityStats:
 
         Raises :class:`DataError` (and changes nothing) on NaN/inf activations or out-of-range labels.
         """
-        acts = _check_acts(acts, self.shape).to(self.device)
+        acts = _check_acts(acts, self.shape, not finite_checked).to(self.device)
         y = torch.as_tensor(labels, device=self.device)
         if y.dim() != 1 or y.shape[0] != acts.shape[0]:
             raise ConfigError(
@@ -887,10 +906,14 @@ class PredictivityStats:
         present = [c for c, n in enumerate(batch_counts.tolist()) if n > 0]
         L, T, N = self.shape
         per_elem_bins = self.hist_bins + 2 if self.hist_bins is not None else 0
+        fast = acts.dtype == torch.float32 and self.hist is None
         for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
-            x = acts[bs, ls].to(torch.float64)
             yb = y[bs]
-            gt = x > self.baseline[ls]
+            if fast:  # exact: a float32 a exceeds b iff it exceeds b rounded down to float32
+                gt = acts[bs, ls] > self._baseline32[ls]
+            else:
+                x = acts[bs, ls].to(torch.float64)
+                gt = x > self.baseline[ls]
             if self.hist is not None:
                 assert self.hist_lo is not None
                 idx = ((x - self.hist_lo[ls]) / self._bin_width(ls)).floor_().clamp_(-1, per_elem_bins - 2)
