@@ -209,3 +209,42 @@ def test_float32_comparison_with_the_rounded_down_baseline_is_exact() -> None:
     slow.update(near.double(), [0, 1, 0, 1])  # the float64 path
     assert torch.equal(fast.above, slow.above)
     assert torch.equal(fast.above.sum(0), (near.double() > base.mean()).sum(0))
+
+
+# ----------------------------------------------------------------------------------------------------
+# adaptive baseline (#20 section 2)
+
+
+def test_baseline_options_off_are_todays_pass_1_and_a_sample_is_its_examples() -> None:
+    from skillneurons.data import stratified_sample
+    from skillneurons.neurons.collect import baseline_pass
+
+    pm, train, dev = _pm(), separable_task(30, seed=1), separable_task(20, seed=2)
+    subtasks = decompose(2)
+    today = baseline_pass(pm, train, batch_size=7)[0]
+    off = score_prompt(pm, train, dev, subtasks, batch_size=7, baseline_examples=None, baseline_stop=None)
+    assert int(off["baseline_count"]) == 30 and torch.equal(off["baseline"], today.mean())
+    got = score_prompt(pm, train, dev, subtasks, batch_size=7, baseline_examples=12, seed=4)
+    keep = stratified_sample(train.labels, 12, np.random.default_rng(4)).tolist()
+    want = baseline_pass(pm, train.subset(keep), batch_size=7)[0]
+    assert int(got["baseline_count"]) == 12 and torch.equal(got["baseline"], want.mean())
+
+
+def test_adaptive_baseline_stops_by_its_rule() -> None:
+    from skillneurons.neurons.collect import baseline_pass
+
+    pm, train = _pm(), separable_task(30, seed=1)
+    early = baseline_pass(pm, train, batch_size=4, stop_fraction=0.99, min_examples=8)[0]
+    assert early.count == 8  # the first batch once 8 are seen: nearly nothing lies within one SE
+    never = baseline_pass(pm, train, batch_size=4, stop_fraction=1e-12, min_examples=8)[0]
+    assert never.count == 30
+    acts = _naive_prompt_acts(pm, train).double()
+    base = BaselineStats(*acts.shape[1:])
+    base.update(acts[:20])
+    se = base.std() / 20**0.5
+    want = float(((acts[20:] - base.mean()).abs() < se).double().mean())
+    assert base.within_se_fraction(acts[20:]) == pytest.approx(want, abs=1e-12)
+    with pytest.raises(ConfigError):
+        from skillneurons.neurons.config import FindConfig
+
+        FindConfig(baseline_stop=1.5)

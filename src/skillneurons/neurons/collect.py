@@ -185,9 +185,16 @@ def baseline_pass(
     precision: str = "auto",
     progress: bool = False,
     label: str = "",
+    stop_fraction: float | None = None,
+    min_examples: int = 64,
 ) -> tuple[Any, Tensor]:
     """Pass 1 over the TRAIN split: ``(BaselineStats [L, T, N], token_mean [L, N])``; with several
     ``positions`` kinds, a ``{kind: BaselineStats}`` dict from the same forward passes.
+
+    ``stop_fraction`` (adaptive baseline; None: every example): stop after the first batch, once
+    ``min_examples`` are seen, in which at most this fraction of the prompt-position activations lie
+    within one standard error of their running mean (:meth:`BaselineStats.within_se_fraction`);
+    feed ``train`` in a random order. Each rank decides on its own share (no collective in the loop).
 
     ``token_mean`` is every neuron's mean activation over all real tokens of the train split (the
     constant a pruned neuron is replaced by).
@@ -199,7 +206,7 @@ def baseline_pass(
     stats = {k: BaselineStats(L, num_positions(model, k), N, device=acc_device) for k in kinds}
     sums = torch.zeros(L, N, dtype=torch.float64, device=acc_device)
     tokens = 0
-    for acts, _, real, _ in activation_batches(
+    batches = activation_batches(
         model,
         train,
         positions=kinds,
@@ -208,10 +215,16 @@ def baseline_pass(
         token_sums=sums,
         progress=progress,
         desc=_desc("pass 1 (train)", label),
-    ):
+    )
+    for acts, _, real, _ in batches:
         for k in kinds:
             stats[k].update(acts[k], finite_checked=True)  # activation_batches checked them
         tokens += real
+        first = stats[kinds[0]]
+        if stop_fraction is not None and first.count >= max(2, min_examples):
+            if first.within_se_fraction(acts[kinds[0]]) <= stop_fraction:
+                break
+    batches.close()  # the hooks go with the generator, also after an early stop
     count = torch.tensor([float(tokens)], dtype=torch.float64, device=sums.device)
     all_reduce_sum(sums, count)
     for st in stats.values():

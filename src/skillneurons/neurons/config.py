@@ -64,7 +64,20 @@ class FindConfig:
     null_memory_gb: float = option(
         4.0, "refuse a permutation null whose counts would need more memory than this (GB)"
     )
-    seed: int = option(0, "seed of the folds and of the label permutations")
+    seed: int = option(0, "seed of the folds, the label permutations and the pass-1 sample or order")
+    baseline_examples: int | None = option(
+        None,
+        "pass 1 (the baseline) on a seeded stratified sample of at most this many train examples "
+        "(default: all)",
+        metavar="N",
+    )
+    baseline_stop: float | None = option(
+        None,
+        "adaptive baseline: stop pass 1 (train examples in a seeded random order) once at most this "
+        "fraction of a batch's activations lie within one standard error of their running mean "
+        "(e.g. 0.02; default: off)",
+        metavar="FRACTION",
+    )
 
     def __post_init__(self) -> None:
         check_fraction(self.rho)
@@ -83,6 +96,12 @@ class FindConfig:
             raise ConfigError(
                 f"--permutations {self.permutations} is invalid: pass 0 (no null) or more (e.g. 100)"
             )
+        be = self.baseline_examples
+        if be is not None and (isinstance(be, bool) or not isinstance(be, int) or be < 2):
+            raise ConfigError(f"--baseline-examples {be} is invalid: pass at least 2 examples (or omit it)")
+        bs = self.baseline_stop
+        if bs is not None and not 0.0 < bs < 1.0:
+            raise ConfigError(f"--baseline-stop {bs} is invalid: pass a fraction in (0, 1), e.g. 0.02")
         if not self.null_memory_gb > 0:
             raise ConfigError(f"--null-memory-gb {self.null_memory_gb} is invalid: pass a positive size")
         if self.top < 0 or self.batch_size < 1:

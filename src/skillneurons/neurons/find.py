@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from skillneurons.artifacts import load_artifact, load_manifest, save_artifact, sha256_file
 from skillneurons.backbones import Backbone
-from skillneurons.data import Task, TaskSplits, check_disjoint
+from skillneurons.data import Task, TaskSplits, check_disjoint, stratified_sample
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.evidence import permutation_p, wilson, z_score
@@ -184,6 +185,9 @@ def score_prompt(
     label: str = "",
     plan: FoldPlan | None = None,
     heldout_null: bool = True,
+    baseline_examples: int | None = None,
+    baseline_stop: float | None = None,
+    seed: int = 0,
 ) -> dict[str, Tensor]:
     """Both passes for one prompt: ``pred.<subtask>`` [L, T, N] at the prompt positions (and
     ``auroc.<subtask>`` with ``hist_bins``), ``baseline`` [L, T, N], ``token_mean`` [L, N],
@@ -192,17 +196,20 @@ def score_prompt(
     from the SAME forward passes: ``pooled.pred.<subtask>`` [L, 2, N] (position 0: mean-pooled, 1:
     max-pooled). ``label`` names the passes on the progress bars. With a ``plan`` (:class:`FoldPlan`
     of ``dev``), also the cross-fitting reductions (:class:`~skillneurons.neurons.crossfit.PromptFolds`)
-    under ``cf.*`` (and ``pooled.cf0.*``, ``pooled.cf1.*``), null included."""
+    under ``cf.*`` (and ``pooled.cf0.*``, ``pooled.cf1.*``), null included. ``baseline_examples`` /
+    ``baseline_stop``: pass 1 on a seeded stratified sample / stopped adaptively (``FindConfig``);
+    ``baseline_count`` says how many train examples it saw."""
     check_disjoint(train, dev, "prompt's training", "ranking (dev)")
     kinds: tuple[Positions, ...] = ("prompt", "pooled") if pooled else ("prompt",)
     base, token_mean = baseline_pass(
         model,
-        train,
+        _baseline_examples(train, baseline_examples, baseline_stop, seed),
         positions=kinds,
         batch_size=batch_size,
         precision=precision,
         progress=progress,
         label=label,
+        stop_fraction=baseline_stop,
     )
     device = model.backbone.device
     classes = max(dev.num_classes, model.num_classes)
@@ -237,9 +244,22 @@ def score_prompt(
         baseline=base["prompt"].mean().cpu(),
         token_mean=token_mean,
         class_counts=prompt_stats.class_counts.cpu(),
+        baseline_count=torch.tensor(base["prompt"].count, dtype=torch.int64),
         confusion=confusion.cpu(),
     )
     return out
+
+
+def _baseline_examples(train: Task, limit: int | None, stop: float | None, seed: int) -> Task:
+    """The train examples of pass 1: all in their order (the default), a seeded stratified sample of
+    ``limit``, and, for the adaptive stop, in a seeded random order."""
+    if limit is None and stop is None:
+        return train
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(train)) if limit is None else stratified_sample(train.labels, limit, rng)
+    if stop is not None:
+        idx = rng.permutation(idx)
+    return train.subset(idx.tolist())
 
 
 def prompt_splits(prompt_path: Path, manifest: Mapping[str, Any], task: Task) -> TaskSplits:
@@ -395,6 +415,9 @@ def _score_one(
             label=f"prompt {i + 1}/{n}" + (" + text-token controls" if pooled else ""),
             plan=plan,
             heldout_null=cfg.heldout_null,
+            baseline_examples=cfg.baseline_examples,
+            baseline_stop=cfg.baseline_stop,
+            seed=cfg.seed,
         )
         if cache is not None and is_main():
             save_artifact(
@@ -547,6 +570,9 @@ def _controls(
         progress=progress,
         plan=_plan(cfg, dev),
         heldout_null=cfg.heldout_null,
+        baseline_examples=cfg.baseline_examples,
+        baseline_stop=cfg.baseline_stop,
+        seed=cfg.seed,
     )
     out: dict[str, ControlScore] = {}
     for t, name in enumerate(("text_mean_pooled", "text_max_pooled")):
@@ -578,6 +604,8 @@ def _crossfit_key(cfg: FindConfig) -> dict[str, Any]:
         "permutations": cfg.permutations,
         "seed": cfg.seed,
         "heldout_null": cfg.heldout_null,
+        "baseline_examples": cfg.baseline_examples,
+        "baseline_stop": cfg.baseline_stop,
         "version": 1,
     }
 

@@ -36,6 +36,7 @@ allocates transient buffers of at most about ``17 * MAX_CHUNK_ELEMENTS`` bytes (
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -320,6 +321,22 @@ class BaselineStats:
         m = self.sum / self._scalar(self.count)
         v = (self.sum_sq - self.sum * m).clamp_min_(0.0)
         return v / self._scalar(self.count - 1 if unbiased else self.count)
+
+    @torch.no_grad()
+    def within_se_fraction(self, acts: Tensor) -> float:
+        """The fraction of the activations ``acts`` [batch, L, T, N] that lie within one standard error
+        (``std / sqrt(count)``) of the running mean: the share whose side of the baseline the
+        baseline's own uncertainty could still flip (the adaptive stopping rule of pass 1)."""
+        acts = _check_acts(acts, self.shape, finite=False).to(self.device)
+        self._require_data(2)
+        mean = self.mean()
+        se = self.std().div_(math.sqrt(self.count))
+        L, T, N = self.shape
+        inside = 0
+        for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
+            d = (acts[bs, ls].to(torch.float64) - mean[ls]).abs_()
+            inside += int((d < se[ls]).sum())
+        return inside / max(1, acts.numel())
 
     def std(self, unbiased: bool = False) -> Tensor:
         """Standard deviation [L, T, N] float64 (population unless ``unbiased``)."""
