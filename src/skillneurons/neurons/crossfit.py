@@ -99,15 +99,15 @@ def _select(
     pos, neg = list(s.positive), list(s.negative)
     if not s.balanced:
         d = _side_sum(c, pos) - _side_sum(c, neg)  # [F, X]: TP - (n_neg - TN) per fold
-        d = d.sum(0, dtype=torch.int32).unsqueeze(0) - d  # on the other folds
+        d = d.sum(0, dtype=d.dtype).unsqueeze(0) - d  # on the other folds
         nt = n.sum(0, keepdim=True) - n
         n_pos, n_neg = nt[:, pos].sum(1), nt[:, neg].sum(1)
-        m = (d + n_neg.to(torch.int32).view(F, 1)).view(F, L, T, N)
-        tot = (n_pos + n_neg).to(torch.int32).view(F, 1, 1, 1)
+        m = (d + n_neg.to(d.dtype).view(F, 1)).view(F, L, T, N)
+        tot = (n_pos + n_neg).to(d.dtype).view(F, 1, 1, 1)
         pm = torch.maximum(m, tot - m)
         top = pm.amax(2)
         best = _first_best(top, pm)
-        positive = 2 * m.gather(2, best).squeeze(2) >= tot.view(F, 1, 1)
+        positive = 2 * m.gather(2, best).squeeze(2).to(torch.int64) >= tot.view(F, 1, 1)
         return top.to(torch.float64) / tot.view(F, 1, 1), best, positive
     assert train is not None
     acc = subtask_accuracy(train[0], train[1], s).view(F, L, T, N)
@@ -137,8 +137,9 @@ def fold_reduce(
     """
     L, T, N = shape
     F, C = counts.shape[:2]
-    c = counts.to(torch.int32)
-    total, ntot = c.sum(0, dtype=torch.int32), n.sum(0)
+    # int16 while the split has at most 32,767 examples (every count, m and n - m fit): half the traffic
+    c = counts.to(torch.int16 if int(n.sum()) <= 2**15 - 1 else torch.int32)
+    total, ntot = c.sum(0, dtype=c.dtype), n.sum(0)
     train = None
     if any(s.balanced for s in subtasks):
         train = (total.unsqueeze(0) - c, ntot.unsqueeze(0) - n)
@@ -212,28 +213,31 @@ def prompt_folds(
     out = PromptFolds(train, test, n.sum(1).to(torch.float64), ins)
     if null is None:
         return out
-    g = counts.to(torch.int32).sum(1, dtype=torch.int32).reshape(F, -1)  # [F, LTN] label-free totals per fold
+    dt = torch.int16 if int(n.sum()) <= 2**15 - 1 else torch.int32
+    g = counts.to(dt).sum(1, dtype=dt).reshape(F, -1)  # [F, LTN] label-free totals per fold
     R = null.shape[0]
     out.null_in_sample = torch.empty((R, len(subtasks), shape[0], shape[2]), dtype=torch.float64)
     if cf.heldout_null:
         out.null_train = torch.empty((R, *train.shape), dtype=torch.float32)
         out.null_test = torch.empty_like(out.null_train)
     for r in range(R):
-        rest = null[r].to(torch.int32).reshape(null.shape[1], C - 1, -1)  # [F', C-1, LTN]
+        rest = null[r].to(dt).reshape(null.shape[1], C - 1, -1)  # [F', C-1, LTN]
         if cf.heldout_null:
-            full = torch.cat([(g - rest.sum(1, dtype=torch.int32)).unsqueeze(1), rest], 1)  # [F, C, LTN]
+            full = torch.cat([(g - rest.sum(1, dtype=dt)).unsqueeze(1), rest], 1)  # [F, C, LTN]
             tr, te, ins_r = fold_reduce(full, n, subtasks, shape)  # type: ignore[arg-type]
             out.null_train[r], out.null_test[r] = tr, te  # type: ignore[index]
             out.null_in_sample[r] = ins_r
         else:
-            full = torch.cat(
-                [(g.sum(0, dtype=torch.int32) - rest[0].sum(0, dtype=torch.int32)).unsqueeze(0), rest[0]], 0
-            )
+            full = torch.cat([(g.sum(0, dtype=dt) - rest[0].sum(0, dtype=dt)).unsqueeze(0), rest[0]], 0)
             out.null_in_sample[r] = _in_sample_only(full, n.sum(0), subtasks, shape)
     return out
 
 
 def _aggregate(scores: Sequence[Tensor], how: str) -> Tensor:
+    if how not in ("mean", "min"):
+        raise ConfigError(f"aggregation {how!r} is unknown: use 'mean' or 'min'")
+    if len(scores) == 1:  # the mean or min of one value is that value
+        return scores[0].to(torch.float64)
     stacked = torch.stack([s.to(torch.float64) for s in scores])
     if how == "mean":
         return stacked.mean(0)
@@ -245,8 +249,10 @@ def _aggregate(scores: Sequence[Tensor], how: str) -> Tensor:
 def _best_subtask(agg: Tensor) -> tuple[Tensor, Tensor]:
     """``(max over subtasks [L*N], first subtask attaining it [L*N])`` of ``agg`` [S, L, N]."""
     flat = agg.reshape(agg.shape[0], -1)
-    best = flat.amax(0)
     S = flat.shape[0]
+    if S == 1:
+        return flat[0], torch.zeros(flat.shape[1], dtype=torch.int64)
+    best = flat.amax(0)
     which = torch.where(flat == best, torch.arange(S).unsqueeze(1), S).amin(0)
     return best, which
 
