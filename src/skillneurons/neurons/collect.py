@@ -10,7 +10,7 @@ buffer feeds :class:`~skillneurons.neurons.stats.BaselineStats` (pass 1) or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any, Literal
 
 import torch
@@ -120,7 +120,7 @@ def activation_batches(
     progress: bool = False,
     desc: str = "activations",
     confusion: Tensor | None = None,
-) -> Iterator[tuple[dict[str, Tensor], Tensor, int, Tensor]]:
+) -> Generator[tuple[dict[str, Tensor], Tensor, int, Tensor], None, None]:
     """Yield ``({kind: acts [B, L, T, N] float32}, labels [B], real_tokens, index [B])`` batch by
     batch (``index``: the examples' positions in ``task``).
 

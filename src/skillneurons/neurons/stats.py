@@ -183,9 +183,9 @@ def _check_acts(acts: Tensor, shape: tuple[int, int, int], finite: bool = True) 
     for bs, ls in (
         () if not finite else _chunks(acts.shape[0], shape[0], shape[1] * shape[2], MAX_CHUNK_ELEMENTS)
     ):
-        finite = torch.isfinite(acts[bs, ls])
-        if not bool(finite.all()):
-            layer = (ls.start or 0) + int((~finite).flatten(2).any(-1).any(0).nonzero()[0, 0])
+        ok = torch.isfinite(acts[bs, ls])
+        if not bool(ok.all()):
+            layer = (ls.start or 0) + int((~ok).flatten(2).any(-1).any(0).nonzero()[0, 0])
             raise DataError(
                 f"activations contain NaN or inf (first in layer {layer}): run the backbone in float32 "
                 "or bfloat16 instead of float16, or check the inputs"
