@@ -598,7 +598,7 @@ def _controls(
 
 
 def _crossfit_key(cfg: FindConfig) -> dict[str, Any]:
-    """What the cross-fitting reductions of a cached prompt score depend on."""
+    """What a cached prompt score depends on beyond the older keys: folds, null, pass-1 sample."""
     return {
         "folds": cfg.folds,
         "permutations": cfg.permutations,

@@ -73,8 +73,9 @@ class StatFigures:
     """One statistic (the top-1 predictivity, or the mean over the top ``rho``) of a set of prompts.
 
     ``heldout``: selected on the other folds and measured on each fold in the direction selected,
-    with a Wilson 95% interval ``[lo, hi]`` over the ``n`` ranking examples (for a mean over neurons
-    or a balanced accuracy a conservative one: an average of 0/1 scores varies no more than one 0/1 score);
+    with a Wilson 95% interval ``[lo, hi]`` over the ``n`` ranking examples (exact in kind for a
+    binary top-1 figure, k correct of n; for a mean over neurons, a balanced accuracy or a mean over
+    prompts an approximation: those average several 0/1 scores per example);
     ``in_sample``: selected and measured on the same examples; ``null`` / ``in_sample_null``: each
     compared with the same statistic under the permutations (None when not computed)."""
 
