@@ -4,6 +4,9 @@ Side by side in one run, same model, prompt, examples and batch size, repetition
 
 * ``forward``   - the physical limit: the same forward passes with no hook at all;
 * ``find``      - skillneurons' streaming passes (baseline on "train", predictivity on "dev");
+* ``find_null`` - the same passes with cross-fitting folds and the permutation null at find's
+  defaults (5 folds, R = 100 label permutations, held-out null), counted in the SAME forward passes,
+  plus the reductions to the held-out figures and the null distributions (#18 items 1-2);
 * ``cache_all`` - the original code's approach: per batch, copy every prompt-position activation to
   host memory, compute the statistics at the end from the stored tensor.
 
@@ -29,6 +32,10 @@ from skillneurons.backbones import load_backbone, neuron_hooks
 from skillneurons.data import Task, load_task
 from skillneurons.neurons import BaselineStats, PredictivityStats
 from skillneurons.neurons.collect import baseline_pass, predictivity_pass
+from skillneurons.neurons.config import FindConfig
+from skillneurons.neurons.crossfit import prompt_folds, set_figures
+from skillneurons.neurons.ranking import decompose
+from skillneurons.neurons.stats import FoldPlan
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head, load_prompt
 from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
 
@@ -61,6 +68,16 @@ def run_forward(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
 def run_find(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
     base, _ = baseline_pass(pm, train, batch_size=bs)
     predictivity_pass(pm, dev, base, batch_size=bs).predictivity()
+
+
+def run_find_null(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
+    cfg = FindConfig()
+    plan = FoldPlan.make(dev.labels, dev.num_classes, cfg.folds, cfg.permutations, cfg.seed)
+    base, _ = baseline_pass(pm, train, batch_size=bs)
+    stats = predictivity_pass(pm, dev, base, batch_size=bs, plan=plan, heldout_null=cfg.heldout_null)
+    stats.predictivity()
+    folds = prompt_folds(stats.crossfit, decompose(2))
+    set_figures([folds], cfg.aggregate, cfg.rho)
 
 
 @torch.inference_mode()
@@ -97,7 +114,7 @@ def run_cache_all(pm: PromptModel, train: Task, dev: Task, bs: int) -> None:
     stats.predictivity()
 
 
-METHODS = {"forward": run_forward, "find": run_find, "cache_all": run_cache_all}
+METHODS = {"forward": run_forward, "find": run_find, "find_null": run_find_null, "cache_all": run_cache_all}
 
 
 def peak_rss_mb(method: str, n: int, args: argparse.Namespace) -> float:
@@ -132,6 +149,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="bench/results/find_speed.json")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS child processes")
+    ap.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated methods to time (forward is always timed: the ratios are to it)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -142,10 +164,12 @@ def main() -> None:
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return
     run_forward(pm, train.subset(range(32)), dev.subset(range(32)), args.batch_size)  # warm-up
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    chosen = ["forward"] + [m for m in args.methods.split(",") if m in METHODS and m != "forward"]
+    times: dict[str, list[float]] = {m: [] for m in chosen}
     sync = torch.cuda.synchronize if pm.backbone.device.type == "cuda" else (lambda: None)
     for _ in range(args.repeats):
-        for name, fn in METHODS.items():
+        for name in chosen:
+            fn = METHODS[name]
             sync()
             t0 = time.perf_counter()
             fn(pm, train, dev, args.batch_size)
@@ -157,7 +181,8 @@ def main() -> None:
         if args.no_memory
         else {
             f"{m}_{k}x": peak_rss_mb(m, k * args.examples, args)
-            for m in ("find", "cache_all")
+            for m in ("find", "find_null", "cache_all")
+            if m in chosen
             for k in (1, 4)
         }
     )
@@ -175,8 +200,11 @@ def main() -> None:
         "prompt_positions": pm.prompt.length + 1,
         "neurons": pm.backbone.num_neurons,
         "median_seconds": med,
-        "find_over_forward": med["find"] / med["forward"],
-        "cache_all_over_forward": med["cache_all"] / med["forward"],
+        "over_forward": {m: med[m] / med["forward"] for m in chosen},
+        "find_null_over_find": med["find_null"] / med["find"]
+        if {"find", "find_null"} <= med.keys()
+        else None,
+        "null": {"folds": FindConfig().folds, "permutations": FindConfig().permutations, "heldout": True},
         "peak_rss_mb": mem,
     }
     write_json(args.out, result)

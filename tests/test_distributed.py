@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from conftest import separable_task
 from skillneurons.neurons.collect import baseline_pass, predictivity_pass
+from skillneurons.neurons.stats import FoldPlan
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head
 from skillneurons.testing import tiny_model
 from skillneurons.training import TrainConfig, Trainer
@@ -27,6 +28,7 @@ CHILD = textwrap.dedent(
     from conftest import separable_task
     from skillneurons.distributed import init_from_env, is_main, world_size
     from skillneurons.neurons.collect import baseline_pass, predictivity_pass
+    from skillneurons.neurons.stats import FoldPlan
     from skillneurons.prompts import PromptModel, SoftPrompt, build_head
     from skillneurons.testing import tiny_model
     from skillneurons.training import TrainConfig, Trainer
@@ -38,12 +40,16 @@ CHILD = textwrap.dedent(
     pm = PromptModel(bb, SoftPrompt.create(bb, 3, std=0.5), build_head("linear", bb, [["bad"], ["good"]]),
                      max_length=24)
     base, token_mean = baseline_pass(pm, separable_task(45, seed=1), batch_size=8)
-    stats = predictivity_pass(pm, separable_task(37, seed=2), base, batch_size=8, hist_bins=8)
+    dev = separable_task(37, seed=2)
+    plan = FoldPlan.make(dev.labels, 2, 4, 5, 0)
+    stats = predictivity_pass(pm, dev, base, batch_size=8, hist_bins=8, plan=plan)
     cfg = TrainConfig(max_steps=6, batch_size=8, lr=0.05, eval_every=3, seed=0)
     Trainer(pm, separable_task(40), separable_task(12, seed=3), cfg, progress=False).fit()
     if is_main():
         save_file({{"sum": base.sum, "count": torch.tensor(base.count), "token_mean": token_mean,
                    "above": stats.above, "hist": stats.hist, "counts": stats.class_counts,
+                   "cf": stats.crossfit.counts, "cf_n": stats.crossfit.class_counts,
+                   "cf_null": stats.crossfit.null,
                    "prompt": pm.prompt.weight.detach(), "head": pm.head.linear.weight.detach()}}, out)
     """
 )
@@ -81,7 +87,13 @@ def test_two_gloo_processes_match_single_process(tmp_path: Path) -> None:
         bb, SoftPrompt.create(bb, 3, std=0.5), build_head("linear", bb, [["bad"], ["good"]]), max_length=24
     )
     base, token_mean = baseline_pass(pm, separable_task(45, seed=1), batch_size=8)
-    stats = predictivity_pass(pm, separable_task(37, seed=2), base, batch_size=8, hist_bins=8)
+    dev = separable_task(37, seed=2)
+    plan = FoldPlan.make(dev.labels, 2, 4, 5, 0)
+    stats = predictivity_pass(pm, dev, base, batch_size=8, hist_bins=8, plan=plan)
+    cf = stats.crossfit
+    assert cf is not None and cf.null is not None
+    assert torch.equal(dp["cf"], cf.counts) and torch.equal(dp["cf_n"], cf.class_counts)
+    assert torch.equal(dp["cf_null"], cf.null)  # fold and null counts: int16 summed across ranks
     # statistics: exactly the single-process ones (whole batches per rank, sums of the same numbers)
     assert int(dp["count"]) == base.count == 45
     torch.testing.assert_close(dp["sum"], base.sum, rtol=1e-13, atol=1e-13)

@@ -275,7 +275,7 @@ def test_memory_estimates_match_the_allocations():
     base.update(torch.randn(3, L, T, N))
     for bins in (None, 10):
         stats = PredictivityStats(base, 3, hist_bins=bins)
-        held = sum(v.nbytes for v in stats.state_dict().values())
+        held = sum(v.nbytes for v in stats.state_dict().values()) + stats._baseline32.nbytes
         assert predictivity_stats_bytes(3, L, T, N, bins) == held
     assert stats.hist is not None
     assert histogram_bytes(3, L, T, N, 10) == stats.hist.nbytes

@@ -15,6 +15,11 @@ Typical use, for a binary task and several trained prompts (seeds)::
     ranking = SkillRanking(aggregate(scores, how="mean"))
     mask = ranking.mask(0.02)                              # [L, N] bool, 2% of every layer
 
+Held-out predictivity and the permutation null (REFERENCE.md section 10): give pass 2 a
+``FoldPlan.make(dev_labels, C, folds, permutations, seed)`` (``PredictivityStats(base, C, plan=plan)``,
+``update(acts, labels, index)``) and reduce its ``crossfit`` counts with
+:func:`skillneurons.neurons.crossfit.prompt_folds` / :func:`~skillneurons.neurons.crossfit.set_figures`.
+
 For C > 2 classes, build one ranking per ``Subtask`` of ``decompose(C, scheme)`` (scoring it with
 ``stats.predictivity(sub.positive, sub.negative, balanced=sub.balanced)``) and select with
 ``union_mask(rankings, rho)``.
@@ -59,9 +64,12 @@ if TYPE_CHECKING:
         MAX_CHUNK_ELEMENTS,
         POOLED_POSITIONS,
         BaselineStats,
+        CrossFitCounts,
+        FoldPlan,
         PredictivityStats,
         baseline_stats_bytes,
         histogram_bytes,
+        null_counts_bytes,
         predictivity_stats_bytes,
     )
 
@@ -94,6 +102,9 @@ __getattr__, __dir__ = lazy_exports(
         "MAX_CHUNK_ELEMENTS": ".stats",
         "POOLED_POSITIONS": ".stats",
         "BaselineStats": ".stats",
+        "CrossFitCounts": ".stats",
+        "FoldPlan": ".stats",
+        "null_counts_bytes": ".stats",
         "PredictivityStats": ".stats",
         "baseline_stats_bytes": ".stats",
         "histogram_bytes": ".stats",
@@ -107,9 +118,11 @@ __all__ = [
     "POOLED_POSITIONS",
     "BaselineStats",
     "ControlScore",
+    "CrossFitCounts",
     "FindConfig",
     "FindResult",
     "FindSummary",
+    "FoldPlan",
     "LayerDistribution",
     "Overlap",
     "PredictivityStats",
@@ -125,6 +138,7 @@ __all__ = [
     "find_skill_neurons",
     "format_summary",
     "histogram_bytes",
+    "null_counts_bytes",
     "overlap",
     "per_prompt",
     "predictivity_stats_bytes",

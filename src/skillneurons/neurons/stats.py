@@ -28,7 +28,7 @@ mean-pooled text-token activation at position 0 and the max-pooled one at positi
 (:data:`POOLED_POSITIONS`) and build the statistics with ``n_positions=2``; every formula is the same.
 
 Memory (bytes), with ``LTN = n_layers * n_positions * d_ff`` and C classes:
-``BaselineStats``: ``16 * LTN``; ``PredictivityStats``: ``8 * LTN * (C + 1)`` plus, with histograms,
+``BaselineStats``: ``16 * LTN``; ``PredictivityStats``: ``8 * LTN * (C + 1) + 4 * LTN`` plus, with histograms,
 ``4 * C * LTN * (hist_bins + 2) + 16 * LTN`` (see :func:`predictivity_stats_bytes`). ``update`` also
 allocates transient buffers of at most about ``17 * MAX_CHUNK_ELEMENTS`` bytes (about 140 MB), or
 ``33 *`` that with histograms, whatever the batch size.
@@ -36,8 +36,10 @@ allocates transient buffers of at most about ``17 * MAX_CHUNK_ELEMENTS`` bytes (
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +54,13 @@ __all__ = [
     "MAX_CHUNK_ELEMENTS",
     "POOLED_POSITIONS",
     "BaselineStats",
+    "CrossFitCounts",
+    "FoldPlan",
     "PredictivityStats",
     "baseline_stats_bytes",
+    "find_stats_bytes",
     "histogram_bytes",
+    "null_counts_bytes",
     "predictivity_stats_bytes",
 ]
 
@@ -89,13 +95,65 @@ def histogram_bytes(num_classes: int, n_layers: int, n_positions: int, d_ff: int
 def predictivity_stats_bytes(
     num_classes: int, n_layers: int, n_positions: int, d_ff: int, hist_bins: int | None = None
 ) -> int:
-    """Bytes held by a :class:`PredictivityStats`: the float64 baseline, the int64 counts
-    ``[C, L, T, N]`` and, with ``hist_bins``, the int32 histograms and two float64 bin-range tensors."""
+    """Bytes held by a :class:`PredictivityStats`: the float64 baseline and its float32 copy rounded
+    down (for exact float32 comparisons), the int64 counts ``[C, L, T, N]`` and, with ``hist_bins``,
+    the int32 histograms and two float64 bin-range tensors."""
     ltn = n_layers * n_positions * d_ff
-    total = 8 * ltn + 8 * num_classes * ltn + 8 * num_classes
+    total = 12 * ltn + 8 * num_classes * ltn + 8 * num_classes
     if hist_bins is not None:
         total += histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn
     return total
+
+
+def find_stats_bytes(
+    n_layers: int,
+    n_positions: int,
+    d_ff: int,
+    num_classes: int,
+    dev_size: int,
+    *,
+    hist_bins: int | None = None,
+    folds: int = 5,
+    permutations: int = 100,
+    heldout_null: bool = True,
+) -> dict[str, int]:
+    """Bytes of every statistic one prompt's two passes hold at once, by name (``total`` their sum),
+    for a ranking split of ``dev_size`` examples dealt into ``folds`` folds: ``baseline`` (pass 1,
+    float64 sums), ``counts`` (pass 2: its float64 baseline copy and int64 per-class counts),
+    ``histograms`` (AUROC bins), ``fold_counts`` ([F, C, LTN], int16 while a fold holds at most
+    32,767 examples), ``null`` (:func:`null_counts_bytes`) and ``buffer`` (the indicators buffered
+    before they are counted: ``CROSSFIT_BUFFER`` bytes and one chunk). Transient buffers come on
+    top: per batch about ``17 * MAX_CHUNK_ELEMENTS`` bytes, per count step a fold's share of the
+    buffer as float32 and a 64 MiB product.
+
+    Example, a 7B geometry (32 layers x 11,008 neurons x 21 positions, 2 classes, 1,000 dev
+    examples, no AUROC): baseline 0.12 GB, counts 0.18 GB, fold counts 0.15 GB, buffer 0.28 GB;
+    the held-out null at R = 100 is 7.4 GB, over find's default ``--null-memory-gb 4`` (refused,
+    naming R = 54; R = 50 needs 3.7 GB; the in-sample null only, ``--no-heldout-null``: 1.5 GB).
+    """
+    ltn = n_layers * n_positions * d_ff
+    largest = -(-dev_size // folds) if folds else dev_size
+    out = {
+        "baseline": baseline_stats_bytes(n_layers, n_positions, d_ff),
+        "counts": 12 * ltn + 8 * num_classes * ltn + 8 * num_classes,
+        "histograms": 0
+        if hist_bins is None
+        else histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn,
+        "fold_counts": folds * num_classes * ltn * (2 if largest <= _INT16_MAX else 4),
+        "null": null_counts_bytes(
+            permutations,
+            folds,
+            num_classes,
+            n_layers,
+            n_positions,
+            d_ff,
+            largest if heldout_null else dev_size,
+            heldout_null,
+        ),
+        "buffer": min(CROSSFIT_BUFFER + max(MAX_CHUNK_ELEMENTS, n_positions * d_ff), dev_size * ltn),
+    }
+    out["total"] = sum(out.values())
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -109,8 +167,9 @@ def _check_geometry(n_layers: int, n_positions: int, d_ff: int) -> tuple[int, in
     return n_layers, n_positions, d_ff
 
 
-def _check_acts(acts: Tensor, shape: tuple[int, int, int]) -> Tensor:
-    """Validate ``acts`` [batch, L, T, N] (floating, matching geometry, finite)."""
+def _check_acts(acts: Tensor, shape: tuple[int, int, int], finite: bool = True) -> Tensor:
+    """Validate ``acts`` [batch, L, T, N] (floating, matching geometry and, unless the caller has
+    checked it (``finite=False``), finite)."""
     if not isinstance(acts, Tensor):
         raise ConfigError(f"activations must be a torch.Tensor, got {type(acts).__name__}: pass a tensor")
     if acts.dim() != 4 or tuple(acts.shape[1:]) != shape:
@@ -121,15 +180,25 @@ def _check_acts(acts: Tensor, shape: tuple[int, int, int]) -> Tensor:
         )
     if not acts.is_floating_point():
         raise ConfigError(f"activations have dtype {acts.dtype}: pass floating-point activations")
-    for bs, ls in _chunks(acts.shape[0], shape[0], shape[1] * shape[2], MAX_CHUNK_ELEMENTS):
-        finite = torch.isfinite(acts[bs, ls])
-        if not bool(finite.all()):
-            layer = (ls.start or 0) + int((~finite).flatten(2).any(-1).any(0).nonzero()[0, 0])
+    for bs, ls in (
+        () if not finite else _chunks(acts.shape[0], shape[0], shape[1] * shape[2], MAX_CHUNK_ELEMENTS)
+    ):
+        ok = torch.isfinite(acts[bs, ls])
+        if not bool(ok.all()):
+            layer = (ls.start or 0) + int((~ok).flatten(2).any(-1).any(0).nonzero()[0, 0])
             raise DataError(
                 f"activations contain NaN or inf (first in layer {layer}): run the backbone in float32 "
                 "or bfloat16 instead of float16, or check the inputs"
             )
     return acts
+
+
+def _round_down32(b: Tensor) -> Tensor:
+    """The largest float32 <= each float64 of ``b``: for float32 activations ``a > b`` iff
+    ``a > _round_down32(b)``, so pass 2 compares in float32, exactly."""
+    b32 = b.to(torch.float32)
+    over = b32.to(torch.float64) > b
+    return torch.where(over, torch.nextafter(b32, torch.full_like(b32, -float("inf"))), b32)
 
 
 def _chunks(batch: int, n_layers: int, per_layer: int, max_elements: int) -> Iterator[tuple[slice, slice]]:
@@ -215,12 +284,13 @@ class BaselineStats:
         )
 
     @torch.no_grad()
-    def update(self, acts: Tensor) -> None:
+    def update(self, acts: Tensor, *, finite_checked: bool = False) -> None:
         """Add a batch. ``acts``: [batch, L, T, N], any floating dtype and device.
 
-        Raises :class:`DataError` (and changes nothing) when the batch holds NaN or inf.
+        Raises :class:`DataError` (and changes nothing) when the batch holds NaN or inf (unless the
+        caller has checked that: ``finite_checked``, as the collection does once per batch).
         """
-        acts = _check_acts(acts, self.shape).to(self.device)
+        acts = _check_acts(acts, self.shape, not finite_checked).to(self.device)
         L, T, N = self.shape
         for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
             x = acts[bs, ls].to(torch.float64)
@@ -251,6 +321,22 @@ class BaselineStats:
         m = self.sum / self._scalar(self.count)
         v = (self.sum_sq - self.sum * m).clamp_min_(0.0)
         return v / self._scalar(self.count - 1 if unbiased else self.count)
+
+    @torch.no_grad()
+    def within_se_fraction(self, acts: Tensor) -> float:
+        """The fraction of the activations ``acts`` [batch, L, T, N] that lie within one standard error
+        (``std / sqrt(count)``) of the running mean: the share whose side of the baseline the
+        baseline's own uncertainty could still flip (the adaptive stopping rule of pass 1)."""
+        acts = _check_acts(acts, self.shape, finite=False).to(self.device)
+        self._require_data(2)
+        mean = self.mean()
+        se = self.std().div_(math.sqrt(self.count))
+        L, T, N = self.shape
+        inside = 0
+        for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
+            d = (acts[bs, ls].to(torch.float64) - mean[ls]).abs_()
+            inside += int((d < se[ls]).sum())
+        return inside / max(1, acts.numel())
 
     def std(self, unbiased: bool = False) -> Tensor:
         """Standard deviation [L, T, N] float64 (population unless ``unbiased``)."""
@@ -346,6 +432,332 @@ class BaselineStats:
 
 
 # ----------------------------------------------------------------------------------------------------
+# pass 2, cross-fitting folds and the permutation null (REFERENCE.md section 10)
+
+#: at most this many above-baseline indicators (bool, 1 byte each) are buffered by
+#: :meth:`CrossFitCounts.add` before they are counted (256 MiB; the count converts one fold's share to
+#: float32 at a time)
+CROSSFIT_BUFFER = 1 << 28
+
+#: the float32 product of one flush step holds at most this many counts (64 MiB)
+_PRODUCT_ELEMENTS = 1 << 24
+
+#: counts are held in int16 while every fold (or, for an in-sample null, the whole split) has at most
+#: this many examples: exact, and a quarter of int64's memory
+_INT16_MAX = 2**15 - 1
+
+
+def _count_dtype(largest: int) -> torch.dtype:
+    return torch.int16 if largest <= _INT16_MAX else torch.int32
+
+
+def null_counts_bytes(
+    permutations: int,
+    folds: int,
+    num_classes: int,
+    n_layers: int,
+    n_positions: int,
+    d_ff: int,
+    largest_group: int,
+    heldout: bool = True,
+) -> int:
+    """Bytes of the permutation null's counts in pass 2:
+    ``R * F' * (C - 1) * L * T * N * b``, ``F' = folds`` for the held-out null (else 1), ``b = 2``
+    (int16) while the largest fold (or, for the in-sample null, the split) has at most 32,767
+    examples, else 4. Class 0 is not stored: a neuron's count of examples above its baseline, over all
+    classes, does not depend on the labels, so class 0's count is that total minus the others'.
+
+    Example: MiniLM (6 x 1536), 21 prompt positions, 2 classes, R = 100, F = 5, folds of at most
+    32,767 examples: 194 MB (39 MB for an in-sample null only)."""
+    fp = folds if heldout else 1
+    b = 2 if largest_group <= _INT16_MAX else 4
+    return permutations * fp * (num_classes - 1) * n_layers * n_positions * d_ff * b
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """Which fold every ranking (dev) example belongs to, and the label permutations of the null.
+
+    Made by :meth:`make` from the split's labels and a seed alone, so every shard (rank) of the split
+    builds the same plan. Folds are stratified: each class's examples, in a seeded order, are dealt to
+    the folds in turn, so every fold holds ``n_c // F`` or one more examples of class c. The null's
+    labels are permuted WITHIN each fold: each permutation keeps every fold's class counts, so the
+    held-out figures under the null are computed exactly as the real ones.
+
+    Attributes:
+        fold: [n] int64, the fold of example j (its index in the split).
+        perm_labels: [R, n] int64, the label of example j under permutation r.
+        labels: [n] int64, the real labels.
+        folds: F; num_classes: C.
+    """
+
+    fold: Tensor
+    perm_labels: Tensor
+    labels: Tensor
+    folds: int
+    num_classes: int
+
+    @property
+    def permutations(self) -> int:
+        return int(self.perm_labels.shape[0])
+
+    @property
+    def size(self) -> int:
+        return int(self.labels.shape[0])
+
+    def fold_sizes(self) -> list[int]:
+        return torch.bincount(self.fold, minlength=self.folds).tolist()
+
+    @classmethod
+    def make(
+        cls, labels: Sequence[int] | Tensor, num_classes: int, folds: int, permutations: int, seed: int
+    ) -> FoldPlan:
+        """Stratified folds and within-fold label permutations, deterministic given ``seed``."""
+        y = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+            raise ConfigError(f"folds={folds!r} is invalid: cross-fitting needs at least 2 folds (e.g. 5)")
+        if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 0:
+            raise ConfigError(f"permutations={permutations!r} is invalid: pass 0 (no null) or more")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise DataError(f"labels must lie in [0, {num_classes}): map them to class ids first")
+        counts = torch.bincount(y, minlength=num_classes).tolist()
+        few = [(c, k) for c, k in enumerate(counts) if k < folds]
+        if few:
+            c, k = few[0]
+            raise ConfigError(
+                f"class {c} has {k} ranking example(s), fewer than the {folds} folds: every fold needs "
+                f"every class; use --folds {max(2, min(k for _, k in few))} or more dev examples"
+                if k >= 2
+                else f"class {c} has {k} ranking example(s): cross-fitting needs at least 2 per class; "
+                "use more dev examples"
+            )
+        gen = torch.Generator().manual_seed(int(seed))
+        fold = torch.empty_like(y)
+        offset = 0
+        for c in range(num_classes):
+            members = (y == c).nonzero().reshape(-1)
+            order = members[torch.randperm(members.numel(), generator=gen)]
+            fold[order] = (torch.arange(members.numel()) + offset) % folds
+            offset += members.numel()
+        perm = torch.empty((permutations, y.numel()), dtype=torch.int64)
+        groups = [(fold == f).nonzero().reshape(-1) for f in range(folds)]
+        for r in range(permutations):
+            for g in groups:
+                perm[r, g] = y[g[torch.randperm(g.numel(), generator=gen)]]
+        return cls(fold, perm, y, folds, num_classes)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {
+            "fold": self.fold,
+            "perm_labels": self.perm_labels,
+            "labels": self.labels,
+            "folds": torch.tensor(self.folds, dtype=torch.int64),
+            "num_classes": torch.tensor(self.num_classes, dtype=torch.int64),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Tensor]) -> FoldPlan:
+        _require(state, ("fold", "perm_labels", "labels", "folds", "num_classes"), "FoldPlan")
+        return cls(
+            state["fold"].to(torch.int64),
+            state["perm_labels"].to(torch.int64),
+            state["labels"].to(torch.int64),
+            _scalar_int(state["folds"], "folds", "FoldPlan"),
+            _scalar_int(state["num_classes"], "num_classes", "FoldPlan"),
+        )
+
+    def same_as(self, other: FoldPlan) -> bool:
+        return (
+            self.folds == other.folds
+            and torch.equal(self.fold, other.fold)
+            and torch.equal(self.perm_labels, other.perm_labels)
+            and torch.equal(self.labels, other.labels)
+        )
+
+
+def _all_reduce_narrow(t: Tensor) -> Tensor:
+    wide = t.to(torch.int32)
+    all_reduce_sum(wide)
+    return wide.to(t.dtype)
+
+
+class CrossFitCounts:
+    """Pass-2 counts per fold and under the null's label permutations (filled by
+    :meth:`PredictivityStats.update` from the same comparisons, or by :meth:`add`).
+
+    Attributes:
+        counts: [F, C, L, T, N] (int16 or int32), ``#{x in fold f, class c : a(l,t,i|x) > a_bar}``.
+        class_counts: [F, C] int64, examples per fold and class seen.
+        null: [R, F', C - 1, L, T, N] (int16 or int32) or None: the counts of classes 1..C-1 under
+            permutation r (``F' = F`` with ``heldout_null``, else 1: all folds together). Class 0's
+            count is derived (see :func:`null_counts_bytes`).
+
+    Memory: ``F * C * LTN * b`` plus :func:`null_counts_bytes`. Additive: shards merge by summation.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        plan: FoldPlan,
+        heldout_null: bool = True,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.shape = shape
+        self.plan = plan
+        self.device = torch.device(device)
+        F, C, R = plan.folds, plan.num_classes, plan.permutations
+        sizes = plan.fold_sizes()
+        self.dtype = _count_dtype(max(sizes))
+        self._counts = torch.zeros((F, C, *shape), dtype=self.dtype, device=self.device)
+        self._class_counts = torch.zeros((F, C), dtype=torch.int64, device=self.device)
+        self.heldout_null = bool(heldout_null)
+        self._null: Tensor | None = None
+        if R > 0:
+            fp = F if heldout_null else 1
+            ndt = self.dtype if heldout_null else _count_dtype(plan.size)
+            self._null = torch.zeros((R, fp, C - 1, *shape), dtype=ndt, device=self.device)
+        self._pending: list[tuple[Tensor, Tensor, slice]] = []
+        self._pending_elements = 0
+        self._fold = plan.fold.to(self.device)
+        self._perm = plan.perm_labels.to(self.device)
+        self._labels = plan.labels.to(self.device)
+
+    @torch.no_grad()
+    def add(self, gt: Tensor, index: Tensor, ls: slice, count_examples: bool) -> None:
+        """Add ``gt`` [b, l, T, N] (bool: above the baseline) of the examples ``index`` [b] (their
+        positions in the split), layers ``ls``; ``count_examples``: also count them in class_counts
+        (once per example: on its first layer chunk).
+
+        The indicators are buffered (at most :data:`CROSSFIT_BUFFER` of them, as bool) and counted
+        by a few large matrix products at :meth:`flush` (called when the buffer is full and by every
+        reader): the null's counts are written once per flush, not once per batch."""
+        F, C = self.plan.folds, self.plan.num_classes
+        index = index.to(self.device)
+        if count_examples:
+            key = self._fold[index] * C + self._labels[index]
+            self._class_counts += torch.bincount(key, minlength=F * C).view(F, C)
+        if gt.numel() == 0:
+            return
+        self._pending.append((gt.to(device=self.device, dtype=torch.bool), index, ls))
+        self._pending_elements += gt.numel()
+        if self._pending_elements >= CROSSFIT_BUFFER:
+            self.flush()
+
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Count the buffered indicators (see :meth:`add`)."""
+        pending, self._pending, self._pending_elements = self._pending, [], 0
+        groups: dict[tuple[int, int], list[tuple[Tensor, Tensor]]] = {}
+        for gt, index, ls in pending:
+            groups.setdefault((ls.start or 0, ls.stop), []).append((gt, index))
+        for (start, stop), items in groups.items():
+            gt = torch.cat([g for g, _ in items])
+            index = torch.cat([i for _, i in items])
+            self._count(gt, index, slice(start, stop))
+
+    def _count(self, gt: Tensor, index: Tensor, ls: slice) -> None:
+        F, C = self.plan.folds, self.plan.num_classes
+        b = gt.shape[0]
+        fold, lab = self._fold[index], self._labels[index]
+        key = fold * C + lab
+        for g in key.unique().tolist():  # the real counts: one sum per (fold, class)
+            x = gt[key == g].sum(0, dtype=torch.int32)
+            self._counts[g // C, g % C, ls] += x.to(self.dtype)
+        if self._null is None:
+            return
+        R = self.plan.permutations
+        perm = self._perm[:, index]  # [R, b]
+        groups = range(F) if self.heldout_null else (None,)
+        for f in groups:
+            sel = torch.arange(b, device=self.device) if f is None else (fold == f).nonzero().reshape(-1)
+            if sel.numel() == 0:
+                continue
+            y = torch.zeros((sel.numel(), R, C), dtype=torch.float32, device=self.device)
+            y.scatter_(2, perm[:, sel].T.unsqueeze(-1), 1.0)
+            y = y[:, :, 1:].reshape(sel.numel(), R * (C - 1))
+            flat = gt[sel].reshape(sel.numel(), -1)
+            dest = self._null[:, 0 if f is None else f, :, ls].view(R, C - 1, -1)  # a view: += counts
+            step = max(1, _PRODUCT_ELEMENTS // (R * (C - 1)))  # bounds the float32 product
+            for j in range(0, flat.shape[1], step):
+                x = flat[:, j : j + step].to(torch.float32)  # 0/1: exact sums below 2^24
+                dest[:, :, j : j + step] += (y.T @ x).view(R, C - 1, -1).to(dest.dtype)
+
+    @property
+    def counts(self) -> Tensor:
+        self.flush()
+        return self._counts
+
+    @property
+    def class_counts(self) -> Tensor:
+        return self._class_counts
+
+    @property
+    def null(self) -> Tensor | None:
+        self.flush()
+        return self._null
+
+    def merge(self, other: CrossFitCounts) -> CrossFitCounts:
+        """Add another shard's counts (same plan, geometry and options); returns ``self``."""
+        if (
+            not isinstance(other, CrossFitCounts)
+            or other.shape != self.shape
+            or other.heldout_null != self.heldout_null
+            or not self.plan.same_as(other.plan)
+        ):
+            raise ArtifactError(
+                "cannot merge cross-fitting counts of another fold plan or geometry: give every shard "
+                "the same split, folds, permutations and seed"
+            )
+        self.counts.add_(other.counts.to(self.device))
+        self._class_counts += other.class_counts.to(self.device)
+        if self.null is not None:
+            assert other.null is not None
+            self.null.add_(other.null.to(self.device))
+        return self
+
+    def reduce_across_ranks(self) -> CrossFitCounts:
+        """Sum the shards of all ``torch.distributed`` ranks (int16 travels as int32: NCCL has no int16;
+        the sums still fit, the plan covers the whole split)."""
+        if world_size() > 1:
+            self._counts = _all_reduce_narrow(self.counts)
+            all_reduce_sum(self._class_counts)
+            if self.null is not None:
+                self._null = _all_reduce_narrow(self.null)
+        return self
+
+    def totals(self) -> Tensor:
+        """[F, L, T, N] int64: per fold, examples above the baseline over all classes (label-free)."""
+        return self.counts.to(torch.int64).sum(1)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        out = {"counts": self.counts, "class_counts": self.class_counts}
+        out.update({f"plan.{k}": v for k, v in self.plan.state_dict().items()})
+        out["heldout_null"] = torch.tensor(int(self.heldout_null), dtype=torch.int64)
+        if self.null is not None:
+            out["null"] = self.null
+        return out
+
+    @classmethod
+    def from_state_dict(
+        cls, state: Mapping[str, Tensor], device: str | torch.device = "cpu"
+    ) -> CrossFitCounts:
+        _require(state, ("counts", "class_counts", "heldout_null"), "CrossFitCounts")
+        plan = FoldPlan.from_state_dict({k[5:]: v for k, v in state.items() if k.startswith("plan.")})
+        shape = tuple(int(s) for s in state["counts"].shape[2:])
+        if len(shape) != 3:
+            raise ArtifactError("CrossFitCounts state has no [F, C, L, T, N] counts: re-create it")
+        out = cls(
+            shape, plan, bool(_scalar_int(state["heldout_null"], "heldout_null", "CrossFitCounts")), device
+        )  # type: ignore[arg-type]
+        out.counts.copy_(state["counts"])
+        out.class_counts.copy_(state["class_counts"])
+        if out.null is not None:
+            _require(state, ("null",), "CrossFitCounts")
+            out.null.copy_(state["null"])
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------
 # pass 2
 
 
@@ -364,6 +776,9 @@ class PredictivityStats:
             neuron constant on the train split) the range is widened to ``[lo, lo + 1)``.
         hist_k: standard deviations on each side of the mean for the default ``hist_range``.
         device: where the accumulators live (default: the baseline's device).
+        plan: a :class:`FoldPlan` of the split: also keep the per-fold counts and the permutation
+            null's (:class:`CrossFitCounts`, attribute ``crossfit``); :meth:`update` then needs every
+            example's index in the split. ``heldout_null``: the null's counts per fold too.
 
     Attributes:
         baseline: [L, T, N] float64.
@@ -381,6 +796,8 @@ class PredictivityStats:
         hist_range: tuple[Tensor | float, Tensor | float] | None = None,
         hist_k: float = 4.0,
         device: str | torch.device | None = None,
+        plan: FoldPlan | None = None,
+        heldout_null: bool = True,
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ConfigError(f"num_classes={num_classes!r} is invalid: a task needs at least 2 classes")
@@ -404,6 +821,7 @@ class PredictivityStats:
         self.device = torch.device(device) if device is not None else mean.device
         self.baseline = mean.detach().to(device=self.device, dtype=torch.float64).clone()
         self.shape: tuple[int, int, int] = tuple(self.baseline.shape)  # type: ignore[assignment]
+        self._baseline32 = _round_down32(self.baseline)
         self.num_classes = num_classes
         self.class_counts = torch.zeros(num_classes, dtype=torch.int64, device=self.device)
         self.above = torch.zeros((num_classes, *self.shape), dtype=torch.int64, device=self.device)
@@ -434,6 +852,14 @@ class PredictivityStats:
             raise ConfigError(
                 "hist_range was given without hist_bins: pass hist_bins too, or drop hist_range"
             )
+        self.crossfit: CrossFitCounts | None = None
+        if plan is not None:
+            if plan.num_classes != num_classes:
+                raise ConfigError(
+                    f"the fold plan has {plan.num_classes} classes, these statistics {num_classes}: "
+                    "make the plan from the same split"
+                )
+            self.crossfit = CrossFitCounts(self.shape, plan, heldout_null, self.device)
 
     @property
     def hist_bins(self) -> int | None:
@@ -458,12 +884,21 @@ class PredictivityStats:
         return torch.where(width > 0, width, torch.full_like(width, 1.0 / self.hist_bins))
 
     @torch.no_grad()
-    def update(self, acts: Tensor, labels: Tensor | Sequence[int]) -> None:
-        """Add a batch. ``acts``: [batch, L, T, N] floating; ``labels``: [batch] integers in ``[0, C)``.
+    def update(
+        self,
+        acts: Tensor,
+        labels: Tensor | Sequence[int],
+        index: Tensor | Sequence[int] | None = None,
+        *,
+        finite_checked: bool = False,
+    ) -> None:
+        """Add a batch. ``acts``: [batch, L, T, N] floating; ``labels``: [batch] integers in ``[0, C)``;
+        ``index``: [batch] the examples' positions in the split (needed with a fold plan; their
+        labels must be the plan's).
 
         Raises :class:`DataError` (and changes nothing) on NaN/inf activations or out-of-range labels.
         """
-        acts = _check_acts(acts, self.shape).to(self.device)
+        acts = _check_acts(acts, self.shape, not finite_checked).to(self.device)
         y = torch.as_tensor(labels, device=self.device)
         if y.dim() != 1 or y.shape[0] != acts.shape[0]:
             raise ConfigError(
@@ -479,6 +914,7 @@ class PredictivityStats:
                 "map the labels to class ids 0..C-1 or set num_classes"
             )
         batch_counts = torch.bincount(y, minlength=self.num_classes)
+        ix = self._check_index(index, y)
         if self.hist is not None and int((self.class_counts + batch_counts).max()) > _INT32_MAX:
             raise DataError(
                 f"more than {_INT32_MAX} examples of one class would overflow the int32 histograms: "
@@ -487,10 +923,14 @@ class PredictivityStats:
         present = [c for c, n in enumerate(batch_counts.tolist()) if n > 0]
         L, T, N = self.shape
         per_elem_bins = self.hist_bins + 2 if self.hist_bins is not None else 0
+        fast = acts.dtype == torch.float32 and self.hist is None
         for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
-            x = acts[bs, ls].to(torch.float64)
             yb = y[bs]
-            gt = x > self.baseline[ls]
+            if fast:  # exact: a float32 a exceeds b iff it exceeds b rounded down to float32
+                gt = acts[bs, ls] > self._baseline32[ls]
+            else:
+                x = acts[bs, ls].to(torch.float64)
+                gt = x > self.baseline[ls]
             if self.hist is not None:
                 assert self.hist_lo is not None
                 idx = ((x - self.hist_lo[ls]) / self._bin_width(ls)).floor_().clamp_(-1, per_elem_bins - 2)
@@ -508,7 +948,29 @@ class PredictivityStats:
                     hist_flat[c].index_add_(
                         0, f, torch.ones(1, dtype=torch.int32, device=self.device).expand(f.numel())
                     )
+            if self.crossfit is not None:
+                assert ix is not None
+                self.crossfit.add(gt, ix[bs], ls, count_examples=(ls.start or 0) == 0)
         self.class_counts += batch_counts
+
+    def _check_index(self, index: Tensor | Sequence[int] | None, y: Tensor) -> Tensor | None:
+        if self.crossfit is None:
+            return None
+        plan = self.crossfit.plan
+        if index is None:
+            raise ConfigError("these statistics keep per-fold counts: pass index= (the examples' positions)")
+        ix = torch.as_tensor(index, device=self.device).to(torch.int64).reshape(-1)
+        if ix.shape != y.shape:
+            raise ConfigError(
+                f"index has {ix.numel()} entries for {y.numel()} examples: pass one per example"
+            )
+        if ix.numel() and (int(ix.min()) < 0 or int(ix.max()) >= plan.size):
+            raise DataError(
+                f"example indices must lie in [0, {plan.size}): the fold plan is of another split"
+            )
+        if not torch.equal(plan.labels.to(self.device)[ix], y):
+            raise DataError("the labels differ from the fold plan's: make the plan from the same split")
+        return ix
 
     # -- scores ----------------------------------------------------------------------------------------
 
@@ -661,6 +1123,10 @@ class PredictivityStats:
             self.hist += other.hist.to(self.device)
         self.class_counts += other.class_counts.to(self.device)
         self.above += other.above.to(self.device)
+        if self.crossfit is not None or other.crossfit is not None:
+            if self.crossfit is None or other.crossfit is None:
+                raise ArtifactError("cannot merge statistics with and without fold counts: use one fold plan")
+            self.crossfit.merge(other.crossfit)
         return self
 
     def __add__(self, other: PredictivityStats) -> PredictivityStats:
@@ -670,6 +1136,8 @@ class PredictivityStats:
         """Sum the counts (and histograms) of all ``torch.distributed`` ranks into every rank; every rank
         must have used the same baseline (:meth:`BaselineStats.reduce_across_ranks` gives it)."""
         all_reduce_sum(self.class_counts, self.above, *(() if self.hist is None else (self.hist,)))
+        if self.crossfit is not None:
+            self.crossfit.reduce_across_ranks()
         return self
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -679,6 +1147,8 @@ class PredictivityStats:
         if self.hist is not None:
             assert self.hist_lo is not None and self.hist_hi is not None
             out.update(hist=self.hist, hist_lo=self.hist_lo, hist_hi=self.hist_hi)
+        if self.crossfit is not None:
+            out.update({f"crossfit.{k}": v for k, v in self.crossfit.state_dict().items()})
         return out
 
     @classmethod
@@ -723,6 +1193,9 @@ class PredictivityStats:
             out = cls(base, C, device=device)
         out.class_counts.copy_(counts)
         out.above.copy_(above)
+        cf = {k[9:]: v for k, v in state.items() if k.startswith("crossfit.")}
+        if cf:
+            out.crossfit = CrossFitCounts.from_state_dict(cf, out.device)
         return out
 
     def save(self, path: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None) -> Path:
