@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from skillneurons.evidence import Estimate
 from skillneurons.neurons.results import LegacyKeys
 from skillneurons.results import Result
 
@@ -29,13 +30,25 @@ class RandomStats(LegacyKeys):
 
 @dataclass
 class SweepPoint:
-    """One fraction of the sweep: the skill neurons perturbed, and the random control."""
+    """One fraction of the sweep: the skill neurons perturbed, and the random control.
+
+    Since v2 (all on the same test examples): ``skill_ci`` (Wilson), ``random_ci`` (the mean over the
+    draws, bootstrap over examples and draws), ``paired`` = skill - random accuracy (paired bootstrap
+    over examples and draws, with p: negative = skill neurons matter more), ``skill_drop`` =
+    unperturbed - skill (paired bootstrap), and the per-example correctness as ``0``/``1`` strings in
+    the evaluation order (``skill_correct``, ``random_correct`` one per draw)."""
 
     rho: float
     neurons_per_layer: list[int]
     neurons: int
     skill: float
     random: RandomStats
+    skill_ci: Estimate | None = None
+    random_ci: Estimate | None = None
+    paired: Estimate | None = None
+    skill_drop: Estimate | None = None
+    skill_correct: str | None = None
+    random_correct: list[str] | None = None
 
 
 @dataclass
@@ -44,7 +57,7 @@ class SweepResult(LegacyKeys, Result):
     ``prompt``, ``neurons`` and ``split`` are filled in by :func:`~skillneurons.perturb.run_sweep`."""
 
     SCHEMA = "skillneurons.perturb_sweep"
-    VERSION = 1
+    VERSION = 2
 
     task: str
     n_eval: int
@@ -61,25 +74,35 @@ class SweepResult(LegacyKeys, Result):
     prompt: str | None = None
     neurons: str | None = None
     split: str | None = None
+    sigma_scale: str | None = None
+    unperturbed_ci: Estimate | None = None
+    unperturbed_correct: str | None = None
 
 
 @dataclass
 class RandomControl:
-    """The cross-task matrix's random row: per evaluated task, random neurons of its skill-set size."""
+    """The cross-task matrix's random row: per evaluated task, random neurons of its skill-set size.
+    Since v2: ``accuracy_ci`` (bootstrap over examples and draws) and ``drop_ci`` (unperturbed -
+    random, paired bootstrap over examples and draws)."""
 
     draws: int
     accuracy: list[float | None]
     drop: list[float | None]
     ci95: list[list[float | None]]
+    accuracy_ci: list[Estimate | None] | None = None
+    drop_ci: list[Estimate | None] | None = None
 
 
 @dataclass
 class CrossResult(LegacyKeys, Result):
     """``perturb_cross.json``: row A, column B is B's accuracy with A's skill neurons perturbed.
-    ``prompts`` and ``split`` are filled in by :func:`~skillneurons.perturb.run_cross`."""
+    ``prompts`` and ``split`` are filled in by :func:`~skillneurons.perturb.run_cross`. Since v2, on
+    the same examples of each column: ``accuracy_ci`` (Wilson), ``drop_ci`` (B unperturbed - cell,
+    paired bootstrap), ``versus_random`` (cell - B's random control, paired over examples and draws,
+    with p; None without draws) and ``unperturbed_ci``."""
 
     SCHEMA = "skillneurons.perturb_cross"
-    VERSION = 1
+    VERSION = 2
 
     tasks: list[str]
     n_eval: list[int]
@@ -100,6 +123,11 @@ class CrossResult(LegacyKeys, Result):
     random_control: RandomControl
     prompts: list[str] | None = None
     split: str | None = None
+    sigma_scale: str | None = None
+    unperturbed_ci: list[Estimate] | None = None
+    accuracy_ci: list[list[Estimate]] | None = None
+    drop_ci: list[list[Estimate]] | None = None
+    versus_random: list[list[Estimate | None]] | None = None
 
 
 @dataclass
@@ -108,7 +136,7 @@ class SimilarityResult(LegacyKeys, Result):
     artifact paths) is filled in by :func:`~skillneurons.perturb.run_similarity`."""
 
     SCHEMA = "skillneurons.similarity"
-    VERSION = 1
+    VERSION = 2
 
     tasks: list[str]
     n_layers: int
@@ -125,3 +153,4 @@ class SimilarityResult(LegacyKeys, Result):
     intersection: Matrix
     chance_jaccard: Matrix
     sources: list[str | None] | None = None
+    spearman_ci: list[list[Estimate | None]] | None = None
