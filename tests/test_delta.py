@@ -356,6 +356,10 @@ def test_delta_perturbation_experiment(tmp_path: Path) -> None:
         assert top["skill_drop"] == pytest.approx(sw["unperturbed"] - sw["points"][-1]["skill"])
         assert top["random_drop"] == pytest.approx(sw["unperturbed"] - sw["points"][-1]["random"]["mean"])
         assert top["random_drop_ci95"][0] <= top["random_drop"] <= top["random_drop_ci95"][1]
+        # the paired estimates of the sweep (same examples): skill - random is -gap
+        paired = m.summary[-1].paired
+        assert paired is not None and paired.value == pytest.approx(-top["gap"], abs=1e-6)
+        assert paired.to_json() == sw["points"][-1]["paired"]
     assert not any(hasattr(m, "lora_A") for m in bb.model.modules())  # every loaded model was released
     # the same numbers as a direct sweep on the loaded model
     lo, _ = load_prompt(paths[3], bb)

@@ -78,6 +78,33 @@ class SweepResult(LegacyKeys, Result):
     unperturbed_ci: Estimate | None = None
     unperturbed_correct: str | None = None
 
+    def describe(self) -> str:
+        """``zero``, or ``gaussian (sigma 0.5 x neuron std)``: how the neurons were perturbed."""
+        if self.mode != "gaussian":
+            return self.mode
+        unit = " x neuron std" if self.sigma_scale == "neuron_std" else ""
+        return f"gaussian (sigma {self.sigma}{unit})"
+
+    def table(self) -> str:
+        """The sweep as text: per rho the skill accuracy, the random mean, and the PAIRED difference
+        skill - random with its 95% interval and p (intervals where the file has them: v2)."""
+        clean = self.unperturbed_ci.format(4, n=True) if self.unperturbed_ci else f"{self.unperturbed:.4f}"
+        lines = [
+            f"{self.task} ({self.split or 'test'}, n={self.n_eval}), {self.describe()} perturbation, "
+            f"unperturbed accuracy {clean}",
+            f"   rho  neurons  skill [95% CI]            random (k={self.draws}) [95% CI]   "
+            "skill - random, paired [95% CI] (p)",
+        ]
+        for pt in self.points:
+            skill = pt.skill_ci.format(4) if pt.skill_ci else f"{pt.skill:.4f}"
+            if pt.random_ci is not None:
+                rand = pt.random_ci.format(4)
+            else:
+                rand = f"{pt.random.mean:.4f}" if pt.random.mean is not None else "-"
+            paired = pt.paired.format(4, p=True) if pt.paired is not None else "-"
+            lines.append(f"  {pt.rho:.3f} {pt.neurons:8d}  {skill:25s} {rand:25s} {paired}")
+        return "\n".join(lines)
+
 
 @dataclass
 class RandomControl:
@@ -128,6 +155,34 @@ class CrossResult(LegacyKeys, Result):
     accuracy_ci: list[list[Estimate]] | None = None
     drop_ci: list[list[Estimate]] | None = None
     versus_random: list[list[Estimate | None]] | None = None
+
+    def table(self) -> str:
+        """The accuracy drops as text (rows: perturbed neurons of; columns: evaluated task), each cell
+        with its paired 95% interval where the file has them (v2), and the random control's row."""
+        names = self.tasks
+        cells = [
+            [
+                self.drop_ci[a][b].format(3) if self.drop_ci is not None else f"{self.drop[a][b]:.4f}"
+                for b in range(len(names))
+            ]
+            for a in range(len(names))
+        ]
+        rc = self.random_control
+        rand = [
+            (rc.drop_ci[b].format(3) if rc.drop_ci is not None and rc.drop_ci[b] is not None else None)
+            or (f"{v:.4f}" if v is not None else "-")
+            for b, v in enumerate(rc.drop)
+        ]
+        rows = [*zip(names, cells, strict=True), (f"random (k={rc.draws})", rand)]
+        width = max(len(n) for n, _ in rows) + 2
+        col = max([len(c) for _, r in rows for c in r] + [len(n) for n in names]) + 2
+        lines = [
+            f"accuracy drop ({self.mode}, top {self.rho:.1%} skill neurons) [paired 95% CI]; rows: perturbed "
+            "neurons of, columns: evaluated task",
+            " " * width + "".join(f"{n:>{col}s}" for n in names),
+        ]
+        lines += [f"{n:{width}s}" + "".join(f"{c:>{col}s}" for c in r) for n, r in rows]
+        return "\n".join(lines)
 
 
 @dataclass
