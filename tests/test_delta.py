@@ -301,6 +301,13 @@ def test_tune_resume_and_evaluate(tmp_path: Path) -> None:
         tmp_path / "full" / "prompt.safetensors", task, model=tiny_model("bert"), progress=False
     )
     assert ev["accuracy"] == pytest.approx(full["test_accuracy"])
+    # Wilson intervals beside the floats (issue 18): on the run's dev and test sizes
+    from skillneurons.evidence import accuracy_ci
+
+    assert full.test_ci == accuracy_ci(full.test_accuracy, full.sizes["test"])
+    assert full.dev_ci == accuracy_ci(full.best_dev_accuracy, full.sizes["dev"])
+    assert ev.ci == accuracy_ci(ev.accuracy, ev.n) and "test accuracy" in full.accuracy_text()
+    assert type(full).from_json(full.to_json()) == full
 
 
 def _neurons(bb: Backbone, task: str = "tiny-sentiment") -> SkillNeurons:

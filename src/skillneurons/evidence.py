@@ -32,6 +32,7 @@ __all__ = [
     "LEVEL",
     "Estimate",
     "accuracy_ci",
+    "accuracy_estimate",
     "bootstrap_mean",
     "mean_over_seeds",
     "paired_difference",
@@ -168,6 +169,17 @@ def accuracy_ci(accuracy: float, n: int, level: float = LEVEL) -> Estimate:
     if not 0 <= k <= n or abs(k / n - float(accuracy)) > 1e-5:
         raise ConfigError(f"accuracy {accuracy} is not a fraction of {n} examples: pass the evaluated count")
     return wilson(k, n, level)
+
+
+def accuracy_estimate(accuracy: float | None, n: int | None, level: float = LEVEL) -> Estimate | None:
+    """:func:`accuracy_ci`, or None where there is no interval to give: no figure, no examples, or an
+    accuracy that is no fraction of n (a run that never evaluated). For readers of reported figures."""
+    if accuracy is None or not n:
+        return None
+    try:
+        return accuracy_ci(accuracy, n, level)
+    except ConfigError:
+        return None
 
 
 def _percentile(boot: np.ndarray, level: float) -> tuple[float, float]:
