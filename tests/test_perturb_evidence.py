@@ -178,3 +178,29 @@ def test_accuracy_ci_from_a_reported_accuracy() -> None:
     assert accuracy_ci(0.725, 400).format(n=True) == "0.725 [0.679, 0.766] (n=400)"
     with pytest.raises(ConfigError, match="fraction"):
         accuracy_ci(0.7251, 400)
+
+
+def test_similarity_spearman_intervals_and_the_fast_resampled_ranks() -> None:
+    from skillneurons import evidence
+    from skillneurons.perturb import task_similarity
+    from skillneurons.perturb.config import SimilarityConfig
+
+    a, b = _neurons(0), _neurons(1)
+    res = task_similarity({"a": a, "b": b}, SimilarityConfig(draws=200, seed=3))
+    assert res.spearman_ci is not None and res.spearman_ci[0][0] is None
+    e = res.spearman_ci[0][1]
+    flat = [n.scores().reshape(-1).numpy() for n in (a, b)]
+    assert e == evidence.spearman(*flat, draws=200, permutations=200, seed=3) == res.spearman_ci[1][0]
+    assert e is not None and e.value == pytest.approx(res.spearman[0][1], abs=1e-9)
+    assert task_similarity({"a": a, "b": b}, draws=0).spearman_ci is None
+    # the O(n) resampled ranks equal ranking each resample (ties included)
+    rng = np.random.default_rng(0)
+    for ties in (False, True):
+        x, y = rng.random(30), rng.random(30)
+        if ties:
+            x, y = np.round(x * 3), np.round(y * 2)
+        idx = rng.integers(0, 30, size=(50, 30))
+        fast = evidence._resampled_spearman(x, y, idx, chunk=7)
+        slow = evidence._pearson_rows(evidence._rank(x[idx]), evidence._rank(y[idx]))
+        assert np.array_equal(np.isnan(fast), np.isnan(slow))
+        assert np.allclose(fast[~np.isnan(fast)], slow[~np.isnan(slow)], atol=1e-12)

@@ -88,6 +88,11 @@ def test_correlations_by_hand() -> None:
     assert pearson(x, y) == pytest.approx(3.5 / math.sqrt(5 * 4.75))
     c = correlations([*x, None, float("nan")], [*y, 1.0, 2.0])  # the missing pairs are dropped
     assert c["n"] == 4 and c["pearson"] == pytest.approx(3.5 / math.sqrt(5 * 4.75))
+    # the Spearman estimate of skillneurons.evidence over the same (clean) pairs: interval and perm. p
+    from skillneurons import evidence
+
+    assert c["spearman_ci"] == evidence.spearman(x, y).to_json()
+    assert c["spearman_ci"]["value"] == pytest.approx(c["spearman"]) and c["spearman_ci"]["p"] > 0
     assert spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None and spearman(x[:2], x[:2]) is None
 
 

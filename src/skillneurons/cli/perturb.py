@@ -105,6 +105,11 @@ def _run_similarity(args: argparse.Namespace) -> int:
 
     res = run_similarity(neurons, args.out, config)
     print(json.dumps({"tasks": res.tasks, "spearman": res.spearman, "jaccard": res.jaccard}, indent=1))
+    ci = res.spearman_ci or []
+    for i, row in enumerate(ci):
+        for j, e in enumerate(row[i + 1 :], start=i + 1):
+            if e is not None:
+                print(f"spearman {res.tasks[i]} x {res.tasks[j]}: {e.format(3, n=True, p=True)}")
     print(f"results written to {Path(args.out) / 'similarity.json'} and similarity_*.png")
     return 0
 

@@ -171,6 +171,12 @@ class SimilarityConfig:
     names: tuple[str, ...] | None = option(
         None, "comma-separated task names (default: recorded in the artifacts)", metavar="A,B"
     )
+    draws: int = option(
+        500,
+        "bootstrap resamples (over neurons) and permutations of each pair's Spearman interval and p "
+        "(0: none)",
+    )
+    seed: int = option(0, "seed of the bootstrap and the permutations")
     plot: bool = option(True, "write the heatmaps", cli=False)
     name: str = option("similarity", "stem of the output files (NAME.json, NAME_*.png)", cli=False)
 
@@ -179,5 +185,6 @@ class SimilarityConfig:
             raise ConfigError(
                 f"rho={self.rho!r} is invalid: pass a fraction between 0 and 1 (e.g. 0.02 for 2%)"
             )
+        _check_draws(self.draws)
         if self.names is not None:
             self.names = tuple(self.names)
