@@ -204,3 +204,35 @@ def test_similarity_spearman_intervals_and_the_fast_resampled_ranks() -> None:
         slow = evidence._pearson_rows(evidence._rank(x[idx]), evidence._rank(y[idx]))
         assert np.array_equal(np.isnan(fast), np.isnan(slow))
         assert np.allclose(fast[~np.isnan(fast)], slow[~np.isnan(slow)], atol=1e-12)
+
+
+def test_report_sections_print_the_paired_intervals(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from skillneurons.perturb import task_similarity
+    from skillneurons.report.discover import ResultFile
+    from skillneurons.report.sections.perturbation import render_perturb_cross, render_perturb_sweep
+    from skillneurons.report.sections.similarity import render_similarity
+
+    pm, task, sn = _pm(), separable_task(60), _neurons()
+    sweep = perturbation_sweep(pm, task, sn, SweepConfig(rho=(0.0, 0.2), draws=2, mode="zero"))
+    page = str(render_perturb_sweep([ResultFile("perturb_sweep", Path("s.json"), sweep.to_json())]).body)
+    p = sweep.points[1]
+    assert p.skill_ci is not None and p.paired is not None
+    assert p.skill_ci.format(3) in page and p.paired.format(3) in page and "paired" in page
+    # an old (v1) file still renders, without the paired columns' figures
+    old = sweep.to_json()
+    for q in old["points"]:
+        q.pop("paired")
+        q.pop("skill_ci")
+    assert "skill" in str(render_perturb_sweep([ResultFile("perturb_sweep", Path("s.json"), old)]).body)
+    runs = [PromptRun(f"t{i}", _pm(i), task, neurons=_neurons(i), train_task=task) for i in range(2)]
+    cross = cross_task_matrix(runs, CrossPerturbConfig(rho=0.3, mode="zero", draws=2))
+    body = str(render_perturb_cross([ResultFile("perturb_cross", Path("c.json"), cross.to_json())]).body)
+    assert cross.drop_ci is not None and cross.drop_ci[0][1].format(3) in body
+    sim = task_similarity({"a": _neurons(0), "b": _neurons(1)}, draws=100)
+    body = str(render_similarity([ResultFile("similarity", Path("m.json"), sim.to_json())]).body)
+    assert sim.spearman_ci is not None and sim.spearman_ci[0][1] is not None
+    assert sim.spearman_ci[0][1].format(3) in body and "permutation p" in body
+    # the command line's table
+    assert p.paired.format(4, p=True) in sweep.table() and "paired" in cross.table()
