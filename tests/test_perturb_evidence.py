@@ -236,3 +236,27 @@ def test_report_sections_print_the_paired_intervals(tmp_path) -> None:  # type: 
     assert sim.spearman_ci[0][1].format(3) in body and "permutation p" in body
     # the command line's table
     assert p.paired.format(4, p=True) in sweep.table() and "paired" in cross.table()
+
+
+def test_demo_ends_with_the_paired_evidence(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from skillneurons import demo
+    from skillneurons.evidence import Estimate
+
+    bb = tiny_model("bert", layers=LAYERS, d_ff=D_FF)
+    task = separable_task(600)
+    monkeypatch.setattr(demo, "load_backbone", lambda name: bb)
+    monkeypatch.setattr(demo, "load_task", lambda name: task)
+    monkeypatch.setattr(demo, "DEMO_EPOCHS", 0.05)
+    monkeypatch.setattr(demo, "DEMO_PROMPT_LENGTH", 3)
+    summary = demo.run_demo(tmp_path / "demo", max_seeds=1, progress=False)
+    out = capsys.readouterr().out
+    sweep = SweepResult.load(tmp_path / "demo" / "perturb" / "perturb_sweep.json")
+    pt = sweep.points[0]
+    assert sweep.mode == "zero" and sweep.draws == 5 and pt.rho == 0.02 and pt.paired is not None
+    rand = np.stack([_vec(r) for r in pt.random_correct or []])
+    assert pt.paired == paired_difference(_vec(pt.skill_correct), rand, seed=0)
+    ev = summary["perturbation"]
+    assert Estimate.from_json(ev["skill_minus_random"]) == pt.paired and ev["n"] == sweep.n_eval
+    assert pt.paired.format(4, p=True) in out and "paired difference skill - random" in out
+    page = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
+    assert "skill − random" in page and pt.paired.format(3) in page

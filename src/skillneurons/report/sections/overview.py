@@ -12,6 +12,7 @@ from skillneurons.evidence import accuracy_estimate, mean_over_seeds
 from skillneurons.report.discover import ReportData, TuneRun
 from skillneurons.report.html import Cell, Raw, Section, cards, fnum, num, para, rel, table
 from skillneurons.report.sections.common import Context, label_names
+from skillneurons.report.views import PerturbSweepView, as_number
 
 __all__ = ["section_overview"]
 
@@ -86,6 +87,7 @@ def _key_figures(data: ReportData) -> list[tuple[str, str, str]]:
         seeds = mean_over_seeds(tests)
         band = f" [{seeds.lo:.3f}, {seeds.hi:.3f}] (t, over seeds)" if seeds.lo is not None else ""
         items.append(("test accuracy", f"{seeds.value:.3f}", f"mean{band}; {spread}"))
+    items += _evidence_figures(data)
     if data.neurons is not None and data.neurons.summary:
         s = data.neurons.summary
         items.append(
@@ -93,6 +95,28 @@ def _key_figures(data: ReportData) -> list[tuple[str, str, str]]:
                 "top-1 predictivity",
                 fnum(s.top1_predictivity, 3),
                 f"mean of the top 1%: {fnum(s.top1pct_mean_predictivity, 3)}",
+            )
+        )
+    return items
+
+
+def _evidence_figures(data: ReportData) -> list[tuple[str, str, str]]:
+    """The paired skill-vs-random perturbation of each sweep (the demo's evidence): at its first
+    non-zero fraction, the difference with its 95% interval and p (files with paired estimates)."""
+    items = []
+    for r in data.of_kind("perturb_sweep"):
+        d = PerturbSweepView.read(r.data)
+        pt = next((p for p in d.sorted_points() if p.paired is not None and as_number(p.rho) > 0), None)
+        if pt is None or pt.paired is None:
+            continue
+        e = pt.paired
+        pv = f", p = {e.p:.2g}" if e.p is not None else ""
+        band = f"[{e.lo:.3f}, {e.hi:.3f}]" if e.lo is not None and e.hi is not None else "[n/a]"
+        items.append(
+            (
+                f"skill − random ({d.mode}, top {as_number(pt.rho):.0%})",
+                f"{e.value:+.3f}",
+                f"paired over {e.n} test examples and {d.draws} random draws: {band}{pv}",
             )
         )
     return items
