@@ -54,8 +54,12 @@ def plot_sweep(
         skill = [p.skill for p in res.points]
         ax.plot(x, skill, "o-", color=c, label=f"skill neurons, {lab}")
         cis = [p.skill_ci for p in res.points]
-        if all(e is not None and e.lo is not None and e.hi is not None for e in cis):
-            err = [[s - e.lo for s, e in zip(skill, cis) if e], [e.hi - s for s, e in zip(skill, cis) if e]]
+        bounds = [(e.lo, e.hi) for e in cis if e is not None and e.lo is not None and e.hi is not None]
+        if len(bounds) == len(skill):
+            err = [
+                [s - lo for s, (lo, _) in zip(skill, bounds)],
+                [hi - s for s, (_, hi) in zip(skill, bounds)],
+            ]
             ax.errorbar(x, skill, yerr=err, fmt="none", ecolor=c, elinewidth=1, capsize=3)
         mean = [p.random.mean for p in res.points]
         ax.plot(x, mean, "s--", color=c, alpha=0.8, label=f"random neurons (k={res.draws}), {lab}")

@@ -168,11 +168,10 @@ class CrossResult(LegacyKeys, Result):
             for a in range(len(names))
         ]
         rc = self.random_control
-        rand = [
-            (rc.drop_ci[b].format(3) if rc.drop_ci is not None and rc.drop_ci[b] is not None else None)
-            or (f"{v:.4f}" if v is not None else "-")
-            for b, v in enumerate(rc.drop)
-        ]
+        rand = []
+        for b, v in enumerate(rc.drop):
+            e = rc.drop_ci[b] if rc.drop_ci is not None else None
+            rand.append(e.format(3) if e is not None else (f"{v:.4f}" if v is not None else "-"))
         rows = [*zip(names, cells, strict=True), (f"random (k={rc.draws})", rand)]
         width = max(len(n) for n, _ in rows) + 2
         col = max([len(c) for _, r in rows for c in r] + [len(n) for n in names]) + 2

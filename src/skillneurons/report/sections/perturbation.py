@@ -130,7 +130,7 @@ def render_perturb_cross(files: Sequence[ResultFile]) -> Section:
     return Section("cross-task", "Cross-task perturbation", "".join(body), "Cross-task")
 
 
-def _cross_table(d: PerturbCrossView) -> str:
+def _cross_table(d: PerturbCrossView) -> Raw:
     """Every cell's drop with its paired 95% interval, and the cell against the column's random control
     (paired over the examples and the draws, p)."""
     assert d.drop_ci is not None
