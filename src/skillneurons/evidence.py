@@ -157,7 +157,9 @@ def wilson(k: int, n: int, level: float = LEVEL) -> Estimate:
     denom = 1 + z * z / n
     centre = (phat + z * z / (2 * n)) / denom
     half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
-    return Estimate(phat, max(0.0, centre - half), min(1.0, centre + half), n, "wilson", level)
+    # the bounds bracket phat exactly (float rounding put hi a hair below 1 at k = n)
+    lo, hi = min(phat, max(0.0, centre - half)), max(phat, min(1.0, centre + half))
+    return Estimate(phat, lo, hi, n, "wilson", level)
 
 
 def accuracy_ci(accuracy: float, n: int, level: float = LEVEL) -> Estimate:

@@ -57,8 +57,8 @@ def plot_sweep(
         bounds = [(e.lo, e.hi) for e in cis if e is not None and e.lo is not None and e.hi is not None]
         if len(bounds) == len(skill):
             err = [
-                [s - lo for s, (lo, _) in zip(skill, bounds)],
-                [hi - s for s, (_, hi) in zip(skill, bounds)],
+                [max(0.0, s - lo) for s, (lo, _) in zip(skill, bounds)],
+                [max(0.0, hi - s) for s, (_, hi) in zip(skill, bounds)],
             ]
             ax.errorbar(x, skill, yerr=err, fmt="none", ecolor=c, elinewidth=1, capsize=3)
         mean = [p.random.mean for p in res.points]

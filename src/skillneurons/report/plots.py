@@ -268,8 +268,8 @@ def perturb_sweep(res: PerturbSweepView) -> str:
         ax.plot(x, skill, "o-", color=COLORS[1], lw=1.8, label="skill neurons")
         if all(p.skill_ci is not None and p.skill_ci.lo is not None for p in pts):
             err = [
-                [s - _num(p.skill_ci.lo) for s, p in zip(skill, pts) if p.skill_ci],
-                [_num(p.skill_ci.hi) - s for s, p in zip(skill, pts) if p.skill_ci],
+                [max(0.0, s - _num(p.skill_ci.lo)) for s, p in zip(skill, pts) if p.skill_ci],
+                [max(0.0, _num(p.skill_ci.hi) - s) for s, p in zip(skill, pts) if p.skill_ci],
             ]
             ax.errorbar(x, skill, yerr=err, fmt="none", ecolor=COLORS[1], elinewidth=1, capsize=3)
         mean = [_num(p.random.mean) for p in pts]
