@@ -39,11 +39,17 @@ CHILD = textwrap.dedent(
                      max_length=24)
     base, token_mean = baseline_pass(pm, separable_task(45, seed=1), batch_size=8)
     stats = predictivity_pass(pm, separable_task(37, seed=2), base, batch_size=8, hist_bins=8)
+    from skillneurons.perturb.scale import neuron_std
+    from skillneurons.training import evaluate
+    correct = torch.zeros(37, dtype=torch.bool)
+    evaluate(pm, separable_task(37, seed=2), 8, correct=correct)
+    std = neuron_std(pm, separable_task(45, seed=1), batch_size=8)
     cfg = TrainConfig(max_steps=6, batch_size=8, lr=0.05, eval_every=3, seed=0)
     Trainer(pm, separable_task(40), separable_task(12, seed=3), cfg, progress=False).fit()
     if is_main():
         save_file({{"sum": base.sum, "count": torch.tensor(base.count), "token_mean": token_mean,
                    "above": stats.above, "hist": stats.hist, "counts": stats.class_counts,
+                   "correct": correct, "std": std,
                    "prompt": pm.prompt.weight.detach(), "head": pm.head.linear.weight.detach()}}, out)
     """
 )
@@ -88,6 +94,14 @@ def test_two_gloo_processes_match_single_process(tmp_path: Path) -> None:
     assert torch.equal(dp["above"], stats.above) and torch.equal(dp["counts"], stats.class_counts)
     assert stats.hist is not None and torch.equal(dp["hist"], stats.hist)
     torch.testing.assert_close(dp["token_mean"], token_mean, rtol=1e-6, atol=1e-7)
+    # per-example correctness (paired comparisons) and the per-neuron std: gathered across the ranks
+    from skillneurons.perturb.scale import neuron_std
+    from skillneurons.training import evaluate
+
+    correct = torch.zeros(37, dtype=torch.bool)
+    evaluate(pm, separable_task(37, seed=2), 8, correct=correct)
+    assert torch.equal(dp["correct"], correct)
+    torch.testing.assert_close(dp["std"], neuron_std(pm, separable_task(45, seed=1), batch_size=8))
     # training: the same updates up to float summation order
     cfg = TrainConfig(max_steps=6, batch_size=8, lr=0.05, eval_every=3, seed=0)
     Trainer(pm, separable_task(40), separable_task(12, seed=3), cfg, progress=False).fit()
