@@ -43,6 +43,11 @@ CHILD = textwrap.dedent(
     dev = separable_task(37, seed=2)
     plan = FoldPlan.make(dev.labels, 2, 4, 5, 0)
     stats = predictivity_pass(pm, dev, base, batch_size=8, hist_bins=8, plan=plan)
+    from skillneurons.perturb.scale import neuron_std
+    from skillneurons.training import evaluate
+    correct = torch.zeros(37, dtype=torch.bool)
+    evaluate(pm, separable_task(37, seed=2), 8, correct=correct)
+    std = neuron_std(pm, separable_task(45, seed=1), batch_size=8)
     cfg = TrainConfig(max_steps=6, batch_size=8, lr=0.05, eval_every=3, seed=0)
     Trainer(pm, separable_task(40), separable_task(12, seed=3), cfg, progress=False).fit()
     if is_main():
@@ -50,6 +55,7 @@ CHILD = textwrap.dedent(
                    "above": stats.above, "hist": stats.hist, "counts": stats.class_counts,
                    "cf": stats.crossfit.counts, "cf_n": stats.crossfit.class_counts,
                    "cf_null": stats.crossfit.null,
+                   "correct": correct, "std": std,
                    "prompt": pm.prompt.weight.detach(), "head": pm.head.linear.weight.detach()}}, out)
     """
 )
@@ -100,6 +106,14 @@ def test_two_gloo_processes_match_single_process(tmp_path: Path) -> None:
     assert torch.equal(dp["above"], stats.above) and torch.equal(dp["counts"], stats.class_counts)
     assert stats.hist is not None and torch.equal(dp["hist"], stats.hist)
     torch.testing.assert_close(dp["token_mean"], token_mean, rtol=1e-6, atol=1e-7)
+    # per-example correctness (paired comparisons) and the per-neuron std: gathered across the ranks
+    from skillneurons.perturb.scale import neuron_std
+    from skillneurons.training import evaluate
+
+    correct = torch.zeros(37, dtype=torch.bool)
+    evaluate(pm, separable_task(37, seed=2), 8, correct=correct)
+    assert torch.equal(dp["correct"], correct)
+    torch.testing.assert_close(dp["std"], neuron_std(pm, separable_task(45, seed=1), batch_size=8))
     # training: the same updates up to float summation order
     cfg = TrainConfig(max_steps=6, batch_size=8, lr=0.05, eval_every=3, seed=0)
     Trainer(pm, separable_task(40), separable_task(12, seed=3), cfg, progress=False).fit()

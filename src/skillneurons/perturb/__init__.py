@@ -4,6 +4,7 @@
   noise, zeroing, mean replacement of chosen neurons at chosen layers and positions);
 * :mod:`.experiments`: the accuracy-vs-rho sweep against a repeated random control, and the
   cross-task perturbation matrix;
+* :mod:`.scale`: each neuron's activation std on the train split (the unit of the scaled gaussian);
 * :mod:`.similarity`: Spearman correlation of neuron predictivity between tasks and skill-set overlap;
 * :mod:`.config`: the options (torch-free); :mod:`.results`: the typed results;
 * :mod:`.plots`: their figures; :mod:`.cli`: the ``perturb``, ``cross-perturb`` and ``similarity`` commands.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from skillneurons.perturb.experiments import (
         PromptRun,
         accuracy,
+        correctness,
         cross_task_matrix,
         load_prompt_run,
         mean_ci,
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
         SweepPoint,
         SweepResult,
     )
+    from skillneurons.perturb.scale import neuron_std
     from skillneurons.perturb.similarity import chance_jaccard, run_similarity, task_similarity
 
 __getattr__, __dir__ = lazy_exports(
@@ -65,6 +68,8 @@ __getattr__, __dir__ = lazy_exports(
         "SweepResult": ".results",
         "PromptRun": ".experiments",
         "accuracy": ".experiments",
+        "correctness": ".experiments",
+        "neuron_std": ".scale",
         "cross_task_matrix": ".experiments",
         "load_prompt_run": ".experiments",
         "mean_ci": ".experiments",
@@ -98,9 +103,11 @@ __all__ = [
     "SweepResult",
     "accuracy",
     "chance_jaccard",
+    "correctness",
     "cross_task_matrix",
     "load_prompt_run",
     "mean_ci",
+    "neuron_std",
     "perturbation_sweep",
     "perturbed",
     "random_orders",

@@ -39,8 +39,9 @@ def plot_sweep(
     labels: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Path:
-    """Accuracy vs perturbed fraction: one solid line per sweep (skill neurons) and its random
-    control (dashed, mean) with the control's 95% interval as a band. A sweep given as its JSON
+    """Accuracy vs perturbed fraction: one solid line per sweep (skill neurons, Wilson 95% error bars
+    where recorded) and its random control (dashed, mean) with the control's 95% interval as a band
+    (over examples and draws where recorded, else the t-interval over the draws). A sweep given as its JSON
     (a mapping) is read as a :class:`SweepResult`."""
     sweeps = [r if isinstance(r, SweepResult) else SweepResult.from_json(r, "sweep") for r in results]
     plt = _pyplot()
@@ -50,11 +51,24 @@ def plot_sweep(
         c = colors[i % len(colors)]
         x = [100 * p.rho for p in res.points]
         lab = labels[i] if labels else f"{res.mode}" + (f" (sigma {res.sigma})" if res.sigma else "")
-        ax.plot(x, [p.skill for p in res.points], "o-", color=c, label=f"skill neurons, {lab}")
+        skill = [p.skill for p in res.points]
+        ax.plot(x, skill, "o-", color=c, label=f"skill neurons, {lab}")
+        cis = [p.skill_ci for p in res.points]
+        bounds = [(e.lo, e.hi) for e in cis if e is not None and e.lo is not None and e.hi is not None]
+        if len(bounds) == len(skill):
+            err = [
+                [max(0.0, s - lo) for s, (lo, _) in zip(skill, bounds)],
+                [max(0.0, hi - s) for s, (_, hi) in zip(skill, bounds)],
+            ]
+            ax.errorbar(x, skill, yerr=err, fmt="none", ecolor=c, elinewidth=1, capsize=3)
         mean = [p.random.mean for p in res.points]
         ax.plot(x, mean, "s--", color=c, alpha=0.8, label=f"random neurons (k={res.draws}), {lab}")
-        lo = [p.random.ci95[0] if p.random.ci95[0] is not None else m for p, m in zip(res.points, mean)]
-        hi = [p.random.ci95[1] if p.random.ci95[1] is not None else m for p, m in zip(res.points, mean)]
+        band = [
+            (p.random_ci.lo, p.random_ci.hi) if p.random_ci is not None else tuple(p.random.ci95)
+            for p in res.points
+        ]
+        lo = [b[0] if b[0] is not None else m for b, m in zip(band, mean)]
+        hi = [b[1] if b[1] is not None else m for b, m in zip(band, mean)]
         ax.fill_between(x, lo, hi, color=c, alpha=0.18, linewidth=0)
     first = sweeps[0]
     ax.set_xlabel("perturbed neurons per layer (%)" if first.per_layer else "perturbed neurons (%)")

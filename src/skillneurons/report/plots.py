@@ -258,15 +258,23 @@ _num = as_number
 
 
 def perturb_sweep(res: PerturbSweepView) -> str:
-    """Accuracy vs perturbed fraction: skill neurons (solid) and the random control's mean (dashed)
-    with its 95% interval as a band."""
+    """Accuracy vs perturbed fraction: skill neurons (solid, with their Wilson 95% intervals as error
+    bars where the file has them) and the random control's mean (dashed) with its 95% interval as a
+    band (over examples and draws where recorded, else over the draws)."""
     pts = res.sorted_points()
     x = [100 * _num(p.rho) for p in pts]
     with _figure(6.4, 3.6) as (fig, ax):
-        ax.plot(x, [_num(p.skill) for p in pts], "o-", color=COLORS[1], lw=1.8, label="skill neurons")
+        skill = [_num(p.skill) for p in pts]
+        ax.plot(x, skill, "o-", color=COLORS[1], lw=1.8, label="skill neurons")
+        if all(p.skill_ci is not None and p.skill_ci.lo is not None for p in pts):
+            err = [
+                [max(0.0, s - _num(p.skill_ci.lo)) for s, p in zip(skill, pts) if p.skill_ci],
+                [max(0.0, _num(p.skill_ci.hi) - s) for s, p in zip(skill, pts) if p.skill_ci],
+            ]
+            ax.errorbar(x, skill, yerr=err, fmt="none", ecolor=COLORS[1], elinewidth=1, capsize=3)
         mean = [_num(p.random.mean) for p in pts]
         if any(not math.isnan(m) for m in mean):
-            ci = [p.random.ci95 for p in pts]
+            ci = [(p.random_ci.lo, p.random_ci.hi) if p.random_ci else p.random.ci95 for p in pts]
             lo = [_num(c[0]) if c[0] is not None else m for c, m in zip(ci, mean)]
             hi = [_num(c[1]) if c[1] is not None else m for c, m in zip(ci, mean)]
             draws = res.draws

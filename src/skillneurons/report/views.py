@@ -19,9 +19,11 @@ FindSummaryView    top1_predictivity, top1pct_mean_predictivity, first_prompt{to
                    auroc_top1pct_mean, seed_stability{rho, jaccard_mean, overlap_mean}
 DemoSummaryView    minutes, seeds
 PerturbSweepView   mode, sigma, positions, task, n_eval, unperturbed, draws, per_layer,
-                   points[{rho, neurons, skill, random{mean, ci95}}]
-PerturbCrossView   tasks, drop, mode, rho, unperturbed, random_control{drop, draws}
-SimilarityView     tasks, spearman, jaccard, chance_jaccard, rho
+                   points[{rho, neurons, skill, random{mean, ci95}}]; v2: sigma_scale,
+                   unperturbed_ci, points[{skill_ci, paired, random_ci}]
+PerturbCrossView   tasks, drop, mode, rho, unperturbed, random_control{drop, draws}; v2: drop_ci,
+                   versus_random
+SimilarityView     tasks, spearman, jaccard, chance_jaccard, rho; v2: spearman_ci
 PruneBenchView     entries[{model, geometry, task, split, examples, rows[{variant, rho,
                    kept_per_pruned_layer, parameters_fraction, examples_per_s, speedup_median,
                    speedup_q1, speedup_q3, accuracy, accuracy_random_neurons, accuracy_retuned}]}]
@@ -38,7 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from skillneurons.errors import ArtifactError
+from skillneurons.errors import ArtifactError, SkillNeuronsError
+from skillneurons.evidence import Estimate
 from skillneurons.neurons.results import FindSummary, SubtaskFigures
 
 __all__ = [
@@ -74,6 +77,17 @@ TRANSFER_MATRIX_KEYS = ("relative_accuracy", "relative", "accuracy", "matrix", "
 
 def _dict(x: Any) -> dict[str, Any]:
     return x if isinstance(x, dict) else {}
+
+
+def estimate(x: Any) -> Estimate | None:
+    """An :class:`~skillneurons.evidence.Estimate` from its JSON (None when absent or malformed: a file
+    of an older version has no intervals)."""
+    if not isinstance(x, dict):
+        return None
+    try:
+        return Estimate.from_json(x)
+    except (KeyError, TypeError, ValueError, SkillNeuronsError):
+        return None
 
 
 def as_number(x: Any) -> float:
@@ -290,6 +304,9 @@ class SweepPoint:
     neurons: Any
     skill: Any
     random: RandomDraws
+    skill_ci: Estimate | None = None  # v2 files: Wilson interval of the skill condition
+    paired: Estimate | None = None  # v2 files: skill - random on the same examples, with p
+    random_ci: Estimate | None = None  # v2 files: the random mean, bootstrap over examples and draws
 
     @property
     def gap(self) -> float | None:
@@ -312,6 +329,8 @@ class PerturbSweepView:
     unperturbed: Any = None
     draws: Any = None
     per_layer: Any = True
+    sigma_scale: Any = None
+    unperturbed_ci: Estimate | None = None
 
     @classmethod
     def read(cls, obj: dict[str, Any]) -> PerturbSweepView:
@@ -328,6 +347,9 @@ class PerturbSweepView:
                         rnd.get("mean"),
                         (ci[0], ci[1]) if isinstance(ci, list) and len(ci) == 2 else (None, None),
                     ),
+                    estimate(p.get("skill_ci")),
+                    estimate(p.get("paired")),
+                    estimate(p.get("random_ci")),
                 )
             )
         return cls(
@@ -340,6 +362,8 @@ class PerturbSweepView:
             unperturbed=obj.get("unperturbed"),
             draws=obj.get("draws"),
             per_layer=obj.get("per_layer", True),
+            sigma_scale=obj.get("sigma_scale"),
+            unperturbed_ci=estimate(obj.get("unperturbed_ci")),
         )
 
     def sorted_points(self) -> list[SweepPoint]:
@@ -364,6 +388,8 @@ class PerturbCrossView:
     rho: Any = None
     unperturbed: list[Any] | None = None
     random_control: RandomControl | None = None
+    drop_ci: list[list[Estimate | None]] | None = None  # v2 files: paired intervals of the drops
+    versus_random: list[list[Estimate | None]] | None = None  # v2: cell - column's random control
 
     @classmethod
     def read(cls, obj: dict[str, Any]) -> PerturbCrossView:
@@ -380,7 +406,20 @@ class PerturbCrossView:
             rho=obj.get("rho"),
             unperturbed=list(unperturbed) if isinstance(unperturbed, list) else None,
             random_control=control,
+            drop_ci=_estimates(obj.get("drop_ci"), len(tasks)),
+            versus_random=_estimates(obj.get("versus_random"), len(tasks)),
         )
+
+
+def _estimates(m: Any, size: int) -> list[list[Estimate | None]] | None:
+    """A ``[size, size]`` matrix of estimates (None unless the file holds one of that shape)."""
+    if (
+        not isinstance(m, list)
+        or len(m) != size
+        or not all(isinstance(r, list) and len(r) == size for r in m)
+    ):
+        return None
+    return [[estimate(v) for v in row] for row in m]
 
 
 @dataclass
@@ -392,16 +431,19 @@ class SimilarityView:
     jaccard: list[list[Any]] | None = None
     chance_jaccard: list[list[Any]] = field(default_factory=list)
     rho: Any = None
+    spearman_ci: list[list[Estimate | None]] | None = None  # v2 files
 
     @classmethod
     def read(cls, obj: dict[str, Any]) -> SimilarityView:
         jaccard = obj.get("jaccard")
+        tasks = [str(t) for t in obj["tasks"]]
         return cls(
-            tasks=[str(t) for t in obj["tasks"]],
+            tasks=tasks,
             spearman=obj["spearman"],
             jaccard=jaccard if isinstance(jaccard, list) else None,
             chance_jaccard=obj.get("chance_jaccard") or [],
             rho=obj.get("rho"),
+            spearman_ci=_estimates(obj.get("spearman_ci"), len(tasks)),
         )
 
     def chance_mean(self) -> float | None:

@@ -8,9 +8,11 @@ from importlib import metadata
 from typing import Any
 
 from skillneurons import __version__
+from skillneurons.evidence import accuracy_estimate, mean_over_seeds
 from skillneurons.report.discover import ReportData, TuneRun
 from skillneurons.report.html import Cell, Raw, Section, cards, fnum, num, para, rel, table
 from skillneurons.report.sections.common import Context, label_names
+from skillneurons.report.views import PerturbSweepView, as_number
 
 __all__ = ["section_overview"]
 
@@ -23,8 +25,8 @@ _RUN_HEADERS: list[str | tuple[str, str]] = [
     ("test", "num"),
     ("steps", "num"),
     ("best step", "num"),
-    ("best dev acc.", "num"),
-    ("test acc.", "num"),
+    ("best dev acc. [95% CI]", "num"),
+    ("test acc. [95% CI]", "num"),
     ("train time", "num"),
 ]
 _TRAIN_KEYS = (
@@ -82,7 +84,10 @@ def _key_figures(data: ReportData) -> list[tuple[str, str, str]]:
             if len(tests) > 1
             else "one prompt"
         )
-        items.append(("test accuracy", f"{sum(tests) / len(tests):.3f}", f"mean; {spread}"))
+        seeds = mean_over_seeds(tests)
+        band = f" [{seeds.lo:.3f}, {seeds.hi:.3f}] (t, over seeds)" if seeds.lo is not None else ""
+        items.append(("test accuracy", f"{seeds.value:.3f}", f"mean{band}; {spread}"))
+    items += _evidence_figures(data)
     if data.neurons is not None and data.neurons.summary:
         s = data.neurons.summary
         items.append(
@@ -93,6 +98,34 @@ def _key_figures(data: ReportData) -> list[tuple[str, str, str]]:
             )
         )
     return items
+
+
+def _evidence_figures(data: ReportData) -> list[tuple[str, str, str]]:
+    """The paired skill-vs-random perturbation of each sweep (the demo's evidence): at its first
+    non-zero fraction, the difference with its 95% interval and p (files with paired estimates)."""
+    items = []
+    for r in data.of_kind("perturb_sweep"):
+        d = PerturbSweepView.read(r.data)
+        pt = next((p for p in d.sorted_points() if p.paired is not None and as_number(p.rho) > 0), None)
+        if pt is None or pt.paired is None:
+            continue
+        e = pt.paired
+        pv = f", p = {e.p:.2g}" if e.p is not None else ""
+        band = f"[{e.lo:.3f}, {e.hi:.3f}]" if e.lo is not None and e.hi is not None else "[n/a]"
+        items.append(
+            (
+                f"skill − random ({d.mode}, top {as_number(pt.rho):.0%})",
+                f"{e.value:+.3f}",
+                f"paired over {e.n} test examples and {d.draws} random draws: {band}{pv}",
+            )
+        )
+    return items
+
+
+def _acc(acc: Any, n: Any) -> Cell:
+    """An accuracy with its Wilson 95% interval on the split's size (the bare figure without one)."""
+    e = accuracy_estimate(acc, n) if isinstance(acc, (int, float)) and isinstance(n, int) else None
+    return Cell(e.format(3), e.value, "num") if e is not None else num(acc)
 
 
 def _run_row(t: TuneRun) -> list[Any]:
@@ -107,8 +140,8 @@ def _run_row(t: TuneRun) -> list[Any]:
         num(sz.get("test"), 0),
         num(t.steps, 0),
         num(t.best_step, 0),
-        num(t.dev_accuracy),
-        num(t.test_accuracy),
+        _acc(t.dev_accuracy, sz.get("dev")),
+        _acc(t.test_accuracy, sz.get("test")),
         Cell(f"{secs:.0f} s" if isinstance(secs, (int, float)) else "–", secs, "num"),
     ]
 

@@ -5,33 +5,57 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from skillneurons.evidence import Estimate
 from skillneurons.report import plots
 from skillneurons.report.discover import ResultFile
 from skillneurons.report.html import Cell, Raw, Section, esc, figure, fnum, fpct, num, para, table
 from skillneurons.report.sections.common import source
-from skillneurons.report.views import PerturbCrossView, PerturbSweepView
+from skillneurons.report.views import PerturbCrossView, PerturbSweepView, SweepPoint
 
 __all__ = ["render_perturb_cross", "render_perturb_sweep"]
 
 _SWEEP_HEADERS: list[str | tuple[str, str]] = [
     ("rho", "num"),
     ("neurons", "num"),
-    ("skill", "num"),
-    ("random mean", "num"),
-    ("random 95% CI", "num"),
-    ("gap", "num"),
+    ("skill [95% CI]", "num"),
+    ("random mean [95% CI]", "num"),
+    ("skill − random, paired [95% CI]", "num"),
+    ("p", "num"),
 ]
+
+
+def _est(e: Estimate | None, fallback: object = None) -> Cell:
+    """``0.680 [0.655, 0.704]`` (sorting by the value), or the bare figure of an older file."""
+    if e is None:
+        return num(fallback)
+    return Cell(e.format(3), e.value, "num")
+
+
+def _random_cell(p: SweepPoint) -> Cell:
+    if p.random_ci is not None:
+        return _est(p.random_ci)
+    lo, hi = p.random.ci95
+    band = f" [{fnum(lo)}, {fnum(hi)}]" if lo is not None else ""
+    return Cell(f"{fnum(p.random.mean)}{band}", p.random.mean, "num")
+
+
+def _paired_cells(p: SweepPoint) -> list[Cell]:
+    if p.paired is None:  # an older file: the unpaired gap only
+        return [num(None if p.gap is None else -p.gap), Cell("–", cls="num")]
+    pv = p.paired.p
+    return [_est(p.paired), Cell(f"{pv:.2g}" if pv is not None else "–", pv, "num")]
 
 
 def _sweep_title(d: PerturbSweepView) -> str:
     what = [f"{d.mode} perturbation"]
     if d.sigma is not None:
-        what.append(f"σ = {d.sigma}")
+        what.append(f"σ = {d.sigma}" + (" × neuron std" if d.sigma_scale == "neuron_std" else ""))
+    clean = d.unperturbed_ci.format(3) if d.unperturbed_ci is not None else fnum(d.unperturbed)
     what += [
         f"positions: {d.positions}",
         f"task {d.task}",
         f"n = {d.n_eval}",
-        f"unperturbed {fnum(d.unperturbed)}",
+        f"unperturbed {clean}",
     ]
     return ", ".join(what)
 
@@ -40,23 +64,23 @@ def render_perturb_sweep(files: Sequence[ResultFile]) -> Section:
     body = [
         para(
             "Accuracy while the top fraction of skill neurons is perturbed, against the same number of "
-            "random neurons per layer (band: 95% interval of the random draws). Skill neurons matter if the "
-            "solid line falls below the band."
+            "random neurons per layer, on the same test examples (bars: Wilson 95% interval of the skill "
+            "condition; band: 95% interval of the random mean over examples and draws). The paired "
+            "difference skill − random is bootstrapped over the examples and the random draws; skill neurons "
+            "matter where its interval lies below 0 (small p)."
         )
     ]
     for r in files:
         d = PerturbSweepView.read(r.data)
         rows = []
         for p in d.sorted_points():
-            lo, hi = p.random.ci95
             rows.append(
                 [
                     Cell(fpct(p.rho), p.rho, "num"),
                     num(p.neurons, 0),
-                    num(p.skill),
-                    num(p.random.mean),
-                    Cell(f"[{fnum(lo)}, {fnum(hi)}]" if lo is not None else "–", cls="num"),
-                    num(p.gap),
+                    _est(p.skill_ci, p.skill),
+                    _random_cell(p),
+                    *_paired_cells(p),
                 ]
             )
         body += [
@@ -100,5 +124,35 @@ def render_perturb_cross(files: Sequence[ResultFile]) -> Section:
         if d.unperturbed is not None:
             accs = ", ".join(f"{t} {fnum(a)}" for t, a in zip(d.tasks, d.unperturbed))
             body.append(para("Unperturbed accuracy: " + accs, "small"))
+        if d.drop_ci is not None:
+            body.append(_cross_table(d))
         body.append(source(r))
     return Section("cross-task", "Cross-task perturbation", "".join(body), "Cross-task")
+
+
+def _cross_table(d: PerturbCrossView) -> Raw:
+    """Every cell's drop with its paired 95% interval, and the cell against the column's random control
+    (paired over the examples and the draws, p)."""
+    assert d.drop_ci is not None
+    rows = []
+    for a, src in enumerate(d.tasks):
+        for b, dst in enumerate(d.tasks):
+            vr = d.versus_random[a][b] if d.versus_random is not None else None
+            pv = vr.p if vr is not None else None
+            rows.append(
+                [
+                    src,
+                    dst,
+                    _est(d.drop_ci[a][b], d.drop[a][b]),
+                    _est(vr),
+                    Cell(f"{pv:.2g}" if pv is not None else "–", pv, "num"),
+                ]
+            )
+    headers: list[str | tuple[str, str]] = [
+        "perturbed neurons of",
+        "evaluated task",
+        ("drop [95% CI]", "num"),
+        ("cell − random, paired [95% CI]", "num"),
+        ("p", "num"),
+    ]
+    return table(headers, rows)
