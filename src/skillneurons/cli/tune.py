@@ -25,7 +25,7 @@ from skillneurons.errors import ConfigError
 from skillneurons.fpt.config import ProgressiveConfig
 from skillneurons.options import option
 from skillneurons.prompts.config import PromptConfig
-from skillneurons.runs.config import RunOptions
+from skillneurons.runs.config import RunOptions, check_tuning
 from skillneurons.training.config import TrainConfig
 from skillneurons.verbalizers.config import VerbalizerConfig
 
@@ -87,7 +87,14 @@ def _run_tune(args: argparse.Namespace) -> int:
     train: TrainConfig = build_config(args, TrainConfig)
     verbalizer: VerbalizerConfig = build_config(args, VerbalizerConfig)
     progressive: ProgressiveConfig = build_config(args, ProgressiveConfig)
-    # data errors first, before the (slow) model load
+    check_tuning(
+        o.method,
+        tunes_prompt=o.method == "prompt",  # the registered methods tune no soft prompt
+        prompt_length=prompt.prompt_length,
+        init_prompt=o.init_prompt is not None,
+        progressive=progressive.enabled,
+    )
+    # data errors next (numpy), before the (slow) model load (torch)
     task = build_config(args, TaskOptions).load().require_classes("training")
     from skillneurons.runs import tune_prompt
 

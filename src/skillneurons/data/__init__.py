@@ -12,12 +12,11 @@ from skillneurons._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from skillneurons.data.builtin import (
-        BUILTINS,
-        builtin_tasks,
         data_dir,
         fetch_builtin_data,
         load_builtin,
     )
+    from skillneurons.data.catalog import BUILTINS, builtin_tasks
     from skillneurons.data.columns import task_from_columns
     from skillneurons.data.config import TaskOptions
     from skillneurons.data.loaders import load_task
@@ -56,13 +55,13 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "BUILTINS": ".builtin",
+        "BUILTINS": ".catalog",
         "SPLIT_NAMES": ".task",
         "DedupStats": ".task",
         "Task": ".task",
         "TaskOptions": ".config",
         "TaskSplits": ".task",
-        "builtin_tasks": ".builtin",
+        "builtin_tasks": ".catalog",
         "check_disjoint": ".task",
         "data_dir": ".builtin",
         "deduplicate": ".task",
