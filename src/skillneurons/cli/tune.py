@@ -138,12 +138,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     options: TaskOptions = build_config(args, TaskOptions)
     given = options.load() if options.task else None
     from skillneurons.rundir import RunDir
-    from skillneurons.runs import evaluate_prompt
 
     run = RunDir.of(prompt).require_kind("prompt", "delta")
     task = run.task(given)  # the task and its split (an imported prompt: --task, --split-seed) first
     if args.split != "all":
         run.split_of(task, args.split_seed)
+    from skillneurons.runs import evaluate_prompt  # the model libraries: after the input checks
+
     model = backbone_of(args, run)
     res = evaluate_prompt(
         prompt, task, model=model, split=args.split, progress=progress(args), split_seed=args.split_seed
