@@ -255,15 +255,15 @@ def main() -> None:
     for k in names:  # warm-up on the timed inputs
         timed_pass(variants[k], time_batches)
     # interleaved at the batch level: a burst of load on this shared machine hits every model alike
-    for r in range(args.repeats):
+    for rep in range(args.repeats):
         spent = dict.fromkeys(names, 0.0)
         for j, b in enumerate(time_batches):
-            s0 = (r + j) % len(names)
+            s0 = (rep + j) % len(names)
             for k in names[s0:] + names[:s0]:
                 spent[k] += timed_pass(variants[k], [b])[0]
         for k in names:
             times[k].append(spent[k])
-        print(f"repetition {r + 1}/{args.repeats}: " + ", ".join(f"{k} {times[k][-1]:.2f}s" for k in names))
+        print(f"repetition {rep + 1}/{args.repeats}: " + ", ".join(f"{k} {times[k][-1]:.2f}s" for k in names))
     tmp.cleanup()
 
     # ---- optional re-tuning of the prompt on each pruned model (after timing) ----------------
