@@ -14,6 +14,17 @@ number of RANDOM neurons per layer (accuracy only: its speed is the same).
     .venv/bin/python bench/prune_speed.py --model mpnet --examples 128 --repeats 3   # speed only
     (--time-examples N times on a subset; --retune-steps N also re-tunes the prompt on each pruned model)
 
+``--sweep`` (needs --prompt and --neurons) times the unpruned model and one pruned model per
+``--configs FIRST_LAYER:RHO`` over batch sizes (1-1,024, at --sweep-seq), sequence lengths (at
+--sweep-batch), torch threads and devices (CPU; a GPU with bf16 autocast, with and without
+torch.compile under --compile, skipped when absent) on fixed-length batches of real test text, prints
+the FLOP bound (unpruned / pruned forward FLOPs) beside each speedup, the smallest batch from which
+pruning pays (> 1.1x), and the accuracy as is and re-tuned over --retune-seeds (mean, t-interval):
+
+    flock /work/heavy.lock env OMP_NUM_THREADS=2 .venv/bin/python bench/prune_speed.py --sweep \\
+        --prompt runs/mr-s0/prompt.safetensors --neurons runs/mr-neurons/skill_neurons.safetensors \\
+        --retune-steps 80        # --devices cpu,cuda --compile on a GPU; --render re-renders OUT.md
+
 Without --prompt a random prompt is timed (speed only); without --neurons the kept neurons are drawn
 at random (speed only: which neurons are kept does not change the cost). Results are merged into
 bench/results/prune_speed.json (one entry per model and mode) and rendered to prune_speed.md.
