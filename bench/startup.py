@@ -2,10 +2,12 @@
 
 Side by side in one run: a bare ``python -c pass`` (the interpreter's own start-up, the floor),
 ``import skillneurons``, ``skillneurons --help``, ``skillneurons find --help``, ``skillneurons tune
---help``, ``models`` and ``data list``, and ``import torch`` / ``import transformers`` for scale. Also
-records which of torch/transformers each command imported.
+--help``, ``models``, ``data list``, commands that fail validation (an invalid option of ``tune`` and
+of ``find``, exit 2) and one that fails on a missing input file, and ``import torch`` / ``import
+transformers`` for scale. Also records which of torch/transformers/numpy each command imported.
 
     .venv/bin/python bench/startup.py --repeats 5
+    PYTHONPATH=OLD/src .venv/bin/python bench/startup.py --out bench/results/startup_before.json  # before
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from common import cpu_model, write_json
 
 PY = sys.executable
+TMP = tempfile.mkdtemp(prefix="startup-bench-")  # --out of the failing commands (never written)
 CASES = {
     "python -c pass": [PY, "-c", "pass"],
     "import skillneurons": [PY, "-c", "import skillneurons"],
@@ -29,15 +34,28 @@ CASES = {
     "skillneurons tune --help": [PY, "-m", "skillneurons.cli", "tune", "--help"],
     "skillneurons models": [PY, "-m", "skillneurons.cli", "models"],
     "skillneurons data list": [PY, "-m", "skillneurons.cli", "data", "list"],
+    "skillneurons tune --prompt-length 0 (exit 2)": [
+        *[PY, "-m", "skillneurons.cli", "-q", "tune", "--task", "mr", "--prompt-length", "0"],
+        *["--out", f"{TMP}/tune"],
+    ],
+    "skillneurons find --auroc-bins 0 (exit 2)": [
+        *[PY, "-m", "skillneurons.cli", "-q", "find", "--prompt", "p.safetensors", "--auroc-bins", "0"],
+        *["--out", f"{TMP}/find"],
+    ],
+    "skillneurons find, missing prompt (exit 2)": [
+        *[PY, "-m", "skillneurons.cli", "-q", "find", "--prompt", f"{TMP}/none.safetensors"],
+        *["--out", f"{TMP}/find"],
+    ],
     "import torch": [PY, "-c", "import torch"],
     "import transformers": [PY, "-c", "import transformers"],
 }
 PROBE = (
     "import runpy, sys, contextlib, io\n"
     "sys.argv = ['skillneurons'] + sys.argv[1:]\n"
-    "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+    "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()), "
+    "contextlib.redirect_stderr(io.StringIO()):\n"
     "    runpy.run_module('skillneurons.cli', run_name='__main__')\n"
-    "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules) or '-')\n"
+    "print(','.join(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules) or '-')\n"
 )
 
 
@@ -51,7 +69,9 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved: a load spike hits every case alike
         for name, cmd in CASES.items():
             t0 = time.perf_counter()
-            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            if rc != (2 if "(exit 2)" in name else 0):
+                raise SystemExit(f"{name}: exit {rc}")
             times[name].append(time.perf_counter() - t0)
     loaded = {}
     for name, cmd in CASES.items():
@@ -60,6 +80,7 @@ def main() -> None:
                 [PY, "-c", PROBE, *cmd[3:]], env=env, capture_output=True, text=True, check=True
             )
             loaded[name] = out.stdout.strip().splitlines()[-1]
+    shutil.rmtree(TMP, ignore_errors=True)
     base = statistics.median(times["python -c pass"])
     rows = {
         name: {

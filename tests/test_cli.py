@@ -243,10 +243,10 @@ def test_models_marks_which_offline_models_are_installed(
 ) -> None:
     """#17 (smaller things): ``skillneurons models`` marks the installed offline models and says how to
     install the others, checked without extracting or assembling any model files."""
-    import skillneurons.backbones.loading as loading
+    import skillneurons.backbones.offline as offline
 
-    checks = {n: ((lambda n=n: n != "smollm2"), f"install-{n}") for n in loading.OFFLINE_MODELS}
-    monkeypatch.setattr(loading, "_INSTALLED", checks)
+    checks = {n: ((lambda n=n: n != "smollm2"), f"install-{n}") for n in offline.OFFLINE_MODELS}
+    monkeypatch.setattr(offline, "_INSTALLED", checks)
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "offline models ([x] installed, [ ] not installed):"
@@ -254,5 +254,5 @@ def test_models_marks_which_offline_models_are_installed(
     assert smol.startswith("  [ ] smollm2") and smol.endswith("; install: install-smollm2")
     mini = next(ln for ln in lines if " minilm " in ln)
     assert mini.startswith("  [x] minilm") and "install:" not in mini
-    status = {m.name: m.installed for m in loading.offline_model_status()}
-    assert status == {n: n != "smollm2" for n in loading.OFFLINE_MODELS}
+    status = {m.name: m.installed for m in offline.offline_model_status()}
+    assert status == {n: n != "smollm2" for n in offline.OFFLINE_MODELS}

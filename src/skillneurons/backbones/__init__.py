@@ -25,9 +25,8 @@ if TYPE_CHECKING:
         home,
         load_backbone,
         load_with_options,
-        offline_model_status,
-        offline_models,
     )
+    from skillneurons.backbones.offline import offline_model_status, offline_models
     from skillneurons.backbones.sites import SiteFn, has_hooks, neuron_hooks, record_neurons
 
 __all__ = [
@@ -64,8 +63,8 @@ __getattr__, __dir__ = lazy_exports(
         "load_backbone": ".loading",
         "load_with_options": ".loading",
         "neuron_hooks": ".sites",
-        "offline_model_status": ".loading",
-        "offline_models": ".loading",
+        "offline_model_status": ".offline",
+        "offline_models": ".offline",
         "parse_ffn_option": ".architectures",
         "record_neurons": ".sites",
         "register_architecture": ".architectures",

@@ -10,11 +10,12 @@ FFN matrices and its LM head live. That knowledge is an :class:`FFNSpec` per ``c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, cast
-
-from transformers import PretrainedConfig
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from skillneurons.errors import ModelError
+
+if TYPE_CHECKING:  # annotations only: `skillneurons models` lists the families without transformers
+    from transformers import PretrainedConfig
 
 
 @dataclass(frozen=True)

@@ -32,20 +32,23 @@ class DataOptions:
 
 
 def _run_data(args: argparse.Namespace) -> int:
-    from skillneurons.data import builtin_tasks, fetch_builtin_data
-
     o: DataOptions = build_config(args, DataOptions)
     if o.action == "fetch":
+        from skillneurons.data import fetch_builtin_data  # numpy: only to fetch
+
         path = fetch_builtin_data(list(o.names) or None, force=o.force, quiet=args.quiet)
         if not args.quiet:
             print(f"built-in data ready under {path}")
     else:
+        from skillneurons.data import builtin_tasks  # the table (data/catalog.py): no numpy, no torch
+
         for name, desc in builtin_tasks().items():
             print(f"{name:12s} {desc}")
     return 0
 
 
 def _run_models(args: argparse.Namespace) -> int:
+    # package metadata and files on disk only: no torch, no transformers
     from skillneurons.backbones import known_architectures, offline_model_status
 
     models = offline_model_status()

@@ -40,7 +40,6 @@ def _run_find(args: argparse.Namespace) -> int:
     config: FindConfig = build_config(args, FindConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
     from skillneurons.rundir import open_together  # lazy: --help stays fast
-    from skillneurons.runs import find_skill_neurons
 
     # a mixed list and every prompt's split are refused before the (slow) model load
     runs = open_together(prompts, "prompt")
@@ -48,6 +47,8 @@ def _run_find(args: argparse.Namespace) -> int:
     task = run.task(task_options.load() if task_options.task else None).require_classes("ranking")
     for r in runs:
         r.splits(task, config.split_seed)
+    from skillneurons.runs import find_skill_neurons  # the model libraries: after the input checks
+
     bb = backbone_of(args, run)
     res = find_skill_neurons(bb, prompts, task, args.out, config, progress=progress(args))
     print(res.text)

@@ -43,13 +43,13 @@ def _run_perturb(args: argparse.Namespace) -> int:
     config: SweepConfig = build_config(args, SweepConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
     given = task_options.load() if task_options.task else None
-    from skillneurons.perturb.experiments import run_sweep  # lazy: --help stays fast
-    from skillneurons.rundir import RunDir
+    from skillneurons.rundir import RunDir  # lazy: --help stays fast
 
     # the prompt's task and split (an imported prompt: --task, --split-seed) before the (slow) model load
     run = RunDir.of(prompt).require_kind("prompt", "delta")
     task = run.task(given)
     run.part(config.split, task, config.split_seed)  # type: ignore[arg-type]
+    from skillneurons.perturb.experiments import run_sweep  # the model libraries: after the input checks
 
     res = run_sweep(
         prompt,

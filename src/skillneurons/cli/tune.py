@@ -25,7 +25,7 @@ from skillneurons.errors import ConfigError
 from skillneurons.fpt.config import ProgressiveConfig
 from skillneurons.options import option
 from skillneurons.prompts.config import PromptConfig
-from skillneurons.runs.config import RunOptions
+from skillneurons.runs.config import RunOptions, check_tuning
 from skillneurons.training.config import TrainConfig
 from skillneurons.verbalizers.config import VerbalizerConfig
 
@@ -87,7 +87,14 @@ def _run_tune(args: argparse.Namespace) -> int:
     train: TrainConfig = build_config(args, TrainConfig)
     verbalizer: VerbalizerConfig = build_config(args, VerbalizerConfig)
     progressive: ProgressiveConfig = build_config(args, ProgressiveConfig)
-    # data errors first, before the (slow) model load
+    check_tuning(
+        o.method,
+        tunes_prompt=o.method == "prompt",  # the registered methods tune no soft prompt
+        prompt_length=prompt.prompt_length,
+        init_prompt=o.init_prompt is not None,
+        progressive=progressive.enabled,
+    )
+    # data errors next (numpy), before the (slow) model load (torch)
     task = build_config(args, TaskOptions).load().require_classes("training")
     from skillneurons.runs import tune_prompt
 
@@ -127,12 +134,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     options: TaskOptions = build_config(args, TaskOptions)
     given = options.load() if options.task else None
     from skillneurons.rundir import RunDir
-    from skillneurons.runs import evaluate_prompt
 
     run = RunDir.of(prompt).require_kind("prompt", "delta")
     task = run.task(given)  # the task and its split (an imported prompt: --task, --split-seed) first
     if args.split != "all":
         run.split_of(task, args.split_seed)
+    from skillneurons.runs import evaluate_prompt  # the model libraries: after the input checks
+
     model = backbone_of(args, run)
     res = evaluate_prompt(
         prompt, task, model=model, split=args.split, progress=progress(args), split_seed=args.split_seed

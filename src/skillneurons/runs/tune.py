@@ -22,18 +22,16 @@ import torch
 from skillneurons.backbones import Backbone, load_backbone
 from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.distributed import is_main
-from skillneurons.errors import ConfigError
 from skillneurons.files import atomic_write_json
 from skillneurons.fpt.config import ProgressiveConfig
 from skillneurons.fpt.progressive import progressive_hooks
 from skillneurons.fpt.schedule import ProgressiveSchedule
-from skillneurons.options import check_range
 from skillneurons.prompts import PromptModel, SoftPrompt
 from skillneurons.prompts.build import build_prompt_model, new_prompt
 from skillneurons.prompts.config import PromptConfig
 from skillneurons.prompts.methods import TUNING_METHODS, TuningMethod
 from skillneurons.rundir import RunDir, make_splits, run_manifest
-from skillneurons.runs.config import RunOptions
+from skillneurons.runs.config import RunOptions, check_tuning
 from skillneurons.runs.results import TuneResult, accuracy_estimate
 from skillneurons.training import TrainConfig, Trainer, fit_and_test
 from skillneurons.transfer.tpt import initial_prompt, prompt_digest
@@ -146,18 +144,17 @@ def _spec(
     )
     run = dataclasses.replace(run or RunOptions(), **{k: v for k, v in options.items() if k in run_keys})
     tuning = TUNING_METHODS.get(method)
-    if tuning.tunes_prompt:
-        check_range("--prompt-length", prompt.prompt_length, low=1)
     if isinstance(progressive, str):
         progressive = ProgressiveConfig(schedule=progressive)
     if isinstance(progressive, ProgressiveConfig) and not progressive.enabled:
         progressive = None
-    if not tuning.tunes_prompt and init_prompt is not None:
-        raise ConfigError(
-            f"--init-prompt starts a soft prompt; --method {method} tunes no prompt: drop one of them"
-        )
-    if not tuning.tunes_prompt and progressive is not None:
-        raise ConfigError(f"progressive training tunes prompts: drop it for --method {method}")
+    check_tuning(
+        method,
+        tunes_prompt=tuning.tunes_prompt,
+        prompt_length=prompt.prompt_length,
+        init_prompt=init_prompt is not None,
+        progressive=progressive is not None,
+    )
     method_config = tuning.config_from_options(method_options)
     verbalizer = verbalizer or VerbalizerConfig()
     return TuneSpec(
