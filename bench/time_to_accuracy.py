@@ -33,6 +33,7 @@ import torch
 from common import cpu_model, write_json
 from peft_side import PeftPromptModel
 from skillneurons.data import Task, load_task
+from skillneurons.files import atomic_write_json
 from skillneurons.fpt import ProgressiveTraining, parse_schedule
 from skillneurons.fpt.progressive import count_step_flops
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head
@@ -294,10 +295,10 @@ def main() -> None:
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--task", default="mr")
     ap.add_argument("--source-task", default="fine_food", help="the TPT source prompt's task")
-    ap.add_argument("--source-steps", type=int, default=150)
+    ap.add_argument("--source-steps", type=int, default=100)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--max-steps", type=int, default=150, help="the step cap (the lr decays to 0 there)")
+    ap.add_argument("--max-steps", type=int, default=120, help="the step cap (the lr decays to 0 there)")
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--dev-examples", type=int, default=400)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -333,7 +334,7 @@ def main() -> None:
     )
     for s in range(3):  # kernels and allocator warm before anything is timed
         warm.train_step(list(range(s, s + args.batch_size)), 0)
-    runs = []
+    runs: list[dict[str, Any]] = []
     for seed in [int(x) for x in args.seeds.split(",")]:
         for v in variants:  # interleaved: every variant of a seed runs in the same minutes
             runs.append(run(bb, parts, args, seed, v, ctx))
@@ -342,9 +343,7 @@ def main() -> None:
                 f"seed {seed} {v}: best dev {r['best_dev_accuracy']:.4f}, {r['train_seconds']:.1f} s",
                 flush=True,
             )
-    write_json(
-        args.out,
-        {
+        out = {  # written after every seed: a run cut short keeps its finished seeds
             "bench": "time_to_accuracy",
             "model": bb.identity(),
             "task": args.task,
@@ -365,8 +364,9 @@ def main() -> None:
             "flop_curves": ctx["curves"],
             "summary": summarise(runs, variants, args.target),
             "runs": [{k: v for k, v in r.items() if k not in ("cum_seconds", "cum_flops")} for r in runs],
-        },
-    )
+        }
+        atomic_write_json(args.out, out)
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":
