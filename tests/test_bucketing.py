@@ -188,3 +188,31 @@ def test_the_lm_head_runs_at_the_read_slot_only() -> None:
     finally:
         handle.remove()
     assert seen == [(2, model.backbone.hidden_size)]
+
+
+def test_tune_runs_bucketed_with_a_warm_start_and_a_rewarmed_schedule(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """Section 1, warm starts: TPT initialisation and FPT are options of the same `tune`, with bucketing."""
+    import csv
+    import json
+
+    from skillneurons.cli import main
+
+    data = tmp_path / "d.csv"
+    task = _varied(48)
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([t, ["negative", "positive"][y]] for t, y in zip(task.texts, task.labels, strict=True))
+    common = ["-q", "tune", "--model", str(model_dir), "--task", str(data), "--head", "linear"]
+    common += ["--prompt-length", "3", "--max-length", "24", "--max-steps", "6", "--batch-size", "8"]
+    common += ["--batching", "bucketed", "--bucket-batches", "2", "--dtype", "float32"]
+    assert main([*common, "--out", str(tmp_path / "src")]) == 0
+    init = tmp_path / "src" / "prompt.safetensors"
+    out = tmp_path / "warm"
+    args = ["--init-prompt", str(init), "--progressive", "50,full", "--progressive-rewarm", "0.5"]
+    assert main([*common, *args, "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["train_config"]["batching"] == "bucketed" and res["progressive"]["rewarm"] == 0.5
+    assert json.loads((out / "run.json").read_text())["init_prompt"] == str(init)
