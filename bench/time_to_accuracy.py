@@ -21,11 +21,13 @@ full model at every evaluation, compared with the bucketed run of the same seed 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -306,6 +308,34 @@ def summarise(runs: list[dict[str, Any]], variants: list[str], target: float) ->
     return out
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The BENCHMARKS.md table of a result file: mean [95% CI] over seeds."""
+
+    def f(c: dict[str, Any], fmt: str, scale: float = 1.0) -> str:
+        if c["mean"] is None:
+            return "-"
+        ci = c["ci95"]
+        rng = f" [{fmt.format(ci[0] * scale)}, {fmt.format(ci[1] * scale)}]" if ci else ""
+        return fmt.format(c["mean"] * scale) + rng
+
+    lines = [
+        "| variant | reached | steps to target | s to target | GFLOPs to target | speed-up vs PEFT (time) "
+        "| speed-up (FLOPs) | s per step | mean sequence | best dev |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for v, c in result["summary"].items():
+        if v == "fpt_goal":
+            continue
+        lines.append(
+            f"| {v} | {c['reached']}/{len(c['per_seed'])} | {f(c['steps_to_target'], '{:.0f}')} "
+            f"| {f(c['seconds_to_target'], '{:.1f}')} | {f(c['flops_to_target'], '{:.0f}', 1e-9)} "
+            f"| {f(c['speedup_time'], '{:.2f}')} | {f(c['speedup_flops'], '{:.2f}')} "
+            f"| {f(c['seconds_per_step'], '{:.3f}')} | {f(c['mean_sequence_length'], '{:.1f}')} "
+            f"| {f(c['best_dev_accuracy'], '{:.4f}')} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="minilm")
@@ -328,7 +358,11 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--out", default="bench/results/time_to_accuracy.json")
+    ap.add_argument("--table", metavar="RESULT", help="print the markdown table of a result file and exit")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())))
+        return
     from skillneurons.backbones import load_backbone
 
     variants = args.variants.split(",")
