@@ -1,8 +1,9 @@
 """Prompt-tuning throughput: this package's trainer vs Hugging Face PEFT prompt tuning.
 
 Same backbone, data, batch size, prompt length and head (a linear head read at a mask slot inserted
-before the closing token), both in the PEFT layout ``[prompt][text]``; each step = tokenise + forward +
-backward + optimizer step. Repetitions are interleaved and the median examples/s is reported with
+before the closing token), both in the PEFT layout ``[prompt][text]``, both trained by this package's
+``Trainer.train_step`` (the PEFT side is ``bench/peft_side.py``: PEFT's forward); each step = tokenise +
+forward + backward + optimizer step. Repetitions are interleaved and the median examples/s is reported with
 the ratio (ours / PEFT): the machine is noisy, only the ratio is meaningful.
 
     .venv/bin/python bench/pt_throughput.py --steps 20 --repeats 3
@@ -16,13 +17,13 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from common import cpu_model, write_json
+from peft_side import PeftPromptModel
 from skillneurons.backbones import load_backbone
 from skillneurons.data import load_task
 from skillneurons.prompts import PromptModel, SoftPrompt, build_head
-from skillneurons.training import TrainConfig, Trainer, autocast_context
+from skillneurons.training import TrainConfig, Trainer
 
 
 def main() -> None:
@@ -40,11 +41,13 @@ def main() -> None:
     )
     ap.add_argument("--out", default="bench/results/pt_throughput.json")
     args = ap.parse_args()
-    from peft import PromptTuningConfig, TaskType, get_peft_model
-
     torch.manual_seed(0)
     bb = load_backbone(args.model)
-    task = load_task("mr").subset(range(args.batch_size * args.steps))
+    task = load_task("mr")  # a seeded sample holding both classes (the file is ordered by class)
+    pick = torch.randperm(len(task), generator=torch.Generator().manual_seed(0))[
+        : args.batch_size * args.steps
+    ]
+    task = task.subset(sorted(pick.tolist()))
     device = bb.device
 
     # ---- ours ---------------------------------------------------------------------------------
@@ -68,48 +71,20 @@ def main() -> None:
         for s in range(args.steps):
             trainer.train_step(order[s * args.batch_size : (s + 1) * args.batch_size], s)
 
-    # ---- PEFT ---------------------------------------------------------------------------------
-    cfg = PromptTuningConfig(
-        task_type=TaskType.FEATURE_EXTRACTION,
-        num_virtual_tokens=args.prompt_length,
-        token_dim=bb.hidden_size,
-        num_transformer_submodules=1,
+    # ---- PEFT (bench/peft_side.py: PEFT's forward, the same tokenisation, head and trainer) ------
+    peft_trainer = Trainer(
+        PeftPromptModel(
+            bb, SoftPrompt.create(bb, args.prompt_length), build_head("linear", bb, task.label_words), 128
+        ),
+        task,
+        task.subset(range(8)),
+        TrainConfig(max_steps=10**6, batch_size=args.batch_size, precision=args.precision),
+        progress=False,
     )
-    peft_model = get_peft_model(bb.model.base_model, cfg)
-    head = torch.nn.Linear(bb.hidden_size, task.num_classes).to(device)
-    params = [p for p in peft_model.parameters() if p.requires_grad] + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=3e-2, betas=(0.9, 0.98))
-    tok = bb.tokenizer
-    mask_id = tok.mask_token_id
-
-    def peft_step(s: int) -> None:
-        idx = order[s * args.batch_size : (s + 1) * args.batch_size]
-        texts = [task.texts[i] for i in idx]
-        enc = tok(
-            texts, truncation=True, max_length=128 - args.prompt_length - 1, padding=True, return_tensors="pt"
-        )
-        ids, am = enc["input_ids"], enc["attention_mask"]
-        lengths = am.sum(1)
-        # the same read slot as ours: a mask token before the closing [SEP]
-        ids = torch.cat([ids, torch.full_like(ids[:, :1], tok.pad_token_id)], 1)
-        am = torch.cat([am, torch.zeros_like(am[:, :1])], 1)
-        rows = torch.arange(len(idx))
-        ids[rows, lengths] = ids[rows, lengths - 1]
-        ids[rows, lengths - 1] = mask_id
-        am[rows, lengths] = 1
-        labels = torch.tensor([task.labels[i] for i in idx], device=device)
-        with autocast_context(device, args.precision):
-            h = peft_model(input_ids=ids.to(device), attention_mask=am.to(device)).last_hidden_state
-            logits = head(h[rows, lengths - 1 + args.prompt_length].float())
-        loss = F.cross_entropy(logits, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
 
     def peft() -> None:
         for s in range(args.steps):
-            peft_step(s)
+            peft_trainer.train_step(order[s * args.batch_size : (s + 1) * args.batch_size], s)
 
     ours_t: list[float] = []
     peft_t: list[float] = []

@@ -61,6 +61,12 @@ class ProgressiveConfig:
     reset_optimizer: bool = option(
         False, "clear the optimizer moments at every expansion (default: carried over with the prompt)"
     )
+    rewarm: float = option(
+        0.0,
+        "re-warm the learning rate at every expansion: linearly from 0 to the schedule's value over this "
+        "fraction of the new stage's steps (0: off)",
+        flag="--progressive-rewarm",
+    )
     width_examples: int = option(
         256, "training examples read for the mean-|activation| neuron ranking", cli=False
     )
@@ -75,6 +81,8 @@ class ProgressiveConfig:
             raise ConfigError(f"unknown width ranking '{self.width_by}': use mean_abs or skill")
         if self.width_examples < 1:
             raise ConfigError("width_examples must be >= 1")
+        if not 0 <= self.rewarm <= 1:
+            raise ConfigError(f"--progressive-rewarm must be a fraction in [0, 1], got {self.rewarm}")
         if self.evaluate not in EVAL_POLICIES:
             raise ConfigError(f"unknown evaluation policy '{self.evaluate}': use final or all")
 
@@ -92,5 +100,6 @@ class ProgressiveConfig:
             "width_examples": self.width_examples,
             "fold_baseline": self.fold_baseline,
             "reset_optimizer": self.reset_optimizer,
+            "rewarm": self.rewarm,
             "evaluate": self.evaluate,
         }

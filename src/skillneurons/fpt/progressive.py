@@ -15,7 +15,8 @@ everything else (dev evaluation, checkpoints, the saved prompt) sees the full mo
   exactly, at any step, also across stage boundaries.
 
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` on one representative
-batch (the first ``batch_size`` examples of the epoch-0 order) per stage, forward + backward,
+batch (the first ``batch_size`` examples of the epoch-0 random permutation, also under bucketed
+batching, whose first batch holds one length only) per stage, forward + backward,
 and multiplied by the stage's steps; dev evaluation is not counted.
 
 Two deliberate choices:
@@ -110,6 +111,7 @@ class ProgressiveSummary(Result):
     flops_ratio: float | None = None
     train_step_seconds: float = 0.0
     prepare_seconds: float = 0.0
+    rewarm: float = 0.0
 
 
 def count_step_flops(model: PromptModel, batch: Batch, precision: str = "auto") -> int:
@@ -192,7 +194,7 @@ class ProgressiveTraining(TrainHooks):
         ]
         if any(s.width < 1 for s in self.schedule.stages):
             self._rank_neurons(trainer)
-        first = trainer.epoch_order(0)[: trainer.config.batch_size]
+        first = trainer.permutation(0)[: trainer.config.batch_size]  # random: not one length bucket
         batch = encode_examples(self.model, self.train, first).to(self.model.backbone.device)
         self.flops_per_step, self._widths = [], []
         for i in range(len(self.schedule.stages)):
@@ -213,6 +215,9 @@ class ProgressiveTraining(TrainHooks):
         ):
             self.trainer.optimizer.state.clear()  # an expansion: fresh Adam moments
         return self._timed(i)
+
+    def lr_factor(self, step: int, factor: float) -> float:
+        return factor * self.schedule.rewarm_factor(step, self.total_steps)
 
     def evaluate_at(self, step: int) -> bool:
         if self.schedule.evaluate == "all" or len(self.bounds) < 2:

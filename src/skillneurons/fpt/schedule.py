@@ -89,6 +89,8 @@ class ProgressiveSchedule:
             partial model stays closer to the full one) instead of dropping it (zero).
         reset_optimizer: clear the optimizer state (Adam moments) at every expansion instead of
             carrying it over (the prompt and head values are always carried).
+        rewarm: at every expansion, the learning rate warms up again, linearly from 0 to the value of
+            the trainer's schedule, over this fraction of the new stage's steps (0: off).
         evaluate: ``final`` runs dev evaluations (and best-checkpoint selection) only in the final
             full stage; ``all`` also evaluates the full model during the partial stages.
     """
@@ -101,6 +103,7 @@ class ProgressiveSchedule:
     fold_baseline: bool = True
     reset_optimizer: bool = False
     evaluate: EvalPolicy = "final"
+    rewarm: float = 0.0
     text: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +125,8 @@ class ProgressiveSchedule:
             )
         if self.width_examples < 1:
             raise ConfigError("width_examples must be >= 1")
+        if not 0 <= self.rewarm <= 1:
+            raise ConfigError(f"rewarm must be a fraction in [0, 1], got {self.rewarm}")
         if self.evaluate not in ("final", "all"):
             raise ConfigError(f"unknown evaluation policy '{self.evaluate}': use final or all")
 
@@ -155,7 +160,21 @@ class ProgressiveSchedule:
                 return i
         return len(self.stages) - 1
 
+    def rewarm_factor(self, step: int, total_steps: int) -> float:
+        """The re-warm-up factor of training step ``step``: rising linearly to 1 over the first
+        ``rewarm`` of each stage after the first, 1 elsewhere (and everywhere when ``rewarm`` is 0)."""
+        i = self.stage_at(step, total_steps)
+        if self.rewarm <= 0 or i == 0:
+            return 1.0
+        bounds = self.boundaries(total_steps)
+        start = bounds[i - 1]
+        width = max(1, round(self.rewarm * (bounds[i] - start)))
+        return min(1.0, (step - start + 1) / width)
+
     def identity(self) -> dict[str, Any]:
+        """The options that make a run different (``rewarm`` only when set: the run keys of the runs
+        made before it existed stay valid)."""
+        extra = {"rewarm": self.rewarm} if self.rewarm else {}
         return {
             "stages": self.spec,
             "depth_rule": self.depth_rule,
@@ -165,6 +184,7 @@ class ProgressiveSchedule:
             "fold_baseline": self.fold_baseline,
             "reset_optimizer": self.reset_optimizer,
             "evaluate": self.evaluate,
+            **extra,
         }
 
     def with_options(self, **kw: Any) -> ProgressiveSchedule:

@@ -31,6 +31,14 @@ class TrainConfig:
         0.06, "linear warm-up over this fraction of the steps, then linear decay to 0"
     )
     grad_clip: float = option(1.0, "max global gradient norm (0 disables clipping)")
+    batching: Literal["random", "bucketed"] = option(
+        "random",
+        "batch order: random (a seeded permutation per epoch), or bucketed (examples of similar token "
+        "length batched together: each run of --bucket-batches batches' worth of the permutation is sorted "
+        "by length and cut into batches, and the batches are shuffled; less padding per step)",
+        choices=("random", "bucketed"),
+    )
+    bucket_batches: int = option(50, "bucketed batching: batches' worth of examples sorted together")
     eval_every: int | None = option(None, "steps between dev evaluations (default: twice per epoch)")
     patience: int | None = option(None, "early stopping: evaluations without improvement")
     seed: int = option(0, "training seed (prompt init, data order)")
@@ -45,6 +53,10 @@ class TrainConfig:
             raise ConfigError("learning rates must be > 0")
         if self.max_steps is None and self.epochs <= 0:
             raise ConfigError("epochs must be > 0 (or give max_steps)")
+        if self.batching not in ("random", "bucketed"):
+            raise ConfigError(f"unknown batching '{self.batching}': use random or bucketed")
+        if self.bucket_batches < 1:
+            raise ConfigError("bucket_batches must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("warmup_ratio must be in [0, 1)")
         self.betas = (float(self.betas[0]), float(self.betas[1]))

@@ -20,7 +20,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from skillneurons.artifacts import load_artifact, save_artifact
+from skillneurons.backbones.text import clip_chars
 from skillneurons.data import Task
 from skillneurons.distributed import all_reduce_sum, barrier, is_main, my_share, rank, world_size
 from skillneurons.errors import ConfigError, NonFiniteError
@@ -46,8 +47,10 @@ __all__ = [
     "TrainState",
     "Trainer",
     "autocast_context",
+    "bucketed_order",
     "encode_examples",
     "evaluate",
+    "example_lengths",
     "iterate_batches",
     "lr_factor",
 ]
@@ -89,9 +92,51 @@ def autocast_context(device: torch.device, precision: str = "auto") -> contextli
 
 
 def iterate_batches(task: Task, batch_size: int, order: list[int] | None = None) -> Iterator[list[int]]:
+    """Consecutive batches of ``batch_size`` indices of ``order`` (default: the task's order); the last
+    may be shorter."""
     idx = order if order is not None else list(range(len(task)))
     for i in range(0, len(idx), batch_size):
         yield idx[i : i + batch_size]
+
+
+def bucketed_order(
+    permutation: list[int],
+    lengths: Sequence[int],
+    batch_size: int,
+    bucket_batches: int,
+    generator: torch.Generator,
+) -> list[int]:
+    """Length-bucketed batch order: each run of ``bucket_batches * batch_size`` indices of
+    ``permutation`` is sorted by ``lengths`` (stable: equal lengths keep their random order) and cut into
+    batches; the full batches are shuffled with ``generator`` and the one short batch (if any) goes last,
+    so :func:`iterate_batches` of the result yields exactly these batches. Every index of
+    ``permutation`` appears once."""
+    chunk = batch_size * bucket_batches
+    batches: list[list[int]] = []
+    for s in range(0, len(permutation), chunk):
+        part = sorted(permutation[s : s + chunk], key=lambda i: lengths[i])
+        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    short = [b for b in batches if len(b) < batch_size]
+    shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+    return [i for b in shuffled + short for i in b]
+
+
+def example_lengths(model: Any, task: Task) -> list[int]:
+    """Each example's token count as the model's tokenizer splits it (pairs as pairs, special tokens
+    included, cut at the model's ``max_length``): the sort key of bucketed batching, computed once per
+    trainer. The number of characters when the model has no tokenizer."""
+    tok = getattr(getattr(model, "backbone", None), "tokenizer", None)
+    limit = int(getattr(model, "max_length", 0) or 0)
+    if tok is None or limit < 1:
+        return [len(t) + len(task.texts_b[i] if task.texts_b else "") for i, t in enumerate(task.texts)]
+    out: list[int] = []
+    for s in range(0, len(task), 1024):  # the fast tokenizer in blocks: about 1 s per 10^5 sentences
+        texts = clip_chars(task.texts[s : s + 1024], limit)
+        pairs = clip_chars(task.texts_b[s : s + 1024], limit) if task.texts_b is not None else None
+        enc = tok(texts, pairs, truncation=True, max_length=limit)
+        out += [len(ids) for ids in enc["input_ids"]]
+    return out
 
 
 def encode_examples(model: PromptModel, task: Task, indices: list[int]) -> Any:
@@ -181,6 +226,11 @@ class TrainHooks:
     def step_context(self, step: int) -> contextlib.AbstractContextManager[Any]:
         """Context in which training step ``step`` (0-based) runs."""
         return contextlib.nullcontext()
+
+    def lr_factor(self, step: int, factor: float) -> float:
+        """The learning-rate factor of training step ``step``; ``factor`` is the trainer's own (linear
+        warm-up, then linear decay: :func:`lr_factor`)."""
+        return factor
 
     def evaluate_at(self, step: int) -> bool:
         """Whether the dev evaluation due after ``step`` steps runs (the checkpoint is saved anyway)."""
@@ -279,9 +329,27 @@ class Trainer:
             obj["method"] = [delta.name, delta.options()]
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def permutation(self, epoch: int) -> list[int]:
+        """The seeded random permutation of the training examples for ``epoch``."""
+        return torch.randperm(len(self.train_task), generator=self._epoch_generator(epoch)).tolist()
+
     def epoch_order(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        return torch.randperm(len(self.train_task), generator=g).tolist()
+        """The training order of ``epoch`` (a pure function of the seed and the epoch, so a resumed run
+        repeats it): :meth:`permutation`, or with ``batching="bucketed"`` its length-bucketed batches
+        (:func:`bucketed_order`, the batches shuffled by the same generator)."""
+        g = self._epoch_generator(epoch)
+        perm = torch.randperm(len(self.train_task), generator=g).tolist()
+        c = self.config
+        if c.batching == "random":
+            return perm
+        if self._lengths is None:
+            self._lengths = example_lengths(self.model, self.train_task)
+        return bucketed_order(perm, self._lengths, c.batch_size, c.bucket_batches, g)
+
+    def _epoch_generator(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+
+    _lengths: list[int] | None = None
 
     # ---- checkpoints -----------------------------------------------------------------------
     def _ckpt(self) -> Path | None:
@@ -453,6 +521,8 @@ class Trainer:
         c = self.config
         device = self.model.backbone.device
         f = lr_factor(step, self.total_steps, self.warmup)
+        if self.hooks is not None:
+            f = self.hooks.lr_factor(step, f)
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * f
         self.optimizer.zero_grad(set_to_none=True)
