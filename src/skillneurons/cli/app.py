@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from skillneurons import __version__
-from skillneurons.cli import data, kpt, neurons, perturb, prune, report, transfer, tune
+from skillneurons.cli import data, kpt, neurons, perturb, prune, report, study, transfer, tune
 from skillneurons.cli.common import Command, check_out
 from skillneurons.errors import SkillNeuronsError
 
@@ -37,6 +37,7 @@ MODULES = (
     transfer,
     kpt,
     report,
+    study,
     data,
 )
 
