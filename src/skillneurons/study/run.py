@@ -31,7 +31,7 @@ from skillneurons.artifacts import sha256_file
 from skillneurons.backbones import Backbone, load_backbone
 from skillneurons.data import Task, load_task
 from skillneurons.delta import delta_perturbation
-from skillneurons.errors import ConfigError
+from skillneurons.errors import ConfigError, SkillNeuronsError
 from skillneurons.evidence import mean_over_seeds
 from skillneurons.files import atomic_write_json, read_json
 from skillneurons.perturb import run_cross, run_similarity, run_sweep
@@ -95,10 +95,13 @@ class Study:
 
     def __post_init__(self) -> None:
         for t in self.spec.active_tasks:  # the data, checked before any model loads
-            if t.name not in self.tasks:
-                self.tasks[t.name] = load_task(t.task)
-            self.tasks[t.name].require_classes("training")
-            t.run.fractions(len(self.tasks[t.name]))
+            try:
+                if t.name not in self.tasks:
+                    self.tasks[t.name] = load_task(t.task)
+                self.tasks[t.name].require_classes("training")
+                t.run.fractions(len(self.tasks[t.name]))
+            except SkillNeuronsError as e:
+                raise type(e)(f"study spec [tasks.{t.name}]: {e}") from None
 
     # ---- the backbone, loaded on first use ----------------------------------------------------
     @property
