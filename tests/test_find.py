@@ -273,7 +273,7 @@ def test_find_summary_labels_its_figures_and_flags_untrustworthy_ones(tmp_path: 
     info = s.prompts[0]
     assert info.subtask_accuracy == {"1_vs_0": pytest.approx(own)} and info.num_classes == 2
     assert s.subtasks is not None and s.subtasks[0].name == "1_vs_0" and not s.subtasks[0].balanced
-    assert s.subtasks[0].top1 == pytest.approx(s.top1_predictivity)
+    assert s.evidence is not None and s.subtasks[0].top1 == pytest.approx(s.evidence.top1.in_sample)
     assert s.subtasks[0].prompt_accuracy == pytest.approx(
         sum((p.subtask_accuracy or {})["1_vs_0"] for p in s.prompts) / 2
     )
@@ -282,7 +282,8 @@ def test_find_summary_labels_its_figures_and_flags_untrustworthy_ones(tmp_path: 
     )
     assert "  ! too few to rank" in res.text
     assert FindSummary.load(tmp_path / "n" / "summary.json").flags == s.flags
-    # the other two flags, on a summary built by hand
+    # the other two flags, on a summary built by hand (no null: tests/test_null.py checks its flag)
+    s.evidence = None
     s.prompts = [PromptInfo("p", 0, 0, 0.41, 500, 3, 0.36, {"0_vs_rest": 0.5})]
     s.first_prompt, s.controls = ControlScore(0.8, 0.7), {"random_prompt": ControlScore(0.81, 0.72)}
     flags = s.check()

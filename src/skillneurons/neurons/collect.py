@@ -21,7 +21,7 @@ from skillneurons.backbones.sites import neuron_hooks
 from skillneurons.data import Task
 from skillneurons.distributed import all_reduce_sum, is_main, my_share
 from skillneurons.errors import ConfigError, DataError
-from skillneurons.neurons.stats import BaselineStats, PredictivityStats
+from skillneurons.neurons.stats import BaselineStats, FoldPlan, PredictivityStats
 from skillneurons.prompts.model import Batch, PromptModel
 from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
 
@@ -120,8 +120,9 @@ def activation_batches(
     progress: bool = False,
     desc: str = "activations",
     confusion: Tensor | None = None,
-) -> Iterator[tuple[dict[str, Tensor], Tensor, int]]:
-    """Yield ``({kind: acts [B, L, T, N] float32}, labels [B], real_tokens)`` batch by batch.
+) -> Iterator[tuple[dict[str, Tensor], Tensor, int, Tensor]]:
+    """Yield ``({kind: acts [B, L, T, N] float32}, labels [B], real_tokens, index [B])`` batch by
+    batch (``index``: the examples' positions in ``task``).
 
     ``positions`` is one kind or several (each gets its buffer from the same forward pass).
     ``token_sums`` ([L, N] float64), when given, accumulates the sum of every neuron's activation
@@ -158,7 +159,7 @@ def activation_batches(
                     )
             real = int(gather.full_mask.sum())
             gather.out = {}
-            yield out, batch.labels, real
+            yield out, batch.labels, real, torch.tensor(idx, dtype=torch.int64)
             bar.update(len(idx))
     bar.close()
 
@@ -198,7 +199,7 @@ def baseline_pass(
     stats = {k: BaselineStats(L, num_positions(model, k), N, device=acc_device) for k in kinds}
     sums = torch.zeros(L, N, dtype=torch.float64, device=acc_device)
     tokens = 0
-    for acts, _, real in activation_batches(
+    for acts, _, real, _ in activation_batches(
         model,
         train,
         positions=kinds,
@@ -231,8 +232,12 @@ def predictivity_pass(
     progress: bool = False,
     label: str = "",
     confusion: Tensor | None = None,
+    plan: FoldPlan | None = None,
+    heldout_null: bool = True,
 ) -> Any:
     """Pass 2 over the DEV split: per-class counts of activations above the baseline (+ histograms).
+    With a ``plan`` (:class:`FoldPlan` of ``dev``), also the per-fold counts and the permutation
+    null's, from the same comparisons (:class:`CrossFitCounts`, ``heldout_null``: per fold).
 
     With several ``positions`` kinds, ``baseline`` and the result are ``{kind: stats}`` dicts.
     ``label`` names the pass on its progress bar (``"control: random prompt"``); ``confusion``
@@ -241,8 +246,21 @@ def predictivity_pass(
     """
     kinds = _kinds(positions)
     bases = baseline if not isinstance(positions, str) else {positions: baseline}
-    stats = {k: PredictivityStats(bases[k], dev.num_classes, hist_bins=hist_bins) for k in kinds}
-    for acts, labels, _ in activation_batches(
+    if plan is not None and plan.size != len(dev):
+        raise ConfigError(
+            f"the fold plan covers {plan.size} examples, the dev split has {len(dev)}: make it from dev"
+        )
+    stats = {
+        k: PredictivityStats(
+            bases[k],
+            dev.num_classes,
+            hist_bins=hist_bins if k == "prompt" else None,
+            plan=plan,
+            heldout_null=heldout_null,
+        )
+        for k in kinds
+    }
+    for acts, labels, _, index in activation_batches(
         model,
         dev,
         positions=kinds,
@@ -253,7 +271,7 @@ def predictivity_pass(
         confusion=confusion,
     ):
         for k in kinds:
-            stats[k].update(acts[k], labels)
+            stats[k].update(acts[k], labels, index)
     for st in stats.values():
         st.reduce_across_ranks()
     if confusion is not None:

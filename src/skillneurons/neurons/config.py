@@ -49,12 +49,42 @@ class FindConfig:
     top: int = option(10, "neurons listed in the summary")
     rho: float = option(0.01, "fraction for the per-layer distribution and seed stability")
     split_seed: int | None = option(None, SPLIT_SEED_HELP)
+    folds: int = option(
+        5,
+        "cross-fitting folds of the ranking examples (held-out predictivity: select on F-1, measure on 1)",
+    )
+    permutations: int = option(
+        100, "label permutations of the ranking split for the null, in the same passes (0: no null)"
+    )
+    heldout_null: bool = option(
+        True,
+        "also the null of the held-out figures (per-fold null counts: x folds memory)",
+        flag="--no-heldout-null",
+    )
+    null_memory_gb: float = option(
+        4.0, "refuse a permutation null whose counts would need more memory than this (GB)"
+    )
+    seed: int = option(0, "seed of the folds and of the label permutations")
 
     def __post_init__(self) -> None:
         check_fraction(self.rho)
         bins = self.auroc_bins
         if bins is not None and (isinstance(bins, bool) or bins < 1):
             raise ConfigError(f"--auroc-bins {bins} is invalid: give a positive number of bins (e.g. 64)")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
+            raise ConfigError(
+                f"--folds {self.folds} is invalid: cross-fitting needs at least 2 folds (e.g. 5)"
+            )
+        if (
+            isinstance(self.permutations, bool)
+            or not isinstance(self.permutations, int)
+            or self.permutations < 0
+        ):
+            raise ConfigError(
+                f"--permutations {self.permutations} is invalid: pass 0 (no null) or more (e.g. 100)"
+            )
+        if not self.null_memory_gb > 0:
+            raise ConfigError(f"--null-memory-gb {self.null_memory_gb} is invalid: pass a positive size")
         if self.top < 0 or self.batch_size < 1:
             raise ConfigError("--top must be >= 0 and --batch-size >= 1")
         if self.scheme not in DECOMPOSITION_SCHEMES:

@@ -25,8 +25,10 @@ from skillneurons.backbones import Backbone
 from skillneurons.data import Task, TaskSplits, check_disjoint
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError
+from skillneurons.evidence import permutation_p, wilson, z_score
 from skillneurons.neurons.collect import Positions, baseline_pass, predictivity_pass
 from skillneurons.neurons.config import FindConfig
+from skillneurons.neurons.crossfit import PromptFolds, SetFigures, prompt_folds, set_figures
 from skillneurons.neurons.ranking import (
     SkillRanking,
     Subtask,
@@ -42,12 +44,15 @@ from skillneurons.neurons.results import (
     ControlScore,
     FindSummary,
     LayerDistribution,
+    NullFigures,
     PromptInfo,
     SeedStability,
+    SetEvidence,
+    StatFigures,
     SubtaskFigures,
     TopNeuron,
 )
-from skillneurons.neurons.stats import PredictivityStats
+from skillneurons.neurons.stats import FoldPlan, PredictivityStats, null_counts_bytes
 from skillneurons.options import configure
 from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
 from skillneurons.rundir import RunDir, open_together
@@ -177,13 +182,17 @@ def score_prompt(
     precision: str = "auto",
     progress: bool = False,
     label: str = "",
+    plan: FoldPlan | None = None,
+    heldout_null: bool = True,
 ) -> dict[str, Tensor]:
     """Both passes for one prompt: ``pred.<subtask>`` [L, T, N] at the prompt positions (and
     ``auroc.<subtask>`` with ``hist_bins``), ``baseline`` [L, T, N], ``token_mean`` [L, N],
     ``class_counts`` [C] of the dev split and ``confusion`` [C, C] (true x predicted: the prompt
     model's own dev predictions, from the same passes). ``pooled`` adds the paper's text-token control
     from the SAME forward passes: ``pooled.pred.<subtask>`` [L, 2, N] (position 0: mean-pooled, 1:
-    max-pooled). ``label`` names the passes on the progress bars."""
+    max-pooled). ``label`` names the passes on the progress bars. With a ``plan`` (:class:`FoldPlan`
+    of ``dev``), also the cross-fitting reductions (:class:`~skillneurons.neurons.crossfit.PromptFolds`)
+    under ``cf.*`` (and ``pooled.cf0.*``, ``pooled.cf1.*``), null included."""
     check_disjoint(train, dev, "prompt's training", "ranking (dev)")
     kinds: tuple[Positions, ...] = ("prompt", "pooled") if pooled else ("prompt",)
     base, token_mean = baseline_pass(
@@ -211,10 +220,18 @@ def score_prompt(
         progress=progress,
         label=label,
         confusion=confusion,
+        plan=plan,
+        heldout_null=heldout_null,
     )
     out = score_stats(stats["prompt"], subtasks, auroc=hist_bins is not None)
     if pooled:
         out.update({f"pooled.{k}": v for k, v in score_stats(stats["pooled"], subtasks).items()})
+    if plan is not None:
+        out.update(prompt_folds(stats["prompt"].crossfit, subtasks).tensors("cf."))
+        if pooled:
+            for t in range(2):
+                cf = prompt_folds(stats["pooled"].crossfit, subtasks, slice(t, t + 1))
+                out.update(cf.tensors(f"pooled.cf{t}."))
     prompt_stats = stats["prompt"]
     out.update(
         baseline=base["prompt"].mean().cpu(),
@@ -245,18 +262,6 @@ def _top_fraction_mean(score: Tensor, rho: float = 0.01) -> float:
     flat = score.reshape(-1).double()
     k = max(1, round(rho * flat.numel()))
     return float(flat.topk(k).values.mean())
-
-
-def _control_summary(
-    pred: Mapping[str, Tensor], subtasks: Sequence[Subtask], t: int | None = None
-) -> ControlScore:
-    """Top-1 and mean of the top 1% of the control's [L, N] score (max over subtasks)."""
-    per_sub = []
-    for s in subtasks:
-        p = pred[f"pred.{s.name}"]
-        per_sub.append(p[:, t] if t is not None else per_prompt(p)[0])
-    score = torch.stack(per_sub).amax(0)
-    return ControlScore(float(score.max()), _top_fraction_mean(score))
 
 
 @dataclass
@@ -323,19 +328,16 @@ def find_skill_neurons(
     first_model, first_split = scored[0][2]
     neurons = _aggregate(backbone, task, subtasks, per_prompt_scores, infos, first_model, cfg)
     summary = _summarize(backbone, task, neurons, subtasks, per_prompt_scores, infos, first_model, cfg)
+    ev = _evidence([PromptFolds.from_tensors(sc, "cf.") for sc in per_prompt_scores], cfg, infos)
+    summary.evidence = ev
+    summary.top1_predictivity, summary.top1pct_mean_predictivity = ev.top1.heldout, ev.top1pct.heldout
     if cfg.controls:
         # the controls are scored on the first prompt's split: compare them with that prompt alone
-        summary.first_prompt = _control_summary(per_prompt_scores[0], subtasks)
+        summary.first_prompt = _control_score(
+            [PromptFolds.from_tensors(per_prompt_scores[0], "cf.")], cfg, infos[:1]
+        )
         summary.controls = _controls(
-            first_model,
-            first_split,
-            task,
-            subtasks,
-            per_prompt_scores[0],
-            cfg.hand_written,
-            cfg.batch_size,
-            cfg.precision,
-            progress,
+            first_model, first_split, task, subtasks, per_prompt_scores[0], cfg, infos[0], progress
         )
     summary.flags = summary.check()
     if out is not None and is_main():
@@ -360,6 +362,8 @@ def _score_one(
     split))``."""
     model, man = load_prompt(path, backbone)
     pooled = cfg.controls and i == 0
+    plan = _plan(cfg, splits.part("dev"))
+    _check_null_memory(cfg, model, plan, n, len(subtasks))
     digest = sha256_file(path.with_suffix(".safetensors"))
     cache = out / f"scores_{i}" if out is not None else None
     scores = None
@@ -370,6 +374,7 @@ def _score_one(
             and cman.get("scheme") == cfg.scheme
             and cman.get("auroc_bins") == cfg.auroc_bins
             and (cman.get("pooled", False) or not pooled)
+            and cman.get("crossfit") == _crossfit_key(cfg)
             and "confusion" in tensors
         ):
             scores = tensors
@@ -388,6 +393,8 @@ def _score_one(
             precision=cfg.precision,
             progress=progress,
             label=f"prompt {i + 1}/{n}" + (" + text-token controls" if pooled else ""),
+            plan=plan,
+            heldout_null=cfg.heldout_null,
         )
         if cache is not None and is_main():
             save_artifact(
@@ -400,6 +407,7 @@ def _score_one(
                     "scheme": cfg.scheme,
                     "auroc_bins": cfg.auroc_bins,
                     "pooled": pooled,
+                    "crossfit": _crossfit_key(cfg),
                     "task": task.name,
                     "split_seed": splits.seed,
                     "backbone": backbone.identity(),
@@ -525,22 +533,27 @@ def _controls(
     task: Task,
     subtasks: Sequence[Subtask],
     first: Mapping[str, Tensor],
-    hand_written: str | None,
-    batch_size: int,
-    precision: str,
+    cfg: FindConfig,
+    info: PromptInfo,
     progress: bool,
 ) -> dict[str, ControlScore]:
-    """The paper's controls, scored like the trained prompt on the same split: the pooled text tokens
-    (from the first prompt's own passes), a random prompt and a hand-written prompt."""
+    """The paper's controls, scored like the trained prompt on the same split (same folds and label
+    permutations): the pooled text tokens (from the first prompt's own passes), a random prompt and a
+    hand-written prompt."""
     train, dev = splits.part("train"), splits.part("dev")
-    kw: dict[str, Any] = dict(batch_size=batch_size, precision=precision, progress=progress)
+    kw: dict[str, Any] = dict(
+        batch_size=cfg.batch_size,
+        precision=cfg.precision,
+        progress=progress,
+        plan=_plan(cfg, dev),
+        heldout_null=cfg.heldout_null,
+    )
     out: dict[str, ControlScore] = {}
-    pooled = {k.removeprefix("pooled."): v for k, v in first.items() if k.startswith("pooled.")}
-    out["text_mean_pooled"] = _control_summary(pooled, subtasks, t=0)
-    out["text_max_pooled"] = _control_summary(pooled, subtasks, t=1)
+    for t, name in enumerate(("text_mean_pooled", "text_max_pooled")):
+        out[name] = _control_score([PromptFolds.from_tensors(first, f"pooled.cf{t}.")], cfg, [info])
     bb = model.backbone
     gen = torch.Generator().manual_seed(1234)
-    text = hand_written or (f"Classify this text as {' or '.join(w[0] for w in task.label_words)}.")
+    text = cfg.hand_written or (f"Classify this text as {' or '.join(w[0] for w in task.label_words)}.")
     for name, prompt in (
         ("random_prompt", SoftPrompt.create(bb, model.prompt.length, "normal", generator=gen)),
         ("hand_written_prompt", SoftPrompt.create(bb, model.prompt.length, "text", text=text)),
@@ -549,8 +562,107 @@ def _controls(
             bb, prompt, model.head, layout=model.layout, max_length=model.max_length, template=model.template
         )
         label = f"control: {name.replace('_', ' ')}"
-        out[name] = _control_summary(score_prompt(other, train, dev, subtasks, **kw, label=label), subtasks)
+        sc = score_prompt(other, train, dev, subtasks, **kw, label=label)
+        out[name] = _control_score([PromptFolds.from_tensors(sc, "cf.")], cfg, [info])
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# held-out figures and the permutation null
+
+
+def _crossfit_key(cfg: FindConfig) -> dict[str, Any]:
+    """What the cross-fitting reductions of a cached prompt score depend on."""
+    return {
+        "folds": cfg.folds,
+        "permutations": cfg.permutations,
+        "seed": cfg.seed,
+        "heldout_null": cfg.heldout_null,
+        "version": 1,
+    }
+
+
+def _plan(cfg: FindConfig, dev: Task) -> FoldPlan:
+    """The folds and permutations of a ranking split: ``cfg.folds`` folds, or as many as its smallest
+    class has examples (every fold holds every class; the summary records the folds used)."""
+    smallest = min(dev.class_counts())
+    folds = min(cfg.folds, smallest) if smallest >= 2 else cfg.folds  # < 2: FoldPlan.make refuses
+    if folds < cfg.folds:
+        log.warning(
+            "cross-fitting with %d folds: the smallest class has %d ranking examples", folds, smallest
+        )
+    return FoldPlan.make(dev.labels, dev.num_classes, folds, cfg.permutations, cfg.seed)
+
+
+def null_memory_bytes(
+    cfg: FindConfig, n_layers: int, n_positions: int, d_ff: int, plan: FoldPlan, prompts: int, subtasks: int
+) -> int:
+    """Bytes the permutation null needs at most: its counts in pass 2 (prompt positions and, with the
+    controls, the 2 pooled positions: :func:`~skillneurons.neurons.stats.null_counts_bytes`) plus,
+    kept until the summary for each of the ``prompts`` and the 3 controls, the reductions
+    ``R * S * L * N * 8`` (in-sample) and ``2 * R * F * S * L * N * 4`` (held-out null)."""
+    R, F, C = cfg.permutations, cfg.folds, plan.num_classes
+    largest = max(plan.fold_sizes()) if cfg.heldout_null else plan.size
+    counts = null_counts_bytes(R, F, C, n_layers, n_positions, d_ff, largest, cfg.heldout_null)
+    if cfg.controls:
+        counts += null_counts_bytes(R, F, C, n_layers, 2, d_ff, largest, cfg.heldout_null)
+    per_prompt = R * subtasks * n_layers * d_ff * (8 + (8 * F if cfg.heldout_null else 0))
+    return counts + per_prompt * (prompts + (3 if cfg.controls else 0))
+
+
+def _check_null_memory(
+    cfg: FindConfig, model: PromptModel, plan: FoldPlan, prompts: int, subtasks: int
+) -> None:
+    """ConfigError naming a smaller ``--permutations`` when the null would exceed ``--null-memory-gb``."""
+    if cfg.permutations == 0:
+        return
+    L, N = model.backbone.num_layers, max(model.backbone.d_ff)
+    need = null_memory_bytes(cfg, L, model.prompt.length + 1, N, plan, prompts, subtasks)
+    cap = cfg.null_memory_gb * 1e9
+    if need > cap:
+        fits = int(cfg.permutations * cap / need)
+        hint = f"--permutations {fits}" if fits >= 1 else "--permutations 0"
+        raise ConfigError(
+            f"the permutation null needs {need / 1e9:.2f} GB (R={cfg.permutations}, {cfg.folds} folds, "
+            f"{L} layers x {N} neurons x {model.prompt.length + 1} positions) > --null-memory-gb "
+            f"{cfg.null_memory_gb:g}: use {hint}, --no-heldout-null or a larger --null-memory-gb"
+        )
+
+
+def _null(observed: float, null: Any) -> NullFigures | None:
+    if null is None or len(null) == 0:
+        return None
+    sd = float(null.std(ddof=1)) if len(null) > 1 else 0.0
+    return NullFigures(
+        len(null), float(null.mean()), sd, permutation_p(observed, null), z_score(observed, null)
+    )
+
+
+def _stat(heldout: float, in_sample: float, null_ho: Any, null_in: Any, n: int) -> StatFigures:
+    ci = wilson(min(max(heldout * n, 0.0), n), n)  # type: ignore[arg-type]
+    assert ci.lo is not None and ci.hi is not None
+    return StatFigures(
+        heldout, ci.lo, ci.hi, n, in_sample, _null(heldout, null_ho), _null(in_sample, null_in)
+    )
+
+
+def _evidence(folds: Sequence[PromptFolds], cfg: FindConfig, infos: Sequence[PromptInfo]) -> SetEvidence:
+    """Held-out (Wilson interval over the fewest ranking examples of the prompts) and in-sample
+    figures of a set of prompts, each against its permutation null."""
+    n = min(i.dev_size for i in infos)
+    f: SetFigures = set_figures(folds, cfg.aggregate, cfg.rho)
+    return SetEvidence(
+        int(folds[0].train.shape[0]),
+        _stat(f.ho_top1, f.in_top1, f.null_ho_top1, f.null_in_top1, n),
+        _stat(f.ho_topk, f.in_topk, f.null_ho_topk, f.null_in_topk, n),
+    )
+
+
+def _control_score(
+    folds: Sequence[PromptFolds], cfg: FindConfig, infos: Sequence[PromptInfo]
+) -> ControlScore:
+    ev = _evidence(folds, cfg, infos)
+    return ControlScore(ev.top1.heldout, ev.top1pct.heldout, ev)
 
 
 def format_summary(summary: FindSummary) -> str:
@@ -569,12 +681,11 @@ def format_summary(summary: FindSummary) -> str:
         "  predictivity: the accuracy of ONE neuron's activation, thresholded at its train mean, on a binary "
         "subtask (max(acc, 1 - acc); 0.5 = chance)"
     )
-    lines.append(
-        f"  top-1 predictivity {s.top1_predictivity:.4f} (the best neuron); mean of the top 1% "
-        f"{s.top1pct_mean_predictivity:.4f} (each neuron on its best subtask)"
-    )
+    lines += _evidence_lines(s)
     if s.subtasks:
-        lines.append("  subtask      weighting  top-1 neuron  top 1% mean  the prompts' own accuracy on it")
+        lines.append(
+            "  subtask      weighting  top-1 neuron  top 1% mean  the prompts' own accuracy on it (in-sample)"
+        )
         for f in s.subtasks:
             own = f"{f.prompt_accuracy:.4f}" if f.prompt_accuracy is not None else "n/a"
             weighting = "balanced" if f.balanced else "plain"
@@ -599,14 +710,54 @@ def format_summary(summary: FindSummary) -> str:
             f"  seed stability of the top {st.rho:.0%}: mean pairwise Jaccard {st.jaccard_mean:.3f}, "
             f"overlap {st.overlap_mean:.3f}"
         )
+    kind = "held-out" if s.evidence is not None else "in-sample"
+    if s.first_prompt is not None or s.controls:
+        lines.append(f"  {kind} figures against the controls (same split, folds and permutations):")
     if s.first_prompt is not None:
-        c = s.first_prompt
-        lines.append(f"  first trained prompt alone          top-1 {c.top1:.4f}, top 1% {c.top1pct_mean:.4f}")
+        lines.append(_control_line("first trained prompt alone", s.first_prompt))
     for name, c in (s.controls or {}).items():
-        lines.append(f"  control {name:20s} top-1 {c.top1:.4f}, top 1% {c.top1pct_mean:.4f}")
+        lines.append(_control_line(f"control {name}", c))
     flags = s.flags if s.flags is not None else s.check()
     lines += [f"  ! {f}" for f in flags]
     return "\n".join(lines)
+
+
+def _null_text(null: NullFigures | None) -> str:
+    return f"  {null.format()}" if null is not None else ""
+
+
+def _evidence_lines(s: FindSummary) -> list[str]:
+    """The headline: held-out top-1 and top-1% predictivity with their intervals, the in-sample
+    figures beside them, and the permutation nulls (a version-1 summary: the in-sample figures)."""
+    ev = s.evidence
+    if ev is None:
+        return [
+            f"  top-1 predictivity {s.top1_predictivity:.4f} (in-sample: selected and measured on the same "
+            f"examples); mean of the top 1% {s.top1pct_mean_predictivity:.4f}"
+        ]
+    out = [
+        f"  held-out: neurons selected on {ev.folds - 1} of {ev.folds} folds of the ranking examples, "
+        "measured on the remaining one in the direction selected (cross-fitting; 95% Wilson intervals)"
+    ]
+    for what, st in (("top-1 predictivity", ev.top1), ("top-1% mean predictivity", ev.top1pct)):
+        out.append(
+            f"  {what} (held-out) {st.interval()}{_null_text(st.null)}\n"
+            f"      in-sample (selected and measured on the same examples) {st.in_sample:.3f}"
+            f"{_null_text(st.in_sample_null)}"
+        )
+    return out
+
+
+def _control_line(name: str, c: ControlScore) -> str:
+    ev = c.evidence
+    if ev is None:
+        return f"  {name:34s} top-1 {c.top1:.4f}, top 1% {c.top1pct_mean:.4f}"
+    judged = ev.top1.decisive_null()
+    p = f", top-1 p={judged[1].p:.4f} ({judged[0]} null)" if judged is not None else ""
+    return (
+        f"  {name:34s} top-1 {ev.top1.interval()}, top 1% {ev.top1pct.interval()}"
+        f"  (in-sample {ev.top1.in_sample:.3f}, {ev.top1pct.in_sample:.3f}){p}"
+    )
 
 
 def _prompt_lines(s: FindSummary) -> list[str]:

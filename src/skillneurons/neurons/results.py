@@ -14,8 +14,11 @@ __all__ = [
     "FindSummary",
     "LayerDistribution",
     "LegacyKeys",
+    "NullFigures",
     "PromptInfo",
     "SeedStability",
+    "SetEvidence",
+    "StatFigures",
     "SubtaskFigures",
     "TopNeuron",
     "drop_none",
@@ -45,6 +48,64 @@ class LegacyKeys:
 MIN_RANKING_EXAMPLES = 200
 #: a prompt whose balanced dev accuracy is within this of chance (1 / classes) is "at chance"
 CHANCE_MARGIN = 0.05
+#: a figure whose permutation p-value is at least this is "not above the null"
+NULL_ALPHA = 0.05
+
+
+@dataclass
+class NullFigures:
+    """A statistic under R label permutations of the ranking split: the null's mean and standard
+    deviation, and the observed figure's one-sided permutation p-value and z-score against it."""
+
+    permutations: int
+    mean: float
+    std: float
+    p: float
+    z: float | None = None
+
+    def format(self) -> str:
+        z = f" z={self.z:.1f}" if self.z is not None else ""
+        return f"null {self.mean:.3f} ± {self.std:.3f} (R={self.permutations}) p={self.p:.4f}{z}"
+
+
+@dataclass
+class StatFigures:
+    """One statistic (the top-1 predictivity, or the mean over the top ``rho``) of a set of prompts.
+
+    ``heldout``: selected on the other folds and measured on each fold in the direction selected,
+    with a Wilson 95% interval ``[lo, hi]`` over the ``n`` ranking examples (for a mean over neurons
+    or a balanced accuracy a conservative one: an average of 0/1 scores varies no more than one 0/1 score);
+    ``in_sample``: selected and measured on the same examples; ``null`` / ``in_sample_null``: each
+    compared with the same statistic under the permutations (None when not computed)."""
+
+    heldout: float
+    lo: float
+    hi: float
+    n: int
+    in_sample: float
+    null: NullFigures | None = None
+    in_sample_null: NullFigures | None = None
+
+    def interval(self) -> str:
+        """``0.703 [0.680, 0.730]``."""
+        return f"{self.heldout:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
+
+    def decisive_null(self) -> tuple[str, NullFigures] | None:
+        """The null the figure is judged by: the held-out one, else the in-sample one."""
+        if self.null is not None:
+            return "held-out", self.null
+        if self.in_sample_null is not None:
+            return "in-sample", self.in_sample_null
+        return None
+
+
+@dataclass
+class SetEvidence:
+    """Held-out and in-sample figures, with their nulls, of the prompts or of one control."""
+
+    folds: int
+    top1: StatFigures
+    top1pct: StatFigures
 
 
 @dataclass
@@ -106,10 +167,12 @@ class SeedStability:
 
 @dataclass
 class ControlScore:
-    """Top-1 and mean of the top 1% of a control's [L, N] score."""
+    """Top-1 and mean of the top 1% of a control's [L, N] score: held-out figures when ``evidence``
+    is present (version 2), in-sample ones in files of version 1."""
 
     top1: float
     top1pct_mean: float
+    evidence: SetEvidence | None = None
 
 
 @dataclass
@@ -118,8 +181,12 @@ class FindSummary(LegacyKeys, Result):
     (AUROC, seed stability, controls) are absent from the JSON when not computed."""
 
     SCHEMA = "skillneurons.find_summary"
-    VERSION = 1
+    #: 2: ``top1_predictivity`` / ``top1pct_mean_predictivity`` (and the controls' figures) are the
+    #: HELD-OUT figures, with ``evidence`` (intervals, in-sample figures, permutation nulls); version 1
+    #: files (in-sample figures, no evidence) are still read
+    VERSION = 2
     OPTIONAL = (
+        "evidence",
         "auroc_top1",
         "auroc_top1pct_mean",
         "seed_stability",
@@ -146,9 +213,14 @@ class FindSummary(LegacyKeys, Result):
     controls: dict[str, ControlScore] | None = None
     subtasks: list[SubtaskFigures] | None = None
     flags: list[str] | None = None
+    evidence: SetEvidence | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return drop_none(super().to_json(), self.OPTIONAL)
+        out = drop_none(super().to_json(), self.OPTIONAL)
+        for c in [out.get("first_prompt"), *(out.get("controls") or {}).values()]:
+            if isinstance(c, dict) and c.get("evidence") is None:
+                c.pop("evidence", None)
+        return out
 
     def check(self) -> list[str]:
         """What makes these figures untrustworthy, one line each: a prompt at chance, a control that
@@ -167,6 +239,15 @@ class FindSummary(LegacyKeys, Result):
             out.append(
                 f"too few to rank: {', '.join(map(str, small))} dev examples (< {MIN_RANKING_EXAMPLES}); the "
                 "best of many neurons scores high by chance on so few; use more data (--max-examples)"
+            )
+        ev = self.evidence
+        judged = ev.top1.decisive_null() if ev is not None else None
+        if judged is not None and judged[1].p >= NULL_ALPHA:
+            kind, null = judged
+            out.append(
+                f"top-1 not above the null (p >= {NULL_ALPHA}): {kind} p={null.p:.4f} over "
+                f"{null.permutations} label permutations; the best neuron is no better than the best "
+                "neuron under shuffled labels"
             )
         first = self.first_prompt
         for name, c in (self.controls or {}).items() if first is not None else ():

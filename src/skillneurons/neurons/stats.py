@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,12 @@ __all__ = [
     "MAX_CHUNK_ELEMENTS",
     "POOLED_POSITIONS",
     "BaselineStats",
+    "CrossFitCounts",
+    "FoldPlan",
     "PredictivityStats",
     "baseline_stats_bytes",
     "histogram_bytes",
+    "null_counts_bytes",
     "predictivity_stats_bytes",
 ]
 
@@ -346,6 +350,268 @@ class BaselineStats:
 
 
 # ----------------------------------------------------------------------------------------------------
+# pass 2, cross-fitting folds and the permutation null (REFERENCE.md section 10)
+
+#: counts are held in int16 while every fold (or, for an in-sample null, the whole split) has at most
+#: this many examples: exact, and a quarter of int64's memory
+_INT16_MAX = 2**15 - 1
+
+
+def _count_dtype(largest: int) -> torch.dtype:
+    return torch.int16 if largest <= _INT16_MAX else torch.int32
+
+
+def null_counts_bytes(
+    permutations: int,
+    folds: int,
+    num_classes: int,
+    n_layers: int,
+    n_positions: int,
+    d_ff: int,
+    largest_group: int,
+    heldout: bool = True,
+) -> int:
+    """Bytes of the permutation null's counts in pass 2:
+    ``R * F' * (C - 1) * L * T * N * b``, ``F' = folds`` for the held-out null (else 1), ``b = 2``
+    (int16) while the largest fold (or, for the in-sample null, the split) has at most 32,767
+    examples, else 4. Class 0 is not stored: a neuron's count of examples above its baseline, over all
+    classes, does not depend on the labels, so class 0's count is that total minus the others'.
+
+    Example: MiniLM (12 x 1536), 21 prompt positions, 2 classes, R = 100, F = 5: 387 MB (77 MB for an
+    in-sample null only)."""
+    fp = folds if heldout else 1
+    b = 2 if largest_group <= _INT16_MAX else 4
+    return permutations * fp * (num_classes - 1) * n_layers * n_positions * d_ff * b
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """Which fold every ranking (dev) example belongs to, and the label permutations of the null.
+
+    Made by :meth:`make` from the split's labels and a seed alone, so every shard (rank) of the split
+    builds the same plan. Folds are stratified: each class's examples, in a seeded order, are dealt to
+    the folds in turn, so every fold holds ``n_c // F`` or one more examples of class c. The null's
+    labels are permuted WITHIN each fold: each permutation keeps every fold's class counts, so the
+    held-out figures under the null are computed exactly as the real ones.
+
+    Attributes:
+        fold: [n] int64, the fold of example j (its index in the split).
+        perm_labels: [R, n] int64, the label of example j under permutation r.
+        labels: [n] int64, the real labels.
+        folds: F; num_classes: C.
+    """
+
+    fold: Tensor
+    perm_labels: Tensor
+    labels: Tensor
+    folds: int
+    num_classes: int
+
+    @property
+    def permutations(self) -> int:
+        return int(self.perm_labels.shape[0])
+
+    @property
+    def size(self) -> int:
+        return int(self.labels.shape[0])
+
+    def fold_sizes(self) -> list[int]:
+        return torch.bincount(self.fold, minlength=self.folds).tolist()
+
+    @classmethod
+    def make(
+        cls, labels: Sequence[int] | Tensor, num_classes: int, folds: int, permutations: int, seed: int
+    ) -> FoldPlan:
+        """Stratified folds and within-fold label permutations, deterministic given ``seed``."""
+        y = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+            raise ConfigError(f"folds={folds!r} is invalid: cross-fitting needs at least 2 folds (e.g. 5)")
+        if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 0:
+            raise ConfigError(f"permutations={permutations!r} is invalid: pass 0 (no null) or more")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise DataError(f"labels must lie in [0, {num_classes}): map them to class ids first")
+        counts = torch.bincount(y, minlength=num_classes).tolist()
+        few = [(c, k) for c, k in enumerate(counts) if k < folds]
+        if few:
+            c, k = few[0]
+            raise ConfigError(
+                f"class {c} has {k} ranking example(s), fewer than the {folds} folds: every fold needs "
+                f"every class; use --folds {max(2, min(k for _, k in few))} or more dev examples"
+                if k >= 2
+                else f"class {c} has {k} ranking example(s): cross-fitting needs at least 2 per class; "
+                "use more dev examples"
+            )
+        gen = torch.Generator().manual_seed(int(seed))
+        fold = torch.empty_like(y)
+        offset = 0
+        for c in range(num_classes):
+            members = (y == c).nonzero().reshape(-1)
+            order = members[torch.randperm(members.numel(), generator=gen)]
+            fold[order] = (torch.arange(members.numel()) + offset) % folds
+            offset += members.numel()
+        perm = torch.empty((permutations, y.numel()), dtype=torch.int64)
+        groups = [(fold == f).nonzero().reshape(-1) for f in range(folds)]
+        for r in range(permutations):
+            for g in groups:
+                perm[r, g] = y[g[torch.randperm(g.numel(), generator=gen)]]
+        return cls(fold, perm, y, folds, num_classes)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {
+            "fold": self.fold,
+            "perm_labels": self.perm_labels,
+            "labels": self.labels,
+            "folds": torch.tensor(self.folds, dtype=torch.int64),
+            "num_classes": torch.tensor(self.num_classes, dtype=torch.int64),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Tensor]) -> FoldPlan:
+        _require(state, ("fold", "perm_labels", "labels", "folds", "num_classes"), "FoldPlan")
+        return cls(
+            state["fold"].to(torch.int64),
+            state["perm_labels"].to(torch.int64),
+            state["labels"].to(torch.int64),
+            _scalar_int(state["folds"], "folds", "FoldPlan"),
+            _scalar_int(state["num_classes"], "num_classes", "FoldPlan"),
+        )
+
+    def same_as(self, other: FoldPlan) -> bool:
+        return (
+            self.folds == other.folds
+            and torch.equal(self.fold, other.fold)
+            and torch.equal(self.perm_labels, other.perm_labels)
+            and torch.equal(self.labels, other.labels)
+        )
+
+
+class CrossFitCounts:
+    """Pass-2 counts per fold and under the null's label permutations (filled by
+    :meth:`PredictivityStats.update` from the same comparisons, or by :meth:`add`).
+
+    Attributes:
+        counts: [F, C, L, T, N] (int16 or int32), ``#{x in fold f, class c : a(l,t,i|x) > a_bar}``.
+        class_counts: [F, C] int64, examples per fold and class seen.
+        null: [R, F', C - 1, L, T, N] (int16 or int32) or None: the counts of classes 1..C-1 under
+            permutation r (``F' = F`` with ``heldout_null``, else 1: all folds together). Class 0's
+            count is derived (see :func:`null_counts_bytes`).
+
+    Memory: ``F * C * LTN * b`` plus :func:`null_counts_bytes`. Additive: shards merge by summation.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        plan: FoldPlan,
+        heldout_null: bool = True,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.shape = shape
+        self.plan = plan
+        self.device = torch.device(device)
+        F, C, R = plan.folds, plan.num_classes, plan.permutations
+        sizes = plan.fold_sizes()
+        self.dtype = _count_dtype(max(sizes))
+        self.counts = torch.zeros((F, C, *shape), dtype=self.dtype, device=self.device)
+        self.class_counts = torch.zeros((F, C), dtype=torch.int64, device=self.device)
+        self.heldout_null = bool(heldout_null)
+        self.null: Tensor | None = None
+        if R > 0:
+            fp = F if heldout_null else 1
+            ndt = self.dtype if heldout_null else _count_dtype(plan.size)
+            self.null = torch.zeros((R, fp, C - 1, *shape), dtype=ndt, device=self.device)
+        self._fold = plan.fold.to(self.device)
+        self._perm = plan.perm_labels.to(self.device)
+        self._labels = plan.labels.to(self.device)
+
+    @torch.no_grad()
+    def add(self, gt: Tensor, index: Tensor, ls: slice, count_examples: bool) -> None:
+        """Add ``gt`` [b, l, T, N] (bool: above the baseline) of the examples ``index`` [b] (their
+        positions in the split), layers ``ls``; ``count_examples``: also count them in class_counts
+        (once per example: on its first layer chunk)."""
+        F, C = self.plan.folds, self.plan.num_classes
+        index = index.to(self.device)
+        b = gt.shape[0]
+        x = gt.reshape(b, -1).to(torch.float32)  # 0/1: float32 sums are exact below 2^24
+        fold, lab = self._fold[index], self._labels[index]
+        onehot = torch.zeros((b, F * C), dtype=torch.float32, device=self.device)
+        onehot[torch.arange(b, device=self.device), fold * C + lab] = 1.0
+        self.counts[:, :, ls] += (onehot.T @ x).view(F, C, *gt.shape[1:]).to(self.dtype)
+        if count_examples:
+            self.class_counts += torch.bincount(fold * C + lab, minlength=F * C).view(F, C)
+        if self.null is None:
+            return
+        R = self.plan.permutations
+        perm = self._perm[:, index]  # [R, b]
+        groups = range(F) if self.heldout_null else (None,)
+        for f in groups:
+            sel = torch.arange(b, device=self.device) if f is None else (fold == f).nonzero().reshape(-1)
+            if sel.numel() == 0:
+                continue
+            p = perm[:, sel]  # [R, b_f]
+            y = torch.zeros((sel.numel(), R, C), dtype=torch.float32, device=self.device)
+            y.scatter_(2, p.T.unsqueeze(-1), 1.0)
+            y = y[:, :, 1:].reshape(sel.numel(), R * (C - 1))
+            out = (y.T @ x[sel]).view(R, C - 1, *gt.shape[1:]).to(self.null.dtype)
+            self.null[:, 0 if f is None else f, :, ls] += out
+
+    def merge(self, other: CrossFitCounts) -> CrossFitCounts:
+        """Add another shard's counts (same plan, geometry and options); returns ``self``."""
+        if (
+            not isinstance(other, CrossFitCounts)
+            or other.shape != self.shape
+            or other.heldout_null != self.heldout_null
+            or not self.plan.same_as(other.plan)
+        ):
+            raise ArtifactError(
+                "cannot merge cross-fitting counts of another fold plan or geometry: give every shard "
+                "the same split, folds, permutations and seed"
+            )
+        self.counts += other.counts.to(self.device)
+        self.class_counts += other.class_counts.to(self.device)
+        if self.null is not None:
+            assert other.null is not None
+            self.null += other.null.to(self.device)
+        return self
+
+    def reduce_across_ranks(self) -> CrossFitCounts:
+        if world_size() > 1:
+            all_reduce_sum(self.counts, self.class_counts, *(() if self.null is None else (self.null,)))
+        return self
+
+    def totals(self) -> Tensor:
+        """[F, L, T, N] int64: per fold, examples above the baseline over all classes (label-free)."""
+        return self.counts.to(torch.int64).sum(1)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        out = {"counts": self.counts, "class_counts": self.class_counts}
+        out.update({f"plan.{k}": v for k, v in self.plan.state_dict().items()})
+        out["heldout_null"] = torch.tensor(int(self.heldout_null), dtype=torch.int64)
+        if self.null is not None:
+            out["null"] = self.null
+        return out
+
+    @classmethod
+    def from_state_dict(
+        cls, state: Mapping[str, Tensor], device: str | torch.device = "cpu"
+    ) -> CrossFitCounts:
+        _require(state, ("counts", "class_counts", "heldout_null"), "CrossFitCounts")
+        plan = FoldPlan.from_state_dict({k[5:]: v for k, v in state.items() if k.startswith("plan.")})
+        shape = tuple(int(s) for s in state["counts"].shape[2:])
+        if len(shape) != 3:
+            raise ArtifactError("CrossFitCounts state has no [F, C, L, T, N] counts: re-create it")
+        out = cls(
+            shape, plan, bool(_scalar_int(state["heldout_null"], "heldout_null", "CrossFitCounts")), device
+        )  # type: ignore[arg-type]
+        out.counts.copy_(state["counts"])
+        out.class_counts.copy_(state["class_counts"])
+        if out.null is not None:
+            _require(state, ("null",), "CrossFitCounts")
+            out.null.copy_(state["null"])
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------
 # pass 2
 
 
@@ -364,6 +630,9 @@ class PredictivityStats:
             neuron constant on the train split) the range is widened to ``[lo, lo + 1)``.
         hist_k: standard deviations on each side of the mean for the default ``hist_range``.
         device: where the accumulators live (default: the baseline's device).
+        plan: a :class:`FoldPlan` of the split: also keep the per-fold counts and the permutation
+            null's (:class:`CrossFitCounts`, attribute ``crossfit``); :meth:`update` then needs every
+            example's index in the split. ``heldout_null``: the null's counts per fold too.
 
     Attributes:
         baseline: [L, T, N] float64.
@@ -381,6 +650,8 @@ class PredictivityStats:
         hist_range: tuple[Tensor | float, Tensor | float] | None = None,
         hist_k: float = 4.0,
         device: str | torch.device | None = None,
+        plan: FoldPlan | None = None,
+        heldout_null: bool = True,
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ConfigError(f"num_classes={num_classes!r} is invalid: a task needs at least 2 classes")
@@ -434,6 +705,14 @@ class PredictivityStats:
             raise ConfigError(
                 "hist_range was given without hist_bins: pass hist_bins too, or drop hist_range"
             )
+        self.crossfit: CrossFitCounts | None = None
+        if plan is not None:
+            if plan.num_classes != num_classes:
+                raise ConfigError(
+                    f"the fold plan has {plan.num_classes} classes, these statistics {num_classes}: "
+                    "make the plan from the same split"
+                )
+            self.crossfit = CrossFitCounts(self.shape, plan, heldout_null, self.device)
 
     @property
     def hist_bins(self) -> int | None:
@@ -458,8 +737,12 @@ class PredictivityStats:
         return torch.where(width > 0, width, torch.full_like(width, 1.0 / self.hist_bins))
 
     @torch.no_grad()
-    def update(self, acts: Tensor, labels: Tensor | Sequence[int]) -> None:
-        """Add a batch. ``acts``: [batch, L, T, N] floating; ``labels``: [batch] integers in ``[0, C)``.
+    def update(
+        self, acts: Tensor, labels: Tensor | Sequence[int], index: Tensor | Sequence[int] | None = None
+    ) -> None:
+        """Add a batch. ``acts``: [batch, L, T, N] floating; ``labels``: [batch] integers in ``[0, C)``;
+        ``index``: [batch] the examples' positions in the split (needed with a fold plan; their
+        labels must be the plan's).
 
         Raises :class:`DataError` (and changes nothing) on NaN/inf activations or out-of-range labels.
         """
@@ -479,6 +762,7 @@ class PredictivityStats:
                 "map the labels to class ids 0..C-1 or set num_classes"
             )
         batch_counts = torch.bincount(y, minlength=self.num_classes)
+        ix = self._check_index(index, y)
         if self.hist is not None and int((self.class_counts + batch_counts).max()) > _INT32_MAX:
             raise DataError(
                 f"more than {_INT32_MAX} examples of one class would overflow the int32 histograms: "
@@ -508,7 +792,29 @@ class PredictivityStats:
                     hist_flat[c].index_add_(
                         0, f, torch.ones(1, dtype=torch.int32, device=self.device).expand(f.numel())
                     )
+            if self.crossfit is not None:
+                assert ix is not None
+                self.crossfit.add(gt, ix[bs], ls, count_examples=(ls.start or 0) == 0)
         self.class_counts += batch_counts
+
+    def _check_index(self, index: Tensor | Sequence[int] | None, y: Tensor) -> Tensor | None:
+        if self.crossfit is None:
+            return None
+        plan = self.crossfit.plan
+        if index is None:
+            raise ConfigError("these statistics keep per-fold counts: pass index= (the examples' positions)")
+        ix = torch.as_tensor(index, device=self.device).to(torch.int64).reshape(-1)
+        if ix.shape != y.shape:
+            raise ConfigError(
+                f"index has {ix.numel()} entries for {y.numel()} examples: pass one per example"
+            )
+        if ix.numel() and (int(ix.min()) < 0 or int(ix.max()) >= plan.size):
+            raise DataError(
+                f"example indices must lie in [0, {plan.size}): the fold plan is of another split"
+            )
+        if not torch.equal(plan.labels.to(self.device)[ix], y):
+            raise DataError("the labels differ from the fold plan's: make the plan from the same split")
+        return ix
 
     # -- scores ----------------------------------------------------------------------------------------
 
@@ -661,6 +967,10 @@ class PredictivityStats:
             self.hist += other.hist.to(self.device)
         self.class_counts += other.class_counts.to(self.device)
         self.above += other.above.to(self.device)
+        if self.crossfit is not None or other.crossfit is not None:
+            if self.crossfit is None or other.crossfit is None:
+                raise ArtifactError("cannot merge statistics with and without fold counts: use one fold plan")
+            self.crossfit.merge(other.crossfit)
         return self
 
     def __add__(self, other: PredictivityStats) -> PredictivityStats:
@@ -670,6 +980,8 @@ class PredictivityStats:
         """Sum the counts (and histograms) of all ``torch.distributed`` ranks into every rank; every rank
         must have used the same baseline (:meth:`BaselineStats.reduce_across_ranks` gives it)."""
         all_reduce_sum(self.class_counts, self.above, *(() if self.hist is None else (self.hist,)))
+        if self.crossfit is not None:
+            self.crossfit.reduce_across_ranks()
         return self
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -679,6 +991,8 @@ class PredictivityStats:
         if self.hist is not None:
             assert self.hist_lo is not None and self.hist_hi is not None
             out.update(hist=self.hist, hist_lo=self.hist_lo, hist_hi=self.hist_hi)
+        if self.crossfit is not None:
+            out.update({f"crossfit.{k}": v for k, v in self.crossfit.state_dict().items()})
         return out
 
     @classmethod
@@ -723,6 +1037,9 @@ class PredictivityStats:
             out = cls(base, C, device=device)
         out.class_counts.copy_(counts)
         out.above.copy_(above)
+        cf = {k[9:]: v for k, v in state.items() if k.startswith("crossfit.")}
+        if cf:
+            out.crossfit = CrossFitCounts.from_state_dict(cf, out.device)
         return out
 
     def save(self, path: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None) -> Path:

@@ -1,0 +1,286 @@
+"""Held-out predictivity by cross-fitting and its permutation null, from pass-2 fold counts.
+
+REFERENCE.md section 10. The ranking (dev) examples are dealt into F folds
+(:class:`~skillneurons.neurons.stats.FoldPlan`); :class:`~skillneurons.neurons.stats.CrossFitCounts`
+holds, per fold and class, how many examples lie above each neuron's baseline. For every fold f:
+
+1. **select** on the other folds (their counts summed): every (layer, neuron) gets its best
+   (subtask, position) and the DIRECTION there (above the baseline means the positive side when the
+   training-fold accuracy ``Acc >= 1 - Acc``, else the negative side); the top-1 neuron and the top
+   ``rho`` fraction are chosen by that training-fold predictivity;
+2. **measure** them on fold f in the direction selected (``Acc`` or ``1 - Acc`` on fold f, never
+   ``max(Acc, 1 - Acc)`` again, which would re-introduce the selection bias).
+
+The folds are combined by their number of examples (an example-weighted mean); several prompts
+(seeds): the neurons are selected by the aggregated (mean or min over prompts) training-fold scores,
+each prompt is measured on its own held-out fold, and the held-out figure is the mean over prompts.
+The in-sample figures (selected and measured on the same examples) are the ones of
+:func:`~skillneurons.neurons.ranking.per_prompt` / :func:`~skillneurons.neurons.ranking.aggregate`.
+
+Under permutation r of the labels (within folds) the same figures give the null distribution; class
+0's counts are the label-free totals minus the other classes' (stored: classes 1..C-1).
+
+Ties, everywhere: the first position, the first subtask, then the lower flat address
+``layer * N + index`` (a stable sort), as :class:`~skillneurons.neurons.ranking.SkillRanking`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from skillneurons.errors import ConfigError
+from skillneurons.neurons.ranking import Subtask
+from skillneurons.neurons.stats import CrossFitCounts
+
+__all__ = [
+    "PromptFolds",
+    "SetFigures",
+    "fold_reduce",
+    "heldout_figures",
+    "in_sample_figures",
+    "prompt_folds",
+    "set_figures",
+    "subtask_accuracy",
+    "top_count",
+]
+
+
+def top_count(n: int, rho: float) -> int:
+    """How many neurons "the top ``rho``" of ``n`` is: ``max(1, round(rho * n))``."""
+    return max(1, round(rho * n))
+
+
+def subtask_accuracy(counts: Tensor, n: Tensor, s: Subtask) -> Tensor:
+    """Threshold accuracy of subtask ``s`` from ``counts`` [..., C, X] (examples above the baseline
+    per class) and ``n`` [..., C] (examples per class): float64 [..., X], plain or balanced as
+    :meth:`~skillneurons.neurons.stats.PredictivityStats.accuracy`."""
+    pos, neg = list(s.positive), list(s.negative)
+    c = counts.to(torch.int64)
+    nn = n.to(torch.int64).unsqueeze(-1)
+    n_pos, n_neg = nn[..., pos, :].sum(-2), nn[..., neg, :].sum(-2)
+    tp = c[..., pos, :].sum(-2)
+    tn = n_neg - c[..., neg, :].sum(-2)
+    if s.balanced:
+        return 0.5 * (tp.to(torch.float64) / n_pos + tn.to(torch.float64) / n_neg)
+    return (tp + tn).to(torch.float64) / (n_pos + n_neg)
+
+
+def _best_over_positions(pred: Tensor) -> tuple[Tensor, Tensor]:
+    """``(max over dim -2, first argmax)`` of ``pred`` [..., T, N]."""
+    score = pred.amax(-2)
+    T = pred.shape[-2]
+    shape = [1] * pred.dim()
+    shape[-2] = T
+    positions = torch.arange(T).view(shape).expand_as(pred)
+    best = torch.where(pred == score.unsqueeze(-2), positions, T).amin(-2)
+    return score, best
+
+
+def fold_reduce(
+    counts: Tensor, n: Tensor, subtasks: Sequence[Subtask], shape: tuple[int, int, int]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One prompt's per-fold selection scores and held-out accuracies.
+
+    Args:
+        counts: [F, C, L*T*N] (any integer dtype), examples above the baseline per fold and class.
+        n: [F, C], examples per fold and class.
+        shape: ``(L, T, N)``.
+
+    Returns:
+        ``(train, test, in_sample)``: ``train`` [F, S, L, N] float64, the predictivity on all folds
+        but f, at the neuron's best position; ``test`` [F, S, L, N] float64, the accuracy on fold f at
+        that position in the direction chosen on the other folds; ``in_sample`` [S, L, N] float64,
+        the predictivity on all folds (max over positions: ``per_prompt`` of the usual scores).
+    """
+    L, T, N = shape
+    F = counts.shape[0]
+    c = counts.to(torch.int64)
+    total, ntot = c.sum(0), n.sum(0)
+    train_c, train_n = total.unsqueeze(0) - c, ntot.unsqueeze(0) - n
+    trains, tests, ins = [], [], []
+    for s in subtasks:
+        acc_tr = subtask_accuracy(train_c, train_n, s).view(F, L, T, N)
+        score, best = _best_over_positions(torch.maximum(acc_tr, 1.0 - acc_tr))
+        at = best.unsqueeze(-2)
+        a_tr = acc_tr.gather(-2, at).squeeze(-2)
+        a_te = subtask_accuracy(c, n, s).view(F, L, T, N).gather(-2, at).squeeze(-2)
+        trains.append(score)
+        tests.append(torch.where(a_tr >= 1.0 - a_tr, a_te, 1.0 - a_te))
+        acc = subtask_accuracy(total, ntot, s).view(L, T, N)
+        ins.append(torch.maximum(acc, 1.0 - acc).amax(-2))
+    return torch.stack(trains, 1), torch.stack(tests, 1), torch.stack(ins)
+
+
+def _in_sample_only(counts: Tensor, n: Tensor, subtasks: Sequence[Subtask], shape: tuple[int, ...]) -> Tensor:
+    """[S, L, N] predictivity (max over positions) from all-fold ``counts`` [C, LTN] and ``n`` [C]."""
+    L, T, N = shape
+    out = []
+    for s in subtasks:
+        acc = subtask_accuracy(counts, n, s).view(L, T, N)
+        out.append(torch.maximum(acc, 1.0 - acc).amax(-2))
+    return torch.stack(out)
+
+
+@dataclass
+class PromptFolds:
+    """What one prompt contributes to the held-out figures and the null (reduced after its passes).
+
+    Attributes:
+        train, test: [F, S, L, N] float64 (see :func:`fold_reduce`).
+        weight: [F] float64, examples per fold.
+        in_sample: [S, L, N] float64.
+        null_in_sample: [R, S, L, N] float64 or None.
+        null_train, null_test: [R, F, S, L, N] float32 or None (the held-out null).
+    """
+
+    train: Tensor
+    test: Tensor
+    weight: Tensor
+    in_sample: Tensor
+    null_in_sample: Tensor | None = None
+    null_train: Tensor | None = None
+    null_test: Tensor | None = None
+
+    def tensors(self, prefix: str) -> dict[str, Tensor]:
+        out = {f"{prefix}{k}": v for k, v in vars(self).items() if v is not None}
+        return out
+
+    @classmethod
+    def from_tensors(cls, scores: Mapping[str, Tensor], prefix: str) -> PromptFolds:
+        keys = ("train", "test", "weight", "in_sample", "null_in_sample", "null_train", "null_test")
+        return cls(**{k: scores.get(f"{prefix}{k}") for k in keys})  # type: ignore[arg-type]
+
+
+def prompt_folds(
+    cf: CrossFitCounts, subtasks: Sequence[Subtask], positions: slice | None = None
+) -> PromptFolds:
+    """Reduce one prompt's :class:`CrossFitCounts` (optionally a slice of its positions: a pooled
+    control's mean or max) to a :class:`PromptFolds`."""
+    counts = cf.counts.cpu()
+    null = cf.null.cpu() if cf.null is not None else None
+    if positions is not None:
+        counts = counts[:, :, :, positions]
+        null = null[..., positions, :] if null is not None else None
+    F, C = counts.shape[:2]
+    shape = tuple(int(x) for x in counts.shape[2:])
+    n = cf.class_counts.cpu()
+    train, test, ins = fold_reduce(counts.reshape(F, C, -1), n, subtasks, shape)  # type: ignore[arg-type]
+    out = PromptFolds(train, test, n.sum(1).to(torch.float64), ins)
+    if null is None:
+        return out
+    g = counts.to(torch.int64).sum(1).reshape(F, -1)  # [F, LTN] label-free totals per fold
+    R = null.shape[0]
+    out.null_in_sample = torch.empty((R, len(subtasks), shape[0], shape[2]), dtype=torch.float64)
+    if cf.heldout_null:
+        out.null_train = torch.empty((R, *train.shape), dtype=torch.float32)
+        out.null_test = torch.empty_like(out.null_train)
+    for r in range(R):
+        rest = null[r].to(torch.int64).reshape(null.shape[1], C - 1, -1)  # [F', C-1, LTN]
+        if cf.heldout_null:
+            full = torch.cat([(g - rest.sum(1)).unsqueeze(1), rest], 1)  # [F, C, LTN]
+            tr, te, ins_r = fold_reduce(full, n, subtasks, shape)  # type: ignore[arg-type]
+            out.null_train[r], out.null_test[r] = tr, te  # type: ignore[index]
+            out.null_in_sample[r] = ins_r
+        else:
+            full = torch.cat([(g.sum(0) - rest[0].sum(0)).unsqueeze(0), rest[0]], 0)  # [C, LTN]
+            out.null_in_sample[r] = _in_sample_only(full, n.sum(0), subtasks, shape)
+    return out
+
+
+def _aggregate(scores: Sequence[Tensor], how: str) -> Tensor:
+    stacked = torch.stack([s.to(torch.float64) for s in scores])
+    if how == "mean":
+        return stacked.mean(0)
+    if how == "min":
+        return stacked.amin(0)
+    raise ConfigError(f"aggregation {how!r} is unknown: use 'mean' or 'min'")
+
+
+def _best_subtask(agg: Tensor) -> tuple[Tensor, Tensor]:
+    """``(max over subtasks [L*N], first subtask attaining it [L*N])`` of ``agg`` [S, L, N]."""
+    flat = agg.reshape(agg.shape[0], -1)
+    best = flat.amax(0)
+    S = flat.shape[0]
+    which = torch.where(flat == best, torch.arange(S).unsqueeze(1), S).amin(0)
+    return best, which
+
+
+def in_sample_figures(scores: Sequence[Tensor], how: str, rho: float) -> tuple[float, float]:
+    """Top-1 and mean of the top ``rho`` of the prompts' [S, L, N] in-sample scores (aggregated over
+    prompts, then the best subtask per neuron)."""
+    best, _ = _best_subtask(_aggregate(scores, how))
+    k = top_count(best.numel(), rho)
+    return float(best.max()), float(best.topk(k).values.mean())
+
+
+def heldout_figures(
+    train: Sequence[Tensor], test: Sequence[Tensor], weight: Sequence[Tensor], how: str, rho: float
+) -> tuple[float, float]:
+    """Held-out top-1 and top-``rho`` mean: per fold select by the prompts' aggregated training-fold
+    scores (``train[p]`` [F, S, L, N]), measure each prompt's ``test[p]`` on that fold, combine the
+    folds weighted by ``weight[p]`` [F], then the mean over prompts."""
+    F = train[0].shape[0]
+    P = len(train)
+    top1 = torch.zeros(P, F, dtype=torch.float64)
+    topk = torch.zeros(P, F, dtype=torch.float64)
+    for f in range(F):
+        best, which = _best_subtask(_aggregate([t[f] for t in train], how))
+        order = torch.from_numpy(np.argsort(-best.numpy(), kind="stable"))
+        chosen = order[: top_count(best.numel(), rho)]
+        for p in range(P):
+            te = test[p][f].reshape(test[p].shape[1], -1).to(torch.float64)
+            vals = te[which[chosen], chosen]
+            top1[p, f] = vals[0]
+            topk[p, f] = vals.mean()
+    w = torch.stack([x.to(torch.float64) for x in weight])
+    per_prompt1 = (top1 * w).sum(1) / w.sum(1)
+    per_promptk = (topk * w).sum(1) / w.sum(1)
+    return float(per_prompt1.mean()), float(per_promptk.mean())
+
+
+@dataclass
+class SetFigures:
+    """The figures of one set of prompts (the trained prompts, or one control): in-sample and held-out
+    top-1 and top-``rho`` mean, and their null distributions ([R] each, or None)."""
+
+    in_top1: float
+    in_topk: float
+    ho_top1: float
+    ho_topk: float
+    null_in_top1: np.ndarray | None = None
+    null_in_topk: np.ndarray | None = None
+    null_ho_top1: np.ndarray | None = None
+    null_ho_topk: np.ndarray | None = None
+
+
+def set_figures(folds: Sequence[PromptFolds], how: str, rho: float) -> SetFigures:
+    """All figures of a set of prompts (one per seed) from their :class:`PromptFolds`."""
+    if not folds:
+        raise ConfigError("no prompts to compute figures of: pass at least one")
+    in1, ink = in_sample_figures([f.in_sample for f in folds], how, rho)
+    ho1, hok = heldout_figures(
+        [f.train for f in folds], [f.test for f in folds], [f.weight for f in folds], how, rho
+    )
+    out = SetFigures(in1, ink, ho1, hok)
+    nulls = [f.null_in_sample for f in folds]
+    if all(x is not None for x in nulls):
+        R = min(int(x.shape[0]) for x in nulls)  # type: ignore[union-attr]
+        vals = [in_sample_figures([x[r] for x in nulls], how, rho) for r in range(R)]  # type: ignore[index]
+        out.null_in_top1 = np.array([v[0] for v in vals])
+        out.null_in_topk = np.array([v[1] for v in vals])
+    trs, tes = [f.null_train for f in folds], [f.null_test for f in folds]
+    if all(x is not None for x in trs) and all(x is not None for x in tes):
+        R = min(int(x.shape[0]) for x in trs)  # type: ignore[union-attr]
+        w = [f.weight for f in folds]
+        hv = [
+            heldout_figures([x[r] for x in trs], [x[r] for x in tes], w, how, rho)  # type: ignore[index]
+            for r in range(R)
+        ]
+        out.null_ho_top1 = np.array([v[0] for v in hv])
+        out.null_ho_topk = np.array([v[1] for v in hv])
+    return out

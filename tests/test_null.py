@@ -1,0 +1,136 @@
+"""The permutation null in the same forward passes (#18 item 2): with a fixed seed it equals a naive
+loop over the permuted labels; its memory formula is the memory held; find refuses a null over the cap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import separable_task
+from skillneurons.errors import ConfigError
+from skillneurons.evidence import permutation_p, z_score
+from skillneurons.neurons import decompose
+from skillneurons.neurons.config import FindConfig
+from skillneurons.neurons.crossfit import PromptFolds, set_figures
+from skillneurons.neurons.find import find_skill_neurons, format_summary, null_memory_bytes, score_prompt
+from skillneurons.neurons.results import FindSummary, NullFigures, SetEvidence, StatFigures
+from skillneurons.neurons.stats import CrossFitCounts, FoldPlan, null_counts_bytes
+from test_find import _saved_prompts
+from test_heldout import _pm, indicators, naive_heldout, naive_in_sample, three_class
+
+
+@pytest.mark.parametrize(("classes", "heldout_null"), [(2, True), (3, True), (2, False)])
+def test_null_equals_a_naive_loop_over_permuted_labels(classes: int, heldout_null: bool) -> None:
+    make = separable_task if classes == 2 else three_class
+    train, dev = make(30, seed=1), make(40, seed=2)
+    subtasks = decompose(classes)
+    R = 7
+    plan = FoldPlan.make(dev.labels, classes, 4, R, seed=11)
+    pms = [_pm(0, classes), _pm(1, classes)]
+    folds, gts = [], []
+    for pm in pms:
+        sc = score_prompt(pm, train, dev, subtasks, batch_size=9, plan=plan, heldout_null=heldout_null)
+        folds.append(PromptFolds.from_tensors(sc, "cf."))
+        gts.append(indicators(pm, train, dev))
+    got = set_figures(folds, "mean", 0.02)
+    fo = plan.fold.numpy()
+    assert got.null_in_top1 is not None and got.null_in_topk is not None
+    for r in range(R):
+        yr = plan.perm_labels[r].numpy()
+        # within-fold permutations: every fold keeps its class counts
+        for f in range(4):
+            assert np.array_equal(
+                np.bincount(yr[fo == f], minlength=classes),
+                np.bincount(np.asarray(dev.labels)[fo == f], minlength=classes),
+            )
+        assert (got.null_in_top1[r], got.null_in_topk[r]) == naive_in_sample(
+            gts, [yr, yr], subtasks, "mean", 0.02
+        )
+        if heldout_null:
+            assert got.null_ho_top1 is not None and got.null_ho_topk is not None
+            # the held-out null's per-prompt reductions are stored in float32
+            want = naive_heldout(gts, [yr, yr], [fo, fo], subtasks, "mean", 0.02, cast=np.float32)
+            assert (got.null_ho_top1[r], got.null_ho_topk[r]) == want
+    if not heldout_null:
+        assert got.null_ho_top1 is None
+    assert len({tuple(p.tolist()) for p in plan.perm_labels}) > 1  # the permutations differ
+
+
+def test_null_memory_formula_is_the_memory_held() -> None:
+    L, T, N = 3, 4, 5
+    for n, dtype in ((40, torch.int16), (5 * 40_000, torch.int32)):
+        y = [i % 3 for i in range(n)]
+        plan = FoldPlan.make(y, 3, 5, 2, seed=0)
+        for heldout in (True, False):
+            cf = CrossFitCounts((L, T, N), plan, heldout_null=heldout)
+            assert cf.null is not None and cf.dtype == dtype
+            largest = max(plan.fold_sizes()) if heldout else n
+            want = null_counts_bytes(2, 5, 3, L, T, N, largest, heldout)
+            assert cf.null.numel() * cf.null.element_size() == want
+    # MiniLM geometry, as documented: 387 MB with the held-out null, 77 MB without
+    assert null_counts_bytes(100, 5, 2, 12, 21, 1536, 80, True) == 387_072_000
+    assert null_counts_bytes(100, 5, 2, 12, 21, 1536, 400, False) == 77_414_400
+
+
+def test_find_refuses_a_null_over_the_memory_cap_naming_a_smaller_r(tmp_path: Path) -> None:
+    task = separable_task(200)
+    bb, prompts = _saved_prompts(tmp_path, task, n=1)
+    cfg = FindConfig(permutations=1000, null_memory_gb=0.001)
+    plan = FoldPlan.make([i % 2 for i in range(20)], 2, 5, 1000, seed=0)
+    need = null_memory_bytes(cfg, bb.num_layers, 4, bb.d_ff[0], plan, 1, 1)
+    fits = int(1000 * 1e6 / need)
+    with pytest.raises(ConfigError, match=f"use --permutations {fits},"):
+        find_skill_neurons(bb, prompts, task, tmp_path / "n", cfg, progress=False)
+    for bad in ({"folds": 1}, {"permutations": -1}, {"null_memory_gb": 0}):
+        with pytest.raises(ConfigError):
+            FindConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_find_reports_null_p_and_z_and_flags_a_top1_not_above_it(tmp_path: Path) -> None:
+    task = separable_task(200)
+    bb, prompts = _saved_prompts(tmp_path, task, n=1)
+    res = find_skill_neurons(bb, prompts, task, tmp_path / "n", FindConfig(permutations=20), progress=False)
+    ev = res.summary.evidence
+    assert ev is not None and ev.top1.null is not None and ev.top1.in_sample_null is not None
+    assert res.summary.top1_predictivity == ev.top1.heldout and ev.top1.n == res.summary.prompts[0].dev_size
+    assert ev.top1.lo <= ev.top1.heldout <= ev.top1.hi and ev.top1.null.permutations == 20
+    assert (
+        "top-1 predictivity (held-out)" in res.text
+        and "in-sample (selected and measured on the same" in res.text
+    )
+    assert res.summary.controls is not None and all(
+        c.evidence is not None for c in res.summary.controls.values()
+    )
+    saved = FindSummary.load(tmp_path / "n" / "summary.json")
+    assert saved == res.summary and saved.evidence is not None
+    # the p-value and z are evidence's
+    null = np.array([0.5, 0.6, 0.7, 0.55])
+    nf = NullFigures(
+        4, float(null.mean()), float(null.std(ddof=1)), permutation_p(0.6, null), z_score(0.6, null)
+    )
+    assert nf.p == pytest.approx(3 / 5)
+    s = res.summary
+    s.evidence = SetEvidence(
+        5, StatFigures(0.6, 0.5, 0.7, 200, 0.8, nf), StatFigures(0.6, 0.5, 0.7, 200, 0.8)
+    )
+    assert any(f.startswith("top-1 not above the null (p >= 0.05): held-out p=0.6000") for f in s.check())
+    s.evidence.top1.null = NullFigures(4, 0.5, 0.01, 0.01, None)
+    assert not any(f.startswith("top-1 not above the null") for f in s.check())
+
+
+def test_a_version_1_summary_is_still_read(tmp_path: Path) -> None:
+    task = separable_task(200)
+    bb, prompts = _saved_prompts(tmp_path, task, n=1)
+    res = find_skill_neurons(
+        bb, prompts, task, None, FindConfig(permutations=0, controls=False), progress=False
+    )
+    old = res.summary.to_json()
+    old["schema_version"] = 1
+    old.pop("evidence")
+    s = FindSummary.from_json(old)
+    assert s.evidence is None
+    assert "(in-sample: selected and measured on the same examples)" in format_summary(s)
+    assert res.summary.evidence is not None and res.summary.evidence.top1.null is None
