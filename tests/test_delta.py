@@ -301,6 +301,13 @@ def test_tune_resume_and_evaluate(tmp_path: Path) -> None:
         tmp_path / "full" / "prompt.safetensors", task, model=tiny_model("bert"), progress=False
     )
     assert ev["accuracy"] == pytest.approx(full["test_accuracy"])
+    # Wilson intervals beside the floats (issue 18): on the run's dev and test sizes
+    from skillneurons.evidence import accuracy_ci
+
+    assert full.test_ci == accuracy_ci(full.test_accuracy, full.sizes["test"])
+    assert full.dev_ci == accuracy_ci(full.best_dev_accuracy, full.sizes["dev"])
+    assert ev.ci == accuracy_ci(ev.accuracy, ev.n) and "test accuracy" in full.accuracy_text()
+    assert type(full).from_json(full.to_json()) == full
 
 
 def _neurons(bb: Backbone, task: str = "tiny-sentiment") -> SkillNeurons:
@@ -356,6 +363,10 @@ def test_delta_perturbation_experiment(tmp_path: Path) -> None:
         assert top["skill_drop"] == pytest.approx(sw["unperturbed"] - sw["points"][-1]["skill"])
         assert top["random_drop"] == pytest.approx(sw["unperturbed"] - sw["points"][-1]["random"]["mean"])
         assert top["random_drop_ci95"][0] <= top["random_drop"] <= top["random_drop_ci95"][1]
+        # the paired estimates of the sweep (same examples): skill - random is -gap
+        paired = m.summary[-1].paired
+        assert paired is not None and paired.value == pytest.approx(-top["gap"], abs=1e-6)
+        assert paired.to_json() == sw["points"][-1]["paired"]
     assert not any(hasattr(m, "lora_A") for m in bb.model.modules())  # every loaded model was released
     # the same numbers as a direct sweep on the loaded model
     lo, _ = load_prompt(paths[3], bb)

@@ -160,9 +160,9 @@ def test_sweep_is_reproducible_and_the_control_matches_the_skill_counts() -> Non
     task = separable_task(40)
     sn = _neurons()
     cfg = SweepConfig(rho=(0.0, 0.1, 0.3), draws=4, mode="gaussian", sigma=2.0, positions="prompt", seed=3)
-    a = perturbation_sweep(pm, task, sn, cfg)
-    b = perturbation_sweep(pm, task, sn, cfg)
-    assert a == b
+    a = perturbation_sweep(pm, task, sn, cfg, train=task)
+    b = perturbation_sweep(pm, task, sn, cfg, train=task)
+    assert a == b and a.sigma_scale == "neuron_std"
     for p in a.points:
         assert len(p.random.values) == 4
         lo, hi = p.random.ci95

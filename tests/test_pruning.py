@@ -272,6 +272,10 @@ def test_prune_run_evaluates_and_retunes(tmp_path) -> None:  # type: ignore[no-u
     assert res.parameters.fraction < 1 and "re-tuned" in res.text
     saved = PruneResult.load(tmp_path / "pruned" / "results.json")
     assert saved.to_json() == res.to_json() and "fraction" not in saved.to_json()["ffn_parameters"]
+    from skillneurons.evidence import accuracy_ci
+
+    assert res.n is not None
+    assert saved.to_json()["accuracy_pruned_ci"] == accuracy_ci(res.accuracy_pruned, res.n).to_json()
     man = read_pruned_manifest(tmp_path / "pruned")
     assert len(man["skill_neurons"]["sha256"]) == 64 and man["first_layer"] == 1
     assert (tmp_path / "pruned" / "retuned" / "prompt.safetensors").is_file()

@@ -88,6 +88,11 @@ def test_correlations_by_hand() -> None:
     assert pearson(x, y) == pytest.approx(3.5 / math.sqrt(5 * 4.75))
     c = correlations([*x, None, float("nan")], [*y, 1.0, 2.0])  # the missing pairs are dropped
     assert c["n"] == 4 and c["pearson"] == pytest.approx(3.5 / math.sqrt(5 * 4.75))
+    # the Spearman estimate of skillneurons.evidence over the same (clean) pairs: interval and perm. p
+    from skillneurons import evidence
+
+    assert c["spearman_ci"] == evidence.spearman(x, y).to_json()
+    assert c["spearman_ci"]["value"] == pytest.approx(c["spearman"]) and c["spearman_ci"]["p"] > 0
     assert spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None and spearman(x[:2], x[:2]) is None
 
 
@@ -155,6 +160,11 @@ def test_own_prompt_through_the_transfer_path_equals_plain_evaluation(
     assert res["own"] == [pytest.approx(plain_a), pytest.approx(plain_b)]
     assert res["accuracy"][0][0] == pytest.approx(plain_a) and res["accuracy"][1][1] == pytest.approx(plain_b)
     assert res["relative"][0][0] == pytest.approx(1.0)
+    from skillneurons.evidence import accuracy_ci
+
+    cells = res.to_json()["accuracy_ci"]
+    assert cells[0][1] == accuracy_ci(res.accuracy[0][1], res.n_eval[1]).to_json()  # type: ignore[arg-type]
+    assert res.own_ci()[0] == accuracy_ci(res.own[0], res.n_eval[0])  # type: ignore[arg-type]
     # the off-diagonal cell: a's prompt with b's head, format and test split
     pm_b, _ = load_prompt(pb, bb)
     pm_a, _ = load_prompt(pa, bb)

@@ -5,7 +5,8 @@ REFERENCE.md section 10. Every figure the toolkit reports is an :class:`Estimate
 interval, printed as ``0.680 [0.655, 0.704]``. The functions here take plain sequences or numpy
 arrays (no torch), are deterministic given ``seed``, and refuse non-finite input.
 
-- :func:`wilson`: a proportion (an accuracy, k correct of n), Wilson score interval.
+- :func:`wilson`: a proportion (an accuracy, k correct of n), Wilson score interval;
+  :func:`accuracy_ci` the same from a reported accuracy and its n.
 - :func:`bootstrap_mean`: the mean of per-example scores, percentile bootstrap over examples.
 - :func:`mean_over_seeds`: the mean of a few runs (prompts trained with different seeds), Student t.
 - :func:`paired_difference`: ``mean(a) - mean(b)`` on the SAME examples, ``b`` optionally with k
@@ -30,6 +31,8 @@ from skillneurons.errors import ConfigError
 __all__ = [
     "LEVEL",
     "Estimate",
+    "accuracy_ci",
+    "accuracy_estimate",
     "bootstrap_mean",
     "mean_over_seeds",
     "paired_difference",
@@ -80,12 +83,19 @@ class Estimate:
             if v is not None and not math.isfinite(v):
                 raise ConfigError(f"estimate {name} is {v}: a non-finite figure is not a result")
 
-    def format(self, digits: int = 3) -> str:
-        """``0.680 [0.655, 0.704]`` (``0.680 [n/a]`` without an interval)."""
+    def format(self, digits: int = 3, *, n: bool = False, p: bool = False) -> str:
+        """``0.680 [0.655, 0.704]`` (``0.680 [n/a]`` without an interval); ``n`` appends ``(n=400)``,
+        ``p`` appends ``p=0.003`` when the estimate has a p-value."""
         v = f"{self.value:.{digits}f}"
-        if self.lo is None or self.hi is None:
-            return f"{v} [n/a]"
-        return f"{v} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+        out = (
+            f"{v} [n/a]"
+            if self.lo is None or self.hi is None
+            else (f"{v} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]")
+        )
+        extra = [f"n={self.n}"] if n else []
+        if p and self.p is not None:
+            extra.append(f"p={self.p:.2g}")
+        return f"{out} ({', '.join(extra)})" if extra else out
 
     def __str__(self) -> str:
         return self.format()
@@ -150,6 +160,28 @@ def wilson(k: int, n: int, level: float = LEVEL) -> Estimate:
     return Estimate(phat, max(0.0, centre - half), min(1.0, centre + half), n, "wilson", level)
 
 
+def accuracy_ci(accuracy: float, n: int, level: float = LEVEL) -> Estimate:
+    """:func:`wilson` of an accuracy reported as a fraction of ``n`` examples (``k = round(acc * n)``;
+    an accuracy that is no fraction of n, beyond the rounding of a reported figure, is refused)."""
+    if n <= 0:
+        raise ConfigError(f"an accuracy on {n} examples has no interval: evaluate on at least one example")
+    k = round(float(accuracy) * n)
+    if not 0 <= k <= n or abs(k / n - float(accuracy)) > 1e-5:
+        raise ConfigError(f"accuracy {accuracy} is not a fraction of {n} examples: pass the evaluated count")
+    return wilson(k, n, level)
+
+
+def accuracy_estimate(accuracy: float | None, n: int | None, level: float = LEVEL) -> Estimate | None:
+    """:func:`accuracy_ci`, or None where there is no interval to give: no figure, no examples, or an
+    accuracy that is no fraction of n (a run that never evaluated). For readers of reported figures."""
+    if accuracy is None or not n:
+        return None
+    try:
+        return accuracy_ci(accuracy, n, level)
+    except ConfigError:
+        return None
+
+
 def _percentile(boot: np.ndarray, level: float) -> tuple[float, float]:
     lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
     return float(lo), float(hi)
@@ -158,15 +190,28 @@ def _percentile(boot: np.ndarray, level: float) -> tuple[float, float]:
 def bootstrap_mean(
     values: Sequence[float] | np.ndarray, *, draws: int = DRAWS, seed: int = 0, level: float = LEVEL
 ) -> Estimate:
-    """Mean of per-example scores with a percentile bootstrap interval over the examples."""
+    """Mean of per-example scores with a percentile bootstrap interval over the examples.
+
+    ``values`` is ``[n]``, or ``[k, n]`` for k draws of a control on the same n examples (the mean
+    over draws and examples; the bootstrap resamples the examples and the draws, as
+    :func:`paired_difference` does)."""
     _check_level(level)
-    a = _array(values, "values")
+    a = _array(values, "values", ndim=(1, 2))
     if a.size == 0:
         raise ConfigError("a mean over 0 values has no value")
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, a.size, size=(draws, a.size))
-    lo, hi = _percentile(a[idx].mean(axis=1), level)
-    return Estimate(float(a.mean()), lo, hi, int(a.size), "bootstrap", level)
+    if a.ndim == 1:
+        idx = rng.integers(0, a.size, size=(draws, a.size))
+        lo, hi = _percentile(a[idx].mean(axis=1), level)
+        return Estimate(float(a.mean()), lo, hi, int(a.size), "bootstrap", level)
+    k, n = a.shape
+    boot = np.empty(draws)
+    for r in range(draws):
+        ex = rng.integers(0, n, size=n)
+        dr = rng.integers(0, k, size=k) if k > 1 else np.zeros(1, dtype=np.int64)
+        boot[r] = a[np.ix_(dr, ex)].mean()
+    lo, hi = _percentile(boot, level)
+    return Estimate(float(a.mean()), lo, hi, int(n), "bootstrap", level)
 
 
 def mean_over_seeds(values: Sequence[float] | np.ndarray, level: float = LEVEL) -> Estimate:
@@ -242,6 +287,40 @@ def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (x * y).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
 
 
+def _resampled_ranks(inv: np.ndarray, u: int, counts: np.ndarray) -> np.ndarray:
+    """Average ranks of every item within each resample (``counts[r, i]`` copies of item ``i``, whose
+    value is the ``inv[i]``-th of ``u`` distinct values), as ``rankdata`` gives them on the resampled
+    values: O(n) per resample, ties included."""
+    rows = counts.shape[0]
+    off = (np.arange(rows)[:, None] * u + inv[None, :]).ravel()
+    per = np.bincount(off, weights=counts.ravel(), minlength=rows * u).reshape(rows, u)
+    avg = np.cumsum(per, axis=1) - (per - 1) / 2
+    return np.asarray(avg[:, inv])
+
+
+def _resampled_spearman(x: np.ndarray, y: np.ndarray, idx: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Spearman's rho of each resample ``x[idx[r]], y[idx[r]]`` (equal to ranking the resampled
+    values), from counts and weighted Pearson sums: no sort per resample."""
+    n = x.size
+    ux, ix = np.unique(x, return_inverse=True)
+    uy, iy = np.unique(y, return_inverse=True)
+    out = np.empty(idx.shape[0])
+    for start in range(0, idx.shape[0], chunk):
+        part = idx[start : start + chunk]
+        rows = part.shape[0]
+        off = (np.arange(rows)[:, None] * n + part).ravel()
+        w = np.bincount(off, minlength=rows * n).reshape(rows, n).astype(np.float64)
+        rx, ry = _resampled_ranks(ix, ux.size, w), _resampled_ranks(iy, uy.size, w)
+        rx -= (w * rx).sum(1, keepdims=True) / n
+        ry -= (w * ry).sum(1, keepdims=True) / n
+        wx = w * rx
+        den = np.sqrt((wx * rx).sum(1) * (w * ry * ry).sum(1))
+        num = (wx * ry).sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start : start + rows] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return out
+
+
 def spearman(
     x: Sequence[float] | np.ndarray,
     y: Sequence[float] | np.ndarray,
@@ -267,7 +346,7 @@ def spearman(
         raise ConfigError("spearman is undefined: one side is constant over all items")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, xa.size, size=(draws, xa.size))
-    boot = _pearson_rows(_rank(xa[idx]), _rank(ya[idx]))
+    boot = _resampled_spearman(xa, ya, idx)
     boot = boot[np.isfinite(boot)]
     lo, hi = _percentile(boot, level) if boot.size else (None, None)
     rx = _rank(xa)

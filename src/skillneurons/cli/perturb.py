@@ -60,16 +60,7 @@ def _run_perturb(args: argparse.Namespace) -> int:
         task=task,
         progress=progress(args),
     )
-    print(
-        f"{res.task} ({res.split}, n={res.n_eval}), {res.mode} perturbation, unperturbed accuracy "
-        f"{res.unperturbed:.4f}"
-    )
-    print("   rho  neurons  skill    random (mean, 95% CI)")
-    for pt in res.points:
-        r = pt.random
-        band = f"[{r.ci95[0]:.4f}, {r.ci95[1]:.4f}]" if r.ci95[0] is not None else ""
-        mean = f"{r.mean:.4f}" if r.mean is not None else "-"
-        print(f"  {pt.rho:.3f} {pt.neurons:8d}  {pt.skill:.4f}   {mean} {band}")
+    print(res.table())
     print(f"results written to {Path(args.out) / 'perturb_sweep.json'} and perturb_sweep.png")
     return 0
 
@@ -96,19 +87,7 @@ def _run_cross(args: argparse.Namespace) -> int:
         backbone_options=backbone_options(args),
         progress=progress(args),
     )
-    names = res.tasks
-    width = max(len(n) for n in names) + 2
-    print(
-        f"accuracy drop ({res.mode}, top {res.rho:.1%} skill neurons); rows: perturbed neurons of, "
-        "columns: evaluated task"
-    )
-    print(" " * width + "".join(f"{n:>{width}s}" for n in names))
-    for n, row in zip(names, res.drop, strict=True):
-        print(f"{n:{width}s}" + "".join(f"{v:>{width}.4f}" for v in row))
-    ctrl = res.random_control.drop
-    print(
-        f"{'random':{width}s}" + "".join(f"{v:>{width}.4f}" if v is not None else " " * width for v in ctrl)
-    )
+    print(res.table())
     print(f"results written to {Path(args.out) / 'perturb_cross.json'} and perturb_cross.png")
     return 0
 
@@ -126,6 +105,11 @@ def _run_similarity(args: argparse.Namespace) -> int:
 
     res = run_similarity(neurons, args.out, config)
     print(json.dumps({"tasks": res.tasks, "spearman": res.spearman, "jaccard": res.jaccard}, indent=1))
+    ci = res.spearman_ci or []
+    for i, row in enumerate(ci):
+        for j, e in enumerate(row[i + 1 :], start=i + 1):
+            if e is not None:
+                print(f"spearman {res.tasks[i]} x {res.tasks[j]}: {e.format(3, n=True, p=True)}")
     print(f"results written to {Path(args.out) / 'similarity.json'} and similarity_*.png")
     return 0
 
@@ -172,8 +156,10 @@ def _run_delta(args: argparse.Namespace) -> int:
             ci = r.random_drop_ci95
             band = f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci[0] is not None else ""
             rnd = f"{r.random_drop:+.4f}" if r.random_drop is not None else "-"
+            paired = f", skill - random {r.paired.format(4, p=True)}" if r.paired is not None else ""
             print(
                 f"  rho {r.rho:.3f} ({r.neurons:5d} neurons): skill {r.skill_drop:+.4f}, random {rnd}{band}"
+                + paired
             )
     print(f"results written to {Path(args.out) / 'delta_perturb.json'} and delta_perturb.png")
     return 0

@@ -165,14 +165,20 @@ def _print_correlations(res: Any, include_same_task: bool, min_margin: float | N
         f"({'including' if include_same_task else 'excluding'} same-task pairs"
         f"{'' if min_margin is None else f', prompts within {min_margin} of chance left out'})"
     )
-    print(f"{'indicator':16s} {'spearman':>9s} {'p':>7s} {'pearson':>9s} {'p':>7s} {'n':>4s}")
+    from skillneurons.evidence import Estimate
+
+    print(f"{'indicator':16s} {'spearman [95% CI]':>22s} {'perm. p':>8s} {'pearson':>9s} {'p':>7s} {'n':>4s}")
     for k, c in res["correlation"].items():
         f = lambda v: f"{v:9.3f}" if v is not None else f"{'-':>9s}"  # noqa: E731
         g = lambda v: f"{v:7.3f}" if v is not None else f"{'-':>7s}"  # noqa: E731
-        print(
-            f"{k:16s} {f(c['spearman'])} {g(c['spearman_p'])} {f(c['pearson'])} "
-            f"{g(c['pearson_p'])} {c['n']:4d}"
+        est = Estimate.from_json(c["spearman_ci"]) if c.get("spearman_ci") else None
+        sp = (
+            est.format(3)
+            if est is not None
+            else (f"{c['spearman']:.3f}" if c["spearman"] is not None else "-")
         )
+        pp = f"{est.p:8.3f}" if est is not None and est.p is not None else f"{'-':>8s}"
+        print(f"{k:16s} {sp:>22s} {pp} {f(c['pearson'])} {g(c['pearson_p'])} {c['n']:4d}")
 
 
 def _run_transferability(args: argparse.Namespace) -> int:

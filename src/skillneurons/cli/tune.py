@@ -105,11 +105,7 @@ def _run_tune(args: argparse.Namespace) -> int:
         init_prompt=o.init_prompt,
         progress=progress(args),
     )
-    print(
-        f"test accuracy {res.test_accuracy:.4f} (best dev {res.best_dev_accuracy:.4f} at step "
-        f"{res.best_step}); "
-        f"prompt saved to {res.prompt}"
-    )
+    print(f"{res.accuracy_text()}; prompt saved to {res.prompt}")
     return 0
 
 

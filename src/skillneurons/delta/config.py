@@ -32,7 +32,18 @@ class DeltaPerturbConfig:
         "gaussian: a + eps, eps ~ N(0, sigma^2); zero: 0; mean: the neuron's mean activation",
         choices=("gaussian", "zero", "mean"),
     )
-    sigma: float = option(0.1, "standard deviation of the gaussian noise")
+    sigma: float = option(
+        0.1, "standard deviation of the gaussian noise (in units of each neuron's train std by default)"
+    )
+    sigma_scale: str = option(
+        "neuron_std",
+        "neuron_std: eps_i ~ N(0, (sigma * std_i)^2), std_i neuron i's activation std on the train split; "
+        "absolute: eps ~ N(0, sigma^2)",
+        choices=("neuron_std", "absolute"),
+    )
+    std_examples: int = option(
+        0, "train examples for the per-neuron std of --sigma-scale neuron_std (0: the whole train split)"
+    )
     seed: int = option(0, "seed of the noise and of the random control")
     positions: str = option(
         "all",
@@ -66,6 +77,8 @@ class DeltaPerturbConfig:
         fractions, the mode, draws and positions, passed by name)."""
         return {
             "sigma": self.sigma,
+            "sigma_scale": self.sigma_scale,
+            "std_examples": self.std_examples,
             "seed": self.seed,
             "layers": None if self.layers is None else list(self.layers),
             "per_layer": self.per_layer,

@@ -31,6 +31,7 @@ from skillneurons.backbones.config import BackboneOptions
 from skillneurons.data import Task, load_task
 from skillneurons.delta.config import DeltaPerturbConfig
 from skillneurons.errors import ArtifactError, ConfigError
+from skillneurons.evidence import Estimate
 from skillneurons.files import read_json
 from skillneurons.neurons.find import SkillNeurons
 from skillneurons.perturb.experiments import load_prompt_run, perturbation_sweep
@@ -51,7 +52,9 @@ __all__ = [
 @dataclass
 class DeltaDrop(Result):
     """One ``rho`` of a tuned model: the skill-neuron drop, the random drop (mean, 95% interval) and
-    their gap, all from the model's unperturbed accuracy."""
+    their gap, all from the model's unperturbed accuracy. From a v2 sweep also ``skill_drop_ci``
+    (unperturbed - skill, paired bootstrap) and ``paired`` (skill - random accuracy on the same
+    examples, paired over examples and draws, with p: ``-gap`` with its interval)."""
 
     SCHEMA = "skillneurons.delta_drop"
 
@@ -61,6 +64,8 @@ class DeltaDrop(Result):
     random_drop: float | None
     random_drop_ci95: list[float | None]
     gap: float | None
+    skill_drop_ci: Estimate | None = None
+    paired: Estimate | None = None
 
 
 @dataclass
@@ -126,9 +131,15 @@ def summarise(sweep: dict[str, Any]) -> list[DeltaDrop]:
                     None if ci[0] is None else clean - ci[0],
                 ],
                 gap=None if mean is None else mean - p["skill"],
+                skill_drop_ci=_estimate(p.get("skill_drop")),
+                paired=_estimate(p.get("paired")),
             )
         )
     return rows
+
+
+def _estimate(obj: Any) -> Estimate | None:
+    return Estimate.from_json(obj) if isinstance(obj, dict) else None
 
 
 def delta_perturbation(
@@ -234,6 +245,7 @@ def _model_sweep(
             mode=config.mode,
             draws=config.draws,
             positions=config.positions,
+            train=run.train_task,
             progress=progress,
             **config.sweep_options(),  # type: ignore[arg-type]
         )

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_RHOS",
     "MODES",
     "POSITIONS",
+    "SIGMA_SCALES",
     "SPLITS",
     "CrossPerturbConfig",
     "PerturbConfig",
@@ -29,6 +30,7 @@ MODES: tuple[str, ...] = ("gaussian", "zero", "mean")
 POSITIONS: tuple[str, ...] = ("all", "prompt")
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+SIGMA_SCALES: tuple[str, ...] = ("neuron_std", "absolute")
 DEFAULT_RHOS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.10, 0.15, 0.20)
 
 
@@ -51,7 +53,18 @@ class PerturbConfig:
         "gaussian: a + eps, eps ~ N(0, sigma^2); zero: 0; mean: the neuron's mean activation",
         choices=MODES,
     )
-    sigma: float = option(0.1, "standard deviation of the gaussian noise")
+    sigma: float = option(
+        0.1, "standard deviation of the gaussian noise (in units of each neuron's train std by default)"
+    )
+    sigma_scale: str = option(
+        "neuron_std",
+        "neuron_std: eps_i ~ N(0, (sigma * std_i)^2), std_i neuron i's activation std on the train split; "
+        "absolute: eps ~ N(0, sigma^2)",
+        choices=SIGMA_SCALES,
+    )
+    std_examples: int = option(
+        0, "train examples for the per-neuron std of --sigma-scale neuron_std (0: the whole train split)"
+    )
     seed: int = option(0, "seed of the noise and of the random control")
     positions: str = option(
         "all",
@@ -80,14 +93,30 @@ class PerturbConfig:
             raise ConfigError(f"positions {self.positions!r} are unknown: use 'all' or 'prompt'")
         if self.split not in SPLITS:
             raise ConfigError(f"split {self.split!r} is unknown: use train, dev or test")
+        if self.sigma_scale not in SIGMA_SCALES:
+            raise ConfigError(f"sigma scale {self.sigma_scale!r} is unknown: use neuron_std or absolute")
+        if (
+            isinstance(self.std_examples, bool)
+            or not isinstance(self.std_examples, int)
+            or self.std_examples < 0
+        ):
+            raise ConfigError(
+                f"std_examples={self.std_examples!r} is invalid: pass 0 (all) or a positive count"
+            )
         if self.layers is not None:
             self.layers = tuple(int(x) for x in self.layers)
+
+    @property
+    def scaled(self) -> bool:
+        """True when the gaussian noise is in units of each neuron's train std."""
+        return self.mode == "gaussian" and self.sigma_scale == "neuron_std"
 
     def settings(self) -> dict[str, Any]:
         """How the neurons were perturbed, as recorded in every experiment's result."""
         return {
             "mode": self.mode,
             "sigma": self.sigma if self.mode == "gaussian" else None,
+            "sigma_scale": self.sigma_scale if self.mode == "gaussian" else None,
             "positions": self.positions,
             "layers": list(self.layers) if self.layers is not None else None,
             "per_layer": self.per_layer,
@@ -142,6 +171,12 @@ class SimilarityConfig:
     names: tuple[str, ...] | None = option(
         None, "comma-separated task names (default: recorded in the artifacts)", metavar="A,B"
     )
+    draws: int = option(
+        500,
+        "bootstrap resamples (over neurons) and permutations of each pair's Spearman interval and p "
+        "(0: none)",
+    )
+    seed: int = option(0, "seed of the bootstrap and the permutations")
     plot: bool = option(True, "write the heatmaps", cli=False)
     name: str = option("similarity", "stem of the output files (NAME.json, NAME_*.png)", cli=False)
 
@@ -150,5 +185,6 @@ class SimilarityConfig:
             raise ConfigError(
                 f"rho={self.rho!r} is invalid: pass a fraction between 0 and 1 (e.g. 0.02 for 2%)"
             )
+        _check_draws(self.draws)
         if self.names is not None:
             self.names = tuple(self.names)

@@ -18,11 +18,21 @@ Choices (documented here because the paper is silent on them):
 * Gaussian noise uses the same seed for the skill and the random condition (common random numbers).
 * ``mean`` replaces a neuron by ``SkillNeurons.token_mean`` of the EVALUATED model's neurons (in the
   cross-task matrix: task B's), i.e. the constant the neuron takes on average under that prompt.
-* The 95% interval of the control is the t-interval of the mean over the ``draws`` accuracies.
+* The 95% interval of the control is the t-interval of the mean over the ``draws`` accuracies
+  (``random.ci95``). Every condition is evaluated on the same examples and its per-example correctness
+  kept (O(n) per condition), so the skill-vs-random comparison is PAIRED (REFERENCE.md section 10):
+  ``paired`` = skill - random accuracy with a bootstrap over the examples and the k draws
+  (:func:`skillneurons.evidence.paired_difference`), its 95% interval and two-sided p; each accuracy
+  has its Wilson interval. The bootstraps are seeded by ``seed``.
+* ``sigma_scale="neuron_std"`` (the default) draws the gaussian noise of neuron ``i`` with standard
+  deviation ``sigma * std_i``, ``std_i`` its activation std on the prompt's TRAIN split at the
+  perturbed positions (:func:`~skillneurons.perturb.scale.neuron_std`, one streaming pass, or the
+  ``scale`` passed in); ``absolute`` keeps ``sigma`` as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -30,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,6 +49,7 @@ from skillneurons.backbones.config import BackboneOptions
 from skillneurons.backbones.masks import NeuronMask
 from skillneurons.data import Task, load_task
 from skillneurons.errors import ConfigError
+from skillneurons.evidence import Estimate, bootstrap_mean, paired_difference, wilson
 from skillneurons.neurons.find import SkillNeurons
 from skillneurons.options import configure
 from skillneurons.perturb.config import (
@@ -56,6 +68,7 @@ from skillneurons.perturb.results import (
     SweepPoint,
     SweepResult,
 )
+from skillneurons.perturb.scale import neuron_std
 from skillneurons.prompts import PromptModel, load_prompt
 from skillneurons.rundir import RunDir
 from skillneurons.training.trainer import evaluate
@@ -64,6 +77,8 @@ __all__ = [
     "DEFAULT_RHOS",
     "PromptRun",
     "accuracy",
+    "bits",
+    "correctness",
     "cross_task_matrix",
     "load_prompt_run",
     "mean_ci",
@@ -91,6 +106,7 @@ class PromptRun:
     eval_task: Task
     prompt_path: Path | None = None
     neurons: SkillNeurons | None = None
+    train_task: Task | None = None
 
 
 def load_prompt_run(
@@ -114,8 +130,9 @@ def load_prompt_run(
     if split not in SPLITS:
         raise ConfigError(f"split {split!r} is unknown: use train, dev or test")
     part = run.part(split, t, split_seed)  # type: ignore[arg-type]
+    train = run.part("train", t, split_seed)
     sn = SkillNeurons.load(neurons) if isinstance(neurons, str | os.PathLike) else neurons
-    return PromptRun(t.name, model, part, path, sn)
+    return PromptRun(t.name, model, part, path, sn, train)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -135,6 +152,54 @@ def accuracy(
         return float(evaluate(model, task, batch_size, precision=precision)["accuracy"])
     with perturbed(model, perturbation):
         return float(evaluate(model, task, batch_size, precision=precision)["accuracy"])
+
+
+def correctness(
+    model: PromptModel,
+    task: Task,
+    perturbation: Perturbation | None = None,
+    *,
+    batch_size: int = 64,
+    precision: str = "auto",
+) -> Tensor:
+    """``[len(task)]`` bool: whether ``model`` gets each example of ``task`` right (under a perturbation)."""
+    out = torch.zeros(len(task), dtype=torch.bool)
+    ctx = perturbed(model, perturbation) if perturbation is not None else contextlib.nullcontext()
+    with ctx:
+        evaluate(model, task, batch_size, precision=precision, correct=out)
+    return out
+
+
+def bits(correct: Tensor) -> str:
+    """Per-example correctness as a ``0``/``1`` string (the evaluation order): compact JSON."""
+    return (correct.to(torch.uint8).numpy() + ord("0")).tobytes().decode("ascii")
+
+
+def _rate(correct: Tensor) -> float:
+    return int(correct.sum()) / max(1, int(correct.numel()))
+
+
+def _np(vectors: Sequence[Tensor]) -> np.ndarray:
+    return torch.stack(list(vectors)).double().numpy()
+
+
+def paired_estimates(clean: Tensor, skill: Tensor, rand: Sequence[Tensor], seed: int) -> dict[str, Any]:
+    """The paired figures of one sweep point (:class:`SweepPoint` fields): Wilson of the skill
+    condition, the random mean (bootstrap over examples and draws), skill - random and unperturbed -
+    skill (paired bootstraps), and the per-example strings."""
+    sk = skill.double().numpy()
+    out: dict[str, Any] = {
+        "skill_ci": wilson(int(skill.sum()), int(skill.numel())),
+        "skill_drop": paired_difference(clean.double().numpy(), sk, seed=seed),
+        "skill_correct": bits(skill),
+        "random_ci": None,
+        "paired": None,
+        "random_correct": [bits(r) for r in rand],
+    }
+    if rand:
+        out["random_ci"] = bootstrap_mean(_np(rand), seed=seed)
+        out["paired"] = paired_difference(sk, _np(rand), seed=seed)
+    return out
 
 
 def random_orders(widths: Sequence[int], draws: int, seed: int) -> list[list[Tensor]]:
@@ -179,7 +244,7 @@ def _layer_filter(mask: Tensor, layers: Sequence[int] | None) -> Tensor:
     return NeuronMask(tuple(mask)).restrict(layers).tensor() if layers is not None else mask
 
 
-def _make(cfg: PerturbConfig, mask: Any, baseline: Any) -> Perturbation:
+def _make(cfg: PerturbConfig, mask: Any, baseline: Any, scale: Tensor | None = None) -> Perturbation:
     return Perturbation(
         cast(Mode, cfg.mode),
         mask,
@@ -187,7 +252,39 @@ def _make(cfg: PerturbConfig, mask: Any, baseline: Any) -> Perturbation:
         seed=cfg.seed,
         positions=cast(PositionsChoice, cfg.positions),
         baseline=baseline,
+        scale=scale if cfg.scaled else None,
     )
+
+
+def noise_scale(
+    cfg: PerturbConfig,
+    model: PromptModel,
+    train: Task | None,
+    scale: Tensor | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Tensor | None:
+    """The per-neuron unit of the gaussian noise under ``cfg`` (None unless ``cfg.scaled``): ``scale``
+    when given, else the std of each neuron on ``train`` (:func:`~skillneurons.perturb.scale.neuron_std`)."""
+    if not cfg.scaled:
+        return None
+    if scale is not None:
+        return scale
+    if train is None:
+        raise ConfigError(
+            "sigma_scale='neuron_std' needs each neuron's std on the train split: pass train= (or scale=), "
+            "or use sigma_scale='absolute'"
+        )
+    std = neuron_std(
+        model,
+        train,
+        positions=cfg.positions,
+        max_examples=cfg.std_examples or None,
+        batch_size=cfg.batch_size,
+        precision=cfg.precision,
+    )
+    if say is not None:
+        say(f"perturb: per-neuron std on {train.name} train (median {float(std.median()):.3f})")
+    return std
 
 
 def _progress(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
@@ -207,6 +304,8 @@ def perturbation_sweep(
     config: SweepConfig | None = None,
     *,
     baseline: Tensor | None = None,
+    train: Task | None = None,
+    scale: Tensor | None = None,
     progress: bool | Callable[[str], None] = False,
     **options: Any,
 ) -> SweepResult:
@@ -216,13 +315,17 @@ def perturbation_sweep(
         model: the prompt model evaluated (its backbone is perturbed).
         task: the evaluation data (the test split of the prompt's run).
         neurons: the task's skill neurons; the perturbed set at ``rho`` is ``neurons.mask(rho, per_layer)``.
-        config: the :class:`SweepConfig` (fractions ``rho``, ``draws``, mode, sigma, seed, positions,
-            layers, ...); ``options`` replace its fields by name (``rhos`` is accepted for ``rho``).
+        config: the :class:`SweepConfig` (fractions ``rho``, ``draws``, mode, sigma, sigma_scale, seed,
+            positions, layers, ...); ``options`` replace its fields by name (``rhos`` for ``rho``).
         baseline: [L, N] means for ``mode="mean"`` (default ``neurons.token_mean``).
+        train: the prompt's train split, for the per-neuron std of the scaled gaussian noise.
+        scale: [L, N] per-neuron std to use instead of computing it from ``train``.
 
     Returns:
-        A :class:`SweepResult`: settings, ``unperturbed`` accuracy and one :class:`SweepPoint` per ``rho``
-        with ``neurons_per_layer``, ``skill`` accuracy and ``random`` (mean, std, ci95, values).
+        A :class:`SweepResult`: settings, ``unperturbed`` accuracy (and its Wilson interval) and one
+        :class:`SweepPoint` per ``rho`` with ``neurons_per_layer``, ``skill`` accuracy, ``random``
+        (mean, std, ci95, values) and the paired estimates on the same examples (``paired``,
+        ``skill_drop``, ``skill_ci``, ``random_ci``, per-example strings).
     """
     cfg = configure(SweepConfig, config, options, _SWEEP_ALIASES)
     bb = model.backbone
@@ -230,25 +333,37 @@ def perturbation_sweep(
     say = _progress(progress)
     base = baseline if baseline is not None else (neurons.token_mean if cfg.mode == "mean" else None)
     kw: dict[str, Any] = dict(batch_size=cfg.batch_size, precision=cfg.precision)
+    unit = noise_scale(cfg, model, train, scale, say)
     draws = cfg.draws
-    clean = accuracy(model, task, **kw)
-    say(f"perturb: {task.name} unperturbed accuracy {clean:.4f}")
+    clean_c = correctness(model, task, **kw)
+    clean = _rate(clean_c)
+    say(
+        f"perturb: {task.name} unperturbed accuracy {wilson(int(clean_c.sum()), len(task)).format(4, n=True)}"
+    )
     orders = random_orders(list(bb.d_ff), draws, cfg.seed)
     points = []
     for rho in cfg.rho:
         mask = _layer_filter(neurons.mask(rho, per_layer=cfg.per_layer), cfg.layers)
         counts = [int(c) for c in mask.sum(1)]
         if sum(counts) == 0:
-            skill, rand = clean, [clean] * draws
+            skill_c, rand_c = clean_c, [clean_c] * draws
         else:
-            skill = accuracy(model, task, _make(cfg, mask, base), **kw)
-            rand = [
-                accuracy(model, task, _make(cfg, mask_from_orders(o, counts), base), **kw) for o in orders
+            skill_c = correctness(model, task, _make(cfg, mask, base, unit), **kw)
+            rand_c = [
+                correctness(model, task, _make(cfg, mask_from_orders(o, counts), base, unit), **kw)
+                for o in orders
             ]
-        stats = mean_ci(rand)
-        points.append(SweepPoint(rho, counts, sum(counts), skill, stats))
-        rnd = f"{stats.mean:.4f}" if stats.mean is not None else "-"
-        say(f"perturb: rho {rho:.3f} ({sum(counts)} neurons): skill {skill:.4f}, random {rnd}")
+        stats = mean_ci([_rate(r) for r in rand_c])
+        point = SweepPoint(
+            rho,
+            counts,
+            sum(counts),
+            _rate(skill_c),
+            stats,
+            **paired_estimates(clean_c, skill_c, rand_c, cfg.seed),
+        )
+        points.append(point)
+        say(f"perturb: rho {rho:.3f} ({sum(counts)} neurons): {_point_text(point)}")
     return SweepResult(
         task=task.name,
         n_eval=len(task),
@@ -257,7 +372,17 @@ def perturbation_sweep(
         draws=draws,
         unperturbed=clean,
         points=points,
+        unperturbed_ci=wilson(int(clean_c.sum()), len(task)),
+        unperturbed_correct=bits(clean_c),
     )
+
+
+def _point_text(point: SweepPoint) -> str:
+    """``skill 0.712 [0.68, 0.74], random 0.760 [...], skill - random -0.048 [...] (p=0.002)``."""
+    sk = point.skill_ci.format(4) if point.skill_ci is not None else f"{point.skill:.4f}"
+    if point.random_ci is None or point.paired is None:
+        return f"skill {sk}, random -"
+    return f"skill {sk}, random {point.random_ci.format(4)}, skill - random {point.paired.format(4, p=True)}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -286,48 +411,89 @@ def cross_task_matrix(
     config: CrossPerturbConfig | None = None,
     *,
     progress: bool | Callable[[str], None] = False,
+    scales: Sequence[Tensor | None] | None = None,
     **options: Any,
 ) -> CrossResult:
     """Row A, column B: accuracy of B's prompt on B's evaluation data with A's top-``rho`` skill neurons
     perturbed. Also B unperturbed, the drops (absolute and relative to B unperturbed), and a random
-    control row (the same number of random neurons per layer, ``draws`` draws, mean). ``options``
-    replace fields of ``config`` by name (``control_draws`` is accepted for ``draws``)."""
+    control row (the same number of random neurons per layer, ``draws`` draws, mean). Every cell of
+    column B is evaluated on B's same examples, so its intervals are paired (``drop_ci``,
+    ``versus_random``: the cell against B's random control). ``options`` replace fields of ``config``
+    by name (``control_draws`` is accepted for ``draws``); ``scales`` (one [L, N] per run) replace the
+    per-neuron stds that the scaled gaussian noise computes from each run's ``train_task``."""
     cfg = configure(CrossPerturbConfig, config, options, _CROSS_ALIASES)
     neurons = _check_runs(runs)
+    if scales is not None and len(scales) != len(runs):
+        raise ConfigError(f"{len(scales)} noise scales for {len(runs)} runs: pass one per run (or none)")
     names = [r.name for r in runs]
     say = _progress(progress)
     kw: dict[str, Any] = dict(batch_size=cfg.batch_size, precision=cfg.precision)
     masks = [_layer_filter(n.mask(cfg.rho, per_layer=cfg.per_layer), cfg.layers) for n in neurons]
-    clean = [accuracy(r.model, r.eval_task, **kw) for r in runs]
-    say("cross-perturb: unperturbed " + ", ".join(f"{n} {a:.4f}" for n, a in zip(names, clean)))
-    acc: list[list[float]] = []
+    units = [
+        noise_scale(cfg, r.model, r.train_task, scales[i] if scales else None, say)
+        for i, r in enumerate(runs)
+    ]
+    bases = [n.token_mean if cfg.mode == "mean" else None for n in neurons]
+    clean = [correctness(r.model, r.eval_task, **kw) for r in runs]
+    say("cross-perturb: unperturbed " + ", ".join(f"{n} {_rate(c):.4f}" for n, c in zip(names, clean)))
+    cells: list[list[Tensor]] = []
     for a, src in enumerate(runs):
-        row = []
-        for b, dst in enumerate(runs):
-            base = neurons[b].token_mean if cfg.mode == "mean" else None
-            row.append(accuracy(dst.model, dst.eval_task, _make(cfg, masks[a], base), **kw))
-        acc.append(row)
+        row = [
+            correctness(dst.model, dst.eval_task, _make(cfg, masks[a], bases[b], units[b]), **kw)
+            for b, dst in enumerate(runs)
+        ]
+        cells.append(row)
         say(
-            f"cross-perturb: {src.name}'s neurons -> " + ", ".join(f"{n} {v:.4f}" for n, v in zip(names, row))
+            f"cross-perturb: {src.name}'s neurons -> "
+            + ", ".join(f"{n} {_rate(v):.4f}" for n, v in zip(names, row))
         )
     # random control: per evaluated task, the size of that task's own skill set (per layer)
-    control = []
+    control: list[list[Tensor]] = []
     for b, dst in enumerate(runs):
         counts = [int(c) for c in masks[b].sum(1)]
-        base = neurons[b].token_mean if cfg.mode == "mean" else None
-        vals = [
-            accuracy(dst.model, dst.eval_task, _make(cfg, mask_from_orders(o, counts), base), **kw)
-            for o in random_orders(list(dst.model.backbone.d_ff), cfg.draws, cfg.seed)
-        ]
-        control.append(mean_ci(vals))
-    n = len(runs)
+        control.append(
+            [
+                correctness(
+                    dst.model,
+                    dst.eval_task,
+                    _make(cfg, mask_from_orders(o, counts), bases[b], units[b]),
+                    **kw,
+                )
+                for o in random_orders(list(dst.model.backbone.d_ff), cfg.draws, cfg.seed)
+            ]
+        )
+    res = _cross_result(cfg, names, clean, cells, control, masks)
+    res.n_eval = [len(r.eval_task) for r in runs]
+    return res
+
+
+def _cross_result(
+    cfg: CrossPerturbConfig,
+    names: list[str],
+    clean_c: list[Tensor],
+    cells: list[list[Tensor]],
+    control_c: list[list[Tensor]],
+    masks: list[Tensor],
+) -> CrossResult:
+    """The :class:`CrossResult` from the per-example correctness of every condition."""
+    n = len(names)
+    clean = [_rate(c) for c in clean_c]
+    acc = [[_rate(c) for c in row] for row in cells]
+    control = [mean_ci([_rate(r) for r in rs]) for rs in control_c]
     drop = [[clean[b] - acc[a][b] for b in range(n)] for a in range(n)]
     rel: list[list[float | None]] = [
         [drop[a][b] / clean[b] if clean[b] > 0 else None for b in range(n)] for a in range(n)
     ]
+    seed = cfg.seed
+    rand = [_np(rs) if rs else None for rs in control_c]
+
+    def versus(cell: Tensor, b: int) -> Estimate | None:
+        r = rand[b]
+        return None if r is None else paired_difference(cell.double().numpy(), r, seed=seed)
+
     return CrossResult(
         tasks=names,
-        n_eval=[len(r.eval_task) for r in runs],
+        n_eval=[int(c.numel()) for c in clean_c],
         rows="perturbed neurons of this task",
         columns="prompt and test data of this task",
         rho=cfg.rho,
@@ -342,7 +508,22 @@ def cross_task_matrix(
             accuracy=[c.mean for c in control],
             drop=[clean[b] - c.mean if c.mean is not None else None for b, c in enumerate(control)],
             ci95=[c.ci95 for c in control],
+            accuracy_ci=[None if r is None else bootstrap_mean(r, seed=seed) for r in rand],
+            drop_ci=[
+                None if r is None else paired_difference(clean_c[b].double().numpy(), r, seed=seed)
+                for b, r in enumerate(rand)
+            ],
         ),
+        unperturbed_ci=[wilson(int(c.sum()), int(c.numel())) for c in clean_c],
+        accuracy_ci=[[wilson(int(c.sum()), int(c.numel())) for c in row] for row in cells],
+        drop_ci=[
+            [
+                paired_difference(clean_c[b].double().numpy(), c.double().numpy(), seed=seed)
+                for b, c in enumerate(row)
+            ]
+            for row in cells
+        ],
+        versus_random=[[versus(c, b) for b, c in enumerate(row)] for row in cells],
     )
 
 
@@ -380,7 +561,9 @@ def run_sweep(
     bb = _backbone_for(prompt, model, backbone_options)
     run = load_prompt_run(prompt, bb, task=task, neurons=neurons, split=cfg.split, split_seed=cfg.split_seed)
     assert run.neurons is not None
-    res = perturbation_sweep(run.model, run.eval_task, run.neurons, cfg, progress=progress)
+    res = perturbation_sweep(
+        run.model, run.eval_task, run.neurons, cfg, train=run.train_task, progress=progress
+    )
     res.prompt = str(prompt)
     res.neurons = str(neurons) if not isinstance(neurons, SkillNeurons) else None
     res.split = cfg.split

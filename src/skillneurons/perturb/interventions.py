@@ -5,7 +5,9 @@ the FFN down projection, ``[batch, seq, d_ff]``):
 
 * ``gaussian``: ``a + m * eps``, ``eps ~ N(0, sigma^2)``, one draw per example and neuron (the same
   ``eps[b, i]`` at every perturbed position of example ``b``), from a generator seeded by ``seed``
-  when the context is entered, so the same seed, data and batch size give the same result;
+  when the context is entered, so the same seed, data and batch size give the same result; with a
+  per-neuron ``scale`` ``s`` (:func:`~skillneurons.perturb.scale.neuron_std`), ``eps_i ~ N(0, (sigma
+  s_i)^2)`` (the same standard normal draws times ``sigma * s_i``);
 * ``zero``: ``(1 - m) * a``;
 * ``mean``: ``(1 - m) * a + m * a_bar`` with ``a_bar`` a per-neuron constant ``[L, N]``
   (``SkillNeurons.token_mean``: the mean over all real tokens of the prompt's train split).
@@ -59,6 +61,8 @@ class Perturbation:
         positions: ``all`` sequence positions, or only the ``prompt`` positions (needs a prompt model).
         baseline: [L, N] per-neuron constant ``a_bar`` for ``mean`` (``SkillNeurons.token_mean``);
             a :class:`~skillneurons.neurons.find.SkillNeurons` is accepted and its ``token_mean`` used.
+        scale: [L, N] non-negative per-neuron unit of the gaussian noise (the neuron's std on the train
+            split: sigma is then relative to it); None = absolute sigma.
     """
 
     mode: Mode
@@ -68,6 +72,7 @@ class Perturbation:
     layers: Sequence[int] | None = None
     positions: PositionsChoice = "all"
     baseline: Any = None
+    scale: Any = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -98,6 +103,21 @@ class Perturbation:
             object.__setattr__(self, "baseline", rows)
         else:
             object.__setattr__(self, "baseline", None)
+        self._check_scale(mask)
+
+    def _check_scale(self, mask: Sequence[Tensor]) -> None:
+        if self.mode != "gaussian" or self.scale is None:
+            object.__setattr__(self, "scale", None)
+            return
+        rows = as_rows(self.scale, "noise scale", torch.float64)
+        if [r.shape for r in rows] != [m.shape for m in mask]:
+            raise ConfigError(
+                f"the noise scale has shape {shape_text(rows)} but the mask has {shape_text(mask)}: "
+                "pass the per-neuron std of the same model"
+            )
+        if any(not bool(torch.isfinite(r).all()) or bool((r < 0).any()) for r in rows):
+            raise ConfigError("the noise scale holds negative or non-finite values: pass per-neuron stds")
+        object.__setattr__(self, "scale", rows)
 
     @property
     def masks(self) -> tuple[Tensor, ...]:
@@ -167,7 +187,10 @@ class _Editor:
         else:
             assert self.gen is not None
             eps = torch.randn(b, n, generator=self.gen, dtype=torch.float32) * float(self.p.sigma)
-            new = acts + eps.to(device=acts.device, dtype=acts.dtype).unsqueeze(1)
+            eps = eps.to(device=acts.device)
+            if self.p.scale is not None:
+                eps = eps * self._on(2, layer, self.p.scale, acts, torch.float32)
+            new = acts + eps.to(dtype=acts.dtype).unsqueeze(1)
         return torch.where(sel, new, acts)
 
     def set_batch(self, batch: Any, seq_len: int) -> None:

@@ -3,7 +3,10 @@
 For every pair of tasks (their :class:`SkillNeurons` found on the same backbone):
 
 * **Spearman** rank correlation of the neuron predictivity vectors, over all L*N neurons and per
-  layer (:func:`~skillneurons.neurons.ranking.spearman`). A task's score vector is
+  layer (:func:`~skillneurons.neurons.ranking.spearman`); the overall one also with a 95% bootstrap
+  interval over the neurons and a permutation p (:func:`skillneurons.evidence.spearman`,
+  ``spearman_ci``; neurons are not independent, so the interval is a lower bound on the uncertainty,
+  which the spread over prompt seeds measures better). A task's score vector is
   ``SkillNeurons.scores()``: the predictivity, or for a multi-class task the maximum over its binary
   subtasks (a neuron counts as skilled for the task if it predicts any of its subtasks);
 * **overlap** of the skill sets ``mask(rho)`` (:func:`~skillneurons.neurons.ranking.overlap`): Jaccard,
@@ -24,6 +27,8 @@ import numpy as np
 import torch
 
 from skillneurons.errors import ConfigError
+from skillneurons.evidence import Estimate
+from skillneurons.evidence import spearman as spearman_ci
 from skillneurons.neurons.find import SkillNeurons
 from skillneurons.neurons.ranking import overlap, spearman
 from skillneurons.options import configure
@@ -110,6 +115,7 @@ def task_similarity(
             chance[i][j] = _none_if_nan(
                 chance_jaccard(masks[a].sum(1).tolist(), masks[b].sum(1).tolist(), [N] * L)
             )
+    boot = _spearman_intervals(names, scores, cfg.draws, cfg.seed)
     return SimilarityResult(
         tasks=names,
         n_layers=L,
@@ -125,7 +131,28 @@ def task_similarity(
         cosine=cos,
         intersection=inter,
         chance_jaccard=chance,
+        spearman_ci=boot,
     )
+
+
+def _spearman_intervals(
+    names: Sequence[str], scores: Mapping[str, torch.Tensor], draws: int, seed: int
+) -> list[list[Estimate | None]] | None:
+    """``[T, T]`` :func:`skillneurons.evidence.spearman` of each pair of score vectors (None on the
+    diagonal and where a vector is constant); None when ``draws`` is 0."""
+    if draws == 0:
+        return None
+    T = len(names)
+    out: list[list[Estimate | None]] = [[None] * T for _ in range(T)]
+    flat = {k: v.reshape(-1).double().numpy() for k, v in scores.items()}
+    for i in range(T):
+        for j in range(i + 1, T):
+            try:
+                e = spearman_ci(flat[names[i]], flat[names[j]], draws=draws, permutations=draws, seed=seed)
+            except ConfigError:  # a constant score vector: no correlation
+                e = None
+            out[i][j] = out[j][i] = e
+    return out
 
 
 def run_similarity(

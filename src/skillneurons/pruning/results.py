@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from skillneurons.evidence import Estimate, accuracy_estimate
 from skillneurons.neurons.results import LegacyKeys, drop_none
 from skillneurons.results import Result
 
@@ -65,10 +66,22 @@ class PruneResult(LegacyKeys, Result):
     retune_seconds: float | None = None
     retune_config: dict[str, Any] | None = None
 
+    def accuracy_ci(self) -> dict[str, Estimate]:
+        """Wilson 95% intervals of the measured accuracies on the ``n`` evaluated examples, keyed
+        ``accuracy_unpruned`` / ``accuracy_pruned`` / ``accuracy_retuned`` (written as ``<key>_ci``)."""
+        keys = ("accuracy_unpruned", "accuracy_pruned", "accuracy_retuned")
+        out = {k: accuracy_estimate(getattr(self, k), self.n) for k in keys}
+        return {k: e for k, e in out.items() if e is not None}
+
+    def _acc(self, key: str) -> str:
+        e = self.accuracy_ci().get(key)
+        return e.format(4) if e is not None else f"{getattr(self, key):.4f}"
+
     def to_json(self) -> dict[str, Any]:
         out = drop_none(super().to_json(), self.OPTIONAL)
         for key in ("parameters", "ffn_parameters"):  # no "fraction" key in the FFN counts
             out[key] = {k: v for k, v in out[key].items() if not (k == "fraction" and v is None)}
+        out.update({f"{k}_ci": e.to_json() for k, e in self.accuracy_ci().items()})
         return out
 
     @property
@@ -84,9 +97,9 @@ class PruneResult(LegacyKeys, Result):
         ]
         if self.accuracy_pruned is not None:
             lines.append(
-                f"{self.split} accuracy ({self.n} examples): unpruned {self.accuracy_unpruned:.4f}, "
-                f"pruned {self.accuracy_pruned:.4f}"
-                + (f", re-tuned {self.accuracy_retuned:.4f}" if self.accuracy_retuned is not None else "")
+                f"{self.split} accuracy [95% CI] ({self.n} examples): unpruned "
+                f"{self._acc('accuracy_unpruned')}, pruned {self._acc('accuracy_pruned')}"
+                + (f", re-tuned {self._acc('accuracy_retuned')}" if self.accuracy_retuned is not None else "")
             )
         lines.append(
             f"pruned model saved to {self.pruned_model} (load it with skillneurons.pruning.load_pruned)"

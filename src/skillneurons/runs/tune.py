@@ -34,7 +34,7 @@ from skillneurons.prompts.config import PromptConfig
 from skillneurons.prompts.methods import TUNING_METHODS, TuningMethod
 from skillneurons.rundir import RunDir, make_splits, run_manifest
 from skillneurons.runs.config import RunOptions
-from skillneurons.runs.results import TuneResult
+from skillneurons.runs.results import TuneResult, accuracy_estimate
 from skillneurons.training import TrainConfig, Trainer, fit_and_test
 from skillneurons.transfer.tpt import initial_prompt, prompt_digest
 from skillneurons.verbalizers.config import VerbalizerConfig
@@ -238,6 +238,8 @@ def _fit(
         head=pm.head.kind,
         layout=pm.layout,
         **metrics,
+        dev_ci=accuracy_estimate(metrics["best_dev_accuracy"], len(dev)),
+        test_ci=accuracy_estimate(metrics["test_accuracy"], len(test)),
         resumed_from_step=result.resumed_from,
         prompt=str(result.prompt_path) if result.prompt_path else None,
         progressive=hooks.summary(result.steps) if hooks is not None else None,

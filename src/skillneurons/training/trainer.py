@@ -131,13 +131,20 @@ def evaluate(
     precision: str = "auto",
     progress: bool = False,
     desc: str = "eval",
+    correct: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``task``: ``{"accuracy", "loss", "n"}``."""
+    """Accuracy and mean cross-entropy of ``model`` on ``task``: ``{"accuracy", "loss", "n"}``.
+
+    ``correct``, when given (a ``[len(task)]`` bool tensor), receives each example's correctness in
+    the task's order (paired comparisons on the same examples: :mod:`skillneurons.evidence`)."""
     if len(task) == 0:
         raise ConfigError(f"cannot evaluate on an empty split of task '{task.name}'")
     _check_classes(model, task)
+    if correct is not None and tuple(correct.shape) != (len(task),):
+        raise ConfigError(f"correct has shape {tuple(correct.shape)}: pass a [{len(task)}] tensor")
     device = model.backbone.device
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, n
+    hits = None if correct is None else torch.zeros(len(task), dtype=torch.float64, device=device)
     batches = my_share(iterate_batches(task, batch_size))  # data parallel: whole batches per rank
     bar = tqdm(
         total=sum(map(len, batches)), desc=desc, disable=not progress or not is_main(), leave=False, unit="ex"
@@ -147,19 +154,24 @@ def evaluate(
         with autocast_context(device, precision):
             logits = model(batch).float()
         assert batch.labels is not None
-        totals[0] += (logits.argmax(-1) == batch.labels).sum()
+        hit = logits.argmax(-1) == batch.labels
+        totals[0] += hit.sum()
+        if hits is not None:
+            hits[torch.as_tensor(idx, device=device)] = hit.double()
         totals[1] += F.cross_entropy(logits, batch.labels, reduction="sum").double()
         totals[2] += len(idx)
         bar.update(len(idx))
     bar.close()
-    all_reduce_sum(totals)
-    correct, loss_sum, n = totals.tolist()
+    all_reduce_sum(totals, *([] if hits is None else [hits]))
+    if correct is not None and hits is not None:
+        correct.copy_(hits.cpu() > 0.5)
+    n_correct, loss_sum, n = totals.tolist()
     if not math.isfinite(loss_sum):
         raise NonFiniteError(
             f"the evaluation loss on task '{task.name}' is {loss_sum}: the model's parameters or activations "
             "hold NaN or inf values; check the prompt (a diverged run?), or use --precision fp32"
         )
-    return {"accuracy": correct / n, "loss": loss_sum / n, "n": int(n)}
+    return {"accuracy": n_correct / n, "loss": loss_sum / n, "n": int(n)}
 
 
 def _check_classes(model: PromptModel, task: Task) -> None:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import Tensor
 
+from skillneurons import evidence
 from skillneurons.artifacts import load_manifest
 from skillneurons.backbones import Backbone, record_neurons
 from skillneurons.backbones.sites import _layers
@@ -205,11 +206,23 @@ def pearson(x: Sequence[float | None], y: Sequence[float | None]) -> float | Non
     return _corr(stats.pearsonr, x, y)[0]
 
 
-def correlations(indicator: Sequence[float | None], transfer: Sequence[float | None]) -> dict[str, Any]:
-    """``{"spearman", "spearman_p", "pearson", "pearson_p", "n"}`` of an indicator against transfer."""
+def correlations(
+    indicator: Sequence[float | None], transfer: Sequence[float | None], *, seed: int = 0
+) -> dict[str, Any]:
+    """``{"spearman", "spearman_p", "pearson", "pearson_p", "n", "spearman_ci"}`` of an indicator
+    against transfer. ``spearman_ci`` is :func:`skillneurons.evidence.spearman`'s estimate as JSON (a
+    95% bootstrap interval over the pairs and a two-sided permutation p; pairs sharing a prompt are not
+    independent, so read the interval as a lower bound), None where the correlation is undefined."""
     s, sp, n = _corr(stats.spearmanr, indicator, transfer)
     p, pp, _ = _corr(stats.pearsonr, indicator, transfer)
-    return {"spearman": s, "spearman_p": sp, "pearson": p, "pearson_p": pp, "n": n}
+    est = None
+    if s is not None:
+        a, b = _clean(indicator, transfer)
+        try:
+            est = evidence.spearman(a, b, seed=seed).to_json()
+        except ConfigError:
+            est = None
+    return {"spearman": s, "spearman_p": sp, "pearson": p, "pearson_p": pp, "n": n, "spearman_ci": est}
 
 
 # ----------------------------------------------------------------------------------------------------

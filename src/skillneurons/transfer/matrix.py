@@ -33,6 +33,7 @@ from skillneurons.backbones.config import BackboneOptions
 from skillneurons.data import Task, load_task
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError, DataError, SkillNeuronsError
+from skillneurons.evidence import Estimate, accuracy_estimate
 from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
 from skillneurons.prompts.io import check_backbone, read_prompt_tensors
 from skillneurons.results import Result
@@ -84,6 +85,23 @@ class TransferMatrix(Result):
     same_task: list[list[bool]] = field(default_factory=list)
     same_head: list[list[bool]] = field(default_factory=list)
     seconds: float = 0.0
+
+    def accuracy_ci(self) -> list[list[Estimate | None]]:
+        """``[S, T]`` Wilson 95% intervals of ``accuracy`` on each target's ``n_eval`` examples (None
+        where a cell or its size is missing); written to the JSON as ``accuracy_ci``."""
+        n = list(self.n_eval) + [None] * (len(self.targets) - len(self.n_eval))
+        return [[accuracy_estimate(v, n[j]) for j, v in enumerate(row)] for row in self.accuracy]
+
+    def own_ci(self) -> list[Estimate | None]:
+        """``[T]`` Wilson 95% intervals of ``own`` (written as ``own_ci``)."""
+        n = list(self.n_eval) + [None] * (len(self.targets) - len(self.n_eval))
+        return [accuracy_estimate(v, n[j]) for j, v in enumerate(self.own)]
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out["accuracy_ci"] = [[e.to_json() if e else None for e in row] for row in self.accuracy_ci()]
+        out["own_ci"] = [e.to_json() if e else None for e in self.own_ci()]
+        return out
 
     @classmethod
     def of(cls, matrix: TransferMatrix | Mapping[str, Any]) -> TransferMatrix:
