@@ -44,44 +44,61 @@ def prompts(res: StudyResult) -> list[str]:
     return out
 
 
+def _stat(st: dict[str, Any] | None) -> str:
+    """A held-out statistic: value [Wilson], in-sample beside it, null p and z."""
+    if not st:
+        return "n/a"
+    null = st.get("null") or st.get("in_sample_null")
+    which = "held-out null" if st.get("null") else "in-sample null"
+    z = f", z={null['z']:.1f}" if null and null.get("z") is not None else ""
+    nul = f"; {which} {null['mean']:.3f}±{null['std']:.3f}, p={null['p']:.3g}{z}" if null else ""
+    return f"{st['heldout']:.3f} [{st['lo']:.3f}, {st['hi']:.3f}] (in-sample {st['in_sample']:.3f}{nul})"
+
+
 def find(res: StudyResult) -> list[str]:
     out = [
-        "| task | subtask | prompts' own accuracy | top-1 (in-sample) | top 1% mean | extra fields |",
-        "|---|---|---|---|---|---|",
+        "| task | prompts' own dev accuracy (balanced) | subtasks: prompts' own accuracy on it | "
+        "top-1 held-out [Wilson] | top 1% mean held-out |",
+        "|---|---|---|---|---|",
     ]
     for t in res.tasks:
         if t.find is None:
             continue
-        extra = {k: v for k, v in t.find.items() if any(w in k for w in ("held", "null", "perm", "ci", "p_"))}
-        for s in t.find.get("subtasks") or []:
-            own = s.get("prompt_accuracy")
-            out.append(
-                f"| {t.name} | {s['name']} | {own if own is None else f'{own:.4f}'} | {s['top1']:.4f} | "
-                f"{s['top1pct_mean']:.4f} | {', '.join(sorted(extra)) or '-'} |"
-            )
-    out += ["", "| task | first prompt top-1 / top 1% | control | top-1 | top 1% |", "|---|---|---|---|---|"]
+        ev = t.find.get("evidence") or {}
+        accs = ", ".join(
+            f"{p['dev_accuracy']:.3f} ({p.get('balanced_accuracy') or 0:.3f})" for p in t.find["prompts"]
+        )
+        subs = ", ".join(f"{s['name']} {s['prompt_accuracy']:.3f}" for s in t.find.get("subtasks") or [])
+        out.append(f"| {t.name} | {accs} | {subs} | {_stat(ev.get('top1'))} | {_stat(ev.get('top1pct'))} |")
+    out += [
+        "",
+        "| task | prompt / control (on the first prompt's split) | top-1 held-out | top 1% mean held-out |",
+        "|---|---|---|---|",
+    ]
     for t in res.tasks:
         if t.find is None:
             continue
         first = t.find.get("first_prompt") or {}
-        for name, c in (t.find.get("controls") or {}).items():
-            out.append(
-                f"| {t.name} | {first.get('top1', 0):.4f} / {first.get('top1pct_mean', 0):.4f} | {name} | "
-                f"{c['top1']:.4f} | {c['top1pct_mean']:.4f} |"
-            )
+        rows = [("first trained prompt", first), *(t.find.get("controls") or {}).items()]
+        for name, c in rows:
+            ev = c.get("evidence") or {}
+            out.append(f"| {t.name} | {name} | {_stat(ev.get('top1'))} | {_stat(ev.get('top1pct'))} |")
     return out
 
 
 def sweeps(res: StudyResult) -> list[str]:
     out = [
-        "| task | mode | rho | neurons | skill drop [t over seeds] | random drop | skill - random |",
-        "|---|---|---|---|---|---|---|",
+        "| task | mode | rho | neurons | skill drop, paired over examples (seeds pooled) | "
+        "skill - random accuracy, paired over examples and draws (seeds pooled) | per seed: skill - random | "
+        "skill drop - random drop [t over seeds] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for t in res.tasks:
         for f in t.sweep:
+            per = "; ".join(fmt(e) for e in f.paired or []) or "n/a"
             out.append(
-                f"| {t.name} | {f.mode} | {f.rho:g} | {f.neurons} | {fmt(f.skill_drop)} | "
-                f"{fmt(f.random_drop)} | {fmt(f.difference)} |"
+                f"| {t.name} | {f.mode} | {f.rho:g} | {f.neurons} | {fmt(f.skill_drop_pooled)} | "
+                f"{fmt(f.paired_pooled)} | {per} | {fmt(f.difference)} |"
             )
     return out
 

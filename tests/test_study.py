@@ -138,6 +138,8 @@ def test_study_runs_resumes_and_reuses(tmp_path: Path, monkeypatch: pytest.Monke
     assert a.test_accuracy is not None and a.test_accuracy.n == 2
     assert a.prompts[0].test_accuracy.n == 12 and a.prompts[0].dev_curve
     assert {f.mode for f in a.sweep} == {"zero", "mean"} and all(f.rho == 0.1 for f in a.sweep)
+    assert all(f.paired_pooled is not None and f.paired_pooled.n == 12 for f in a.sweep)
+    assert a.find is not None and "evidence" in a.find  # held-out figures and the null travel along
     assert res.task("c").excluded == "measured: stays at chance"
     assert res.similarity is not None and res.similarity_groups[0].across_pairs == ["axb"]
     assert set(res.cross) == {"zero"} and res.cross_groups

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from skillneurons.errors import ConfigError
-from skillneurons.evidence import Estimate, mean_over_seeds, spearman, wilson
+from skillneurons.evidence import Estimate, mean_over_seeds, paired_difference, spearman, wilson
 from skillneurons.study.results import GroupComparison, PromptFigures, SweepFigures
 
 __all__ = [
@@ -24,10 +24,6 @@ __all__ = [
 
 #: a dev curve whose best of the last third beats the best before it by more than this is still rising
 RISING = 0.01
-
-#: the keys of a sweep point this version knows; any other key (e.g. a paired comparison added by a
-#: later sweep result) is carried into :attr:`SweepFigures.paired`
-_POINT_KEYS = {"rho", "neurons_per_layer", "neurons", "skill", "random"}
 
 
 def prompt_figures(tune: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> PromptFigures:
@@ -57,15 +53,45 @@ def _seeds(values: Sequence[float]) -> Estimate | None:
     return mean_over_seeds(values) if values else None
 
 
+def _bits(text: str) -> list[float]:
+    return [1.0 if c == "1" else 0.0 for c in text]
+
+
+def _pooled(sweeps: Sequence[Mapping[str, Any]], i: int) -> tuple[Estimate | None, Estimate | None]:
+    """Skill - random accuracy and unperturbed - skill, paired over the test examples (and the random
+    draws), each example's correctness averaged over the prompts (seeds), when every sweep records
+    its per-example correctness on the same examples (sweep results v2); else ``(None, None)``."""
+    points = [s["points"][i] for s in sweeps]
+    if not all(p.get("skill_correct") and p.get("random_correct") for p in points):
+        return None, None
+    if (
+        not all(s.get("unperturbed_correct") for s in sweeps)
+        or len({len(p["skill_correct"]) for p in points}) != 1
+    ):
+        return None, None
+    k = min(len(p["random_correct"]) for p in points)
+    n = len(points[0]["skill_correct"])
+    skill = [sum(col) / len(points) for col in zip(*(_bits(p["skill_correct"]) for p in points))]
+    clean = [sum(col) / len(sweeps) for col in zip(*(_bits(s["unperturbed_correct"]) for s in sweeps))]
+    rand = [
+        [sum(col) / len(points) for col in zip(*(_bits(p["random_correct"][d]) for p in points))]
+        for d in range(k)
+    ]
+    if len(clean) != n or any(len(r) != n for r in rand):
+        return None, None
+    return paired_difference(skill, rand), paired_difference(clean, skill)
+
+
 def sweep_figures(mode: str, sweeps: Sequence[Mapping[str, Any]]) -> list[SweepFigures]:
-    """Per fraction: skill drop, random drop and their difference, means over the prompts' sweeps."""
+    """Per fraction: skill drop, random drop and their difference, means over the prompts' sweeps,
+    and (sweep results v2) the paired comparisons over the test examples, per prompt and pooled."""
     if not sweeps:
         return []
     out = []
     for i, point in enumerate(sweeps[0]["points"]):
         if float(point["rho"]) == 0:
             continue
-        skill, rand, diff, extra = [], [], [], []
+        skill, rand, diff, paired = [], [], [], []
         for s in sweeps:
             p = s["points"][i]
             clean = float(s["unperturbed"])
@@ -74,9 +100,9 @@ def sweep_figures(mode: str, sweeps: Sequence[Mapping[str, Any]]) -> list[SweepF
             if mean is not None:
                 rand.append(clean - float(mean))
                 diff.append(float(mean) - float(p["skill"]))
-            more = {k: v for k, v in p.items() if k not in _POINT_KEYS}
-            if more:
-                extra.append(more)
+            if p.get("paired") is not None:
+                paired.append(Estimate.from_json(p["paired"]))
+        pooled, drop = _pooled(sweeps, i)
         out.append(
             SweepFigures(
                 mode=mode,
@@ -85,7 +111,9 @@ def sweep_figures(mode: str, sweeps: Sequence[Mapping[str, Any]]) -> list[SweepF
                 skill_drop=mean_over_seeds(skill),
                 random_drop=_seeds(rand),
                 difference=_seeds(diff),
-                paired=extra or None,
+                paired=paired or None,
+                paired_pooled=pooled,
+                skill_drop_pooled=drop,
             )
         )
     return out

@@ -50,8 +50,11 @@ class SweepFigures:
     """One fraction of a perturbation mode, over the task's prompts (seeds): the accuracy drops
     (unperturbed minus perturbed) of the skill neurons and of the random control (mean of its draws),
     and the difference skill drop - random drop, each a mean over seeds with a t interval.
-    ``paired`` holds the per-prompt paired comparisons over test examples when the sweep result
-    provides them (None otherwise)."""
+    ``paired``: each prompt's skill - random accuracy, paired over its test examples and the random
+    draws (the sweep's own estimate); ``paired_pooled``: the same with each example's correctness
+    averaged over the prompts (negative: the skill neurons matter more); ``skill_drop_pooled``:
+    unperturbed - skill, paired over the examples (None where the sweeps record no per-example
+    correctness)."""
 
     mode: str
     rho: float
@@ -59,7 +62,9 @@ class SweepFigures:
     skill_drop: Estimate
     random_drop: Estimate | None
     difference: Estimate | None
-    paired: list[Any] | None = None
+    paired: list[Estimate] | None = None
+    paired_pooled: Estimate | None = None
+    skill_drop_pooled: Estimate | None = None
 
 
 @dataclass
