@@ -163,6 +163,9 @@ def transfer(res: StudyResult) -> list[str]:
     ]
     for k, e in res.indicator_spearman.items():
         out.append(f"| {k} | {fmt(e)} |")
+    for w, ests in res.indicator_windows.items():
+        for k in ("ON", "ON_skill", "skill_overlap"):
+            out.append(f"| {k} on layers {w} | {fmt(ests.get(k))} |")
     if res.transferability:
         out.append(
             f"\npairs used: {res.transferability.get('n_pairs')} (other-task pairs of learned prompts)"

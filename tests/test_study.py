@@ -58,6 +58,9 @@ modes = ["zero", "mean"]
 rho = 0.1
 draws = 1
 
+[transfer]
+windows = ["0:1", "1:2"]
+
 [transfer.indicators]
 rho = 0.1
 """
@@ -145,6 +148,7 @@ def test_study_runs_resumes_and_reuses(tmp_path: Path, monkeypatch: pytest.Monke
     assert set(res.cross) == {"zero"} and res.cross_groups
     assert res.transfer_matrix is not None and len(res.transfer_matrix["sources"]) == 4
     assert res.transferability is not None and "ON" in res.indicator_spearman
+    assert set(res.indicator_windows) == {"0:1", "1:2"} and "ON" in res.indicator_windows["0:1"]
 
     # nothing is recomputed by a third run; a changed step is an error naming its folder
     for name in ("tune_prompt", "find_skill_neurons", "run_sweep", "run_cross", "run_transfer_matrix"):

@@ -43,7 +43,7 @@ from skillneurons.perturb.config import MODES, CrossPerturbConfig, SimilarityCon
 from skillneurons.prompts.config import PromptConfig
 from skillneurons.runs.config import RunOptions
 from skillneurons.training.config import TrainConfig
-from skillneurons.transfer.config import OnOptions, TransferabilityConfig, TransferMatrixConfig
+from skillneurons.transfer.config import OnOptions, TransferabilityConfig, TransferMatrixConfig, parse_layers
 
 __all__ = [
     "CostSpec",
@@ -144,6 +144,8 @@ class TransferSpec:
     matrix: TransferMatrixConfig
     indicators: TransferabilityConfig
     on: OnOptions
+    #: ON (and the skill-neuron indicators) again on each layer window, e.g. ``"0:2"``
+    windows: tuple[str, ...] = ()
 
 
 @dataclass
@@ -330,15 +332,22 @@ def _cross(table: dict[str, Any]) -> CrossSpec:
 
 def _transfer(table: dict[str, Any]) -> TransferSpec:
     enabled = _pop(table, "enabled", bool, "transfer", True)
+    windows = _pop(table, "windows", list, "transfer", [])
+    for w in windows:
+        if not isinstance(w, str):
+            raise ConfigError(
+                f"study spec [transfer]: windows = {windows!r}: give layer windows as strings, '0:2'"
+            )
+        parse_layers(w)
     matrix = build(TransferMatrixConfig, table.pop("matrix", {}), "transfer.matrix")
     indicators = build(TransferabilityConfig, table.pop("indicators", {}), "transfer.indicators")
     on = build(OnOptions, table.pop("on", {}), "transfer.on")
     if table:
         raise ConfigError(
             f"study spec [transfer]: unknown key {sorted(table)[0]!r} "
-            "(known: enabled, matrix, indicators, on)"
+            "(known: enabled, windows, matrix, indicators, on)"
         )
-    return TransferSpec(enabled, matrix, indicators, on)
+    return TransferSpec(enabled, matrix, indicators, on, tuple(windows))
 
 
 def _delta(raw: Any, tasks: list[str], train: Mapping[str, Any]) -> DeltaSpec | None:

@@ -131,6 +131,7 @@ class StudyResult(Result):
     transfer_matrix: dict[str, Any] | None = None
     transferability: dict[str, Any] | None = None
     indicator_spearman: dict[str, Estimate | None] = field(default_factory=dict)
+    indicator_windows: dict[str, dict[str, Estimate | None]] = field(default_factory=dict)
     delta: dict[str, Any] | None = None
     steps: list[StepRecord] = field(default_factory=list)
     seconds: float = 0.0

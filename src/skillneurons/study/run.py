@@ -48,6 +48,7 @@ from skillneurons.study.results import (
     TaskFigures,
 )
 from skillneurons.transfer import run_transfer_matrix, transferability
+from skillneurons.transfer.config import parse_layers
 from skillneurons.transfer.indicators import Transferability
 from skillneurons.transfer.matrix import TransferMatrix
 
@@ -301,10 +302,12 @@ class Study:
         )
         return Step("transfer matrix", "transfer", folder, tokens, identity, compute)
 
-    def indicators_step(self, matrix: Step) -> Step:
+    def indicators_step(self, matrix: Step, window: str | None = None) -> Step:
         prompts = self.all_prompts()
         tr = self.spec.transfer
-        folder = self.out / "transferability"
+        on = tr.on if window is None else dataclasses.replace(tr.on, layers=parse_layers(window))
+        tag = "" if window is None else "-L" + window.replace(":", "-")
+        folder = self.out / f"transferability{tag}"
         neurons = {
             str(self.prompt(t.name, s)): str(self.neurons(t.name))
             for t in self.spec.active_tasks
@@ -316,19 +319,20 @@ class Study:
                 "prompts": [_digest(p) for p in prompts],
                 "neurons": sorted({_digest(Path(p)) for p in neurons.values()}),
                 "indicators": tr.indicators,
-                "on": tr.on,
+                "on": on,
                 "matrix": matrix.identity(),
             }
 
         def compute() -> dict[str, Any]:
             tm = TransferMatrix.from_json(matrix.result, "transfer matrix")
             res = transferability(
-                [str(p) for p in prompts], self.bb, tr.indicators, matrix=tm, neurons=neurons, on=tr.on
+                [str(p) for p in prompts], self.bb, tr.indicators, matrix=tm, neurons=neurons, on=on
             )
             res.save(folder / "transferability.json")
             return res.to_json()
 
-        return Step("transfer indicators", "indicators", folder, 0.0, identity, compute)
+        name = "transfer indicators" + (f" on layers {window}" if window else "")
+        return Step(name, "indicators", folder, 0.0, identity, compute)
 
     def delta_perturb_step(self, t: TaskSpec, method: str, seed: int) -> Step:
         assert self.spec.delta is not None
@@ -401,6 +405,7 @@ def plan(study: Study) -> dict[str, list[Step]]:
     if spec.transfer.enabled and len(active) * len(spec.seeds) > 1:
         matrix = study.transfer_step()
         stages["transfer"] = [matrix, study.indicators_step(matrix)]
+        stages["transfer"] += [study.indicators_step(matrix, w) for w in spec.transfer.windows]
     if spec.delta is not None:
         by_name = {t.name: t for t in active}
         for name in spec.delta.tasks:
@@ -553,8 +558,12 @@ def assemble(study: Study, stages: Mapping[str, list[Step]], seconds: float) -> 
             ordered=True,
         )
     if stages["transfer"]:
-        matrix, indicators = stages["transfer"]
+        matrix, indicators, *windows = stages["transfer"]
         res.transfer_matrix = matrix.result
+        for w, st in zip(spec.transfer.windows, windows):
+            res.indicator_windows[w] = indicator_spearman(
+                st.result or {}, spec.transfer.indicators.include_same_task
+            )
         ind = Transferability.from_json(indicators.result, "transferability")
         res.transferability = ind.to_json()
         res.indicator_spearman = indicator_spearman(
@@ -571,7 +580,9 @@ def write_reports(study: Study, stages: Mapping[str, list[Step]]) -> list[str]:
     shared = [st.folder / f for st in stages["similarity"] for f in ("similarity.json",)]
     shared += [st.folder / "perturb_cross.json" for st in stages["cross"]]
     shared += [
-        st.folder / n for st in stages["transfer"] for n in ("transfer_matrix.json", "transferability.json")
+        st.folder / n
+        for st in stages["transfer"][:2]
+        for n in ("transfer_matrix.json", "transferability.json")
     ]
     out = []
     for t in study.spec.active_tasks:
