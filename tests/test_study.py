@@ -127,6 +127,11 @@ def test_study_runs_resumes_and_reuses(tmp_path: Path, monkeypatch: pytest.Monke
         study_run.run_study(spec, out=out, backbone=bb, tasks=_tasks(), report=False, progress=False)
     assert (out / "tune" / "a" / "s0" / study_run.STEP_FILE).is_file()
     assert "done" in study_run.run_study(spec, out=out, backbone=bb, tasks=_tasks(), dry_run=True)
+    part = study_run.run_study(spec, out=out, backbone=bb, tasks=_tasks(), partial=True, report=False)
+    assert isinstance(part, StudyResult) and len(part.task("a").prompts) == 1 and part.task("a").find is None
+    assert (
+        part.similarity is None and part.transfer_matrix is None and not any(s.computed for s in part.steps)
+    )
 
     # the rerun computes every step but the finished one
     monkeypatch.setattr(study_run, "tune_prompt", real_tune)

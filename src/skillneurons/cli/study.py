@@ -21,6 +21,7 @@ class StudyOptions:
     out: str | None = option(None, "the study's folder (default: the spec's out)")
     dry_run: bool = option(False, "print the plan (steps, what is done) and its estimated time; run nothing")
     report: bool = option(True, "write the HTML report at the end", flag="--no-report")
+    partial: bool = option(False, "write study.json from the steps finished so far; compute nothing")
 
 
 def _spec_out(args: argparse.Namespace) -> tuple[str | None, bool]:
@@ -40,7 +41,9 @@ def _run_study(args: argparse.Namespace) -> int:
     spec = load_spec(o.spec)  # every table checked before the data or the model loads
     from skillneurons.study.run import run_study  # lazy: --help stays fast
 
-    res = run_study(spec, out=o.out, dry_run=o.dry_run, report=o.report, progress=progress(args))
+    res = run_study(
+        spec, out=o.out, dry_run=o.dry_run, report=o.report, progress=progress(args), partial=o.partial
+    )
     if isinstance(res, str):
         print(res)
         return 0

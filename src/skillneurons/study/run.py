@@ -416,6 +416,17 @@ def plan(study: Study) -> dict[str, list[Step]]:
     return stages
 
 
+def run_order(study: Study, stages: Mapping[str, list[Step]]) -> list[Step]:
+    """Task by task (its prompts, its skill neurons, its sweeps), then the cross-task steps: a study
+    stopped early holds whole tasks."""
+    out: list[Step] = []
+    for t in study.spec.active_tasks:
+        out += [st for st in stages["tune"] if st.folder.parent.name == t.name]
+        out += [st for st in stages["find"] if st.folder.name == t.name]
+        out += [st for st in stages["perturb"] if st.folder.parent.name == t.name]
+    return out + [st for k in ("similarity", "cross", "transfer", "delta") for st in stages[k]]
+
+
 def _rate(steps: list[Step], default: float) -> tuple[float, str]:
     """Seconds per forward token: measured on the finished steps (tuning, finding, perturbing) when
     there are any, else the spec's rate."""
@@ -471,10 +482,12 @@ def run_study(
     dry_run: bool = False,
     report: bool = True,
     progress: bool = True,
+    partial: bool = False,
 ) -> StudyResult | str:
     """Run (or resume) the study ``spec`` into ``out`` (default: the spec's) and return its
     :class:`StudyResult`, also written to ``OUT/study.json``; with ``dry_run``, the plan and its
-    estimated cost as text (nothing is loaded but the data, nothing written)."""
+    estimated cost as text (nothing is loaded but the data, nothing written); with ``partial``, the
+    result of the steps finished so far (nothing is computed; the missing parts stay empty)."""
     study = Study(spec, Path(out or spec.out), backbone, dict(tasks or {}), progress)
     if dry_run:
         return describe_plan(study)
@@ -482,9 +495,12 @@ def run_study(
     with RunDir(study.out).lock():
         atomic_write_json(study.out / "spec.json", _plain(spec))
         stages = plan(study)
-        for steps in stages.values():
-            for st in steps:
+        for st in run_order(study, stages):
+            if not partial:
                 study.run(st)
+            elif (rec := study.done(st)) is not None:
+                st.result = rec["result"]
+                study.records.append(StepRecord(st.name, st.kind, str(st.folder), False, rec["seconds"]))
         result = assemble(study, stages, time.perf_counter() - start)
         result.save(study.out / "study.json")
         if report:
@@ -499,16 +515,16 @@ def _task_figures(study: Study, t: TaskSpec, stages: Mapping[str, list[Step]]) -
     task = study.tasks[t.name]
     tunes = [st.result for st in stages["tune"] if st.folder.parent.name == t.name and st.result]
     prompts = [prompt_figures(r["tune"], r["history"]) for r in tunes]
-    find = next(st.result for st in stages["find"] if st.folder.name == t.name)
+    find = next((st.result for st in stages["find"] if st.folder.name == t.name), None)
     sweeps: dict[str, list[dict[str, Any]]] = {}
     for st in stages["perturb"]:
         if st.folder.parent.name == t.name and st.result:
             sweeps.setdefault(str(st.result["mode"]), []).append(st.result)
     sizes = dict(tunes[0]["tune"]["sizes"]) if tunes else study.sizes(t)
-    test_labels = [
-        task.labels[i] for i in RunDir.of(study.prompt(t.name, study.spec.seeds[0])).splits(task).test
-    ]
-    counts = [test_labels.count(c) for c in range(task.num_classes)]
+    counts = [0] * task.num_classes
+    if tunes:
+        for i in RunDir.of(study.tune_dir(t.name, int(tunes[0]["tune"]["seed"]))).splits(task).test:
+            counts[task.labels[i]] += 1
     return TaskFigures(
         name=t.name,
         task=t.task,
@@ -517,7 +533,7 @@ def _task_figures(study: Study, t: TaskSpec, stages: Mapping[str, list[Step]]) -
         schedule={**dataclasses.asdict(t.train), "seed": None, "max_length": t.prompt.max_length},
         prompts=prompts,
         test_accuracy=mean_over_seeds([p.test_accuracy.value for p in prompts]) if prompts else None,
-        majority=max(counts) / max(sum(counts), 1),
+        majority=max(counts) / sum(counts) if sum(counts) else None,
         find=find,
         perturb=sweeps,
         sweep=[f for mode, ss in sweeps.items() for f in sweep_figures(mode, ss)],
@@ -539,7 +555,7 @@ def assemble(study: Study, stages: Mapping[str, list[Step]], seconds: float) -> 
         steps=list(study.records),
         seconds=seconds,
     )
-    if stages["similarity"]:
+    if stages["similarity"] and stages["similarity"][0].result:
         sim = SimilarityResult.from_json(stages["similarity"][0].result, "similarity")
         res.similarity = sim.to_json()
         measures = {
@@ -548,7 +564,7 @@ def assemble(study: Study, stages: Mapping[str, list[Step]], seconds: float) -> 
             "jaccard": sim.jaccard,
         }
         res.similarity_groups = group_comparisons(names, measures, spec.groups)
-    for st in stages["cross"]:
+    for st in (x for x in stages["cross"] if x.result):
         cross = CrossResult.from_json(st.result, "cross-task perturbation")
         res.cross[cross.mode] = cross.to_json()
         res.cross_groups += group_comparisons(
@@ -557,7 +573,7 @@ def assemble(study: Study, stages: Mapping[str, list[Step]], seconds: float) -> 
             spec.groups,
             ordered=True,
         )
-    if stages["transfer"]:
+    if stages["transfer"] and all(st.result for st in stages["transfer"][:2]):
         matrix, indicators, *windows = stages["transfer"]
         res.transfer_matrix = matrix.result
         for w, st in zip(spec.transfer.windows, windows):
@@ -570,7 +586,7 @@ def assemble(study: Study, stages: Mapping[str, list[Step]], seconds: float) -> 
             res.transferability, spec.transfer.indicators.include_same_task
         )
     if stages["delta"]:
-        res.delta = {st.name: st.result for st in stages["delta"] if st.kind == "delta"}
+        res.delta = {st.name: st.result for st in stages["delta"] if st.kind == "delta" and st.result}
     return res
 
 
