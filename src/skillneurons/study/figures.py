@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from skillneurons.errors import ConfigError
 from skillneurons.evidence import Estimate, mean_over_seeds, paired_difference, spearman, wilson
 from skillneurons.study.results import GroupComparison, PromptFigures, SweepFigures
@@ -79,7 +81,7 @@ def _pooled(sweeps: Sequence[Mapping[str, Any]], i: int) -> tuple[Estimate | Non
     ]
     if len(clean) != n or any(len(r) != n for r in rand):
         return None, None
-    return paired_difference(skill, rand), paired_difference(clean, skill)
+    return paired_difference(skill, np.asarray(rand)), paired_difference(clean, skill)
 
 
 def sweep_figures(mode: str, sweeps: Sequence[Mapping[str, Any]]) -> list[SweepFigures]:
