@@ -37,6 +37,7 @@ test_size = 12
 
 [tasks.b]
 max_steps = 3
+seeds = [1]
 
 [tasks.c]
 exclude = "measured: stays at chance"
@@ -151,7 +152,8 @@ def test_study_runs_resumes_and_reuses(tmp_path: Path, monkeypatch: pytest.Monke
     assert res.task("c").excluded == "measured: stays at chance"
     assert res.similarity is not None and res.similarity_groups[0].across_pairs == ["axb"]
     assert set(res.cross) == {"zero"} and res.cross_groups
-    assert res.transfer_matrix is not None and len(res.transfer_matrix["sources"]) == 4
+    assert res.transfer_matrix is not None and len(res.transfer_matrix["sources"]) == 3
+    assert [p.seed for p in res.task("b").prompts] == [1]
     assert res.transferability is not None and "ON" in res.indicator_spearman
     assert set(res.indicator_windows) == {"0:1", "1:2"} and "ON" in res.indicator_windows["0:1"]
 

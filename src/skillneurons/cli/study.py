@@ -21,7 +21,10 @@ class StudyOptions:
     out: str | None = option(None, "the study's folder (default: the spec's out)")
     dry_run: bool = option(False, "print the plan (steps, what is done) and its estimated time; run nothing")
     report: bool = option(True, "write the HTML report at the end", flag="--no-report")
-    partial: bool = option(False, "write study.json from the steps finished so far; compute nothing")
+    partial: bool = option(
+        False,
+        "write study.partial.json from the steps finished so far (also while it runs); compute nothing",
+    )
 
 
 def _spec_out(args: argparse.Namespace) -> tuple[str | None, bool]:
@@ -47,7 +50,8 @@ def _run_study(args: argparse.Namespace) -> int:
     if isinstance(res, str):
         print(res)
         return 0
-    print(f"study: {res.name} written to {o.out or spec.out}/study.json ({res.seconds / 60:.1f} min)")
+    name = "study.partial.json" if o.partial else "study.json"
+    print(f"study: {res.name} written to {o.out or spec.out}/{name} ({res.seconds / 60:.1f} min)")
     for path in res.reports:
         print(f"study: report written to {path}")
     return 0

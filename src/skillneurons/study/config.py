@@ -59,7 +59,7 @@ __all__ = [
 C = TypeVar("C")
 
 #: the keys of a task's table that are not TrainConfig fields
-_TASK_KEYS = ("task", "exclude", "dev_size", "test_size", "max_examples", "max_length", "template")
+_TASK_KEYS = ("task", "exclude", "seeds", "dev_size", "test_size", "max_examples", "max_length", "template")
 
 
 def build(cls: type[C], table: Any, where: str, **fixed: Any) -> C:
@@ -114,6 +114,8 @@ class TaskSpec:
     prompt: PromptConfig
     train: TrainConfig
     exclude: str | None = None
+    #: this task's seeds (None: the study's)
+    seeds: tuple[int, ...] | None = None
 
     @property
     def excluded(self) -> bool:
@@ -272,6 +274,13 @@ def _tasks(tables: Any, prompt: PromptConfig, train: Mapping[str, Any]) -> list[
         t = dict(raw)
         task = _pop(t, "task", str, where, name)
         exclude = _pop(t, "exclude", str, where)
+        seeds = _pop(t, "seeds", list, where)
+        if seeds is not None and (
+            not seeds
+            or len(set(seeds)) != len(seeds)
+            or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds)
+        ):
+            raise ConfigError(f"study spec [{where}]: seeds = {seeds!r} must list distinct integers >= 0")
         run = build(
             RunOptions,
             {k: t.pop(k) for k in ("dev_size", "test_size", "max_examples") if k in t},
@@ -291,7 +300,11 @@ def _tasks(tables: Any, prompt: PromptConfig, train: Mapping[str, Any]) -> list[
                     f"study spec [{where}]: unknown key {key!r} (known keys: {known})"
                 ) from None
             raise
-        out.append(TaskSpec(name, task, run, task_prompt, task_train, exclude))
+        out.append(
+            TaskSpec(
+                name, task, run, task_prompt, task_train, exclude, None if seeds is None else tuple(seeds)
+            )
+        )
     if all(t.excluded for t in out):
         raise ConfigError("study spec: every task is excluded: keep at least one")
     return out

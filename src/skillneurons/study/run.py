@@ -209,7 +209,7 @@ class Study:
         return Step(f"tune {method} {t.name} seed {seed}", "tune", folder, tokens, identity, compute)
 
     def find_step(self, t: TaskSpec) -> Step:
-        prompts = [self.prompt(t.name, s) for s in self.spec.seeds]
+        prompts = [self.prompt(t.name, s) for s in t.seeds or self.spec.seeds]
         folder = self.neurons(t.name).parent
         cfg = self.spec.find
 
@@ -258,8 +258,8 @@ class Study:
 
     def cross_step(self, mode: str) -> Step:
         active = self.spec.active_tasks
-        seed = self.spec.seeds[0]
-        prompts = [self.prompt(t.name, seed) for t in active]
+        seeds = {t.name: (t.seeds or self.spec.seeds)[0] for t in active}
+        prompts = [self.prompt(t.name, seeds[t.name]) for t in active]
         neurons = [self.neurons(t.name) for t in active]
         cfg = self.spec.cross.configs[mode]
         folder = self.out / "cross" / mode
@@ -280,7 +280,7 @@ class Study:
         return Step(f"cross-task perturbation {mode}", "cross", folder, tokens, identity, compute)
 
     def all_prompts(self) -> list[Path]:
-        return [self.prompt(t.name, s) for t in self.spec.active_tasks for s in self.spec.seeds]
+        return [self.prompt(t.name, s) for t in self.spec.active_tasks for s in t.seeds or self.spec.seeds]
 
     def transfer_step(self) -> Step:
         prompts = self.all_prompts()
@@ -296,9 +296,9 @@ class Study:
             )
             return tm.to_json()
 
-        seeds = len(self.spec.seeds)
         tokens = sum(
-            len(prompts) * seeds * self.sizes(t)["test"] * self.length(t) for t in self.spec.active_tasks
+            len(prompts) * len(t.seeds or self.spec.seeds) * self.sizes(t)["test"] * self.length(t)
+            for t in self.spec.active_tasks
         )
         return Step("transfer matrix", "transfer", folder, tokens, identity, compute)
 
@@ -311,7 +311,7 @@ class Study:
         neurons = {
             str(self.prompt(t.name, s)): str(self.neurons(t.name))
             for t in self.spec.active_tasks
-            for s in self.spec.seeds
+            for s in t.seeds or self.spec.seeds
         }
 
         def identity() -> dict[str, Any]:
@@ -390,10 +390,13 @@ def plan(study: Study) -> dict[str, list[Step]]:
     spec = study.spec
     active = spec.active_tasks
     stages: dict[str, list[Step]] = {
-        "tune": [study.tune_step(t, s) for t in active for s in spec.seeds],
+        "tune": [study.tune_step(t, s) for t in active for s in t.seeds or spec.seeds],
         "find": [study.find_step(t) for t in active],
         "perturb": [
-            study.perturb_step(t, s, m) for t in active for s in spec.seeds for m in spec.perturb.modes
+            study.perturb_step(t, s, m)
+            for t in active
+            for s in t.seeds or spec.seeds
+            for m in spec.perturb.modes
         ],
         "similarity": [study.similarity_step()] if len(active) > 1 else [],
         "cross": [study.cross_step(m) for m in spec.cross.configs]
@@ -402,7 +405,7 @@ def plan(study: Study) -> dict[str, list[Step]]:
         "transfer": [],
         "delta": [],
     }
-    if spec.transfer.enabled and len(active) * len(spec.seeds) > 1:
+    if spec.transfer.enabled and len(study.all_prompts()) > 1:
         matrix = study.transfer_step()
         stages["transfer"] = [matrix, study.indicators_step(matrix)]
         stages["transfer"] += [study.indicators_step(matrix, w) for w in spec.transfer.windows]
@@ -487,20 +490,26 @@ def run_study(
     """Run (or resume) the study ``spec`` into ``out`` (default: the spec's) and return its
     :class:`StudyResult`, also written to ``OUT/study.json``; with ``dry_run``, the plan and its
     estimated cost as text (nothing is loaded but the data, nothing written); with ``partial``, the
-    result of the steps finished so far (nothing is computed; the missing parts stay empty)."""
+    result of the steps finished so far, written to ``OUT/study.partial.json`` (nothing is computed,
+    the missing parts stay empty; it also works while the study runs)."""
     study = Study(spec, Path(out or spec.out), backbone, dict(tasks or {}), progress)
     if dry_run:
         return describe_plan(study)
     start = time.perf_counter()
+    if partial:  # reads only: no lock, so it works while the study runs; its own file
+        stages = plan(study)
+        for st in run_order(study, stages):
+            if (rec := study.done(st)) is not None:
+                st.result = rec["result"]
+                study.records.append(StepRecord(st.name, st.kind, str(st.folder), False, rec["seconds"]))
+        result = assemble(study, stages, time.perf_counter() - start)
+        result.save(study.out / "study.partial.json")
+        return result
     with RunDir(study.out).lock():
         atomic_write_json(study.out / "spec.json", _plain(spec))
         stages = plan(study)
         for st in run_order(study, stages):
-            if not partial:
-                study.run(st)
-            elif (rec := study.done(st)) is not None:
-                st.result = rec["result"]
-                study.records.append(StepRecord(st.name, st.kind, str(st.folder), False, rec["seconds"]))
+            study.run(st)
         result = assemble(study, stages, time.perf_counter() - start)
         result.save(study.out / "study.json")
         if report:
