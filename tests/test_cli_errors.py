@@ -20,7 +20,7 @@ import torch
 from conftest import separable_task
 from skillneurons.artifacts import load_artifact, save_artifact
 from skillneurons.cli import main
-from skillneurons.errors import ArtifactError
+from skillneurons.errors import ArtifactError, ConfigError
 
 
 def _csv(path: Path, n: int = 60, seed: int = 0) -> Path:
@@ -560,3 +560,10 @@ def test_imported_prompt_task_and_split_before_the_model_loads(
         assert res["n_eval"][0] == res["n_eval"][1] == 6 and res["settings"]["split_seed"] == 0
     if command == "prune":
         assert res["n"] == 6 and res["task"] == tiny_run["data"].stem
+
+
+def test_negative_sigma_is_refused_by_the_config() -> None:
+    from skillneurons.perturb.config import PerturbConfig
+
+    with pytest.raises(ConfigError, match="--sigma"):
+        PerturbConfig(sigma=-1.0)

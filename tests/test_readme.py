@@ -31,6 +31,8 @@ SKIPPED = {
     "bash scripts/demo.sh": "set-up: creates .venv and installs the package, models and data",
     "bash scripts/test.sh": "set-up: creates .venv with the dev tools and runs the whole suite",
     "torchrun": "launches several processes (tests/test_distributed.py runs the data-parallel paths)",
+    "skillneurons study": "runs the repository's bench/studies spec (minutes of real models); "
+    "tests/test_study.py runs a study, interrupts and resumes it on the tiny model",
     "skillneurons read": "builds the real BBC cloze task and trains on MiniLM's embedding table (minutes); "
     "tests/test_reading_data.py and tests/test_reading_train.py run these commands on fixture tasks",
 }

@@ -291,7 +291,8 @@ class RunDir:
         rec = self.split_record
         max_examples = rec.get("max_examples")
         use = self.seed_of_split(seed)
-        splits = t.split(use, max_examples=None if max_examples is None else int(max_examples))
+        fractions = rec.get("fractions") or (0.8, 0.1, 0.1)
+        splits = t.split(use, fractions, max_examples=None if max_examples is None else int(max_examples))
         sizes = rec.get("sizes")
         if isinstance(sizes, list) and list(sizes) != [len(splits.train), len(splits.dev), len(splits.test)]:
             raise DataError(
@@ -353,13 +354,22 @@ def _task_key(run: RunDir) -> str | None:
     return None if key is None else str(key)
 
 
-def make_splits(task: Task, seed: int, out_dir: Path | None, max_examples: int | None = None) -> TaskSplits:
+def make_splits(
+    task: Task,
+    seed: int,
+    out_dir: Path | None,
+    max_examples: int | None = None,
+    fractions: Sequence[float] | None = None,
+) -> TaskSplits:
     """The run's split: loaded from ``out_dir/split.json`` when present (resume), else drawn from
-    ``seed`` and saved there."""
+    ``seed`` (train/dev/test ``fractions``, default 80/10/10) and saved there."""
     path = out_dir / "split.json" if out_dir else None
     if path is not None and path.is_file():
         return TaskSplits.load(task, path)
-    splits = task.split(seed, max_examples=max_examples)
+    if fractions is None:
+        splits = task.split(seed, max_examples=max_examples)
+    else:
+        splits = task.split(seed, fractions, max_examples=max_examples)
     if path is not None and is_main():
         splits.save(path)
     return splits
@@ -385,5 +395,6 @@ def run_manifest(task: Task, splits: TaskSplits) -> dict[str, Any]:
             "sizes": sizes,
             "file": "split.json",
             "max_examples": splits.max_examples,
+            **({"fractions": list(splits.fractions)} if tuple(splits.fractions) != (0.8, 0.1, 0.1) else {}),
         },
     }

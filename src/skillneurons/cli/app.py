@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from skillneurons import __version__
-from skillneurons.cli import data, kpt, neurons, perturb, prune, read, report, transfer, tune
+from skillneurons.cli import data, kpt, neurons, perturb, prune, read, report, study, transfer, tune
 from skillneurons.cli.common import Command, check_out
 from skillneurons.errors import SkillNeuronsError
 
@@ -38,6 +38,7 @@ MODULES = (
     kpt,
     report,
     read,
+    study,
     data,
 )
 

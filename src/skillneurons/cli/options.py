@@ -102,9 +102,13 @@ def _kwargs(field: dataclasses.Field[Any], tp: Any) -> dict[str, Any]:
         kw["metavar"] = meta["metavar"]
     elif "type" in kw and "choices" not in kw:
         kw["metavar"] = field.name.upper()
-    shown = "off" if kw.get("action") == "store_false" else _fmt_default(default)
     # a help text that already says what its default means ("(default: all)") keeps its own words
-    kw["help"] = meta["help"] if "(default" in meta["help"] else f"{meta['help']} (default: {shown})"
+    if kw.get("action") == "store_false":  # --no-X: the help says what X does, which is on by default
+        kw["help"] = f"{meta['help']} (default: on; this flag turns it off)"
+    elif "(default" in meta["help"]:
+        kw["help"] = meta["help"]
+    else:
+        kw["help"] = f"{meta['help']} (default: {_fmt_default(default)})"
     return kw
 
 

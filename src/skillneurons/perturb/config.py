@@ -12,7 +12,7 @@ from typing import Any
 
 from skillneurons.data.config import SPLIT_SEED_HELP
 from skillneurons.errors import ConfigError
-from skillneurons.options import option
+from skillneurons.options import check_range, option
 
 __all__ = [
     "DEFAULT_RHOS",
@@ -93,6 +93,7 @@ class PerturbConfig:
             raise ConfigError(f"positions {self.positions!r} are unknown: use 'all' or 'prompt'")
         if self.split not in SPLITS:
             raise ConfigError(f"split {self.split!r} is unknown: use train, dev or test")
+        check_range("--sigma", self.sigma, low=0.0)
         if self.sigma_scale not in SIGMA_SCALES:
             raise ConfigError(f"sigma scale {self.sigma_scale!r} is unknown: use neuron_std or absolute")
         if (

@@ -16,10 +16,31 @@ class RunOptions:
 
     max_examples: int | None = option(None, "stratified subsample of the task before splitting")
     split_seed: int | None = option(None, "seed of the train/dev/test split (default: the training --seed)")
+    dev_size: int | None = option(
+        None, "examples in the dev part (default: a tenth of the examples); the rest trains"
+    )
+    test_size: int | None = option(None, "examples in the test part (default: a tenth of the examples)")
     overwrite: bool = option(False, "replace a run folder that holds a run with other options")
 
     def __post_init__(self) -> None:
         check_range("--max-examples", self.max_examples, low=1)
+        check_range("--dev-size", self.dev_size, low=1)
+        check_range("--test-size", self.test_size, low=1)
+
+    def fractions(self, n: int) -> tuple[float, float, float] | None:
+        """The train/dev/test fractions of ``n`` examples that give the requested part sizes (None: the
+        default 80/10/10); a request that leaves fewer than one training example is a one-line error."""
+        if self.dev_size is None and self.test_size is None:
+            return None
+        pool = min(n, self.max_examples) if self.max_examples is not None else n
+        dev = self.dev_size if self.dev_size is not None else round(0.1 * pool)
+        test = self.test_size if self.test_size is not None else round(0.1 * pool)
+        if dev + test >= pool:
+            raise ConfigError(
+                f"--dev-size {dev} and --test-size {test} leave no training examples of {pool}: ask for "
+                "smaller parts (or more --max-examples)"
+            )
+        return ((pool - dev - test) / pool, dev / pool, test / pool)
 
 
 def check_tuning(

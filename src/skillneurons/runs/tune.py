@@ -74,6 +74,11 @@ class TuneSpec:
             "task": {"name": task.name, "fingerprint": task.fingerprint(), "source": task.source},
             "split_seed": self.split_seed,
             "max_examples": self.run.max_examples,
+            **(
+                {"split_sizes": {"dev": self.run.dev_size, "test": self.run.test_size}}
+                if self.run.dev_size is not None or self.run.test_size is not None
+                else {}
+            ),
             "prompt": plain(self.prompt),
             "train": plain(self.train),
             "method": self.method.name,
@@ -114,7 +119,8 @@ def tune_prompt(
     t = load_task(task) if isinstance(task, str) else task
     out = Path(out_dir) if out_dir is not None else None
     with _open_run(out, spec, bb, t):
-        splits = make_splits(t, spec.split_seed, out, spec.run.max_examples)
+        fractions = spec.run.fractions(len(t))
+        splits = make_splits(t, spec.split_seed, out, spec.run.max_examples, fractions)
         with _tuned_model(bb, t, spec) as pm:
             result = _fit(pm, bb, t, splits, spec, out, progress)
         if out is not None and is_main():
