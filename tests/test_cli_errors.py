@@ -208,6 +208,7 @@ _OUT_COMMANDS: dict[str, list[str]] = {
     "peft export": ["peft", "export"],
     "peft import": ["peft", "import"],
     "demo": ["demo"],
+    "study": ["study", "SPEC.toml"],
 }
 
 
