@@ -105,6 +105,19 @@ def test_spec_is_checked_before_anything_loads(tmp_path: Path) -> None:
         _spec(tmp_path, "name = ")
 
 
+def test_perturb_and_cross_can_be_skipped(tmp_path: Path) -> None:
+    text = SPEC.replace("[perturb]\n", "[perturb]\nenabled = false\n").replace(
+        "[cross]\n", "[cross]\nenabled = false\n"
+    )
+    stages = study_run.plan(study_run.Study(_spec(tmp_path, text), tmp_path / "s", tasks=_tasks()))
+    assert stages["perturb"] == [] and stages["cross"] == []
+    assert len(stages["tune"]) == 3 and stages["transfer"], "the other stages stay"
+    full = study_run.plan(study_run.Study(_spec(tmp_path), tmp_path / "s", tasks=_tasks()))
+    assert len(full["perturb"]) == 6 and len(full["cross"]) == 1
+    with pytest.raises(ConfigError, match=r"\[perturb\]"):
+        _spec(tmp_path, SPEC.replace("[perturb]\n", "[perturb]\nenabled = 'no'\n"))
+
+
 def test_study_runs_resumes_and_reuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec(tmp_path)
     bb = tiny_model("bert")

@@ -19,7 +19,7 @@ A spec is a TOML file::
     [groups]                         # task -> group, for the within- vs between-group comparisons
     mr = "sentiment"
     [find]                           # FindConfig fields
-    [perturb]                        # SweepConfig fields, and modes = ["zero", "gaussian"]
+    [perturb]                        # SweepConfig fields, modes = ["zero", "gaussian"]; enabled = false skips it
     [cross]                          # CrossPerturbConfig fields, modes; enabled = false skips it
     [similarity]                     # SimilarityConfig fields (rho, per_layer)
     [transfer]                       # enabled; [transfer.matrix] / .indicators / .on: their configs
@@ -124,10 +124,11 @@ class TaskSpec:
 
 @dataclass
 class PerturbSpec:
-    """The skill-vs-random sweep of every prompt, once per mode."""
+    """The skill-vs-random sweep of every prompt, once per mode (``enabled = false`` skips them)."""
 
     modes: tuple[str, ...]
     sweeps: dict[str, SweepConfig]
+    enabled: bool = True
 
 
 @dataclass
@@ -333,8 +334,9 @@ def _modes(table: dict[str, Any], where: str, default: list[str]) -> tuple[str, 
 
 
 def _perturb(table: dict[str, Any]) -> PerturbSpec:
+    enabled = _pop(table, "enabled", bool, "perturb", True)
     modes = _modes(table, "perturb", ["zero"])
-    return PerturbSpec(modes, {m: build(SweepConfig, table, "perturb", mode=m) for m in modes})
+    return PerturbSpec(modes, {m: build(SweepConfig, table, "perturb", mode=m) for m in modes}, enabled)
 
 
 def _cross(table: dict[str, Any]) -> CrossSpec:

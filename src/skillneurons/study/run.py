@@ -397,7 +397,9 @@ def plan(study: Study) -> dict[str, list[Step]]:
             for t in active
             for s in t.seeds or spec.seeds
             for m in spec.perturb.modes
-        ],
+        ]
+        if spec.perturb.enabled
+        else [],
         "similarity": [study.similarity_step()] if len(active) > 1 else [],
         "cross": [study.cross_step(m) for m in spec.cross.configs]
         if spec.cross.enabled and len(active) > 1
