@@ -19,7 +19,7 @@ A spec is a TOML file::
     [groups]                         # task -> group, for the within- vs between-group comparisons
     mr = "sentiment"
     [find]                           # FindConfig fields
-    [perturb]                        # SweepConfig fields, modes = ["zero", "gaussian"]; enabled = false skips it
+    [perturb]                        # SweepConfig fields, modes = ["zero", "mean"]; enabled = false skips it
     [cross]                          # CrossPerturbConfig fields, modes; enabled = false skips it
     [similarity]                     # SimilarityConfig fields (rho, per_layer)
     [transfer]                       # enabled; [transfer.matrix] / .indicators / .on: their configs
