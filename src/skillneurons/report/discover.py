@@ -13,7 +13,10 @@ A **RUN_DIR** is any folder written by the package's runs, or one holding them:
 Besides these (the core, loaded by :func:`discover`), result JSON files of other experiments are
 picked up from the folder tree (three levels deep) and from extra paths: each kind is recognised by
 its *content* by a small predicate in :data:`RESULT_KINDS` (perturbation sweeps, cross-task
-matrices, task similarity, pruning, transfer). Unknown JSON files are ignored; a file of a known
+matrices, task similarity, pruning, transfer; the reading results: ``read train`` /
+``read evaluate`` results by their schema, the DynSA cost and ablation benches by their keys). A
+``read train`` folder is never a prompt-tuning run (:func:`is_read_dir`). A single result file may
+be given instead of a folder: it is reported alone. Unknown JSON files are ignored; a file of a known
 kind that cannot be read becomes a note in the report instead of an error. A folder holding only
 such results (a ``perturb``, ``transfer-matrix`` or ``prune`` output) is reported on its own.
 
@@ -620,7 +623,7 @@ class ReportData:
 def _invalid(root: Path, why: str) -> ConfigError:
     return ConfigError(
         f"{root} {why}: pass a folder written by `skillneurons demo`, `tune`, `find`, `perturb`, "
-        "`transfer-matrix` or `prune` (or a folder holding them)"
+        "`transfer-matrix`, `prune` or `read train` (or a folder holding them), or a result JSON"
     )
 
 
