@@ -33,6 +33,10 @@ SKIPPED = {
     "torchrun": "launches several processes (tests/test_distributed.py runs the data-parallel paths)",
     "skillneurons study": "runs the repository's bench/studies spec (minutes of real models); "
     "tests/test_study.py runs a study, interrupts and resumes it on the tiny model",
+    "skillneurons report runs/read-gate": "reports the `read train` run above (not run here); "
+    "tests/test_report_reading.py reports a tiny `read train` run",
+    "skillneurons report bench/results": "the repository's bench results; tests/test_report_reading.py "
+    "reports fixtures of the same schemas",
     "skillneurons read": "builds the real BBC cloze task and trains on MiniLM's embedding table (minutes); "
     "tests/test_reading_data.py and tests/test_reading_train.py run these commands on fixture tasks",
 }

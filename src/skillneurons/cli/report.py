@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from skillneurons.cli.common import (
     Command,
@@ -14,7 +13,7 @@ from skillneurons.cli.common import (
 from skillneurons.cli.options import add_config, build_config
 from skillneurons.data.config import TaskOptions
 from skillneurons.options import option_fields
-from skillneurons.report.config import ReportConfig
+from skillneurons.report.config import ReportConfig, default_out
 
 __all__ = ["COMMANDS"]
 
@@ -57,9 +56,9 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _report_out(args: argparse.Namespace) -> tuple[str | None, bool]:
-    """The HTML file: ``--out``, else ``RUN_DIR/report.html``."""
+    """The HTML file: ``--out``, else ``RUN_DIR/report.html`` (``FILE.html`` beside a result file)."""
     out = getattr(args, "ReportConfig__out", None)
-    return (out or str(Path(args.ReportConfig__run_dir) / "report.html")), False
+    return (out or str(default_out(args.ReportConfig__run_dir))), False
 
 
 COMMANDS = (

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from skillneurons.options import option, require
 
-__all__ = ["ReportConfig"]
+__all__ = ["ReportConfig", "default_out"]
 
 
 @dataclass
@@ -15,11 +17,14 @@ class ReportConfig:
     """What to report and how much of it (the loaded backbone and task are passed separately)."""
 
     run_dir: str = option(
-        help="a folder written by `demo` (e.g. runs/demo), `find` or `tune`, or one holding such folders",
+        help="a folder written by `demo` (e.g. runs/demo), `find`, `tune` or `read train`, or one holding "
+        "such folders, or one result JSON (e.g. bench/results/dynsan_cost.json)",
         positional=True,
         metavar="RUN_DIR",
     )
-    out: str | None = option(None, "HTML file to write (default: RUN_DIR/report.html)")
+    out: str | None = option(
+        None, "HTML file to write (default: RUN_DIR/report.html; beside a result file: FILE.html)"
+    )
     include: tuple[str, ...] = option(
         (),
         "more result JSON (perturbation, similarity, pruning, transfer): a file is always shown; "
@@ -45,6 +50,13 @@ class ReportConfig:
             and (self.sample is None or self.sample >= 1),
             "--top and --examples must be >= 0, --sample and --batch-size >= 1",
         )
+
+
+def default_out(run_dir: str | os.PathLike[str]) -> Path:
+    """The report's file without ``--out``: ``RUN_DIR/report.html``, or ``FILE.html`` beside a result
+    file given instead of a folder."""
+    p = Path(run_dir)
+    return p.with_suffix(".html") if p.is_file() else p / "report.html"
 
 
 def _path(p: Any) -> str:

@@ -13,7 +13,10 @@ A **RUN_DIR** is any folder written by the package's runs, or one holding them:
 Besides these (the core, loaded by :func:`discover`), result JSON files of other experiments are
 picked up from the folder tree (three levels deep) and from extra paths: each kind is recognised by
 its *content* by a small predicate in :data:`RESULT_KINDS` (perturbation sweeps, cross-task
-matrices, task similarity, pruning, transfer). Unknown JSON files are ignored; a file of a known
+matrices, task similarity, pruning, transfer; the reading results: ``read train`` /
+``read evaluate`` results by their schema, the DynSA cost and ablation benches by their keys). A
+``read train`` folder is never a prompt-tuning run (:func:`is_read_dir`). A single result file may
+be given instead of a folder: it is reported alone. Unknown JSON files are ignored; a file of a known
 kind that cannot be read becomes a note in the report instead of an error. A folder holding only
 such results (a ``perturb``, ``transfer-matrix`` or ``prune`` output) is reported on its own.
 
@@ -53,6 +56,7 @@ from skillneurons.report.views import (
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "READING_KINDS",
     "RESULT_KINDS",
     "NeuronsRun",
     "ReportData",
@@ -60,7 +64,9 @@ __all__ = [
     "TuneRun",
     "classify",
     "discover",
+    "is_read_dir",
     "position_names",
+    "read_json_quietly",
     "resolve_recorded",
     "run_labels",
 ]
@@ -91,6 +97,11 @@ def _read_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         log.warning("skipping %s: %s", path, e)
         return None
+
+
+def read_json_quietly(path: Path) -> Any:
+    """A JSON file beside a result (e.g. a reader's manifest), or None when missing or unreadable."""
+    return _read_json(path)
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -248,9 +259,18 @@ def _is_tune_results(obj: Any) -> bool:
     return isinstance(obj, dict) and "best_dev_accuracy" in obj
 
 
+def is_read_dir(path: Path) -> bool:
+    """A ``read train`` run folder (its ``history.json`` and ``checkpoint.json`` are the reader's)."""
+    if (path / "reader.json").is_file() or (path / "train_result.json").is_file():
+        return True
+    ck = _read_json(path / "checkpoint.json") if (path / "checkpoint.json").is_file() else None
+    return isinstance(ck, dict) and ck.get("kind") == "read_checkpoint"
+
+
 def is_tune_dir(path: Path) -> bool:
-    """A prompt-tuning run folder (a pruned-model folder's ``results.json`` does not count)."""
-    if not path.is_dir():
+    """A prompt-tuning run folder (a pruned-model folder's ``results.json`` and a ``read train``
+    folder do not count)."""
+    if not path.is_dir() or is_read_dir(path):
         return False
     if any((path / f).is_file() for f in ("prompt.json", "history.json", "checkpoint.json")):
         return True
@@ -432,6 +452,34 @@ def _is_transfer(d: Any, name: str) -> bool:
     return "transfer" in kind.lower() and any(_matrix(d.get(k)) for k in TRANSFER_MATRIX_KEYS)
 
 
+def _is_read_train(d: Any, name: str) -> bool:
+    return d.get("schema") == "skillneurons.read_train"
+
+
+def _is_read_eval(d: Any, name: str) -> bool:
+    return d.get("schema") == "skillneurons.read_evaluation"
+
+
+def _is_dynsan_cost(d: Any, name: str) -> bool:
+    rows = d.get("rows")
+    return (
+        isinstance(rows, list)
+        and bool(rows)
+        and all(isinstance(r, dict) and {"level", "L", "K", "seconds_step"} <= r.keys() for r in rows)
+    )
+
+
+def _is_dynsan_ablation(d: Any, name: str) -> bool:
+    table = d.get("table")
+    by_table = isinstance(table, dict) and any(
+        isinstance(v, dict) and "paired_vs_gate" in v for v in table.values()
+    )
+    return isinstance(d.get("rows"), list) and (by_table or "baseline_most_frequent_entity" in d)
+
+
+#: the kinds of the reading (DynSAN) results
+READING_KINDS = ("read_train", "read_eval", "dynsan_cost", "dynsan_ablation")
+
 #: kind -> predicate(parsed JSON dict, file name); checked in this order, the first match wins
 RESULT_KINDS: dict[str, Callable[[dict[str, Any], str], bool]] = {
     "perturb_sweep": _is_perturb_sweep,
@@ -440,6 +488,10 @@ RESULT_KINDS: dict[str, Callable[[dict[str, Any], str], bool]] = {
     "prune_bench": _is_prune_bench,
     "prune_run": _is_prune_run,
     "transfer": _is_transfer,
+    "read_train": _is_read_train,
+    "read_eval": _is_read_eval,
+    "dynsan_cost": _is_dynsan_cost,
+    "dynsan_ablation": _is_dynsan_ablation,
 }
 
 
@@ -528,6 +580,16 @@ class ReportData:
         return [r for r in self.results if r.kind == kind]
 
     @property
+    def reading_only(self) -> bool:
+        """Reading (DynSAN) results and nothing else: no prompt, neurons or other experiment."""
+        return (
+            self.neurons is None
+            and not self.tunes
+            and bool(self.results)
+            and all(r.kind in READING_KINDS for r in self.results)
+        )
+
+    @property
     def backbone(self) -> BackboneInfo:
         """The backbone of the skill neurons, else of the first tuning run that records one, else the
         model a result records (a folder of results only)."""
@@ -561,7 +623,7 @@ class ReportData:
 def _invalid(root: Path, why: str) -> ConfigError:
     return ConfigError(
         f"{root} {why}: pass a folder written by `skillneurons demo`, `tune`, `find`, `perturb`, "
-        "`transfer-matrix` or `prune` (or a folder holding them)"
+        "`transfer-matrix`, `prune` or `read train` (or a folder holding them), or a result JSON"
     )
 
 
@@ -575,6 +637,8 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
     root = Path(run_dir)
     if not root.exists():
         raise _invalid(root, "does not exist")
+    if root.is_file():
+        return _discover_file(root, include)
     if not root.is_dir():
         raise _invalid(root, "is not a folder")
     data = ReportData(root)
@@ -594,6 +658,17 @@ def discover(run_dir: str | os.PathLike[str], include: Sequence[str | os.PathLik
             "holds no run (no prompt.json, results.json, history.json or skill_neurons.json) and no "
             "result this report shows",
         )
+    return data
+
+
+def _discover_file(path: Path, include: Sequence[str | os.PathLike[str]]) -> ReportData:
+    """A result file given instead of a folder: that file (and ``include``) alone."""
+    obj = _read_json(path)
+    kind = classify(obj, path.name)
+    if kind is None:
+        raise _invalid(path, "is not a folder, nor a result file this report shows")
+    data = ReportData(path, results=[ResultFile(kind, path, obj)])
+    _collect_results(data, include, scan=False)
     return data
 
 
@@ -652,10 +727,12 @@ def _tune_dirs(data: ReportData, subdirs: list[Path]) -> list[Path]:
     return tune_dirs
 
 
-def _collect_results(data: ReportData, include: Sequence[str | os.PathLike[str]]) -> None:
-    """The other experiments' results: in the folder tree, then from ``include``."""
+def _collect_results(
+    data: ReportData, include: Sequence[str | os.PathLike[str]], *, scan: bool = True
+) -> None:
+    """The other experiments' results: in the folder tree (``scan``), then from ``include``."""
     root = data.root
-    seen: set[Path] = set()
+    seen: set[Path] = {r.path.resolve() for r in data.results}
 
     def add(path: Path, explicit: bool, related: Callable[[Any], bool] | None) -> None:
         rp = path.resolve()
@@ -677,7 +754,7 @@ def _collect_results(data: ReportData, include: Sequence[str | os.PathLike[str]]
             return
         data.results.append(ResultFile(kind, path, obj))
 
-    for f in _json_files(root, _SCAN_DEPTH):
+    for f in _json_files(root, _SCAN_DEPTH) if scan else ():
         add(f, explicit=False, related=None)
     digests = _artifact_digests(data)
     for inc in include:

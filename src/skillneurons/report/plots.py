@@ -15,16 +15,25 @@ from typing import Any
 import numpy as np
 
 from skillneurons.perturb.plots import draw_heatmap
-from skillneurons.report.views import HistoryPoint, PerturbSweepView, PruneEntry, as_number
+from skillneurons.report.views import (
+    DynsanCostView,
+    HistoryPoint,
+    PerturbSweepView,
+    PruneEntry,
+    ReadPoint,
+    as_number,
+)
 
 __all__ = [
     "Curve",
+    "dynsan_cost",
     "layer_distribution",
     "matrix",
     "perturb_sweep",
     "position_layer",
     "predictivity_map",
     "prune_bench",
+    "reading_curves",
     "training_curves",
 ]
 
@@ -373,4 +382,91 @@ def prune_bench(entry: PruneEntry) -> str:
         else:
             acc.axis("off")
             acc.text(0.5, 0.5, "speed only: no accuracy measured", ha="center", va="center", color="#6b7280")
+        return _uri(fig)
+
+
+# ----------------------------------------------------------------------------------------------------
+# reading (DynSAN)
+
+
+def _null_locator() -> Any:
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
+
+
+def reading_curves(history: Sequence[ReadPoint], best_step: Any = None) -> str:
+    """A reader's training: dev EM and F1 vs step (the kept step starred), and the losses."""
+    steps = [x.step for x in history]
+    with _figure(WIDTH, 3.3, ncols=2) as (fig, (score, loss)):
+        for attr, style, lab, c in (
+            ("dev_em", "o-", "dev EM", COLORS[0]),
+            ("dev_f1", "s--", "dev F1", COLORS[2]),
+        ):
+            ys = [_num(getattr(x, attr)) for x in history]
+            if any(not math.isnan(y) for y in ys):
+                score.plot(steps, ys, style, color=c, ms=3, lw=1.4, label=lab)
+        if best_step in steps:
+            em = _num(history[steps.index(best_step)].dev_em)
+            score.plot([best_step], [em], "*", color=COLORS[0], ms=11, mec="white", mew=0.8)
+        for attr, style, lab in (("train_loss", "-", "train"), ("dev_loss", "--", "dev")):
+            ys = [_num(getattr(x, attr)) for x in history]
+            if any(not math.isnan(y) for y in ys):
+                loss.plot(steps, ys, style, color=COLORS[1], lw=1.4, label=lab)
+        score.set(xlabel="step", ylabel="dev score", title="Dev EM and F1 (EMA weights; ★ the kept reader)")
+        loss.set(xlabel="step", ylabel="loss", title="Loss (solid: train, dashed: dev)")
+        for ax in (score, loss):
+            _grid(ax)
+            ax.legend()
+        return _uri(fig)
+
+
+def dynsan_cost(view: DynsanCostView, level: str) -> str:
+    """Cost vs total length L (log-log), one line per variant: seconds per training step (the
+    break-even length of each DynSA variant marked), counted FLOPs per step (the analytic reference
+    forward FLOPs dotted where recorded), and the bytes saved for backward (peak CUDA bytes dashed
+    where recorded)."""
+    series = view.series(level)
+    with _figure(WIDTH, 3.4, ncols=3) as (fig, (secs, flops, mem)):
+        for i, (variant, rows) in enumerate(series.items()):
+            c = COLORS[i % len(COLORS)]
+            x = [r.L for r in rows]
+            secs.plot(x, [_num(r.seconds_step) for r in rows], "o-", color=c, ms=3, lw=1.4, label=variant)
+            flops.plot(
+                x, [_num(r.counted_flops_step) for r in rows], "o-", color=c, ms=3, lw=1.4, label=variant
+            )
+            ref = [_num(r.analytic_reference_flops) for r in rows]
+            if any(not math.isnan(v) for v in ref):
+                flops.plot(x, ref, ":", color=c, lw=1.0, label=f"{variant}, reference (fwd)")
+            mem.plot(
+                x, [_num(r.saved_bytes) / 2**20 for r in rows], "o-", color=c, ms=3, lw=1.4, label=variant
+            )
+            peak = [_num(r.peak_bytes) / 2**20 for r in rows]
+            if any(not math.isnan(v) for v in peak):
+                mem.plot(x, peak, "--", color=c, lw=1.0, label=f"{variant}, peak")
+            even = view.break_even.get((level, rows[0].K)) if rows[0].K is not None else None
+            if even is not None:
+                secs.axvline(even, color=c, lw=0.9, ls=":")
+                secs.annotate(
+                    f"L={even:.0f}",
+                    (even, 0.03 + 0.08 * i),
+                    xycoords=("data", "axes fraction"),
+                    color=c,
+                    fontsize=7,
+                    ha="left",
+                    va="bottom",
+                    xytext=(2, 0),
+                    textcoords="offset points",
+                )
+        secs.set(title="Seconds per training step (dotted: break-even L)", ylabel="s / step")
+        flops.set(title="FLOPs per training step (counted)", ylabel="FLOPs")
+        mem.set(title="Memory: bytes saved for backward", ylabel="MiB")
+        lengths = sorted({r.L for rows in series.values() for r in rows})
+        for ax in (secs, flops, mem):
+            ax.set(xscale="log", yscale="log", xlabel="total length L (tokens)")
+            ax.set_xticks(lengths, [f"{v:g}" for v in lengths])
+            ax.xaxis.set_minor_locator(_null_locator())
+            _grid(ax)
+        secs.legend(loc="upper left", fontsize=7)
+        flops.legend(loc="upper left", fontsize=6)
         return _uri(fig)

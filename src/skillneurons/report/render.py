@@ -7,7 +7,7 @@ Every text that comes from data (example texts, task, label and file names) is H
 
 Sections appear only when their data exists. The core sections (:data:`CORE`) are built from the run
 folder's own artifacts; the sections of other experiments (perturbation, similarity, pruning,
-transfer) are looked up in :data:`RENDERERS` by the result kind that
+transfer, reading) are looked up in :data:`RENDERERS` by the result kind that
 :mod:`skillneurons.report.discover` recognised, and read their files through
 :mod:`skillneurons.report.views`.
 """
@@ -23,7 +23,7 @@ from skillneurons import __version__
 from skillneurons.backbones.config import BackboneOptions
 from skillneurons.errors import ConfigError
 from skillneurons.files import atomic_write_bytes
-from skillneurons.report.config import ReportConfig
+from skillneurons.report.config import ReportConfig, default_out
 from skillneurons.report.discover import ReportData, ResultFile, discover
 from skillneurons.report.html import Section, esc, page, rel
 from skillneurons.report.sections.common import Context
@@ -36,6 +36,7 @@ from skillneurons.report.sections.neurons import (
 from skillneurons.report.sections.overview import section_overview
 from skillneurons.report.sections.perturbation import render_perturb_cross, render_perturb_sweep
 from skillneurons.report.sections.pruning import render_prune
+from skillneurons.report.sections.reading import render_dynsan_ablation, render_dynsan_cost, render_reading
 from skillneurons.report.sections.similarity import render_similarity
 from skillneurons.report.sections.top import section_top
 from skillneurons.report.sections.training import section_training
@@ -61,6 +62,9 @@ RENDERERS: dict[str, tuple[tuple[str, ...], Callable[[Sequence[ResultFile]], Sec
     "similarity": (("similarity",), render_similarity),
     "pruning": (("prune_bench", "prune_run"), render_prune),
     "transfer": (("transfer",), render_transfer),
+    "reading": (("read_train", "read_eval"), render_reading),
+    "dynsan-cost": (("dynsan_cost",), render_dynsan_cost),
+    "dynsan-ablation": (("dynsan_ablation",), render_dynsan_ablation),
 }
 
 #: what a renderer may raise on a result file it cannot read: the file becomes a note
@@ -72,14 +76,10 @@ def build_sections(data: ReportData, ctx: Context) -> list[Section]:
     out = [s for s in (f(data, ctx) for f in CORE) if s is not None]
     for kinds, render in RENDERERS.values():
         files = [r for r in data.results if r.kind in kinds]
-        if not files:
-            continue
-        try:
-            out.append(render(files))
-        except _UNREADABLE as e:
-            ctx.notes.append(
-                f"could not show {', '.join(rel(f.path) for f in files)}: {type(e).__name__} {e}"
-            )
+        if files:
+            section = _render(render, files, ctx)
+            if section is not None:
+                out.append(section)
     notes = [*data.notes, *ctx.notes]
     if notes:
         items = "".join(f"<li>{esc(n)}</li>" for n in notes)
@@ -87,10 +87,43 @@ def build_sections(data: ReportData, ctx: Context) -> list[Section]:
     return out
 
 
+def _render(
+    render: Callable[[Sequence[ResultFile]], Section], files: Sequence[ResultFile], ctx: Context
+) -> Section | None:
+    """The section of ``files``; when it cannot be drawn, the files it cannot read become notes and the
+    section is drawn from the others (None when none is readable)."""
+
+    def note(fs: Sequence[ResultFile], e: Exception) -> None:
+        ctx.notes.append(f"could not show {', '.join(rel(f.path) for f in fs)}: {type(e).__name__} {e}")
+
+    try:
+        return render(files)
+    except _UNREADABLE as e:
+        if len(files) == 1:
+            note(files, e)
+            return None
+    readable = []
+    for f in files:
+        try:
+            render([f])
+            readable.append(f)
+        except _UNREADABLE as e:
+            note([f], e)
+    try:
+        return render(readable) if readable else None
+    except _UNREADABLE as e:  # readable alone, not together
+        note(readable, e)
+        return None
+
+
 def render_html(data: ReportData, ctx: Context) -> str:
     """The whole page as one string."""
     sections = build_sections(data, ctx)
-    title = f"Skill neurons of {data.backbone.name or 'a model'} on {data.task_name or 'a task'}"
+    title = (
+        "DynSAN reading results"
+        if data.reading_only
+        else f"Skill neurons of {data.backbone.name or 'a model'} on {data.task_name or 'a task'}"
+    )
     return page(title, rel(data.root), sections, __version__)
 
 
@@ -115,7 +148,7 @@ def write_report(
     page_text = render_html(
         data, Context(cfg, backbone=backbone, task=task, progress=progress, backbone_options=backbone_options)
     )
-    path = Path(cfg.out) if cfg.out is not None else Path(cfg.run_dir) / "report.html"
+    path = Path(cfg.out) if cfg.out is not None else default_out(cfg.run_dir)
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder: give the path of the HTML file to write")
     atomic_write_bytes(path, page_text.encode("utf-8"))

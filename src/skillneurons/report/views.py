@@ -30,12 +30,27 @@ PruneBenchView     entries[{model, geometry, task, split, examples, rows[{varian
 PruneRunView       source_model, rho, pruned_layers, parameters{fraction, pruned, source},
                    accuracy_unpruned, accuracy_pruned, accuracy_retuned
 TransferView       the first matrix of TRANSFER_MATRIX_KEYS, sources, targets, tasks, title
+ReadTrainView      a ``skillneurons.read_train`` result (``read train``'s ``train_result.json``,
+                   typed: :class:`~skillneurons.reading.results.ReadTrainResult`)
+ReadEvalView       a ``skillneurons.read_evaluation`` result (``dev_result.json``, ``read evaluate``;
+                   typed: :class:`~skillneurons.reading.results.ReadEvaluation`)
+DynsanCostView     setting, machine, rows[{level, L, K, seconds_step, seconds_step_min,
+                   counted_flops_step, saved_bytes, attention_saved_bytes, peak_bytes,
+                   analytic_reference_flops}], ratios[{level, L, K, speedup,
+                   counted_flops_ratio, saved_bytes_ratio, attention_bytes_ratio,
+                   peak_bytes_ratio}], break_even_L{<level>_K<k>} (``bench/dynsan_cost.py``)
+DynsanAblationView setting, task{name, encoded}, baseline_most_frequent_entity{<name>: {n, em,
+                   em_ci, f1, f1_ci}}, table{<variant>: {em, f1: {mean, low, high, n}, steps,
+                   paired_vs_gate{em_minus_gate, low, high, seeds}}}, rows[{variant, seed,
+                   gates_dev[{block, auroc, selected_answer_share, answer_share, tokens}],
+                   gate_statistic}] (``bench/dynsan_ablation.py``)
 =================  =========================================================================
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,15 +58,23 @@ from typing import Any
 from skillneurons.errors import ArtifactError, SkillNeuronsError
 from skillneurons.evidence import Estimate
 from skillneurons.neurons.results import FindSummary, SubtaskFigures
+from skillneurons.reading.results import ReadEvaluation, ReadTrainResult
 
 __all__ = [
     "LOADERS",
     "TRANSFER_MATRIX_KEYS",
+    "AblationRow",
     "ArtifactInfo",
     "BackboneInfo",
+    "Baseline",
     "Control",
+    "CostRatio",
+    "CostRow",
     "DemoSummaryView",
+    "DynsanAblationView",
+    "DynsanCostView",
     "FindSummaryView",
+    "GateRow",
     "HistoryPoint",
     "PerturbCrossView",
     "PerturbSweepView",
@@ -63,6 +86,9 @@ __all__ = [
     "PruneRunView",
     "RandomControl",
     "RandomDraws",
+    "ReadEvalView",
+    "ReadPoint",
+    "ReadTrainView",
     "SeedStability",
     "SimilarityView",
     "SweepPoint",
@@ -607,6 +633,283 @@ class TransferView:
         )
 
 
+# ----------------------------------------------------------------------------------------------------
+# reading (DynSAN): `read train` / `read evaluate` results, bench/dynsan_cost.py, bench/dynsan_ablation.py
+
+
+def _typed(cls: Any, obj: dict[str, Any], what: str) -> Any:
+    """A typed result from its JSON; a file that does not match is a ValueError (the report notes it)."""
+    try:
+        return cls.from_json(obj, what)
+    except ArtifactError as e:
+        raise ValueError(str(e)) from e
+
+
+def _interval(value: Any, lo: Any, hi: Any, n: Any, method: str) -> Estimate | None:
+    """An :class:`Estimate` of recorded figures (None unless the value is a finite number; the interval
+    is dropped when its bounds are not)."""
+    v = as_number(value)
+    if math.isnan(v) or math.isinf(v):
+        return None
+    a, b = as_number(lo), as_number(hi)
+    ok = math.isfinite(a) and math.isfinite(b)
+    return Estimate(v, a if ok else None, b if ok else None, int(n) if isinstance(n, int) else 0, method)
+
+
+@dataclass
+class ReadPoint:
+    """One evaluation of a reader's training history."""
+
+    step: float
+    dev_em: Any = None
+    dev_f1: Any = None
+    train_loss: Any = None
+    dev_loss: Any = None
+
+    @classmethod
+    def read_all(cls, history: Any) -> list[ReadPoint]:
+        """The evaluations with a numeric step, in file order."""
+        keys = ("dev_em", "dev_f1", "train_loss", "dev_loss")
+        return [
+            cls(x["step"], *(x.get(k) for k in keys))
+            for x in (history if isinstance(history, list) else [])
+            if isinstance(x, dict) and isinstance(x.get("step"), (int, float))
+        ]
+
+
+@dataclass
+class ReadTrainView:
+    """A reader's training (``train_result.json``): the best dev EM, where, and the history."""
+
+    result: ReadTrainResult
+    history: list[ReadPoint]
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> ReadTrainView:
+        res = _typed(ReadTrainResult, obj, "the read train result")
+        return cls(res, ReadPoint.read_all(res.history))
+
+
+@dataclass
+class GateRow:
+    """One block's gate AUROC for "token in a gold answer" (one value per head)."""
+
+    block: str
+    auroc: list[float]
+    selected_answer_share: list[float]
+    answer_share: Any = None
+    tokens: Any = None
+    variant: str = ""  #: the ablation variant (ablation files)
+    seed: Any = None
+
+    @classmethod
+    def read(cls, x: Any, variant: str = "", seed: Any = None) -> GateRow | None:
+        if not isinstance(x, dict) or not isinstance(x.get("auroc"), list):
+            return None
+        share = x.get("selected_answer_share")
+        return cls(
+            str(x.get("block", "?")),
+            [as_number(a) for a in x["auroc"]],
+            [as_number(a) for a in share] if isinstance(share, list) else [],
+            x.get("answer_share"),
+            x.get("tokens"),
+            variant,
+            seed,
+        )
+
+
+@dataclass
+class ReadEvalView:
+    """A reader's evaluation on a split (``dev_result.json``, ``read evaluate --out``)."""
+
+    result: ReadEvaluation
+    em: Estimate | None
+    f1: Estimate | None
+    gates: list[GateRow]
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> ReadEvalView:
+        r = _typed(ReadEvaluation, obj, "the read evaluation")
+        gates = [GateRow.read(g.__dict__ if not isinstance(g, dict) else g) for g in r.gates]
+        return cls(
+            r,
+            _interval(r.em, r.em_low, r.em_high, r.n, "bootstrap"),
+            _interval(r.f1, r.f1_low, r.f1_high, r.n, "bootstrap"),
+            [g for g in gates if g is not None],
+        )
+
+
+@dataclass
+class CostRow:
+    """One measured (level, L, variant) of the cost bench; ``K`` None: full self-attention."""
+
+    level: str
+    L: float
+    K: Any = None
+    seconds_step: Any = None
+    seconds_step_min: Any = None
+    counted_flops_step: Any = None
+    saved_bytes: Any = None
+    attention_saved_bytes: Any = None
+    peak_bytes: Any = None
+    analytic_reference_flops: Any = None
+
+    @property
+    def variant(self) -> str:
+        return "full attention" if self.K is None else f"DynSA K={self.K}"
+
+
+@dataclass
+class CostRatio:
+    """DynSA at (level, L, K) against full attention at the same (level, L)."""
+
+    level: str
+    L: float
+    K: Any
+    speedup: Any = None
+    counted_flops_ratio: Any = None
+    saved_bytes_ratio: Any = None
+    attention_bytes_ratio: Any = None
+    peak_bytes_ratio: Any = None
+
+
+_COST_ROW_KEYS = tuple(f for f in CostRow.__dataclass_fields__ if f not in ("level", "L"))
+_COST_RATIO_KEYS = tuple(f for f in CostRatio.__dataclass_fields__ if f not in ("level", "L", "K"))
+
+
+@dataclass
+class DynsanCostView:
+    """The cost of DynSA vs full attention as the length L grows (``bench/dynsan_cost.py``)."""
+
+    rows: list[CostRow]
+    ratios: list[CostRatio]
+    #: (level, K) -> the L where DynSA's step time equals full attention's (None: no crossing)
+    break_even: dict[tuple[str, Any], float | None] = field(default_factory=dict)
+    setting: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> DynsanCostView:
+        rows = [
+            CostRow(str(r["level"]), r["L"], *(r.get(k) for k in _COST_ROW_KEYS))
+            for r in obj["rows"]
+            if isinstance(r, dict) and isinstance(r.get("L"), (int, float))
+        ]
+        ratios = [
+            CostRatio(str(r["level"]), r["L"], r.get("K"), *(r.get(k) for k in _COST_RATIO_KEYS))
+            for r in obj.get("ratios") or []
+            if isinstance(r, dict) and isinstance(r.get("L"), (int, float))
+        ]
+        even: dict[tuple[str, Any], float | None] = {}
+        for key, v in _dict(obj.get("break_even_L")).items():
+            m = re.fullmatch(r"(.+)_K(\d+)", str(key))
+            if m:
+                even[(m[1], int(m[2]))] = float(v) if isinstance(v, (int, float)) else None
+        return cls(rows, ratios, even, _dict(obj.get("setting")), _dict(obj.get("machine")))
+
+    def levels(self) -> list[str]:
+        return list(dict.fromkeys(r.level for r in self.rows))
+
+    def series(self, level: str) -> dict[str, list[CostRow]]:
+        """``{variant: its rows by L}`` of one level, full attention first."""
+        out: dict[str, list[CostRow]] = {}
+        rows = sorted((r for r in self.rows if r.level == level), key=lambda r: (r.K is not None, r.K or 0))
+        for r in rows:
+            out.setdefault(r.variant, []).append(r)
+        return {k: sorted(v, key=lambda r: r.L) for k, v in out.items()}
+
+    def ratio(self, row: CostRow) -> CostRatio | None:
+        return next((q for q in self.ratios if (q.level, q.L, q.K) == (row.level, row.L, row.K)), None)
+
+
+@dataclass
+class AblationRow:
+    """One variant of the ablation: test EM / F1 over seeds (t intervals) and EM minus the gate
+    reader's on the same questions (paired bootstrap)."""
+
+    variant: str
+    em: Estimate | None
+    f1: Estimate | None
+    steps: list[Any]
+    paired: Estimate | None = None
+    paired_seeds: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Baseline:
+    """The most-frequent-entity baseline on one reading of the test set."""
+
+    name: str
+    em: Estimate | None
+    f1: Estimate | None
+
+
+def _seed_estimate(x: Any) -> Estimate | None:
+    d = _dict(x)
+    return _interval(d.get("mean"), d.get("low"), d.get("high"), d.get("n"), "t")
+
+
+def _ci_estimate(d: dict[str, Any], key: str) -> Estimate | None:
+    ci = d.get(f"{key}_ci")
+    lo, hi = (ci[0], ci[1]) if isinstance(ci, list) and len(ci) == 2 else (None, None)
+    return _interval(d.get(key), lo, hi, d.get("n"), "bootstrap")
+
+
+@dataclass
+class DynsanAblationView:
+    """The DynSAN ablation table (``bench/dynsan_ablation.py``)."""
+
+    rows: list[AblationRow]
+    baselines: list[Baseline]
+    gates: list[GateRow]
+    gate_statistic: str = ""
+    task: Any = "?"
+    n_test: Any = None
+    runs: int = 0
+    setting: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> DynsanAblationView:
+        task = _dict(obj.get("task"))
+        n_test = _dict(task.get("encoded")).get("test")
+        rows = []
+        for name, t in _dict(obj.get("table")).items():
+            t = _dict(t)
+            pv = t.get("paired_vs_gate")
+            paired = None
+            if isinstance(pv, dict):
+                paired = _interval(pv.get("em_minus_gate"), pv.get("low"), pv.get("high"), n_test, "paired")
+            steps = t.get("steps")
+            rows.append(
+                AblationRow(
+                    str(name),
+                    _seed_estimate(t.get("em")),
+                    _seed_estimate(t.get("f1")),
+                    list(steps) if isinstance(steps, list) else [],
+                    paired,
+                    list(_dict(pv).get("seeds") or []),
+                )
+            )
+        baselines = [
+            Baseline(str(k), _ci_estimate(_dict(v), "em"), _ci_estimate(_dict(v), "f1"))
+            for k, v in _dict(obj.get("baseline_most_frequent_entity")).items()
+            if isinstance(v, dict)
+        ]
+        runs = [r for r in obj.get("rows") or [] if isinstance(r, dict)]
+        gates = [
+            g
+            for r in runs
+            for g in (
+                GateRow.read(x, str(r.get("variant", "?")), r.get("seed")) for x in r.get("gates_dev") or []
+            )
+            if g is not None
+        ]
+        stat = next((str(r["gate_statistic"]) for r in runs if r.get("gate_statistic")), "")
+        return cls(
+            rows, baselines, gates, stat, task.get("name", "?"), n_test, len(runs), _dict(obj.get("setting"))
+        )
+
+
 #: result kind (see :data:`skillneurons.report.discover.RESULT_KINDS`) -> its reader
 LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "perturb_sweep": PerturbSweepView.read,
@@ -615,4 +918,8 @@ LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "prune_bench": PruneBenchView.read,
     "prune_run": PruneRunView.read,
     "transfer": TransferView.read,
+    "read_train": ReadTrainView.read,
+    "read_eval": ReadEvalView.read,
+    "dynsan_cost": DynsanCostView.read,
+    "dynsan_ablation": DynsanAblationView.read,
 }

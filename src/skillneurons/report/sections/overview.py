@@ -41,7 +41,9 @@ _TRAIN_KEYS = (
 )
 
 
-def section_overview(data: ReportData, ctx: Context) -> Section:
+def section_overview(data: ReportData, ctx: Context) -> Section | None:
+    if data.reading_only:  # no model or prompt to describe: the reading sections say it all
+        return None
     body = [cards(_key_figures(data))]
     if data.tunes:
         body.append(Raw("<h3>Prompt-tuning runs</h3>"))
