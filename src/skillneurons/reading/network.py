@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,9 @@ class ReadBatch:
     vectors_key: str | None = None
 
     def to(self, device: torch.device | str) -> ReadBatch:
-        moved = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
+        moved: dict[str, Any] = {
+            k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()
+        }
         return ReadBatch(**moved)
 
 
