@@ -1,12 +1,16 @@
 """DynSAN ablations on the offline BBC News cloze task (issue #19 acceptance): gate vs full
 self-attention vs no cross-passage blocks vs random selection vs random without gate vs no
-convolutions, several seeds, test EM/F1 with 95% intervals, plus the most-frequent-candidate baseline
-and the gate-as-neuron AUROC of the gate reader on dev.
+convolutions vs the frozen-encoder embeddings (MiniLM's last hidden states of each passage, cached,
+instead of its word-piece table), several seeds, test EM/F1 with 95% intervals, plus the
+most-frequent-candidate baseline and the gate-as-neuron AUROC of the gate reader on dev.
 
 Every run trains with the same budget (``--minutes`` of training, or ``--steps``, whichever ends
 first), keeps the best EMA weights by dev EM and scores them on test (questions whose answer is not in
 the passages read are kept and score 0). The task and its encoding are loaded once. The results file is
-rewritten after every run, so an interrupted table keeps what finished.
+rewritten after every run, so an interrupted table keeps what finished. The ``frozen_encoder`` variant
+encodes every question and passage once with MiniLM before its first run and keeps the vectors in
+memory (fp16: 768 bytes a word piece, up to about 6.7 GB for the whole training split at 5 passages of
+<= 200 pieces; ``--train-limit`` caps it).
 
     flock /work/heavy.lock env OMP_NUM_THREADS=2 PYTHONPATH=src python bench/dynsan_ablation.py \
         --variants gate --seeds 0 --minutes 4
@@ -28,6 +32,7 @@ import torch
 
 from common import cpu_model, write_json
 from skillneurons.reading.config import ReaderConfig, ReadTrainConfig
+from skillneurons.reading.contextual import load_encoder
 from skillneurons.reading.data import load_reading_task
 from skillneurons.reading.data_config import ReadDataConfig
 from skillneurons.reading.encode import encode_examples, load_embeddings
@@ -45,6 +50,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "random": {"selection": "random"},
     "random_nogate": {"selection": "random_nogate"},
     "no_conv": {"conv": False},
+    "frozen_encoder": {"embeddings_kind": "encoder"},
 }
 
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95% t quantiles by d.o.f.
@@ -80,6 +86,8 @@ def run_one(args: argparse.Namespace, name: str, seed: int, data: dict[str, Any]
         time_budget=args.minutes,
         ema=args.ema,
     )
+    if rc.embeddings_kind == "encoder":
+        data = data["encoder"]
     torch.manual_seed(seed)
     model = Reader(rc, data["table"])
     out = Path(args.runs) / f"{name}_s{seed}"
@@ -172,6 +180,8 @@ def main() -> None:
     ap.add_argument("--passages", type=int, default=5)
     ap.add_argument("--max-passage-tokens", type=int, default=200)
     ap.add_argument("--dev-limit", type=int, default=400, help="dev questions used for model selection")
+    ap.add_argument("--train-limit", type=int, default=None, help="first N training questions (default all)")
+    ap.add_argument("--test-limit", type=int, default=None, help="first N test questions (default all)")
     ap.add_argument("--gates", action="store_true", help="gate AUROC of the gate (and random) reader")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--runs", default="/tmp/dynsan_ablation_runs", help="run folders (checkpoints)")
@@ -180,12 +190,29 @@ def main() -> None:
     splits = load_reading_task("bbc_cloze", ReadDataConfig())
     tokenizer, table = load_embeddings("minilm")
     enc_cfg = ReaderConfig(passages=args.passages, max_passage_tokens=args.max_passage_tokens)
-    data = {
-        "table": table,
-        "train": encode_examples(splits.train, tokenizer, enc_cfg),
-        "dev": encode_examples(splits.dev[: args.dev_limit], tokenizer, enc_cfg, keep_unanswerable=True),
-        "test": encode_examples(splits.test, tokenizer, enc_cfg, keep_unanswerable=True),
+    questions = {
+        "train": splits.train[: args.train_limit],
+        "dev": splits.dev[: args.dev_limit],
+        "test": splits.test[: args.test_limit],
     }
+    data: dict[str, Any] = {
+        "table": table,
+        **{
+            k: encode_examples(v, tokenizer, enc_cfg, keep_unanswerable=k != "train")
+            for k, v in questions.items()
+        },
+    }
+    if "frozen_encoder" in args.variants:  # MiniLM's vectors of every question and passage, once
+        encoder = load_encoder("minilm")
+        cfg = replace(enc_cfg, embeddings_kind="encoder")
+        data["encoder"] = {
+            "table": encoder.width,
+            **{
+                k: encode_examples(v, encoder.tokenizer, cfg, keep_unanswerable=k != "train", encoder=encoder)
+                for k, v in questions.items()
+            },
+        }
+        del encoder
     result: dict[str, Any] = {
         "setting": {k: v for k, v in vars(args).items() if k not in ("out", "quiet")},
         "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__},
@@ -197,9 +224,9 @@ def main() -> None:
             "unanswerable": {k: data[k].unanswerable for k in ("dev", "test")},
         },
         "baseline_most_frequent_entity": {
-            "test_all_passages": most_frequent_entity(splits.test),
+            "test_all_passages": most_frequent_entity(questions["test"]),
             "test_read_passages": most_frequent_entity(
-                [replace(e, passages=e.passages[: args.passages]) for e in splits.test]
+                [replace(e, passages=e.passages[: args.passages]) for e in questions["test"]]
             ),
         },
         "rows": [],

@@ -80,14 +80,16 @@ def tiny_model(
     hidden: int = 32,
     layers: int = 2,
     d_ff: int = 48,
+    extra_words: Iterable[str] = (),
     **overrides: Any,
 ) -> Backbone:
-    """A tiny random :class:`Backbone` of ``family`` (see :data:`FAMILIES`)."""
+    """A tiny random :class:`Backbone` of ``family`` (see :data:`FAMILIES`); ``extra_words`` extend its
+    vocabulary beyond :data:`WORDS`."""
     import transformers
 
     if family not in FAMILIES:
         raise ValueError(f"unknown tiny family {family}; choose from {sorted(FAMILIES)}")
-    tok = tiny_tokenizer(family)
+    tok = tiny_tokenizer(family, extra_words)
     vocab = len(tok)
     cfg_name, model_name = FAMILIES[family]
     cfg_cls = getattr(transformers, cfg_name)

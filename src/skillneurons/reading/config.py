@@ -7,12 +7,14 @@ from typing import Literal
 
 from skillneurons.options import check_choice, check_range, option, require
 
-__all__ = ["HEADS", "SELECTIONS", "ReadTrainConfig", "ReaderConfig"]
+__all__ = ["EMBEDDING_KINDS", "HEADS", "SELECTIONS", "ReadTrainConfig", "ReaderConfig"]
 
 #: how a DynSA block picks the tokens that attend to each other
 SELECTIONS = ("gate", "random", "random_nogate", "full")
 #: the answer heads: extractive span, or multiple choice over candidates
 HEADS = ("span", "choice")
+#: what of the ``embeddings`` backbone embeds the tokens: its word-piece table, or its encoder's output
+EMBEDDING_KINDS = ("table", "encoder")
 
 
 @dataclass
@@ -45,7 +47,13 @@ class ReaderConfig:
     )
     max_answer_tokens: int = option(30, "longest answer span (tokens) the span head scores and decodes")
     embeddings: str = option(
-        "minilm", "backbone whose frozen word-piece table embeds the tokens (an offline alias or a path)"
+        "minilm", "backbone whose frozen table or encoder embeds the tokens (an offline alias or a path)"
+    )
+    embeddings_kind: Literal["table", "encoder"] = option(
+        "table",
+        "table: the backbone's frozen word-piece table; encoder: its last hidden states, the question and "
+        "each passage encoded separately (frozen, computed once per passage and cached in memory)",
+        choices=EMBEDDING_KINDS,
     )
     max_question_tokens: int = option(64, "length cap of a question (word pieces)")
     max_passage_tokens: int = option(200, "length cap of one passage (word pieces)")
@@ -60,6 +68,7 @@ class ReaderConfig:
         require(self.dim % self.heads == 0, f"--dim {self.dim} is not a multiple of --heads {self.heads}")
         check_choice("--selection", self.selection, SELECTIONS)
         check_choice("--head", self.head, HEADS)
+        check_choice("--embeddings-kind", self.embeddings_kind, EMBEDDING_KINDS)
         check_range("--beta", self.beta, low=0)
         check_range("--dropout", self.dropout, low=0, high=1, high_open=True)
         require(self.kernel >= 1 and self.kernel % 2 == 1, f"--kernel {self.kernel} must be odd and >= 1")

@@ -1,4 +1,6 @@
-"""Reading examples as word-piece tensors for the reader, with the frozen table of a backbone.
+"""Reading examples as word-piece tensors for the reader, with the frozen table of a backbone, or with
+its frozen encoder's vectors (``embeddings_kind = "encoder"``: :mod:`skillneurons.reading.contextual`,
+computed here once per question and passage and kept on the examples).
 
 Each question and each of its top ``ReaderConfig.passages`` passages are cut into the backbone's word
 pieces (no special tokens). Answer occurrences are found on words (``reading.examples.find_answer_spans``,
@@ -18,8 +20,9 @@ import torch
 from torch import Tensor
 
 import skillneurons.backbones as backbones  # lazy: loads the model library only when called
-from skillneurons.errors import DataError
+from skillneurons.errors import ConfigError, DataError
 from skillneurons.reading.config import ReaderConfig
+from skillneurons.reading.contextual import ContextEncoder, Vectors
 from skillneurons.reading.examples import ReadingExample, find_answer_spans, tokenize
 from skillneurons.reading.metrics import normalize_answer
 from skillneurons.reading.network import ReadBatch
@@ -41,6 +44,7 @@ class EncodedExample:
     candidates: tuple[str, ...] = ()
     mentions: list[list[Span]] = field(default_factory=list)  # choice head: per candidate
     label: int = -1  # choice head: the index of the answer among the candidates
+    vectors: Vectors | None = None  # encoder embeddings: the cached encoder vectors
 
     @property
     def length(self) -> int:
@@ -154,11 +158,16 @@ def encode_examples(
     config: ReaderConfig,
     *,
     keep_unanswerable: bool = False,
+    encoder: ContextEncoder | None = None,
 ) -> EncodedSplit:
     """Encode ``examples``; the unreadable ones are skipped and counted by reason. With
     ``keep_unanswerable`` (evaluation), an extractive example whose answer is not in the passages the
     reader reads (fewer passages than the task's, truncation) is kept with no span: it scores 0, as it
-    would for any reader of those passages, and is counted in ``EncodedSplit.unanswerable``."""
+    would for any reader of those passages, and is counted in ``EncodedSplit.unanswerable``. With
+    ``config.embeddings_kind == "encoder"``, ``encoder`` (whose tokenizer ``tokenizer`` must be)
+    encodes every kept question and passage once, in batches, into ``EncodedExample.vectors``."""
+    if config.embeddings_kind == "encoder":
+        _check_encoder(tokenizer, encoder, config)
     kept: list[EncodedExample] = []
     skipped: Counter[str] = Counter()
     truncated = 0
@@ -170,13 +179,49 @@ def encode_examples(
         assert isinstance(res, tuple)
         kept.append(res[0])
         truncated += res[1]
+    if encoder is not None and config.embeddings_kind == "encoder" and kept:
+        vectors = encoder.vectors([e.question for e in kept], [e.passages for e in kept], encoder.key(config))
+        for e, v in zip(kept, vectors):
+            e.vectors = v
     unanswerable = sum(1 for e in kept if config.head == "span" and not e.spans)
     return EncodedSplit(kept, dict(sorted(skipped.items())), truncated, unanswerable)
 
 
+def _check_encoder(tokenizer: Any, encoder: ContextEncoder | None, config: ReaderConfig) -> None:
+    if encoder is None:
+        raise ConfigError(
+            "--embeddings-kind encoder needs the encoder: pass encoder=load_encoder(config.embeddings)"
+        )
+    if tokenizer is not encoder.tokenizer and tokenizer.get_vocab() != encoder.tokenizer.get_vocab():
+        raise ConfigError(f"the tokenizer is not the one of encoder '{encoder.name}': use encoder.tokenizer")
+    encoder.check(config)
+
+
+def _collate_vectors(batch: Sequence[EncodedExample], out: ReadBatch) -> None:
+    """The cached vectors as ``[B, Lq, E]`` and ``[B, P, Lp, E]`` fp16 tensors, zero on padding."""
+    first = batch[0].vectors
+    if first is None or any(e.vectors is None or e.vectors.key != first.key for e in batch):
+        raise DataError(
+            "a batch mixes examples with and without encoder vectors, or of different encoders: "
+            "encode every split with the same encoder and caps"
+        )
+    b, lq = out.question.shape
+    _, np_, lp = out.passages.shape
+    width = first.question.shape[-1]
+    qv = torch.zeros(b, lq, width, dtype=torch.float16)
+    pv = torch.zeros(b, np_, lp, width, dtype=torch.float16)
+    for i, e in enumerate(batch):
+        assert e.vectors is not None
+        qv[i, : len(e.question)] = e.vectors.question
+        for j, v in enumerate(e.vectors.passages):
+            pv[i, j, : v.shape[0]] = v
+    out.question_vectors, out.passage_vectors, out.vectors_key = qv, pv, first.key
+
+
 def collate(batch: Sequence[EncodedExample], head: str) -> ReadBatch:
     """Pad a batch: ``[B, Lq]`` questions, ``[B, P, Lp]`` passages (P, Lp: the batch's largest); spans and
-    mentions index the concatenated ``P * Lp`` tokens."""
+    mentions index the concatenated ``P * Lp`` tokens. Examples with encoder vectors also give
+    ``[B, Lq, E]`` / ``[B, P, Lp, E]`` fp16 vectors (zero on padding)."""
     if not batch:
         raise DataError("an empty batch: nothing to read")
     b = len(batch)
@@ -194,6 +239,8 @@ def collate(batch: Sequence[EncodedExample], head: str) -> ReadBatch:
             ps[i, j, : len(p)] = torch.tensor(p)
             pm[i, j, : len(p)] = True
     out = ReadBatch(q, qm, ps, pm)
+    if any(e.vectors is not None for e in batch):
+        _collate_vectors(batch, out)
     if head == "span":
         s_max = max(1, max(len(e.spans) for e in batch))
         spans = torch.full((b, s_max, 2), -1, dtype=torch.long)

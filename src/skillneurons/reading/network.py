@@ -1,6 +1,7 @@
 """The DynSAN network (../shared/REFERENCE.md section 9) and its two answer heads.
 
-frozen word-piece table -> 2-layer highway -> linear to D -> sinusoidal positions; one shared DynSA block
+frozen word-piece table (or the cached vectors of a frozen encoder, ``embeddings_kind = "encoder"``) ->
+2-layer highway -> linear to D -> sinusoidal positions; one shared DynSA block
 encodes the question and every passage separately; QANet trilinear context-query attention plus
 query-to-context, a linear map back to D, one more DynSA block per passage; the passages are
 concatenated, a learned passage-rank embedding is added, and N cross-passage DynSA blocks run over the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +35,9 @@ class ReadBatch:
 
     question [B, Lq] ids, question_mask [B, Lq]; passages [B, P, Lp] ids, passage_mask [B, P, Lp];
     spans [B, S, 2] (start, end) indices into the concatenated ``P * Lp`` tokens, -1 padded (span head);
-    mentions [B, C, P * Lp] bool candidate-mention masks and label [B] (choice head).
+    mentions [B, C, P * Lp] bool candidate-mention masks and label [B] (choice head); with encoder
+    embeddings, question_vectors [B, Lq, E] and passage_vectors [B, P, Lp, E] (zero on padding) made by
+    the encoder of ``vectors_key``.
     """
 
     question: Tensor
@@ -43,9 +47,14 @@ class ReadBatch:
     spans: Tensor | None = None
     mentions: Tensor | None = None
     label: Tensor | None = None
+    question_vectors: Tensor | None = None
+    passage_vectors: Tensor | None = None
+    vectors_key: str | None = None
 
     def to(self, device: torch.device | str) -> ReadBatch:
-        moved = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
+        moved: dict[str, Any] = {
+            k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()
+        }
         return ReadBatch(**moved)
 
 
@@ -108,14 +117,23 @@ class ContextQueryAttention(nn.Module):
 
 
 class Reader(nn.Module):
-    """DynSAN over a frozen word-piece table ``table`` ([V, E]; kept as a non-persistent buffer, so a
-    saved state dict holds only the trained weights)."""
+    """DynSAN over the frozen word-piece table ``embeddings`` ([V, E]; kept as a non-persistent buffer,
+    so a saved state dict holds only the trained weights), or, with ``config.embeddings_kind ==
+    "encoder"``, over the batches' cached encoder vectors of width ``embeddings`` (an int, or a table
+    whose width is taken; the reader then keeps an empty [0, E] table and never holds the encoder)."""
 
     table: Tensor
 
-    def __init__(self, config: ReaderConfig, table: Tensor) -> None:
+    def __init__(self, config: ReaderConfig, embeddings: Tensor | int) -> None:
         super().__init__()
         c = self.config = config
+        if c.embeddings_kind == "encoder":
+            width = embeddings if isinstance(embeddings, int) else int(embeddings.shape[1])
+            table = torch.zeros(0, width)
+        elif isinstance(embeddings, int):
+            raise DataError("a reader of --embeddings-kind table needs the word-piece table, not a width")
+        else:
+            table = embeddings
         self.register_buffer("table", table.detach().float(), persistent=False)
         width = table.shape[1] + (1 if c.head == "choice" else 0)  # + the candidate-token feature
         self.highway = Highway(width, 2, c.dropout)
@@ -162,6 +180,38 @@ class Reader(nn.Module):
         x = self.drop(self.proj(self.highway(x))[inverse])
         return (x + sinusoid(ids.shape[-1], x.shape[-1], x.device)) * mask[..., None]
 
+    def embed_vectors(self, vectors: Tensor, mask: Tensor, feature: Tensor | None = None) -> Tensor:
+        """Cached encoder vectors [N, L, E] -> highway -> D, plus positions (per token: the vectors of
+        one word piece differ by context)."""
+        x = vectors.to(self.proj.weight.dtype)
+        if feature is not None:
+            x = torch.cat([x, feature[..., None].to(x.dtype)], dim=-1)
+        x = self.drop(self.proj(self.highway(x)))
+        return (x + sinusoid(x.shape[-2], x.shape[-1], x.device)) * mask[..., None]
+
+    def _inputs(
+        self, batch: ReadBatch, pmask: Tensor, feature: Tensor | None, qfeature: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """The embedded question [B, Lq, D] and passages [B * P, Lp, D]."""
+        b, p, lp = batch.passages.shape
+        qmask = batch.question_mask
+        if self.config.embeddings_kind == "table":
+            qx = self.embed(batch.question, qmask, qfeature)
+            return qx, self.embed(batch.passages.reshape(b * p, lp), pmask, feature)
+        qv, pv = batch.question_vectors, batch.passage_vectors
+        if qv is None or pv is None:
+            raise DataError(
+                "this reader reads encoder vectors but the batch has none: encode the examples with "
+                "encode_examples(..., encoder=load_encoder(name))"
+            )
+        if qv.shape[-1] != self.table.shape[1]:
+            raise DataError(
+                f"the batch's encoder vectors are {qv.shape[-1]} wide, the reader was built for "
+                f"{self.table.shape[1]}: encode with the encoder the reader was trained on"
+            )
+        qx = self.embed_vectors(qv, qmask, qfeature)
+        return qx, self.embed_vectors(pv.reshape(b * p, lp, -1), pmask, feature)
+
     def forward(self, batch: ReadBatch, generator: torch.Generator | None = None) -> ReaderOutput:
         b, p, lp = batch.passages.shape
         if p > self.rank.num_embeddings:
@@ -175,8 +225,9 @@ class Reader(nn.Module):
             assert batch.mentions is not None
             feature = batch.mentions.any(1).reshape(b * p, lp)
             qfeature = torch.zeros_like(qmask)
-        q, l1q = self.encoder(self.embed(batch.question, qmask, qfeature), qmask, generator)
-        x, l1p = self.encoder(self.embed(batch.passages.reshape(b * p, lp), pmask, feature), pmask, generator)
+        qin, pin = self._inputs(batch, pmask, feature, qfeature)
+        q, l1q = self.encoder(qin, qmask, generator)
+        x, l1p = self.encoder(pin, pmask, generator)
         qx = q.repeat_interleave(p, dim=0)
         x = self.align(x, qx, pmask, qmask.repeat_interleave(p, dim=0))
         x, l1m = self.modeler(x, pmask, generator)

@@ -1,5 +1,5 @@
 """``read train`` and ``read evaluate`` as library calls: load a reading task, encode it with the frozen
-word-piece table, train or evaluate a DynSAN reader, write typed results."""
+word-piece table or the frozen encoder, train or evaluate a DynSAN reader, write typed results."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from skillneurons.backbones.loading import default_device
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.reading import cloze, metrics
 from skillneurons.reading.config import ReaderConfig, ReadTrainConfig
+from skillneurons.reading.contextual import ContextEncoder, fingerprint, load_encoder
 from skillneurons.reading.data import load_reading_task
 from skillneurons.reading.data_config import ReadDataConfig
 from skillneurons.reading.encode import EncodedSplit, encode_examples, load_embeddings
@@ -56,6 +57,19 @@ def evaluation_of(
     )
 
 
+def _embeddings(
+    reader: ReaderConfig, device: torch.device
+) -> tuple[Any, torch.Tensor | int, ContextEncoder | None, str]:
+    """``(tokenizer, the table or the encoder's width, the encoder or None, the embeddings key)``; the
+    encoder's length limit is checked against the caps before anything is encoded."""
+    if reader.embeddings_kind == "encoder":
+        encoder = load_encoder(reader.embeddings, device)
+        encoder.check(reader)
+        return encoder.tokenizer, encoder.width, encoder, encoder.key(reader)
+    tokenizer, table = load_embeddings(reader.embeddings)
+    return tokenizer, table, None, fingerprint([table])
+
+
 def train_reader(
     data: ReadDataConfig,
     reader: ReaderConfig,
@@ -69,14 +83,21 @@ def train_reader(
     ``train_result.json``) and evaluate the best (EMA) reader on dev: ``dev_result.json``."""
     splits = load_reading_task(data.task, data)
     reader = replace(reader, head=_head_for(splits.kind()))
-    tokenizer, table = load_embeddings(reader.embeddings)
-    enc_train = encode_examples(splits.train, tokenizer, reader)
-    enc_dev = encode_examples(splits.dev, tokenizer, reader, keep_unanswerable=True)
     dev_ = torch.device(device) if device is not None else default_device()
+    tokenizer, table, encoder, key = _embeddings(reader, dev_)
+    enc_train = encode_examples(splits.train, tokenizer, reader, encoder=encoder)
+    enc_dev = encode_examples(splits.dev, tokenizer, reader, keep_unanswerable=True, encoder=encoder)
+    encoder = None  # the vectors are cached on the examples: the encoder is not needed any more
     torch.manual_seed(train.seed)
     model = Reader(reader, table).to(dev_)
     out = Path(out)
-    manifest = {"task": data.task, "data": data.cloze_options(), "embeddings": reader.embeddings}
+    manifest = {
+        "task": data.task,
+        "data": data.cloze_options(),
+        "embeddings": reader.embeddings,
+        "embeddings_kind": reader.embeddings_kind,
+        "embeddings_key": key,
+    }
     trainer = ReaderTrainer(model, enc_train, enc_dev, train, out, manifest=manifest, progress=progress)
     began = time.perf_counter()
     state = trainer.fit()
@@ -122,9 +143,21 @@ def evaluate_saved_reader(
     name = man.get("embeddings") or man.get("reader", {}).get("embeddings")
     if not name:
         raise DataError(f"{path} does not name its embeddings: re-create it with `read train`")
-    tokenizer, table = load_embeddings(name)
-    model, _ = load_reader(path, table)
     dev_ = torch.device(device) if device is not None else default_device()
+    kind = man.get("embeddings_kind") or man.get("reader", {}).get("embeddings_kind", "table")
+    try:
+        settings = ReaderConfig(**{**man.get("reader", {}), "embeddings": name, "embeddings_kind": kind})
+    except TypeError as e:
+        raise DataError(f"{path} has no valid reader settings ({e}): re-create it with `read train`") from e
+    tokenizer, table, encoder, key = _embeddings(settings, dev_)
+    recorded = man.get("embeddings_key")
+    if recorded is not None and recorded != key:
+        raise ConfigError(
+            f"{path} was trained on {kind} embeddings of '{name}' with key {recorded}, but '{name}' now "
+            f"gives {key} (another model, or other length caps): evaluate with the embeddings it was "
+            "trained on, or re-train it"
+        )
+    model, _ = load_reader(path, table)
     model.to(dev_)
     splits = load_reading_task(data.task, data)
     if _head_for(splits.kind()) != model.config.head:
@@ -133,7 +166,10 @@ def evaluate_saved_reader(
         )
     if gates and model.config.head != "span":
         raise ConfigError("--gates needs an extractive task (the gate AUROC is for answer tokens)")
-    encoded = encode_examples(splits.split(split), tokenizer, model.config, keep_unanswerable=True)
+    encoded = encode_examples(
+        splits.split(split), tokenizer, model.config, keep_unanswerable=True, encoder=encoder
+    )
+    encoder = None
     recorder = GateRecorder(model) if gates else None
     began = time.perf_counter()
     try:

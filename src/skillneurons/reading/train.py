@@ -175,14 +175,15 @@ def save_reader(path: str | Path, model: Reader, **manifest: Any) -> Path:
     return save_artifact(path, dict(model.state_dict()), kind="reader", manifest=man)
 
 
-def load_reader(path: str | Path, table: torch.Tensor) -> tuple[Reader, dict[str, Any]]:
-    """Rebuild a reader saved by :func:`save_reader` over the frozen ``table`` of its embeddings."""
+def load_reader(path: str | Path, embeddings: torch.Tensor | int) -> tuple[Reader, dict[str, Any]]:
+    """Rebuild a reader saved by :func:`save_reader` over the frozen table of its embeddings (or, for
+    an encoder reader, the width of its encoder's vectors)."""
     tensors, man = load_artifact(path, kind="reader")
     try:
         config = ReaderConfig(**man["reader"])
     except (KeyError, TypeError) as e:
         raise DataError(f"{path} has no valid reader settings ({e}): re-create it with `read train`") from e
-    model = Reader(config, table)
+    model = Reader(config, embeddings)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise DataError(f"{path} does not match its reader settings (missing {missing[:3]}): re-create it")
@@ -217,6 +218,7 @@ class ReaderTrainer:
                 f"{len(dev.examples)}; skipped: {train.skipped} / {dev.skipped})"
             )
         self.model, self.train, self.dev = model, train, dev
+        self.vectors_key = vectors_key([train, dev], model.config)
         self.config = config or ReadTrainConfig()
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.manifest = dict(manifest or {})
@@ -236,6 +238,8 @@ class ReaderTrainer:
             "data": [_fingerprint(self.train.examples), _fingerprint(self.dev.examples)],
             "table": list(self.model.table.shape),
         }
+        if self.vectors_key is not None:  # encoder embeddings: the encoder, caps and truncation
+            obj["vectors"] = self.vectors_key
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     # ---- checkpoints ------------------------------------------------------------------------
@@ -374,6 +378,25 @@ class ReaderTrainer:
         self.optimizer.step()
         self._update_ema(step)
         return value
+
+
+def vectors_key(splits: list[EncodedSplit], config: ReaderConfig) -> str | None:
+    """The one cache key of the splits' encoder vectors (None for a table reader, whose examples must
+    carry none); a ConfigError when a split has no vectors or splits were encoded differently."""
+    keys = {e.vectors.key if e.vectors is not None else None for s in splits for e in s.examples}
+    if config.embeddings_kind == "table":
+        if keys - {None}:
+            raise ConfigError(
+                "the examples carry encoder vectors but the reader embeds with the word-piece table: "
+                "build it with --embeddings-kind encoder, or encode without the encoder"
+            )
+        return None
+    if None in keys or len(keys) != 1:
+        raise ConfigError(
+            "an encoder reader needs every example encoded by one encoder with the same caps (cache keys "
+            f"{sorted(map(str, keys))}): encode every split with encode_examples(..., encoder=...)"
+        )
+    return next(iter(keys))
 
 
 def _fingerprint(examples: list[EncodedExample]) -> str:
