@@ -711,8 +711,8 @@ def format_summary(summary: FindSummary) -> str:
     lines += _prompt_lines(s)
     if s.score == "balanced":
         lines.append(
-            "  predictivity: the BALANCED accuracy of ONE neuron's activation, thresholded at its train mean, "
-            "on a binary subtask (the mean of the two sides' rates; max(bal, 1 - bal); 0.5 = chance)"
+            "  predictivity: the BALANCED accuracy of ONE neuron's activation, thresholded at its train "
+            "mean, on a binary subtask (the mean of the two sides' rates; max(bal, 1 - bal); 0.5 = chance)"
         )
     else:
         lines.append(
