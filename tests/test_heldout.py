@@ -308,3 +308,41 @@ def test_adaptive_baseline_stops_by_its_rule() -> None:
         from skillneurons.neurons.config import FindConfig
 
         FindConfig(baseline_stop=1.5)
+
+
+@pytest.mark.parametrize("per_class", [(9, 5), (40_000, 30_000)], ids=["int32", "int64"])
+def test_balanced_selection_is_the_exact_fraction(per_class: tuple[int, int]) -> None:
+    """The training-fold score of a balanced subtask is max(m, D - m) / D of the exact fraction
+    m / D = (TP / n_pos + TN / n_neg) / 2, rounded once, also where D = 2 n_pos n_neg exceeds int32
+    (40,000 x 30,000 on the other fold); the held-out figure is measured in the direction selected."""
+    from fractions import Fraction
+
+    from skillneurons.neurons.crossfit import fold_reduce
+
+    n0, n1 = per_class
+    F, (L, T, N) = 2, (1, 3, 4)
+    g = torch.Generator().manual_seed(0)
+    n = torch.tensor([[n0, n1]] * F)
+    counts = torch.stack(  # [F, C, L*T*N]: examples above the baseline per fold and class
+        [
+            torch.stack([torch.randint(0, k + 1, (L * T * N,), generator=g) for k in (n0, n1)])
+            for _ in range(F)
+        ]
+    )
+    (s,) = decompose(2, score="balanced")
+    train, test, _ = fold_reduce(counts, n, [s], (L, T, N))
+
+    def acc(c: torch.Tensor, x: int) -> Fraction:  # 0.5 * (P[above | y=1] + P[not above | y=0])
+        return (Fraction(int(c[1, x]), n1) + Fraction(n0 - int(c[0, x]), n0)) / 2
+
+    for f in range(F):
+        other = counts[1 - f]  # F = 2: the other fold is the training fold
+        for i in range(N):
+            accs = [acc(other, t * N + i) for t in range(T)]
+            preds = [max(a, 1 - a) for a in accs]
+            t = preds.index(max(preds))  # the first best position
+            assert float(train[f, 0, 0, i]) == float(preds[t])
+            held = acc(counts[f], t * N + i)
+            assert float(test[f, 0, 0, i]) == pytest.approx(
+                float(held if accs[t] >= 0.5 else 1 - held), abs=1e-15
+            )

@@ -89,8 +89,9 @@ def _select(c: Tensor, n: Tensor, s: Subtask, shape: tuple[int, int, int]) -> tu
     """Per fold f, on the other folds: ``(score [F, L, N] float64, best position [F, L, 1, N],
     positive direction [F, L, N] bool)`` from the per-fold counts ``c`` [F, C, X] and ``n`` [F, C].
     The predictivity is ``max(m, D - m) / D``, integers compared exactly: plain ``m = TP + TN``,
-    ``D = n_pos + n_neg``; balanced ``m = TP * n_neg + TN * n_pos``, ``D = 2 * n_pos * n_neg`` (int64;
-    :func:`~skillneurons.neurons.stats.threshold_accuracy`'s numerator)."""
+    ``D = n_pos + n_neg``; balanced ``m = TP * n_neg + TN * n_pos``, ``D = 2 * n_pos * n_neg``
+    (:func:`~skillneurons.neurons.stats.threshold_accuracy`'s numerator; int32 while ``D`` fits, and
+    ``0 <= m <= D``, so no intermediate overflows: ``TP * n_neg <= n_pos * n_neg``)."""
     L, T, N = shape
     F = c.shape[0]
     pos, neg = list(s.positive), list(s.negative)
@@ -101,11 +102,12 @@ def _select(c: Tensor, n: Tensor, s: Subtask, shape: tuple[int, int, int]) -> tu
         d = d.sum(0, dtype=d.dtype).unsqueeze(0) - d  # on the other folds
         m = d + n_neg.to(d.dtype)
         tot = n_pos + n_neg
-    else:
-        tp, up = (_side_sum(c, side).to(torch.int64) for side in (pos, neg))  # up: n_neg - TN
-        tp, up = tp.sum(0, keepdim=True) - tp, up.sum(0, keepdim=True) - up
-        m = tp * n_neg - up * n_pos + n_neg * n_pos
+    else:  # int32 while every 2 * n_pos * n_neg fits (e.g. up to 65,000 examples, even ones)
         tot = 2 * n_pos * n_neg
+        dt = torch.int32 if int(tot.max()) <= 2**31 - 1 else torch.int64
+        tp, up = (_side_sum(c, side).to(dt) for side in (pos, neg))  # up: n_neg - TN
+        tp, up = tp.sum(0, keepdim=True) - tp, up.sum(0, keepdim=True) - up
+        m = tp * n_neg.to(dt) - up * n_pos.to(dt) + (n_neg * n_pos).to(dt)
     m = m.view(F, L, T, N)
     tot = tot.to(m.dtype).view(F, 1, 1, 1)
     pm = torch.maximum(m, tot - m)
