@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -46,11 +47,13 @@ def _naive_prompt_acts(pm: PromptModel, task: Task) -> torch.Tensor:
 
 
 def _naive_predictivity(
-    train_acts: torch.Tensor, dev_acts: torch.Tensor, labels: torch.Tensor
+    train_acts: torch.Tensor, dev_acts: torch.Tensor, labels: torch.Tensor, balanced: bool = False
 ) -> torch.Tensor:
     base = train_acts.double().mean(0)
     above = (dev_acts.double() > base).double()  # [n, L, T, N]
     acc = (above == labels.view(-1, 1, 1, 1).double()).double().mean(0)
+    if balanced:  # 0.5 * (P[a > a_bar | y=1] + P[a <= a_bar | y=0])
+        acc = 0.5 * (above[labels == 1].mean(0) + (1 - above[labels == 0]).mean(0))
     return torch.maximum(acc, 1 - acc)
 
 
@@ -73,6 +76,17 @@ def test_streaming_equals_naive_reference(family: str, layout: str) -> None:
     got = score_prompt(pm, train, dev.subset(range(len(dev))), decompose(2), batch_size=7)
     torch.testing.assert_close(got["pred.1_vs_0"], expected, rtol=0, atol=0)
     assert got["pred.1_vs_0"].shape == (pm.backbone.num_layers, 4, pm.backbone.d_ff[0])
+    # --score balanced on imbalanced labels (11 positive, 4 negative): the textbook balanced accuracy
+    # of the stored activations, to float64 rounding (find computes the exact rational, rounded once)
+    skew = dev.subset([i for i, y in enumerate(dev.labels) if y == 1] + [0, 2, 4, 6])
+    y = torch.tensor(skew.labels)
+    assert y.tolist().count(0) == 4
+    acts = _naive_prompt_acts(pm, skew)
+    got = score_prompt(pm, train, skew, decompose(2, score="balanced"), batch_size=7)
+    want = _naive_predictivity(_naive_prompt_acts(pm, train), acts, y, balanced=True)
+    torch.testing.assert_close(got["pred.1_vs_0"], want, rtol=0, atol=1e-15)
+    plain = _naive_predictivity(_naive_prompt_acts(pm, train), acts, y)
+    assert (plain - want).abs().max() > 0.05  # the weighting matters on these labels
 
 
 def test_shards_merge_to_the_single_pass_result() -> None:
@@ -320,3 +334,40 @@ def test_find_progress_bars_name_what_they_score(tmp_path: Path, monkeypatch: py
         "pass 1 (train), control: hand written prompt",
         "pass 2 (dev), control: hand written prompt",
     ]
+
+
+def test_find_score_balanced_is_recorded_and_keys_the_cached_scores(tmp_path: Path) -> None:
+    """``--score balanced`` (issue 18 finding): the binary subtask is balanced, the summary, the
+    skill-neuron manifest and the per-prompt score cache record it; a cache of the other score is
+    not reused; a summary written before the option reads as ``accuracy``."""
+    from skillneurons.artifacts import load_manifest
+
+    full = separable_task(300)
+    neg = [i for i, y in enumerate(full.labels) if y == 0]
+    task = full.subset([i for i, y in enumerate(full.labels) if y == 1] + neg[:50])  # 3:1
+    bb, prompts = _saved_prompts(tmp_path, task, n=1)
+    out = tmp_path / "n"
+    cfg = FindConfig(score="balanced", permutations=3, controls=False, top=2)
+    res = find_skill_neurons(bb, prompts, task, out, cfg, progress=False)
+    s = res.summary
+    assert s.score == "balanced" and s.subtasks is not None and s.subtasks[0].balanced
+    assert "predictivity: the BALANCED accuracy of ONE neuron" in res.text
+    assert "1_vs_0       balanced" in res.text
+    assert FindSummary.load(out / "summary.json").score == "balanced"
+    assert load_manifest(out / "skill_neurons", "skill_neurons")["meta"]["score"] == "balanced"
+    assert load_manifest(out / "scores_0", "prompt_scores")["score"] == "balanced"
+    # the prompt's own accuracy on the subtask is weighted as the neurons' predictivity is
+    dev = [y for y in task.split(0).part("dev").labels]
+    assert dev.count(1) > 2 * dev.count(0)
+    plain = find_skill_neurons(
+        bb, prompts, task, out, dataclasses.replace(cfg, score="accuracy"), progress=False
+    )
+    assert load_manifest(out / "scores_0", "prompt_scores")["score"] == "accuracy"  # recomputed
+    assert plain.summary.score == "accuracy" and not plain.summary.subtasks[0].balanced  # type: ignore[index]
+    assert not torch.equal(plain.neurons.scores(), res.neurons.scores())
+    assert "0.5 = chance on balanced labels" in plain.text
+    old = s.to_json()
+    del old["score"]
+    assert FindSummary.from_json(old).score == "accuracy"
+    with pytest.raises(ConfigError, match="score 'f1' is unknown"):
+        FindConfig(score="f1")

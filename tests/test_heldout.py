@@ -41,18 +41,40 @@ def three_class(n: int, seed: int) -> Task:
     )
 
 
+def imbalanced(n: int, seed: int) -> Task:
+    """``separable_task`` with half its negatives left out: 2/3 positive (fine_food: 65%)."""
+    t = separable_task(n, seed=seed)
+    neg = [i for i, y in enumerate(t.labels) if y == 0]
+    return t.subset([i for i, y in enumerate(t.labels) if y == 1] + neg[: len(neg) // 2])
+
+
 # ----------------------------------------------------------------------------------------------------
 # the naive reference: per-example 0/1 indicators, numpy, one fold at a time
 
 
-def naive_acc(gt: np.ndarray, y: np.ndarray, s: Subtask) -> np.ndarray:
-    """[L, T, N] accuracy of ``1[a > base]`` as a predictor of the positive side, on examples gt [n, ...]."""
+def naive_hits(gt: np.ndarray, y: np.ndarray, s: Subtask) -> tuple[np.ndarray, int]:
+    """``(m [L, T, N], D)``: the accuracy of ``1[a > base]`` as a predictor of the positive side, on
+    examples gt [n, ...], as the exact fraction m / D: plain (TP + TN) / n; balanced, the mean of the
+    two sides' rates TP / n_pos and TN / n_neg, over the common denominator 2 * n_pos * n_neg."""
     pos, neg = np.isin(y, s.positive), np.isin(y, s.negative)
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
     tp = gt[pos].sum(0).astype(np.int64)
-    tn = neg.sum() - gt[neg].sum(0).astype(np.int64)
+    tn = n_neg - gt[neg].sum(0).astype(np.int64)
     if s.balanced:
-        return 0.5 * (tp.astype(np.float64) / pos.sum() + tn.astype(np.float64) / neg.sum())
-    return (tp + tn).astype(np.float64) / (pos.sum() + neg.sum())
+        return tp * n_neg + tn * n_pos, 2 * n_pos * n_neg
+    return tp + tn, n_pos + n_neg
+
+
+def naive_acc(gt: np.ndarray, y: np.ndarray, s: Subtask) -> np.ndarray:
+    """[L, T, N] float64: :func:`naive_hits` rounded once; balanced: the textbook
+    ``0.5 * (P[a > base | pos] + P[a <= base | neg])`` to float64 rounding."""
+    m, d = naive_hits(gt, y, s)
+    acc = m.astype(np.float64) / d
+    if s.balanced:
+        pos, neg = np.isin(y, s.positive), np.isin(y, s.negative)
+        textbook = 0.5 * (gt[pos].mean(0) + (1 - gt[neg]).mean(0))
+        np.testing.assert_allclose(acc, textbook, rtol=0, atol=1e-15)
+    return acc
 
 
 def naive_select(
@@ -63,11 +85,8 @@ def naive_select(
     scores, best, sign = [], [], []
     for s in subtasks:
         acc = naive_acc(gt, y, s)
-        pred = np.maximum(acc, 1.0 - acc)
-        if not s.balanced:  # plain: max(m, n - m) / n, the integers compared exactly
-            n = np.isin(y, s.positive + s.negative).sum()
-            m = np.rint(acc * n).astype(np.int64)
-            pred = np.maximum(m, n - m) / n
+        m, d = naive_hits(gt, y, s)  # selected by max(m, D - m) / D, the integers compared exactly
+        pred = np.maximum(m, d - m) / d
         t = pred.argmax(1)  # numpy: the first maximum
         a = np.take_along_axis(acc, t[:, None, :], 1)[:, 0]
         scores.append(np.take_along_axis(pred, t[:, None, :], 1)[:, 0].astype(cast).astype(np.float64))
@@ -117,7 +136,10 @@ def naive_heldout(
 def naive_in_sample(
     gts: list[np.ndarray], ys: list[np.ndarray], subtasks: list[Subtask], how: str, rho: float
 ):
-    stack = np.stack([naive_select(g, y, subtasks)[0] for g, y in zip(gts, ys, strict=True)])
+    def pred(g: np.ndarray, y: np.ndarray) -> np.ndarray:  # Pred = max(Acc, 1 - Acc), max over positions
+        return np.stack([np.maximum(a, 1.0 - a).max(1) for a in (naive_acc(g, y, s) for s in subtasks)])
+
+    stack = np.stack([pred(g, y) for g, y in zip(gts, ys, strict=True)])
     comb = (stack.mean(0) if how == "mean" else stack.min(0)).max(0).reshape(-1)
     k = max(1, round(rho * comb.size))
     return float(comb.max()), float(np.sort(comb)[::-1][:k].mean())
@@ -131,11 +153,22 @@ def indicators(pm: PromptModel, train: Task, dev: Task) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("how", "rho", "classes"), [("mean", 0.01, 2), ("min", 0.05, 2), ("mean", 0.02, 3)])
-def test_heldout_equals_naive_fold_by_fold_reference(how: str, rho: float, classes: int) -> None:
+@pytest.mark.parametrize(
+    ("how", "rho", "classes", "score"),
+    [
+        ("mean", 0.01, 2, "accuracy"),
+        ("min", 0.05, 2, "accuracy"),
+        ("mean", 0.02, 3, "accuracy"),
+        ("mean", 0.02, 2, "balanced"),
+        ("min", 0.05, 2, "balanced"),
+    ],
+)
+def test_heldout_equals_naive_fold_by_fold_reference(how: str, rho: float, classes: int, score: str) -> None:
+    """The balanced cases rank on imbalanced dev labels (30 positive, 15 negative: 5 folds of 6 + 3)."""
     make = separable_task if classes == 2 else three_class
-    train, dev = make(30, seed=1), make(40, seed=2)
-    subtasks = decompose(classes)
+    train, dev = make(30, seed=1), (make(40, seed=2) if score == "accuracy" else imbalanced(60, seed=2))
+    subtasks = decompose(classes, score=score)  # type: ignore[arg-type]
+    assert all(s.balanced == (score == "balanced" or classes > 2) for s in subtasks)
     plan = FoldPlan.make(dev.labels, classes, 5, 0, seed=3)
     pms = [_pm(0, classes), _pm(1, classes)]
     folds, gts = [], []
@@ -151,6 +184,33 @@ def test_heldout_equals_naive_fold_by_fold_reference(how: str, rho: float, class
     assert (got.ho_top1, got.ho_topk) == naive_heldout(gts, [y, y], [fo, fo], subtasks, how, rho)
     assert (got.in_top1, got.in_topk) == naive_in_sample(gts, [y, y], subtasks, how, rho)
     assert got.null_in_top1 is None and got.null_ho_top1 is None
+
+
+def test_balanced_score_on_balanced_folds_is_the_accuracy_exactly() -> None:
+    """20 + 20 ranking examples in 5 folds of 4 + 4: every side of every fold (and of the other
+    folds) is even, so the balanced held-out and in-sample figures and their nulls ARE the plain
+    ones, bit for bit; so is the prompt's own accuracy on the subtask."""
+    from skillneurons.neurons.ranking import prediction_accuracy
+
+    train, dev = separable_task(30, seed=1), separable_task(40, seed=2)
+    plan = FoldPlan.make(dev.labels, 2, 5, 6, seed=3)
+    y, fo = np.asarray(dev.labels), plan.fold.numpy()
+    assert all(np.bincount(y[fo == f]).tolist() == [4, 4] for f in range(5))
+    pm = _pm(0, 2)
+    figs = []
+    for score in ("accuracy", "balanced"):
+        subtasks = decompose(2, score=score)  # type: ignore[arg-type]
+        sc = score_prompt(pm, train, dev, subtasks, batch_size=7, plan=plan)
+        figs.append((sc, set_figures([PromptFolds.from_tensors(sc, "cf.")], "mean", 0.02)))
+        assert prediction_accuracy(sc["confusion"], subtasks[0]) == prediction_accuracy(
+            sc["confusion"], decompose(2)[0]
+        )
+    (plain_sc, plain), (bal_sc, bal) = figs
+    assert torch.equal(plain_sc["pred.1_vs_0"], bal_sc["pred.1_vs_0"])
+    for key in ("in_top1", "in_topk", "ho_top1", "ho_topk"):
+        assert getattr(plain, key) == getattr(bal, key), key
+    for key in ("null_in_top1", "null_in_topk", "null_ho_top1", "null_ho_topk"):
+        assert np.array_equal(getattr(plain, key), getattr(bal, key)), key
 
 
 def test_folds_are_stratified_seeded_and_refuse_too_few() -> None:
@@ -248,3 +308,41 @@ def test_adaptive_baseline_stops_by_its_rule() -> None:
         from skillneurons.neurons.config import FindConfig
 
         FindConfig(baseline_stop=1.5)
+
+
+@pytest.mark.parametrize("per_class", [(9, 5), (40_000, 30_000)], ids=["int32", "int64"])
+def test_balanced_selection_is_the_exact_fraction(per_class: tuple[int, int]) -> None:
+    """The training-fold score of a balanced subtask is max(m, D - m) / D of the exact fraction
+    m / D = (TP / n_pos + TN / n_neg) / 2, rounded once, also where D = 2 n_pos n_neg exceeds int32
+    (40,000 x 30,000 on the other fold); the held-out figure is measured in the direction selected."""
+    from fractions import Fraction
+
+    from skillneurons.neurons.crossfit import fold_reduce
+
+    n0, n1 = per_class
+    F, (L, T, N) = 2, (1, 3, 4)
+    g = torch.Generator().manual_seed(0)
+    n = torch.tensor([[n0, n1]] * F)
+    counts = torch.stack(  # [F, C, L*T*N]: examples above the baseline per fold and class
+        [
+            torch.stack([torch.randint(0, k + 1, (L * T * N,), generator=g) for k in (n0, n1)])
+            for _ in range(F)
+        ]
+    )
+    (s,) = decompose(2, score="balanced")
+    train, test, _ = fold_reduce(counts, n, [s], (L, T, N))
+
+    def acc(c: torch.Tensor, x: int) -> Fraction:  # 0.5 * (P[above | y=1] + P[not above | y=0])
+        return (Fraction(int(c[1, x]), n1) + Fraction(n0 - int(c[0, x]), n0)) / 2
+
+    for f in range(F):
+        other = counts[1 - f]  # F = 2: the other fold is the training fold
+        for i in range(N):
+            accs = [acc(other, t * N + i) for t in range(T)]
+            preds = [max(a, 1 - a) for a in accs]
+            t = preds.index(max(preds))  # the first best position
+            assert float(train[f, 0, 0, i]) == float(preds[t])
+            held = acc(counts[f], t * N + i)
+            assert float(test[f, 0, 0, i]) == pytest.approx(
+                float(held if accs[t] >= 0.5 else 1 - held), abs=1e-15
+            )

@@ -82,7 +82,13 @@ def naive_accuracy(acts, labels, base, pos, neg, balanced):
     a, y = acts[sel].double(), torch.isin(labels[sel], torch.tensor(pos))
     correct = (a > base) == y.view(-1, 1, 1, 1)
     if balanced:
-        return 0.5 * (correct[y].double().mean(0) + correct[~y].double().mean(0))
+        # the mean of the two sides' rates, as the exact rational k1/n1 + k0/n0 over 2, rounded once
+        n1, n0 = int(y.sum()), int((~y).sum())
+        k1, k0 = correct[y].sum(0), correct[~y].sum(0)
+        exact = (k1 * n0 + k0 * n1).double() / (2 * n1 * n0)
+        textbook = 0.5 * (correct[y].double().mean(0) + correct[~y].double().mean(0))
+        torch.testing.assert_close(exact, textbook, rtol=0, atol=1e-15)
+        return exact
     return correct.double().mean(0)
 
 
@@ -158,7 +164,33 @@ def test_shards_merge_to_the_single_run(C, quantized, chunking):
     assert p1.hist is not None and single.hist is not None
     assert torch.equal(p1.hist, single.hist)
     for pos, neg in subtasks(C):
-        assert torch.equal(p1.predictivity(pos, neg), single.predictivity(pos, neg))
+        for balanced in (False, True):
+            assert torch.equal(p1.predictivity(pos, neg, balanced), single.predictivity(pos, neg, balanced))
+
+
+@pytest.mark.parametrize("quantized", [True, False])
+def test_balanced_equals_plain_accuracy_exactly_on_balanced_labels(quantized):
+    """``find --score balanced``: with as many examples on each side the balanced accuracy IS the
+    accuracy, bit for bit (one rounding of the same rational); on imbalanced labels they differ."""
+    train, _ = make_data(2, seed=5, quantized=quantized)
+    dev, _ = make_data(2, seed=6, quantized=quantized, n=90)
+    base = stream_baseline(train)
+    even = torch.tensor([i % 2 for i in range(90)])
+    stats = stream_pred(base, dev, even, 2)
+    assert stats.class_counts.tolist() == [45, 45]
+    for pos, neg in subtasks(2):
+        assert torch.equal(stats.accuracy(pos, neg, balanced=True), stats.accuracy(pos, neg))
+        assert torch.equal(stats.predictivity(pos, neg, balanced=True), stats.predictivity(pos, neg))
+    skew = (torch.arange(90) % 3 != 0).long()  # 60 positive, 30 negative
+    stats = stream_pred(base, dev, skew, 2)
+    ref = naive_accuracy(dev, skew, base.mean(), [1], [0], True)
+    assert torch.equal(stats.accuracy([1], [0], balanced=True), ref)
+    assert not torch.equal(ref, stats.accuracy([1], [0]))
+    # a neuron always above its baseline: plain accuracy is the positive rate, balanced is chance
+    const = torch.zeros(90, L, T, N)
+    flat = stream_pred(torch.full((L, T, N), -1.0), const, skew, 2)
+    assert float(flat.accuracy()[0, 0, 0]) == pytest.approx(60 / 90)
+    assert float(flat.accuracy(balanced=True)[0, 0, 0]) == 0.5
 
 
 def test_bfloat16_input_is_converted_exactly():

@@ -19,14 +19,25 @@ from skillneurons.neurons.find import find_skill_neurons, format_summary, null_m
 from skillneurons.neurons.results import FindSummary, NullFigures, SetEvidence, StatFigures
 from skillneurons.neurons.stats import CrossFitCounts, FoldPlan, null_counts_bytes
 from test_find import _saved_prompts
-from test_heldout import _pm, indicators, naive_heldout, naive_in_sample, three_class
+from test_heldout import _pm, imbalanced, indicators, naive_heldout, naive_in_sample, three_class
 
 
-@pytest.mark.parametrize(("classes", "heldout_null"), [(2, True), (3, True), (2, False)])
-def test_null_equals_a_naive_loop_over_permuted_labels(classes: int, heldout_null: bool) -> None:
+@pytest.mark.parametrize(
+    ("classes", "heldout_null", "score"),
+    [
+        (2, True, "accuracy"),
+        (3, True, "accuracy"),
+        (2, False, "accuracy"),
+        (2, True, "balanced"),
+        (2, False, "balanced"),
+    ],
+)
+def test_null_equals_a_naive_loop_over_permuted_labels(classes: int, heldout_null: bool, score: str) -> None:
+    """The balanced cases on imbalanced labels (30 positive, 15 negative): the permutations keep
+    every fold's class counts, so each side's rate has the same denominators as the real figures."""
     make = separable_task if classes == 2 else three_class
-    train, dev = make(30, seed=1), make(40, seed=2)
-    subtasks = decompose(classes)
+    train, dev = make(30, seed=1), (make(40, seed=2) if score == "accuracy" else imbalanced(60, seed=2))
+    subtasks = decompose(classes, score=score)  # type: ignore[arg-type]
     R = 7
     plan = FoldPlan.make(dev.labels, classes, 4, R, seed=11)
     pms = [_pm(0, classes), _pm(1, classes)]

@@ -385,6 +385,12 @@ def test_report_shows_the_comparable_accuracy_and_the_flags(run: dict[str, Any])
     page = run["html"]
     assert "Neurons vs the prompts' own accuracy, per binary subtask" in page
     assert '<p class="flag">Warning: too few to rank:' in page
+    # the score find used (--score): summaries written before it read as accuracy
+    from skillneurons.report.views import FindSummaryView
+
+    assert "(max(acc, 1 - acc), 0.5 = chance on balanced labels)" in page
+    assert FindSummaryView.read({}).score == "accuracy"
+    assert FindSummaryView.read({"score": "balanced"}).score == "balanced"
 
 
 def test_report_refuses_a_folder_of_runs_of_several_models_or_tasks(

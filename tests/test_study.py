@@ -86,8 +86,14 @@ def test_spec_is_checked_before_anything_loads(tmp_path: Path) -> None:
     assert spec.tasks[1].train.max_steps == 3 and spec.tasks[0].train.max_steps == 4
     assert spec.tasks[0].run.dev_size == 12 and spec.tasks[0].prompt.max_length == 16
     assert spec.perturb.sweeps["mean"].mode == "mean" and spec.perturb.sweeps["zero"].rho == (0.0, 0.1)
+    balanced = _spec(tmp_path, SPEC.replace("[find]\n", '[find]\nscore = "balanced"\n'))
+    assert balanced.find.score == "balanced" and spec.find.score == "accuracy"
+    # a find step's identity leaves the default score out (studies recorded before it resume)
+    assert "score" not in study_run.find_identity(spec.find)
+    assert study_run.find_identity(balanced.find)["score"] == "balanced"
     bad = {
         "[find]\nnope = 1": "[find]: unknown key 'nope'",
+        "[find]\nscore = 'f1'": "[find]: score 'f1' is unknown",
         "[tasks.a]\nepochz = 1": "[tasks.a]: unknown key 'epochz'",
         "[perturb]\nmodes = ['loud']": "[perturb]: modes",
         "[perturb]\nrho = [2.0]": "[perturb]",
@@ -176,7 +182,15 @@ def test_study_runs_resumes_and_reuses(tmp_path: Path, monkeypatch: pytest.Monke
     again = study_run.run_study(spec, out=out, backbone=bb, tasks=_tasks(), report=False, progress=False)
     assert isinstance(again, StudyResult) and not any(s.computed for s in again.steps)
     assert again.tasks == res.tasks and again.transfer_matrix == res.transfer_matrix
-    changed = _spec(tmp_path, SPEC.replace("[find]\ncontrols = false", "[find]\ncontrols = false\ntop = 3"))
-    with pytest.raises(ConfigError, match="find/a holds the step 'find a' made with other options"):
-        study_run.run_study(changed, out=out, backbone=bb, tasks=_tasks(), report=False, progress=False)
+    same = _spec(tmp_path, SPEC.replace("[find]\n", '[find]\nscore = "accuracy"\n'))  # the default, spelt
+    assert not any(
+        s.computed
+        for s in study_run.run_study(same, out=out, backbone=bb, tasks=_tasks(), report=False).steps
+    )
+    for extra in ("top = 3", 'score = "balanced"'):
+        changed = _spec(
+            tmp_path, SPEC.replace("[find]\ncontrols = false", f"[find]\ncontrols = false\n{extra}")
+        )
+        with pytest.raises(ConfigError, match="find/a holds the step 'find a' made with other options"):
+            study_run.run_study(changed, out=out, backbone=bb, tasks=_tasks(), report=False, progress=False)
     json.loads((out / "spec.json").read_text())

@@ -9,11 +9,13 @@ from skillneurons.data.config import SPLIT_SEED_HELP
 from skillneurons.errors import ConfigError
 from skillneurons.options import option
 
-__all__ = ["DECOMPOSITION_SCHEMES", "FindConfig", "check_fraction"]
+__all__ = ["DECOMPOSITION_SCHEMES", "SCORES", "FindConfig", "check_fraction"]
 
 DECOMPOSITION_SCHEMES = ("one_vs_rest", "pairwise", "paper")
 AGGREGATIONS = ("mean", "min")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: how one neuron's thresholded activation is scored on a binary subtask (``FindConfig.score``)
+SCORES = ("accuracy", "balanced")
 
 
 def check_fraction(rho: Any, plural: bool = False) -> None:
@@ -33,6 +35,16 @@ class FindConfig:
         choices=DECOMPOSITION_SCHEMES,
     )
     aggregate: str = option("mean", "aggregation over prompts (seeds)", choices=AGGREGATIONS)
+    score: str = option(
+        "accuracy",
+        "how a neuron's activation, thresholded at its train mean, is scored on a binary subtask: "
+        "accuracy = mean 1[1[a > a_bar] == y] (the paper's; on imbalanced labels its chance level is "
+        "the majority rate), balanced = 0.5 * (P[a > a_bar | y=1] + P[a <= a_bar | y=0]) (chance 0.5 "
+        "whatever the balance); predictivity max(score, 1 - score) either way, for the ranking, the "
+        "held-out and in-sample figures, the null and the controls. Subtasks of a task with 3+ "
+        "classes are always balanced",
+        choices=SCORES,
+    )
     auroc_bins: int | None = option(
         None, "also compute the threshold-free AUROC score with this many bins", metavar="BINS"
     )
@@ -111,5 +123,7 @@ class FindConfig:
                 f"decomposition scheme {self.scheme!r} is unknown: use one of "
                 f"{', '.join(DECOMPOSITION_SCHEMES)}"
             )
+        if self.score not in SCORES:
+            raise ConfigError(f"score {self.score!r} is unknown: use 'accuracy' or 'balanced'")
         if self.aggregate not in AGGREGATIONS:
             raise ConfigError(f"aggregation {self.aggregate!r} is unknown: use 'mean' or 'min'")

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from skillneurons.errors import ConfigError
 from skillneurons.neurons.ranking import Subtask
-from skillneurons.neurons.stats import CrossFitCounts
+from skillneurons.neurons.stats import CrossFitCounts, threshold_accuracy
 
 __all__ = [
     "PromptFolds",
@@ -71,9 +71,7 @@ def subtask_accuracy(counts: Tensor, n: Tensor, s: Subtask) -> Tensor:
     n_pos, n_neg = _side_sum(nn, pos), _side_sum(nn, neg)
     tp = _side_sum(counts, pos)
     tn = n_neg.to(counts.dtype) - _side_sum(counts, neg)
-    if s.balanced:
-        return 0.5 * (tp.to(torch.float64) / n_pos + tn.to(torch.float64) / n_neg)
-    return (tp + tn).to(torch.float64) / (n_pos + n_neg)
+    return threshold_accuracy(tp, tn, n_pos, n_neg, s.balanced)
 
 
 def _first_best(score: Tensor, values: Tensor) -> Tensor:
@@ -87,35 +85,36 @@ def _first_best(score: Tensor, values: Tensor) -> Tensor:
     return best.unsqueeze(2)
 
 
-def _select(
-    c: Tensor, n: Tensor, s: Subtask, shape: tuple[int, int, int], train: tuple[Tensor, Tensor] | None
-) -> tuple[Tensor, Tensor, Tensor]:
+def _select(c: Tensor, n: Tensor, s: Subtask, shape: tuple[int, int, int]) -> tuple[Tensor, Tensor, Tensor]:
     """Per fold f, on the other folds: ``(score [F, L, N] float64, best position [F, L, 1, N],
-    positive direction [F, L, N] bool)`` from the per-fold counts ``c`` [F, C, X] int32 and ``n``
-    [F, C]. A plain subtask's predictivity is ``max(m, n - m) / n`` with ``m = TP + TN`` (integers
-    compared exactly); a balanced one's ``max(Acc, 1 - Acc)`` on the training folds' counts ``train``."""
+    positive direction [F, L, N] bool)`` from the per-fold counts ``c`` [F, C, X] and ``n`` [F, C].
+    The predictivity is ``max(m, D - m) / D``, integers compared exactly: plain ``m = TP + TN``,
+    ``D = n_pos + n_neg``; balanced ``m = TP * n_neg + TN * n_pos``, ``D = 2 * n_pos * n_neg``
+    (:func:`~skillneurons.neurons.stats.threshold_accuracy`'s numerator; int32 while ``D`` fits, and
+    ``0 <= m <= D``, so no intermediate overflows: ``TP * n_neg <= n_pos * n_neg``)."""
     L, T, N = shape
     F = c.shape[0]
     pos, neg = list(s.positive), list(s.negative)
+    nt = n.sum(0, keepdim=True) - n  # examples per class on the other folds
+    n_pos, n_neg = nt[:, pos].sum(1).view(F, 1), nt[:, neg].sum(1).view(F, 1)
     if not s.balanced:
         d = _side_sum(c, pos) - _side_sum(c, neg)  # [F, X]: TP - (n_neg - TN) per fold
         d = d.sum(0, dtype=d.dtype).unsqueeze(0) - d  # on the other folds
-        nt = n.sum(0, keepdim=True) - n
-        n_pos, n_neg = nt[:, pos].sum(1), nt[:, neg].sum(1)
-        m = (d + n_neg.to(d.dtype).view(F, 1)).view(F, L, T, N)
-        tot = (n_pos + n_neg).to(d.dtype).view(F, 1, 1, 1)
-        pm = torch.maximum(m, tot - m)
-        top = pm.amax(2)
-        best = _first_best(top, pm)
-        positive = 2 * m.gather(2, best).squeeze(2).to(torch.int64) >= tot.view(F, 1, 1)
-        return top.to(torch.float64) / tot.view(F, 1, 1), best, positive
-    assert train is not None
-    acc = subtask_accuracy(train[0], train[1], s).view(F, L, T, N)
-    pred = torch.maximum(acc, 1.0 - acc)
-    top = pred.amax(2)
-    best = _first_best(top, pred)
-    a = acc.gather(2, best).squeeze(2)
-    return top, best, a >= 1.0 - a
+        m = d + n_neg.to(d.dtype)
+        tot = n_pos + n_neg
+    else:  # int32 while every 2 * n_pos * n_neg fits (e.g. up to 65,000 examples, even ones)
+        tot = 2 * n_pos * n_neg
+        dt = torch.int32 if int(tot.max()) <= 2**31 - 1 else torch.int64
+        tp, up = (_side_sum(c, side).to(dt) for side in (pos, neg))  # up: n_neg - TN
+        tp, up = tp.sum(0, keepdim=True) - tp, up.sum(0, keepdim=True) - up
+        m = tp * n_neg.to(dt) - up * n_pos.to(dt) + (n_neg * n_pos).to(dt)
+    m = m.view(F, L, T, N)
+    tot = tot.to(m.dtype).view(F, 1, 1, 1)
+    pm = torch.maximum(m, tot - m)
+    top = pm.amax(2)
+    best = _first_best(top, pm)
+    positive = 2 * m.gather(2, best).squeeze(2).to(torch.int64) >= tot.view(F, 1, 1)
+    return top.to(torch.float64) / tot.view(F, 1, 1), best, positive
 
 
 def fold_reduce(
@@ -140,13 +139,10 @@ def fold_reduce(
     # int16 while the split has at most 32,767 examples (every count, m and n - m fit): half the traffic
     c = counts.to(torch.int16 if int(n.sum()) <= 2**15 - 1 else torch.int32)
     total, ntot = c.sum(0, dtype=c.dtype), n.sum(0)
-    train = None
-    if any(s.balanced for s in subtasks):
-        train = (total.unsqueeze(0) - c, ntot.unsqueeze(0) - n)
     c5 = c.view(F, C, L, T, N)
     trains, tests, ins = [], [], []
     for s in subtasks:
-        score, best, positive = _select(c, n, s, shape, train)
+        score, best, positive = _select(c, n, s, shape)
         trains.append(score)
         at = c5.gather(3, best.unsqueeze(1).expand(F, C, L, 1, N)).reshape(F, C, L * N)
         a_te = subtask_accuracy(at, n, s).view(F, L, N)

@@ -338,7 +338,7 @@ def find_skill_neurons(
     # checked before the first prompt is scored
     splits = [run.splits(task, cfg.split_seed) for run in open_together(prompts, "prompt")]
     out = Path(out_dir) if out_dir is not None else None
-    subtasks = decompose(task.num_classes, cfg.scheme)  # type: ignore[arg-type]
+    subtasks = decompose(task.num_classes, cfg.scheme, cfg.score)  # type: ignore[arg-type]
     scored = [
         _score_one(backbone, Path(p), i, len(prompts), task, subtasks, cfg, out, progress, splits[i])
         for i, p in enumerate(prompts)
@@ -392,6 +392,7 @@ def _score_one(
         if (
             cman.get("prompt_sha256") == digest
             and cman.get("scheme") == cfg.scheme
+            and cman.get("score", "accuracy") == cfg.score
             and cman.get("auroc_bins") == cfg.auroc_bins
             and (cman.get("pooled", False) or not pooled)
             and cman.get("crossfit") == _crossfit_key(cfg)
@@ -428,6 +429,7 @@ def _score_one(
                     "prompt": str(path),
                     "prompt_sha256": digest,
                     "scheme": cfg.scheme,
+                    "score": cfg.score,
                     "auroc_bins": cfg.auroc_bins,
                     "pooled": pooled,
                     "crossfit": _crossfit_key(cfg),
@@ -475,6 +477,7 @@ def _aggregate(
         "task": task.name,
         "task_fingerprint": task.fingerprint(),
         "scheme": cfg.scheme,
+        "score": cfg.score,
         "aggregation": cfg.aggregate,
         "prompts": [vars(i).copy() for i in infos],
         "layout": first_model.layout,
@@ -502,6 +505,7 @@ def _summarize(
         num_prompts=len(per_prompt_scores),
         aggregation=cfg.aggregate,
         scheme=cfg.scheme,
+        score=cfg.score,
         prompts=list(infos),
         top1_predictivity=float(combined.max()),
         top1pct_mean_predictivity=_top_fraction_mean(combined, rho),
@@ -705,10 +709,16 @@ def format_summary(summary: FindSummary) -> str:
         f"{s.aggregation} over prompts, subtasks by {s.scheme}",
     ]
     lines += _prompt_lines(s)
-    lines.append(
-        "  predictivity: the accuracy of ONE neuron's activation, thresholded at its train mean, on a binary "
-        "subtask (max(acc, 1 - acc); 0.5 = chance)"
-    )
+    if s.score == "balanced":
+        lines.append(
+            "  predictivity: the BALANCED accuracy of ONE neuron's activation, thresholded at its train "
+            "mean, on a binary subtask (the mean of the two sides' rates; max(bal, 1 - bal); 0.5 = chance)"
+        )
+    else:
+        lines.append(
+            "  predictivity: the accuracy of ONE neuron's activation, thresholded at its train mean, on a "
+            "binary subtask (max(acc, 1 - acc); 0.5 = chance on balanced labels)"
+        )
     lines += _evidence_lines(s)
     if s.subtasks:
         lines.append(

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from skillneurons.artifacts import load_artifact, save_artifact
 from skillneurons.errors import ArtifactError, ConfigError
-from skillneurons.neurons.config import DECOMPOSITION_SCHEMES
+from skillneurons.neurons.config import DECOMPOSITION_SCHEMES, SCORES
 
 __all__ = [
     "DECOMPOSITION_SCHEMES",
@@ -205,7 +205,8 @@ class Subtask:
 
     ``balanced``: score it with the balanced accuracy (mean of the per-side rates); :func:`decompose`
     sets it for every subtask of a task with 3 or more classes (the paper balanced its 3-class
-    subtasks) and not for a 2-class task (the paper's plain accuracy).
+    subtasks) and, for a 2-class task, only with ``score="balanced"`` (default: the paper's plain
+    accuracy).
     """
 
     positive: tuple[int, ...]
@@ -231,8 +232,8 @@ def prediction_accuracy(confusion: Tensor, subtask: Subtask) -> float | None:
         return None
     said_pos = conf[:, pos].sum(1)
     tp, tn = float(said_pos[pos].sum()), n_neg - float(said_pos[neg].sum())
-    if subtask.balanced:
-        return 0.5 * (tp / n_pos + tn / n_neg)
+    if subtask.balanced:  # the exact rational, rounded once (as the neurons' balanced accuracy)
+        return (tp * n_neg + tn * n_pos) / (2 * n_pos * n_neg)
     return (tp + tn) / (n_pos + n_neg)
 
 
@@ -247,17 +248,23 @@ def balanced_accuracy(confusion: Tensor) -> float | None:
 
 
 def decompose(
-    num_classes: int, scheme: Literal["one_vs_rest", "pairwise", "paper"] = "one_vs_rest"
+    num_classes: int,
+    scheme: Literal["one_vs_rest", "pairwise", "paper"] = "one_vs_rest",
+    score: Literal["accuracy", "balanced"] = "accuracy",
 ) -> list[Subtask]:
     """Binary subtasks of a ``num_classes``-way task (REFERENCE.md section 2 step 7).
 
-    * 2 classes, any scheme: one subtask, class 1 vs class 0 (not balanced).
+    * 2 classes, any scheme: one subtask, class 1 vs class 0 (balanced only with
+      ``score="balanced"``).
     * ``one_vs_rest``: class c vs all others, for c = 0..C-1.
     * ``pairwise``: class j vs class i for every i < j.
     * ``paper`` (3 classes only): class 0 vs class 2, then class 1 vs rest (0 and 2), as the original.
 
-    With 3+ classes every subtask is ``balanced``. Names: ``"1_vs_0"``, ``"1_vs_rest"``, ...
+    With 3+ classes every subtask is ``balanced`` whatever ``score``. Names: ``"1_vs_0"``,
+    ``"1_vs_rest"``, ...
     """
+    if score not in SCORES:
+        raise ConfigError(f"score {score!r} is unknown: use 'accuracy' or 'balanced'")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ConfigError(f"num_classes={num_classes!r} is invalid: a task needs at least 2 classes")
     if scheme not in DECOMPOSITION_SCHEMES:
@@ -265,7 +272,7 @@ def decompose(
             f"decomposition scheme {scheme!r} is unknown: use one of {', '.join(DECOMPOSITION_SCHEMES)}"
         )
     if num_classes == 2:
-        return [Subtask((1,), (0,), "1_vs_0", balanced=False)]
+        return [Subtask((1,), (0,), "1_vs_0", balanced=score == "balanced")]
     classes = tuple(range(num_classes))
     if scheme == "one_vs_rest":
         return [

@@ -205,6 +205,8 @@ class FindSummary(LegacyKeys, Result):
     prompts: list[PromptInfo]
     top1_predictivity: float
     top1pct_mean_predictivity: float
+    #: ``accuracy`` or ``balanced`` (``FindConfig.score``); summaries written before it: accuracy
+    score: str = "accuracy"
     top: list[TopNeuron] = field(default_factory=list)
     layer_distribution: LayerDistribution | None = None
     auroc_top1: float | None = None

@@ -18,7 +18,8 @@ computed on different workers merge by summation (:meth:`BaselineStats.merge`,
    i.e. the fraction of the subtask's examples with ``1[a > a_bar] == 1[y in pos]`` (REFERENCE.md
    section 2 step 2), and ``Pred = max(Acc, 1 - Acc)`` (step 3). With ``balanced=True`` the accuracy is
    the mean of the two per-side rates, ``(TP / n_pos + TN / n_neg) / 2``, which class imbalance cannot
-   inflate. Optional per-class histograms give a threshold-free score, the AUROC.
+   inflate (``find --score balanced``; the same counts, no extra memory). Optional per-class
+   histograms give a threshold-free score, the AUROC.
 
 Activations arrive as ``acts`` of shape ``[batch, n_layers, n_positions, d_ff]`` (any floating dtype,
 any device; they are converted to float64 chunk by chunk, so float32 values are compared with the
@@ -62,6 +63,7 @@ __all__ = [
     "histogram_bytes",
     "null_counts_bytes",
     "predictivity_stats_bytes",
+    "threshold_accuracy",
 ]
 
 #: Names of the position axis for the pooled text-token controls: ``acts[:, :, 0]`` is the mean over
@@ -158,6 +160,22 @@ def find_stats_bytes(
 
 # ----------------------------------------------------------------------------------------------------
 # helpers
+
+
+def threshold_accuracy(
+    tp: Tensor, tn: Tensor, n_pos: int | Tensor, n_neg: int | Tensor, balanced: bool = False
+) -> Tensor:
+    """The one formula of a binary subtask's threshold accuracy, float64, from integer counts:
+    ``(TP + TN) / (n_pos + n_neg)``, or balanced ``(TP / n_pos + TN / n_neg) / 2`` computed as the
+    exact rational ``(TP * n_neg + TN * n_pos) / (2 * n_pos * n_neg)`` rounded once (int64
+    numerator, exact below 2^53: every split of fewer than ~10^8 examples). One rounding makes the
+    balanced accuracy equal to the plain one, bit for bit, when ``n_pos == n_neg``, and equal
+    rationals equal floats (ties stay ties). ``tp``, ``tn``: integer tensors; ``n_pos``, ``n_neg``:
+    ints or integer tensors broadcasting against them."""
+    if balanced:
+        num = tp.to(torch.int64) * n_neg + tn.to(torch.int64) * n_pos
+        return num.to(torch.float64) / (2 * n_pos * n_neg)
+    return (tp + tn).to(torch.float64) / (n_pos + n_neg)
 
 
 def _check_geometry(n_layers: int, n_positions: int, d_ff: int) -> tuple[int, int, int]:
@@ -1005,16 +1023,15 @@ class PredictivityStats:
 
         ``negative=None`` means all other classes. Only examples of the subtask's classes count.
         ``Acc = (TP + TN) / (n_pos + n_neg)``, ``TP = sum_{c in pos} above[c]``,
-        ``TN = sum_{c in neg} (n_c - above[c])``; ``balanced``: ``(TP / n_pos + TN / n_neg) / 2``.
+        ``TN = sum_{c in neg} (n_c - above[c])``; ``balanced``: ``(TP / n_pos + TN / n_neg) / 2``
+        (:func:`threshold_accuracy`: exact, so equal to ``Acc`` when ``n_pos == n_neg``).
         """
         pos, neg = self._sides(positive, negative)
         n_pos = int(self.class_counts[pos].sum())
         n_neg = int(self.class_counts[neg].sum())
         tp = self.above[pos].sum(0)
         tn = n_neg - self.above[neg].sum(0)
-        if balanced:
-            return 0.5 * (tp.to(torch.float64) / n_pos + tn.to(torch.float64) / n_neg)
-        return (tp + tn).to(torch.float64) / (n_pos + n_neg)
+        return threshold_accuracy(tp, tn, n_pos, n_neg, balanced)
 
     def predictivity(
         self, positive: Sequence[int] = (1,), negative: Sequence[int] | None = None, balanced: bool = False

@@ -250,6 +250,8 @@ class FindSummaryView:
     seed_stability: SeedStability | None = None
     subtasks: list[SubtaskFigures] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    #: ``accuracy`` or ``balanced`` (``find --score``); summaries written before it: accuracy
+    score: str = "accuracy"
 
     @classmethod
     def read(cls, obj: dict[str, Any]) -> FindSummaryView:
@@ -270,6 +272,7 @@ class FindSummaryView:
         return cls(
             subtasks=subtasks,
             flags=_find_flags(obj),
+            score="balanced" if obj.get("score") == "balanced" else "accuracy",
             top1_predictivity=obj.get("top1_predictivity"),
             top1pct_mean_predictivity=obj.get("top1pct_mean_predictivity"),
             first_prompt=Control.read(first) if isinstance(first, dict) else None,

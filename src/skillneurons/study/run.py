@@ -34,6 +34,7 @@ from skillneurons.delta import delta_perturbation
 from skillneurons.errors import ConfigError, SkillNeuronsError
 from skillneurons.evidence import mean_over_seeds
 from skillneurons.files import atomic_write_json, read_json
+from skillneurons.neurons.config import FindConfig
 from skillneurons.perturb import run_cross, run_similarity, run_sweep
 from skillneurons.perturb.results import CrossResult, SimilarityResult
 from skillneurons.report import write_report
@@ -76,6 +77,18 @@ def _plain(obj: Any) -> Any:
 
 def _is_dc(o: Any) -> bool:
     return dataclasses.is_dataclass(o) and not isinstance(o, type)
+
+
+#: FindConfig options added after studies were recorded, with the value those studies ran with: left
+#: out of a find step's identity at that value, so a study recorded before them resumes
+_FIND_ADDED = {"score": "accuracy"}
+
+
+def find_identity(cfg: FindConfig) -> dict[str, Any]:
+    """A find step's options as recorded in its identity (:data:`_FIND_ADDED` at their old value
+    left out)."""
+    out = dataclasses.asdict(cfg)
+    return {k: v for k, v in out.items() if not (k in _FIND_ADDED and v == _FIND_ADDED[k])}
 
 
 def _digest(path: Path) -> str:
@@ -214,7 +227,7 @@ class Study:
         cfg = self.spec.find
 
         def identity() -> dict[str, Any]:
-            return {"prompts": [_digest(p) for p in prompts], "find": cfg}
+            return {"prompts": [_digest(p) for p in prompts], "find": find_identity(cfg)}
 
         def compute() -> dict[str, Any]:
             found = find_skill_neurons(

@@ -23,10 +23,15 @@ def section_summary(data: ReportData, ctx: Context) -> Section | None:
     n = data.neurons
     s = n.summary
     subs = ", ".join(subtask_names(data).values())
+    score = (
+        "max(bal, 1 - bal) of the balanced accuracy, the mean of the two classes' rates, 0.5 = chance"
+        if s is not None and s.score == "balanced"
+        else "max(acc, 1 - acc), 0.5 = chance on balanced labels"
+    )
     body = [
         para(
             "Predictivity of a neuron: how well its activation at a prompt position, thresholded at its mean "
-            "over the training split, predicts the label on the dev split (max(acc, 1 - acc), 0.5 = chance), "
+            f"over the training split, predicts the label on the dev split ({score}), "
             f"maximised over the {len(n.position_names)} prompt positions and averaged "
             f"({n.aggregation or 'mean'}) over {len(n.prompts)} prompt(s). Binary subtask(s): {subs}."
         )
