@@ -216,6 +216,52 @@ def _chunks(batch: int, n_layers: int, per_layer: int, max_elements: int) -> Ite
             yield slice(b, b + 1), slice(layer, min(layer + lstep, n_layers))
 
 
+def _update_chunks(
+    batch: int, shape: tuple[int, int, int], position_chunk: int | None
+) -> Iterator[tuple[slice, slice, slice]]:
+    """The chunks of an ``update``: ``(batch, layer, position)`` slices. The batch and layer slices
+    are :func:`_chunks`' whatever ``position_chunk``, so every float sum runs in the same order (the
+    results are bit-identical); each is cut into runs of at most ``position_chunk`` positions, so no
+    comparison tensor holds more than ``position_chunk`` positions."""
+    L, T, N = shape
+    step = T if position_chunk is None else max(1, min(position_chunk, T))
+    for bs, ls in _chunks(batch, L, T * N, MAX_CHUNK_ELEMENTS):
+        for t in range(0, T, step):
+            yield bs, ls, slice(t, min(t + step, T))
+
+
+def chunk_elements(batch: int, shape: tuple[int, int, int], position_chunk: int | None = None) -> int:
+    """The most activations one chunk of an ``update`` holds (:func:`_update_chunks`): at most
+    ``MAX_CHUNK_ELEMENTS``, or one layer of one example's positions when that is more."""
+    L, T, N = shape
+    per_example = L * T * N
+    if per_example <= MAX_CHUNK_ELEMENTS:
+        b, layers = min(batch, MAX_CHUNK_ELEMENTS // per_example), L
+    else:
+        b, layers = min(batch, 1), min(L, max(1, MAX_CHUNK_ELEMENTS // (T * N)))
+    tc = T if position_chunk is None else max(1, min(position_chunk, T))
+    return b * layers * tc * N
+
+
+def _tree_sum(x: Tensor) -> Tensor:
+    """``x.sum(0)`` by a fixed binary tree of elementwise additions: the same bits on every device (a
+    reduction kernel's order differs between the CPU and CUDA; IEEE additions do not)."""
+    while x.shape[0] > 1:
+        h = x.shape[0] // 2
+        y = x[:h] + x[h : 2 * h]
+        if x.shape[0] % 2:
+            y[-1] += x[-1]
+        x = y
+    return x[0]
+
+
+def _check_position_chunk(position_chunk: int | None) -> int | None:
+    pc = position_chunk
+    if pc is not None and (isinstance(pc, bool) or not isinstance(pc, int) or pc < 1):
+        raise ConfigError(f"position_chunk={pc!r} is invalid: pass a positive number of positions or None")
+    return pc
+
+
 def _require(state: Mapping[str, Tensor], keys: Sequence[str], what: str) -> None:
     missing = [k for k in keys if k not in state]
     if missing:
@@ -245,6 +291,7 @@ class BaselineStats:
         d_ff: N, neurons per layer (input width of the FFN down projection).
         device: where the float64 accumulators live (the activations are moved there). Use ``"cpu"``
             on backends without float64 (MPS).
+        position_chunk: update at most this many positions at a time (None: all); the same bits.
 
     Attributes:
         sum: [L, T, N] float64, sum of activations.
@@ -257,10 +304,16 @@ class BaselineStats:
     """
 
     def __init__(
-        self, n_layers: int, n_positions: int, d_ff: int, device: str | torch.device = "cpu"
+        self,
+        n_layers: int,
+        n_positions: int,
+        d_ff: int,
+        device: str | torch.device = "cpu",
+        position_chunk: int | None = None,
     ) -> None:
         self.shape = _check_geometry(n_layers, n_positions, d_ff)
         self.device = torch.device(device)
+        self.position_chunk = _check_position_chunk(position_chunk)
         self.sum = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
         self.sum_sq = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
         self.count = 0
@@ -291,11 +344,10 @@ class BaselineStats:
         caller has checked that: ``finite_checked``, as the collection does once per batch).
         """
         acts = _check_acts(acts, self.shape, not finite_checked).to(self.device)
-        L, T, N = self.shape
-        for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
-            x = acts[bs, ls].to(torch.float64)
-            self.sum[ls] += x.sum(0)
-            self.sum_sq[ls] += x.square_().sum(0)
+        for bs, ls, ts in _update_chunks(acts.shape[0], self.shape, self.position_chunk):
+            x = acts[bs, ls, ts].to(torch.float64)
+            self.sum[ls, ts] += _tree_sum(x)
+            self.sum_sq[ls, ts] += _tree_sum(x.square_())
         self.count += int(acts.shape[0])
 
     def _require_data(self, minimum: int = 1) -> None:
@@ -310,7 +362,7 @@ class BaselineStats:
         self._require_data()
         return self.sum / self._scalar(self.count)
 
-    def _scalar(self, value: int) -> Tensor:
+    def _scalar(self, value: float) -> Tensor:
         # a 0-d tensor, not a Python number: CUDA divides by a Python scalar through its reciprocal,
         # which differs from the CPU's true division in the last bit; tensor / tensor is exact on both
         return torch.tensor(float(value), dtype=torch.float64, device=self.sum.device)
@@ -330,7 +382,7 @@ class BaselineStats:
         acts = _check_acts(acts, self.shape, finite=False).to(self.device)
         self._require_data(2)
         mean = self.mean()
-        se = self.std().div_(math.sqrt(self.count))
+        se = self.std().div_(self._scalar(math.sqrt(self.count)))
         L, T, N = self.shape
         inside = 0
         for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
@@ -616,17 +668,19 @@ class CrossFitCounts:
             fp = F if heldout_null else 1
             ndt = self.dtype if heldout_null else _count_dtype(plan.size)
             self._null = torch.zeros((R, fp, C - 1, *shape), dtype=ndt, device=self.device)
-        self._pending: list[tuple[Tensor, Tensor, slice]] = []
+        self._pending: list[tuple[Tensor, Tensor, slice, slice]] = []
         self._pending_elements = 0
         self._fold = plan.fold.to(self.device)
         self._perm = plan.perm_labels.to(self.device)
         self._labels = plan.labels.to(self.device)
 
     @torch.no_grad()
-    def add(self, gt: Tensor, index: Tensor, ls: slice, count_examples: bool) -> None:
-        """Add ``gt`` [b, l, T, N] (bool: above the baseline) of the examples ``index`` [b] (their
-        positions in the split), layers ``ls``; ``count_examples``: also count them in class_counts
-        (once per example: on its first layer chunk).
+    def add(
+        self, gt: Tensor, index: Tensor, ls: slice, count_examples: bool, ts: slice | None = None
+    ) -> None:
+        """Add ``gt`` [b, l, t, N] (bool: above the baseline) of the examples ``index`` [b] (their
+        positions in the split), layers ``ls`` and positions ``ts`` (None: all); ``count_examples``:
+        also count them in class_counts (once per example: on its first chunk).
 
         The indicators are buffered (at most :data:`CROSSFIT_BUFFER` of them, as bool) and counted
         by a few large matrix products at :meth:`flush` (called when the buffer is full and by every
@@ -638,7 +692,8 @@ class CrossFitCounts:
             self._class_counts += torch.bincount(key, minlength=F * C).view(F, C)
         if gt.numel() == 0:
             return
-        self._pending.append((gt.to(device=self.device, dtype=torch.bool), index, ls))
+        ts = slice(0, self.shape[1]) if ts is None else slice(ts.start or 0, ts.stop)
+        self._pending.append((gt.to(device=self.device, dtype=torch.bool), index, ls, ts))
         self._pending_elements += gt.numel()
         if self._pending_elements >= CROSSFIT_BUFFER:
             self.flush()
@@ -647,22 +702,22 @@ class CrossFitCounts:
     def flush(self) -> None:
         """Count the buffered indicators (see :meth:`add`)."""
         pending, self._pending, self._pending_elements = self._pending, [], 0
-        groups: dict[tuple[int, int], list[tuple[Tensor, Tensor]]] = {}
-        for gt, index, ls in pending:
-            groups.setdefault((ls.start or 0, ls.stop), []).append((gt, index))
-        for (start, stop), items in groups.items():
+        groups: dict[tuple[int, int, int, int], list[tuple[Tensor, Tensor]]] = {}
+        for gt, index, ls, ts in pending:
+            groups.setdefault((ls.start or 0, ls.stop, ts.start, ts.stop), []).append((gt, index))
+        for (start, stop, t0, t1), items in groups.items():
             gt = torch.cat([g for g, _ in items])
             index = torch.cat([i for _, i in items])
-            self._count(gt, index, slice(start, stop))
+            self._count(gt, index, slice(start, stop), slice(t0, t1))
 
-    def _count(self, gt: Tensor, index: Tensor, ls: slice) -> None:
+    def _count(self, gt: Tensor, index: Tensor, ls: slice, ts: slice) -> None:
         F, C = self.plan.folds, self.plan.num_classes
         b = gt.shape[0]
         fold, lab = self._fold[index], self._labels[index]
         key = fold * C + lab
         for g in key.unique().tolist():  # the real counts: one sum per (fold, class)
             x = gt[key == g].sum(0, dtype=torch.int32)
-            self._counts[g // C, g % C, ls] += x.to(self.dtype)
+            self._counts[g // C, g % C, ls, ts] += x.to(self.dtype)
         if self._null is None:
             return
         R = self.plan.permutations
@@ -675,12 +730,21 @@ class CrossFitCounts:
             y = torch.zeros((sel.numel(), R, C), dtype=torch.float32, device=self.device)
             y.scatter_(2, perm[:, sel].T.unsqueeze(-1), 1.0)
             y = y[:, :, 1:].reshape(sel.numel(), R * (C - 1))
-            flat = gt[sel].reshape(sel.numel(), -1)
-            dest = self._null[:, 0 if f is None else f, :, ls].view(R, C - 1, -1)  # a view: += counts
+            null = self._null[:, 0 if f is None else f]
+            if ts.stop - ts.start == self.shape[1]:  # all positions: the layers' counts are one view
+                blocks = [(null[:, :, ls], gt[sel])]
+            else:  # a run of positions is contiguous within a layer only
+                part = gt[sel]
+                blocks = [
+                    (null[:, :, layer, ts], part[:, k]) for k, layer in enumerate(range(ls.start or 0, ls.stop))
+                ]
             step = max(1, _PRODUCT_ELEMENTS // (R * (C - 1)))  # bounds the float32 product
-            for j in range(0, flat.shape[1], step):
-                x = flat[:, j : j + step].to(torch.float32)  # 0/1: exact sums below 2^24
-                dest[:, :, j : j + step] += (y.T @ x).view(R, C - 1, -1).to(dest.dtype)
+            for counts, indicators in blocks:
+                dest = counts.view(R, C - 1, -1)  # a view: += counts
+                flat = indicators.reshape(sel.numel(), -1)
+                for j in range(0, flat.shape[1], step):
+                    x = flat[:, j : j + step].to(torch.float32)  # 0/1: exact sums below 2^24
+                    dest[:, :, j : j + step] += (y.T @ x).view(R, C - 1, -1).to(dest.dtype)
 
     @property
     def counts(self) -> Tensor:
@@ -776,6 +840,7 @@ class PredictivityStats:
             neuron constant on the train split) the range is widened to ``[lo, lo + 1)``.
         hist_k: standard deviations on each side of the mean for the default ``hist_range``.
         device: where the accumulators live (default: the baseline's device).
+        position_chunk: compare at most this many positions at a time (None: all); the same counts.
         plan: a :class:`FoldPlan` of the split: also keep the per-fold counts and the permutation
             null's (:class:`CrossFitCounts`, attribute ``crossfit``); :meth:`update` then needs every
             example's index in the split. ``heldout_null``: the null's counts per fold too.
@@ -798,7 +863,9 @@ class PredictivityStats:
         device: str | torch.device | None = None,
         plan: FoldPlan | None = None,
         heldout_null: bool = True,
+        position_chunk: int | None = None,
     ) -> None:
+        self.position_chunk = _check_position_chunk(position_chunk)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ConfigError(f"num_classes={num_classes!r} is invalid: a task needs at least 2 classes")
         if isinstance(baseline, BaselineStats):
@@ -878,9 +945,10 @@ class PredictivityStats:
             f"hist_bins={self.hist_bins}, class_counts={self.class_counts.tolist()})"
         )
 
-    def _bin_width(self, ls: slice) -> Tensor:
+    def _bin_width(self, ls: slice | tuple[slice, slice]) -> Tensor:
         assert self.hist_lo is not None and self.hist_hi is not None and self.hist_bins is not None
-        width = (self.hist_hi[ls] - self.hist_lo[ls]) / self.hist_bins
+        bins = torch.tensor(float(self.hist_bins), dtype=torch.float64, device=self.device)
+        width = (self.hist_hi[ls] - self.hist_lo[ls]) / bins  # tensor / tensor: the same bits on CUDA
         return torch.where(width > 0, width, torch.full_like(width, 1.0 / self.hist_bins))
 
     @torch.no_grad()
@@ -921,28 +989,26 @@ class PredictivityStats:
                 "merge fewer shards or drop hist_bins"
             )
         present = [c for c, n in enumerate(batch_counts.tolist()) if n > 0]
-        L, T, N = self.shape
         per_elem_bins = self.hist_bins + 2 if self.hist_bins is not None else 0
         fast = acts.dtype == torch.float32 and self.hist is None
-        for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
+        for bs, ls, ts in _update_chunks(acts.shape[0], self.shape, self.position_chunk):
             yb = y[bs]
             if fast:  # exact: a float32 a exceeds b iff it exceeds b rounded down to float32
-                gt = acts[bs, ls] > self._baseline32[ls]
+                gt = acts[bs, ls, ts] > self._baseline32[ls, ts]
             else:
-                x = acts[bs, ls].to(torch.float64)
-                gt = x > self.baseline[ls]
+                x = acts[bs, ls, ts].to(torch.float64)
+                gt = x > self.baseline[ls, ts]
             if self.hist is not None:
                 assert self.hist_lo is not None
-                idx = ((x - self.hist_lo[ls]) / self._bin_width(ls)).floor_().clamp_(-1, per_elem_bins - 2)
-                start, stop = (ls.start or 0) * T * N, ls.stop * T * N
-                offsets = (torch.arange(start, stop, device=self.device) * per_elem_bins).view(-1, T, N)
-                flat = idx.to(torch.int64).add_(1).add_(offsets)
+                lt = (ls, ts)
+                idx = ((x - self.hist_lo[lt]) / self._bin_width(lt)).floor_().clamp_(-1, per_elem_bins - 2)
+                flat = idx.to(torch.int64).add_(1).add_(self._hist_offsets(ls, ts, per_elem_bins))
                 hist_flat = self.hist.view(self.num_classes, -1)
             for c in present:
                 sel = yb == c
                 if not bool(sel.any()):
                     continue
-                self.above[c, ls] += gt[sel].sum(0)
+                self.above[c, ls, ts] += gt[sel].sum(0)
                 if self.hist is not None:
                     f = flat[sel].reshape(-1)
                     hist_flat[c].index_add_(
@@ -950,8 +1016,18 @@ class PredictivityStats:
                     )
             if self.crossfit is not None:
                 assert ix is not None
-                self.crossfit.add(gt, ix[bs], ls, count_examples=(ls.start or 0) == 0)
+                first = (ls.start or 0) == 0 and (ts.start or 0) == 0
+                self.crossfit.add(gt, ix[bs], ls, count_examples=first, ts=ts)
         self.class_counts += batch_counts
+
+    def _hist_offsets(self, ls: slice, ts: slice, per_elem_bins: int) -> Tensor:
+        """[l, t, N] int64: the first histogram bin of each (layer, position, neuron) of the chunk in
+        the flat histograms."""
+        _, T, N = self.shape
+        dev = self.device
+        lt = torch.arange(ls.start or 0, ls.stop, device=dev).view(-1, 1, 1) * T
+        lt = lt + torch.arange(ts.start or 0, ts.stop, device=dev).view(1, -1, 1)
+        return (lt * N + torch.arange(N, device=dev)) * per_elem_bins
 
     def _check_index(self, index: Tensor | Sequence[int] | None, y: Tensor) -> Tensor | None:
         if self.crossfit is None:
