@@ -58,10 +58,12 @@ __all__ = [
     "FoldPlan",
     "PredictivityStats",
     "baseline_stats_bytes",
+    "chunk_elements",
     "find_stats_bytes",
     "histogram_bytes",
     "null_counts_bytes",
     "predictivity_stats_bytes",
+    "reduction_bytes",
 ]
 
 #: Names of the position axis for the pooled text-token controls: ``acts[:, :, 0]`` is the mean over
@@ -116,44 +118,128 @@ def find_stats_bytes(
     folds: int = 5,
     permutations: int = 100,
     heldout_null: bool = True,
+    batch_size: int = 64,
+    pooled: bool = False,
+    subtasks: int = 1,
+    position_chunk: int | None = None,
 ) -> dict[str, int]:
-    """Bytes of every statistic one prompt's two passes hold at once, by name (``total`` their sum),
-    for a ranking split of ``dev_size`` examples dealt into ``folds`` folds: ``baseline`` (pass 1,
-    float64 sums), ``counts`` (pass 2: its float64 baseline copy and int64 per-class counts),
-    ``histograms`` (AUROC bins), ``fold_counts`` ([F, C, LTN], int16 while a fold holds at most
-    32,767 examples), ``null`` (:func:`null_counts_bytes`) and ``buffer`` (the indicators buffered
-    before they are counted: ``CROSSFIT_BUFFER`` bytes and one chunk). Transient buffers come on
-    top: per batch about ``17 * MAX_CHUNK_ELEMENTS`` bytes, per count step a fold's share of the
-    buffer as float32 and a 64 MiB product.
+    """Bytes of everything one prompt's two passes hold at once, by name (``total`` their sum), for a
+    ranking split of ``dev_size`` examples dealt into ``folds`` folds; with ``pooled`` (find's
+    controls, the first prompt) the 2 pooled text positions' statistics come on top of each entry.
+
+    On the statistics' device (``--stats-device``):
+
+    * ``baseline``: pass 1's float64 sums (kept through pass 2);
+    * ``counts``: pass 2's float64 baseline, its float32 copy and the int64 per-class counts;
+    * ``histograms``: the AUROC bins (prompt positions only) and their float64 ranges;
+    * ``fold_counts``: ``[F, C, LTN]`` (int16 while a fold holds at most 32,767 examples) and the
+      per-fold class counts;
+    * ``null``: :func:`null_counts_bytes`;
+    * ``plan``: the fold plan's labels, folds and ``[R, n]`` permuted labels (int64);
+    * ``batch``: one batch's gathered float32 activations ``[B, L, T, N]``;
+    * ``buffer``: the indicators buffered before they are counted (``CROSSFIT_BUFFER`` and a chunk);
+    * ``transients`` (a bound): one update chunk's conversions and comparisons
+      (:func:`chunk_elements` x 17 bytes, x 33 with histograms; ``position_chunk`` bounds it), and a
+      flush's concatenated buffer and 64 MiB float32 product.
+
+    On the CPU, after pass 2 and while its statistics are still held: ``reductions``, what the
+    prompt's scores keep until the summary (:func:`reduction_bytes`), and ``reduce`` (a bound), the
+    int16 copies of the fold counts the reductions make (3 x ``fold_counts``). On a GPU they also copy
+    the fold and null counts to the CPU.
+
+    ``total`` is the peak: the statistics held (``baseline`` to ``plan``) plus the larger of pass 2's
+    working set (``batch + buffer + transients``) and the reductions' (``reductions + reduce``). The
+    exact entries (all but ``buffer``, ``transients`` and ``reduce``) are tested against the tensors
+    allocated. A find over several prompts keeps each earlier prompt's ``reductions`` on top.
 
     Example, a 7B geometry (32 layers x 11,008 neurons x 21 positions, 2 classes, 1,000 dev
-    examples, no AUROC): baseline 0.12 GB, counts 0.18 GB, fold counts 0.15 GB, buffer 0.28 GB;
-    the held-out null at R = 100 is 7.4 GB, over find's default ``--null-memory-gb 4`` (refused,
-    naming R = 54; R = 50 needs 3.7 GB; the in-sample null only, ``--no-heldout-null``: 1.5 GB).
+    examples, find's defaults: batch 64, R = 100, 5 folds, the pooled controls, no AUROC): 14.4 GB
+    at the peak (the reductions'), of which the held-out null's counts are 8.1 GB and their
+    reductions 4.2 GB; one batch's activations are 2.1 GB. At R = 54 (what the default
+    ``--null-memory-gb 4`` allows) 8.3 GB. ``--stats-device cpu`` keeps all of it off the GPU.
     """
-    ltn = n_layers * n_positions * d_ff
+    kinds = [n_positions] + ([2] if pooled else [])
     largest = -(-dev_size // folds) if folds else dev_size
-    out = {
-        "baseline": baseline_stats_bytes(n_layers, n_positions, d_ff),
-        "counts": 12 * ltn + 8 * num_classes * ltn + 8 * num_classes,
-        "histograms": 0
-        if hist_bins is None
-        else histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn,
-        "fold_counts": folds * num_classes * ltn * (2 if largest <= _INT16_MAX else 4),
-        "null": null_counts_bytes(
+    fold_b = 2 if largest <= _INT16_MAX else 4
+    out = dict.fromkeys(
+        ("baseline", "counts", "histograms", "fold_counts", "null", "plan", "batch", "buffer", "transients"),
+        0,
+    )
+    for t in kinds:
+        ltn = n_layers * t * d_ff
+        out["baseline"] += baseline_stats_bytes(n_layers, t, d_ff)
+        out["counts"] += 12 * ltn + 8 * num_classes * ltn + 8 * num_classes
+        out["fold_counts"] += folds * num_classes * (ltn * fold_b + 8)
+        out["null"] += null_counts_bytes(
             permutations,
             folds,
             num_classes,
             n_layers,
-            n_positions,
+            t,
             d_ff,
             largest if heldout_null else dev_size,
             heldout_null,
-        ),
-        "buffer": min(CROSSFIT_BUFFER + max(MAX_CHUNK_ELEMENTS, n_positions * d_ff), dev_size * ltn),
-    }
-    out["total"] = sum(out.values())
+        )
+        out["batch"] += 4 * batch_size * ltn
+        chunk = chunk_elements(batch_size, (n_layers, t, d_ff), position_chunk)
+        out["buffer"] += min(CROSSFIT_BUFFER + chunk, dev_size * ltn)
+        out["transients"] = max(out["transients"], chunk * (33 if hist_bins is not None else 17))
+    if hist_bins is not None:
+        ltn = n_layers * n_positions * d_ff
+        out["histograms"] = histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn
+    out["plan"] = 8 * dev_size * (2 + permutations)
+    out["transients"] += min(CROSSFIT_BUFFER, dev_size * n_layers * n_positions * d_ff) + 4 * _PRODUCT_ELEMENTS
+    out["reductions"] = reduction_bytes(
+        n_layers,
+        n_positions,
+        d_ff,
+        num_classes,
+        subtasks=subtasks,
+        folds=folds,
+        permutations=permutations,
+        heldout_null=heldout_null,
+        hist_bins=hist_bins,
+        pooled=pooled,
+    )
+    out["reduce"] = 3 * max(folds * num_classes * n_layers * t * d_ff * fold_b for t in kinds)
+    held = sum(out[k] for k in ("baseline", "counts", "histograms", "fold_counts", "null", "plan"))
+    working = out["batch"] + out["buffer"] + out["transients"]
+    out["total"] = held + max(working, out["reductions"] + out["reduce"])
     return out
+
+
+def reduction_bytes(
+    n_layers: int,
+    n_positions: int,
+    d_ff: int,
+    num_classes: int,
+    *,
+    subtasks: int = 1,
+    folds: int = 5,
+    permutations: int = 100,
+    heldout_null: bool = True,
+    hist_bins: int | None = None,
+    pooled: bool = False,
+) -> int:
+    """Bytes of one prompt's scores (``score_prompt``'s tensors, kept on the CPU until the summary):
+    float64 predictivity ``[S, L, T, N]`` (and AUROC), the baseline ``[L, T, N]``, the token means,
+    the held-out figures ``2 x [F, S, L, N]`` float64 with their null (``[R, S, L, N]`` float64 and,
+    held-out, ``2 x [R, F, S, L, N]`` float32), for the prompt positions and, with ``pooled``, the
+    pooled control (2 positions, its mean and max each with fold figures of their own)."""
+    L, T, N, C, S, F, R = n_layers, n_positions, d_ff, num_classes, subtasks, folds, permutations
+    sln = S * L * N
+
+    def folds_bytes() -> int:
+        b = 2 * F * sln * 8 + F * 8 + sln * 8
+        if R > 0:
+            b += R * sln * 8 + (2 * R * F * sln * 4 if heldout_null else 0)
+        return b
+
+    total = S * L * T * N * 8 * (2 if hist_bins is not None else 1) + L * T * N * 8 + L * N * 8
+    total += folds_bytes() + 8 * C + 8 * C * C + 8  # class counts, confusion, baseline count
+    if pooled:
+        total += S * L * 2 * N * 8 + 2 * folds_bytes()
+    return total
 
 
 # ----------------------------------------------------------------------------------------------------
