@@ -38,14 +38,17 @@ from typing import TYPE_CHECKING, Any
 
 from skillneurons.artifacts import artifact_paths, load_manifest
 from skillneurons.backbones.config import BackboneOptions
-from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.data.config import TaskOptions
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError, DataError
 from skillneurons.files import atomic_write_json, read_json
 
+# the data package (numpy) is imported where a task or a split is loaded: opening a run and reading
+# its manifest, as a command's input checks do, loads no numpy and no torch
+
 if TYPE_CHECKING:
     from skillneurons.backbones import Backbone
+    from skillneurons.data import Task, TaskSplits
     from skillneurons.data.task import SplitName
 
 __all__ = ["ARTIFACT_FILES", "IDENTITY_FILE", "RunDir", "make_splits", "open_together", "run_manifest"]
@@ -207,6 +210,8 @@ class RunDir:
                     "more: pass its new path as "
                     f"{TaskOptions.from_load_spec({**spec, 'spec': 'PATH'}).flags()}"
                 )
+            from skillneurons.data import load_task
+
             return load_task(**spec)
         if not rec.get("name"):
             raise DataError(
@@ -219,6 +224,8 @@ class RunDir:
                 "it "
                 "was read: pass --task with that data and its column options"
             )
+        from skillneurons.data import load_task
+
         return load_task(str(rec["name"]))
 
     def classes_of(self, task: Task) -> Task:
@@ -281,6 +288,8 @@ class RunDir:
                 f"than the task given ('{t.name}', {len(t)} examples): pass the task it was trained on"
             )
         if self.split_file.is_file():
+            from skillneurons.data import TaskSplits
+
             loaded = TaskSplits.load(t, self.split_file)
             if seed is not None and seed != loaded.seed:
                 raise ConfigError(
@@ -365,6 +374,8 @@ def make_splits(
     ``seed`` (train/dev/test ``fractions``, default 80/10/10) and saved there."""
     path = out_dir / "split.json" if out_dir else None
     if path is not None and path.is_file():
+        from skillneurons.data import TaskSplits
+
         return TaskSplits.load(task, path)
     if fractions is None:
         splits = task.split(seed, max_examples=max_examples)

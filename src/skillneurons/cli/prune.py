@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from skillneurons.cli.common import (
+    check_inputs,
     Command,
     add_artifacts,
     add_backbone_options,
@@ -48,6 +49,7 @@ def _run_prune(args: argparse.Namespace) -> int:
     config: PruneConfig = build_config(args, PruneConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
     task = task_options.load() if task_options.task else None
+    check_inputs([neurons, *prompts[:1]])  # a missing input fails before the model libraries load
     from skillneurons.pruning.run import prune_model  # lazy: --help stays fast
 
     res = prune_model(

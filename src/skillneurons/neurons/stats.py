@@ -188,7 +188,9 @@ def find_stats_bytes(
         ltn = n_layers * n_positions * d_ff
         out["histograms"] = histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn
     out["plan"] = 8 * dev_size * (2 + permutations)
-    out["transients"] += min(CROSSFIT_BUFFER, dev_size * n_layers * n_positions * d_ff) + 4 * _PRODUCT_ELEMENTS
+    out["transients"] += (
+        min(CROSSFIT_BUFFER, dev_size * n_layers * n_positions * d_ff) + 4 * _PRODUCT_ELEMENTS
+    )
     out["reductions"] = reduction_bytes(
         n_layers,
         n_positions,
@@ -822,7 +824,8 @@ class CrossFitCounts:
             else:  # a run of positions is contiguous within a layer only
                 part = gt[sel]
                 blocks = [
-                    (null[:, :, layer, ts], part[:, k]) for k, layer in enumerate(range(ls.start or 0, ls.stop))
+                    (null[:, :, layer, ts], part[:, k])
+                    for k, layer in enumerate(range(ls.start or 0, ls.stop))
                 ]
             step = max(1, _PRODUCT_ELEMENTS // (R * (C - 1)))  # bounds the float32 product
             for counts, indicators in blocks:
