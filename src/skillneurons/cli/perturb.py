@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from skillneurons.cli.common import (
-    check_inputs,
     Command,
     add_artifacts,
     add_backbone_options,
@@ -16,6 +15,7 @@ from skillneurons.cli.common import (
     artifacts,
     backbone_of,
     backbone_options,
+    check_inputs,
     folder_out,
     progress,
 )

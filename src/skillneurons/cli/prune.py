@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 
 from skillneurons.cli.common import (
-    check_inputs,
     Command,
     add_artifacts,
     add_backbone_options,
     add_out,
     artifacts,
     backbone_options,
+    check_inputs,
     folder_out,
     progress,
 )
