@@ -136,16 +136,15 @@ def find_stats_bytes(
       per-fold class counts;
     * ``null``: :func:`null_counts_bytes`;
     * ``plan``: the fold plan's labels, folds and ``[R, n]`` permuted labels (int64);
-    * ``batch``: one batch's gathered float32 activations ``[B, L, T, N]``;
-    * ``buffer``: the indicators buffered before they are counted (``CROSSFIT_BUFFER`` and a chunk);
+    * ``batch``: one batch's gathered float32 activations ``[B, L, T, N]``; ``buffer``: the
+      indicators buffered before they are counted (``CROSSFIT_BUFFER`` and a chunk);
     * ``transients`` (a bound): one update chunk's conversions and comparisons
       (:func:`chunk_elements` x 17 bytes, x 33 with histograms; ``position_chunk`` bounds it), and a
       flush's concatenated buffer and 64 MiB float32 product.
 
     On the CPU, after pass 2 and while its statistics are still held: ``reductions``, what the
     prompt's scores keep until the summary (:func:`reduction_bytes`), and ``reduce`` (a bound), the
-    int16 copies of the fold counts the reductions make (3 x ``fold_counts``). On a GPU they also copy
-    the fold and null counts to the CPU.
+    int16 copies of the fold counts they make (3 x ``fold_counts``; from a GPU, the null's too).
 
     ``total`` is the peak: the statistics held (``baseline`` to ``plan``) plus the larger of pass 2's
     working set (``batch + buffer + transients``) and the reductions' (``reductions + reduce``). The
