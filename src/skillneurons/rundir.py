@@ -36,6 +36,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from skillneurons import data  # its exports load on first use: no numpy until a task is read
 from skillneurons.artifacts import artifact_paths, load_manifest
 from skillneurons.backbones.config import BackboneOptions
 from skillneurons.data.config import TaskOptions
@@ -210,9 +211,7 @@ class RunDir:
                     "more: pass its new path as "
                     f"{TaskOptions.from_load_spec({**spec, 'spec': 'PATH'}).flags()}"
                 )
-            from skillneurons.data import load_task
-
-            return load_task(**spec)
+            return data.load_task(**spec)
         if not rec.get("name"):
             raise DataError(
                 f"{self.artifact or self.path} records no task: pass --task (and its column options)"
@@ -224,9 +223,7 @@ class RunDir:
                 "it "
                 "was read: pass --task with that data and its column options"
             )
-        from skillneurons.data import load_task
-
-        return load_task(str(rec["name"]))
+        return data.load_task(str(rec["name"]))
 
     def classes_of(self, task: Task) -> Task:
         """``task`` with the run's classes, in the run's order, matched by name (never by position);
@@ -288,9 +285,7 @@ class RunDir:
                 f"than the task given ('{t.name}', {len(t)} examples): pass the task it was trained on"
             )
         if self.split_file.is_file():
-            from skillneurons.data import TaskSplits
-
-            loaded = TaskSplits.load(t, self.split_file)
+            loaded = data.TaskSplits.load(t, self.split_file)
             if seed is not None and seed != loaded.seed:
                 raise ConfigError(
                     f"{self.split_file} holds the split of seed {loaded.seed}, not --split-seed {seed}: drop "
@@ -374,9 +369,7 @@ def make_splits(
     ``seed`` (train/dev/test ``fractions``, default 80/10/10) and saved there."""
     path = out_dir / "split.json" if out_dir else None
     if path is not None and path.is_file():
-        from skillneurons.data import TaskSplits
-
-        return TaskSplits.load(task, path)
+        return data.TaskSplits.load(task, path)
     if fractions is None:
         splits = task.split(seed, max_examples=max_examples)
     else:
