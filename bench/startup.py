@@ -7,6 +7,7 @@ of ``find``, exit 2) and one that fails on a missing input file, and ``import to
 transformers`` for scale. Also records which of torch/transformers/numpy each command imported.
 
     .venv/bin/python bench/startup.py --repeats 5
+    .venv/bin/python bench/startup.py --only "missing prompt" --out bench/results/startup_find.json
     PYTHONPATH=OLD/src .venv/bin/python bench/startup.py --out bench/results/startup_before.json  # before
 """
 
@@ -46,6 +47,10 @@ CASES = {
         *[PY, "-m", "skillneurons.cli", "-q", "find", "--prompt", f"{TMP}/none.safetensors"],
         *["--out", f"{TMP}/find"],
     ],
+    "skillneurons perturb, missing prompt (exit 2)": [
+        *[PY, "-m", "skillneurons.cli", "-q", "perturb", "--prompt", f"{TMP}/none.safetensors"],
+        *["--neurons", f"{TMP}/none", "--out", f"{TMP}/perturb"],
+    ],
     "import torch": [PY, "-c", "import torch"],
     "import transformers": [PY, "-c", "import transformers"],
 }
@@ -63,18 +68,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default="bench/results/startup.json")
+    ap.add_argument(
+        "--only", action="append", default=[], help="only the cases whose name contains this (repeatable)"
+    )
     args = ap.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    times: dict[str, list[float]] = {k: [] for k in CASES}
+    cases = {
+        k: v
+        for k, v in CASES.items()
+        if k == "python -c pass" or not args.only or any(o in k for o in args.only)
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(args.repeats):  # interleaved: a load spike hits every case alike
-        for name, cmd in CASES.items():
+        for name, cmd in cases.items():
             t0 = time.perf_counter()
             rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
             if rc != (2 if "(exit 2)" in name else 0):
                 raise SystemExit(f"{name}: exit {rc}")
             times[name].append(time.perf_counter() - t0)
     loaded = {}
-    for name, cmd in CASES.items():
+    for name, cmd in cases.items():
         if cmd[1:3] == ["-m", "skillneurons.cli"]:
             out = subprocess.run(
                 [PY, "-c", PROBE, *cmd[3:]], env=env, capture_output=True, text=True, check=True

@@ -187,9 +187,9 @@ def test_the_memory_of_every_statistic_at_a_7b_width() -> None:
     assert want["baseline"] == nbytes(base.sum, base.sum_sq)
     assert want["counts"] == nbytes(stats.baseline, stats._baseline32, stats.above, stats.class_counts)
     assert want["histograms"] == nbytes(stats.hist, stats.hist_lo, stats.hist_hi)  # type: ignore[arg-type]
-    assert want["fold_counts"] == nbytes(cf.counts) and want["null"] == nbytes(cf.null)
+    assert want["fold_counts"] == nbytes(cf.counts, cf.class_counts) and want["null"] == nbytes(cf.null)
     stats.update(torch.randn(n, L, T, N), plan.labels, torch.arange(n))
     assert cf._pending_elements <= want["buffer"]
-    seven_b = find_stats_bytes(32, 21, 11008, 2, 1000)
-    assert seven_b["null"] == 7_397_376_000 and seven_b["total"] - seven_b["null"] < 1e9
+    seven_b = find_stats_bytes(32, 21, 11008, 2, 1000)  # the prompt positions alone (no controls)
+    assert seven_b["null"] == 7_397_376_000 and seven_b["total"] - seven_b["null"] < 3.2e9
     assert find_stats_bytes(32, 21, 11008, 2, 1000, permutations=50)["null"] < 4e9  # fits the default cap

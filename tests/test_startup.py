@@ -75,3 +75,35 @@ def test_a_validation_failure_exits_before_any_model_library(
     assert err.startswith("skillneurons: error:") and message in err and "\n" not in err, err
     assert res["loaded"] == [], res["loaded"]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["find", "--prompt", "{tmp}/none.safetensors"], "is neither a run folder nor an artifact"),
+        (["find", "--prompt", "{tmp}/none.safetensors", "--position-chunk", "0"], "--position-chunk 0"),
+        (["perturb", "--prompt", "{tmp}/none", "--neurons", "{tmp}/n"], "is neither a run folder"),
+        (["cross-perturb", "--prompt", "{tmp}/none", "--neurons", "{tmp}/n"], "is neither a run folder"),
+        (["prune", "--neurons", "{tmp}/none"], "no artifact manifest at"),
+        (["similarity", "--neurons", "{tmp}/a", "{tmp}/b"], "no artifact manifest at"),
+        (["transfer-matrix", "--prompt", "{tmp}/none"], "is neither a run folder"),
+    ],
+)
+def test_a_missing_input_artifact_exits_before_any_model_library(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    """#20 item 4: opening the inputs (manifests, run folders) needs neither torch nor numpy."""
+    out = tmp_path / "out"
+    res = _run("-q", *(a.format(tmp=tmp_path) for a in argv), "--out", str(out))
+    assert res["rc"] == 2, res
+    err = str(res["err"]).strip()
+    assert err.startswith("skillneurons: error:") and message in err and "\n" not in err, err
+    assert res["loaded"] == [], res["loaded"]
+    assert not out.exists()
+
+
+def test_find_into_a_file_exits_before_any_model_library(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    res = _run("-q", "find", "--prompt", str(tmp_path / "p"), "--out", str(tmp_path / "file"))
+    assert res["rc"] == 2 and "is a file, not a folder" in str(res["err"]), res
+    assert res["loaded"] == [], res["loaded"]

@@ -11,15 +11,17 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from skillneurons import __version__
 from skillneurons.errors import ArtifactError
 from skillneurons.files import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and safetensors are imported where tensors are read or written: opening a manifest (and so
+# a command's input checks) loads neither
 
 __all__ = [
     "FORMAT_VERSION",
@@ -82,6 +84,8 @@ def _write_tensors(tfile: Path, tensors: dict[str, torch.Tensor], kind: str) -> 
     tfile.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=tfile.parent, prefix=f".{tfile.name}.", suffix=".tmp")
     os.close(fd)
+    from safetensors.torch import save_file
+
     try:
         save_file(tensors, tmp, metadata={"kind": kind})
         digest = sha256_file(tmp)
@@ -139,6 +143,9 @@ def load_artifact(
 def read_tensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The tensors of the safetensors file ``path``; a file that is not one (truncated, a pickle, another
     format) or cannot be read is a one-line :class:`ArtifactError` naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     p = Path(path)
     try:
         return load_file(str(p), device=str(device))

@@ -17,13 +17,24 @@ on 2 nodes: ``torchrun --nnodes 2 --node-rank N --master-addr HOST --master-port
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-import torch.distributed as dist
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
+
+
+def _group() -> Any:
+    """``torch.distributed`` when a process group is initialised, else None. Nothing is imported: a
+    process that has not imported torch has no process group (so ranks and the world size are known
+    without loading torch, e.g. while a command checks its inputs)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist
 
 
 def init_from_env(backend: str | None = None) -> bool:
@@ -32,6 +43,9 @@ def init_from_env(backend: str | None = None) -> bool:
     Returns True when running distributed. Backend: NCCL on CUDA, gloo otherwise. Each process uses
     the GPU ``LOCAL_RANK``.
     """
+    import torch
+    import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size() > 1
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
@@ -44,11 +58,13 @@ def init_from_env(backend: str | None = None) -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    dist = _group()
+    return int(dist.get_rank()) if dist is not None else 0
 
 
 def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    dist = _group()
+    return int(dist.get_world_size()) if dist is not None else 1
 
 
 def is_main() -> bool:
@@ -63,12 +79,14 @@ def my_share(items: Sequence[T] | Iterable[T]) -> list[T]:
 
 def all_reduce_sum(*tensors: torch.Tensor) -> None:
     """Sum each tensor over the ranks, in place (no-op in a single process)."""
-    if world_size() == 1:
+    dist = _group()
+    if dist is None or dist.get_world_size() == 1:
         return
     for t in tensors:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
 def barrier() -> None:
-    if world_size() > 1:
+    dist = _group()
+    if dist is not None and dist.get_world_size() > 1:
         dist.barrier()

@@ -36,16 +36,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from skillneurons import data  # its exports load on first use: no numpy until a task is read
 from skillneurons.artifacts import artifact_paths, load_manifest
 from skillneurons.backbones.config import BackboneOptions
-from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.data.config import TaskOptions
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError, DataError
 from skillneurons.files import atomic_write_json, read_json
 
+# the data package (numpy) is imported where a task or a split is loaded: opening a run and reading
+# its manifest, as a command's input checks do, loads no numpy and no torch
+
 if TYPE_CHECKING:
     from skillneurons.backbones import Backbone
+    from skillneurons.data import Task, TaskSplits
     from skillneurons.data.task import SplitName
 
 __all__ = ["ARTIFACT_FILES", "IDENTITY_FILE", "RunDir", "make_splits", "open_together", "run_manifest"]
@@ -207,7 +211,7 @@ class RunDir:
                     "more: pass its new path as "
                     f"{TaskOptions.from_load_spec({**spec, 'spec': 'PATH'}).flags()}"
                 )
-            return load_task(**spec)
+            return data.load_task(**spec)
         if not rec.get("name"):
             raise DataError(
                 f"{self.artifact or self.path} records no task: pass --task (and its column options)"
@@ -219,7 +223,7 @@ class RunDir:
                 "it "
                 "was read: pass --task with that data and its column options"
             )
-        return load_task(str(rec["name"]))
+        return data.load_task(str(rec["name"]))
 
     def classes_of(self, task: Task) -> Task:
         """``task`` with the run's classes, in the run's order, matched by name (never by position);
@@ -281,7 +285,7 @@ class RunDir:
                 f"than the task given ('{t.name}', {len(t)} examples): pass the task it was trained on"
             )
         if self.split_file.is_file():
-            loaded = TaskSplits.load(t, self.split_file)
+            loaded = data.TaskSplits.load(t, self.split_file)
             if seed is not None and seed != loaded.seed:
                 raise ConfigError(
                     f"{self.split_file} holds the split of seed {loaded.seed}, not --split-seed {seed}: drop "
@@ -365,7 +369,7 @@ def make_splits(
     ``seed`` (train/dev/test ``fractions``, default 80/10/10) and saved there."""
     path = out_dir / "split.json" if out_dir else None
     if path is not None and path.is_file():
-        return TaskSplits.load(task, path)
+        return data.TaskSplits.load(task, path)
     if fractions is None:
         splits = task.split(seed, max_examples=max_examples)
     else:

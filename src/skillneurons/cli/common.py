@@ -29,6 +29,7 @@ __all__ = [
     "add_out",
     "backbone_of",
     "backbone_options",
+    "check_inputs",
     "check_out",
     "file_out",
     "folder_out",
@@ -181,6 +182,17 @@ def artifacts(args: argparse.Namespace, name: str) -> list[str]:
     if not values and getattr(args, f"required__{name}", False):
         raise ConfigError(f"no --{name} given: pass --{name} PATH")
     return values
+
+
+def check_inputs(paths: list[str]) -> None:
+    """A one-line error for an input artifact that is not there (its manifest missing or not one), read
+    without torch: a command checks its inputs before it imports the model libraries. Folders (run
+    folders) are left to the command."""
+    from skillneurons.artifacts import load_manifest
+
+    for p in paths:
+        if not Path(p).is_dir():
+            load_manifest(p)
 
 
 def backbone_of(args: argparse.Namespace, run: RunDir) -> Backbone:

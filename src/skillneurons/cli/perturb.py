@@ -15,6 +15,7 @@ from skillneurons.cli.common import (
     artifacts,
     backbone_of,
     backbone_options,
+    check_inputs,
     folder_out,
     progress,
 )
@@ -79,8 +80,7 @@ def _run_cross(args: argparse.Namespace) -> int:
     prompts, neurons = artifacts(args, "prompt"), artifacts(args, "neurons")
     config: CrossPerturbConfig = build_config(args, CrossPerturbConfig)
     given = prompt_tasks(args, prompts, "prompt")
-    from skillneurons.perturb.experiments import run_cross  # lazy: --help stays fast
-    from skillneurons.rundir import RunDir
+    from skillneurons.rundir import RunDir  # lazy: --help stays fast
 
     # every prompt's task and split (an imported one: --task, --split-seed) before the (slow) model load
     tasks = []
@@ -88,6 +88,9 @@ def _run_cross(args: argparse.Namespace) -> int:
         run = RunDir.of(p).require_kind("prompt", "delta")
         tasks.append(run.task(t))
         run.part(config.split, tasks[-1], config.split_seed)  # type: ignore[arg-type]
+    check_inputs(neurons)
+    from skillneurons.perturb.experiments import run_cross  # the model libraries: after the input checks
+
     res = run_cross(
         prompts,
         neurons,
@@ -112,6 +115,7 @@ def _add_similarity(p: argparse.ArgumentParser) -> None:
 def _run_similarity(args: argparse.Namespace) -> int:
     neurons = artifacts(args, "neurons")
     config: SimilarityConfig = build_config(args, SimilarityConfig)
+    check_inputs(neurons)  # a missing input fails before the model libraries load
     from skillneurons.perturb.similarity import run_similarity  # lazy: --help stays fast
 
     res = run_similarity(neurons, args.out, config)

@@ -11,6 +11,7 @@ from skillneurons.cli.common import (
     add_out,
     artifacts,
     backbone_options,
+    check_inputs,
     folder_out,
     progress,
 )
@@ -48,6 +49,7 @@ def _run_prune(args: argparse.Namespace) -> int:
     config: PruneConfig = build_config(args, PruneConfig)
     task_options: TaskOptions = build_config(args, TaskOptions)
     task = task_options.load() if task_options.task else None
+    check_inputs([neurons, *prompts[:1]])  # a missing input fails before the model libraries load
     from skillneurons.pruning.run import prune_model  # lazy: --help stays fast
 
     res = prune_model(

@@ -100,7 +100,6 @@ def _run_transfer_matrix(args: argparse.Namespace) -> int:
     given = prompt_tasks(args, targets or prompts, "target")
     # lazy: --help stays fast
     from skillneurons.rundir import RunDir
-    from skillneurons.transfer.matrix import run_transfer_matrix
 
     # the task and split of every target given --task or recording none (an imported prompt: --task,
     # --split-seed) before the model load; the others' recorded tasks are read as before
@@ -111,6 +110,8 @@ def _run_transfer_matrix(args: argparse.Namespace) -> int:
             t = run.task(t)
             run.part(config.split, t, config.split_seed)  # type: ignore[arg-type]
         tasks.append(t)
+    from skillneurons.transfer.matrix import run_transfer_matrix  # the model libraries: after the checks
+
     # through the command's loader (--dtype, --device-map, --ffn, --trust-remote-code), also for the default
     model = load_backbone_from(args, args.model or RunDir.of(prompts[0]).backbone_name)
     res = run_transfer_matrix(

@@ -49,12 +49,34 @@ def num_positions(model: PromptModel, positions: Positions) -> int:
     raise ConfigError(f"unknown positions {positions!r}: use 'prompt' or 'pooled'")
 
 
+def stats_device(model: PromptModel, choice: str = "auto") -> torch.device:
+    """Where the running statistics of ``model`` live: ``"model"`` its device, ``"cpu"`` the CPU,
+    ``"auto"`` the model's device but the CPU on MPS (no float64 there)."""
+    device = model.backbone.device
+    if choice == "cpu" or (choice == "auto" and device.type == "mps"):
+        return torch.device("cpu")
+    if choice not in ("auto", "model"):
+        raise ConfigError(f"stats_device {choice!r} is unknown: use auto, cpu or model")
+    if device.type == "mps":
+        raise ConfigError("MPS has no float64 for the statistics: use --stats-device cpu (or auto)")
+    return device
+
+
 class _Gather:
     """Hook body: writes each layer's reduced activations into ``out[kind][:, layer]``, one buffer per
-    kind of positions (several statistics from ONE forward pass)."""
+    kind of positions (several statistics from ONE forward pass). The buffers live on ``device`` (the
+    statistics' device): from a GPU to the CPU they are pinned and every layer's copy is asynchronous,
+    overlapping the next layers' forward; :meth:`ready` waits for them."""
 
-    def __init__(self, model: PromptModel, kinds: tuple[Positions, ...], token_sums: Tensor | None) -> None:
+    def __init__(
+        self,
+        model: PromptModel,
+        kinds: tuple[Positions, ...],
+        token_sums: Tensor | None,
+        device: torch.device | None = None,
+    ) -> None:
         self.model = model
+        self.device = device
         self.kinds = kinds
         self.token_sums = token_sums  # [L, N] float64: running sum over ALL real tokens (pass 1 only)
         self.out: dict[str, Tensor] = {}
@@ -85,13 +107,20 @@ class _Gather:
         mx = acts.masked_fill(~m, float("-inf")).amax(1)
         return torch.stack([mean, mx], 1)
 
+    def ready(self, device: torch.device) -> None:
+        """Wait for the asynchronous copies of the batch from ``device`` (the model's)."""
+        if device.type == "cuda" and any(t.device != device for t in self.out.values()):
+            torch.cuda.current_stream(device).synchronize()
+
     def __call__(self, layer: int, acts: Tensor) -> None:
         for kind in self.kinds:
             red = self.reduce(kind, acts)
             if kind not in self.out:
                 shape = (acts.shape[0], self.model.backbone.num_layers, red.shape[1], acts.shape[-1])
-                self.out[kind] = torch.empty(shape, dtype=torch.float32, device=acts.device)
-            self.out[kind][:, layer] = red.float()
+                dev = self.device or acts.device
+                pin = dev.type == "cpu" and acts.device.type == "cuda"
+                self.out[kind] = torch.empty(shape, dtype=torch.float32, device=dev, pin_memory=pin)
+            self.out[kind][:, layer].copy_(red.float(), non_blocking=True)
         if self.token_sums is not None:
             assert self.full_mask is not None
             fm = self.full_mask.unsqueeze(-1).float()
@@ -120,6 +149,7 @@ def activation_batches(
     progress: bool = False,
     desc: str = "activations",
     confusion: Tensor | None = None,
+    out_device: torch.device | None = None,
 ) -> Generator[tuple[dict[str, Tensor], Tensor, int, Tensor], None, None]:
     """Yield ``({kind: acts [B, L, T, N] float32}, labels [B], real_tokens, index [B])`` batch by
     batch (``index``: the examples' positions in ``task``).
@@ -128,13 +158,14 @@ def activation_batches(
     ``token_sums`` ([L, N] float64), when given, accumulates the sum of every neuron's activation
     over all real (non-padding) tokens, prompt included; ``real_tokens`` counts them.
     ``confusion`` ([C, C] float64, true x predicted), when given, counts the prompt model's own
-    predictions, read from the same forward passes (the head at the read position).
+    predictions, read from the same forward passes (the head at the read position). ``out_device``:
+    where the activations are gathered (default: the model's device; the statistics' device).
     """
     if len(task) == 0:
         raise DataError(f"task '{task.name}' has no examples in this split: use a larger split")
     uniform_width(model)
     device = model.backbone.device
-    gather = _Gather(model, _kinds(positions), token_sums)
+    gather = _Gather(model, _kinds(positions), token_sums, out_device)
     batches = my_share(iterate_batches(task, batch_size))  # data parallel: whole batches per rank
     bar = tqdm(
         total=sum(map(len, batches)), desc=desc, disable=not progress or not is_main(), leave=False, unit="ex"
@@ -149,9 +180,10 @@ def activation_batches(
                     read = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.read_index]
                     _count_predictions(confusion, batch.labels, model.head(read).argmax(-1))
             assert batch.labels is not None and gather.full_mask is not None
+            gather.ready(device)
             out = gather.out
             for acts in out.values():
-                if not bool(torch.isfinite(acts).all()):
+                if not all(bool(torch.isfinite(acts[:, i]).all()) for i in range(acts.shape[1])):
                     raise DataError(
                         f"NaN or inf neuron activations in task '{task.name}' (batch starting at example "
                         f"{idx[0]}): "
@@ -187,6 +219,8 @@ def baseline_pass(
     label: str = "",
     stop_fraction: float | None = None,
     min_examples: int = 64,
+    stats_on: str = "auto",
+    position_chunk: int | None = None,
 ) -> tuple[Any, Tensor]:
     """Pass 1 over the TRAIN split: ``(BaselineStats [L, T, N], token_mean [L, N])``; with several
     ``positions`` kinds, a ``{kind: BaselineStats}`` dict from the same forward passes.
@@ -198,12 +232,17 @@ def baseline_pass(
 
     ``token_mean`` is every neuron's mean activation over all real tokens of the train split (the
     constant a pruned neuron is replaced by).
+
+    ``stats_on`` (:func:`stats_device`: ``auto``, ``cpu``, ``model``) says where the statistics
+    live; ``position_chunk``: update at most this many positions at a time. Neither changes a bit.
     """
     kinds = _kinds(positions)
     L, N = model.backbone.num_layers, uniform_width(model)
-    device = model.backbone.device
-    acc_device = device if device.type != "mps" else torch.device("cpu")
-    stats = {k: BaselineStats(L, num_positions(model, k), N, device=acc_device) for k in kinds}
+    acc_device = stats_device(model, stats_on)
+    stats = {
+        k: BaselineStats(L, num_positions(model, k), N, device=acc_device, position_chunk=position_chunk)
+        for k in kinds
+    }
     sums = torch.zeros(L, N, dtype=torch.float64, device=acc_device)
     tokens = 0
     batches = activation_batches(
@@ -215,6 +254,7 @@ def baseline_pass(
         token_sums=sums,
         progress=progress,
         desc=_desc("pass 1 (train)", label),
+        out_device=acc_device,
     )
     for acts, _, real, _ in batches:
         for k in kinds:
@@ -247,6 +287,7 @@ def predictivity_pass(
     confusion: Tensor | None = None,
     plan: FoldPlan | None = None,
     heldout_null: bool = True,
+    position_chunk: int | None = None,
 ) -> Any:
     """Pass 2 over the DEV split: per-class counts of activations above the baseline (+ histograms).
     With a ``plan`` (:class:`FoldPlan` of ``dev``), also the per-fold counts and the permutation
@@ -255,7 +296,8 @@ def predictivity_pass(
     With several ``positions`` kinds, ``baseline`` and the result are ``{kind: stats}`` dicts.
     ``label`` names the pass on its progress bar (``"control: random prompt"``); ``confusion``
     ([C, C] float64), when given, also counts the prompt model's own dev predictions (summed across
-    ranks).
+    ranks). The statistics live on the baseline's device (the activations are gathered there);
+    ``position_chunk``: compare at most this many positions at a time (the same counts).
     """
     kinds = _kinds(positions)
     bases = baseline if not isinstance(positions, str) else {positions: baseline}
@@ -270,9 +312,11 @@ def predictivity_pass(
             hist_bins=hist_bins if k == "prompt" else None,
             plan=plan,
             heldout_null=heldout_null,
+            position_chunk=position_chunk,
         )
         for k in kinds
     }
+    out_device = next(iter(stats.values())).device
     for acts, labels, _, index in activation_batches(
         model,
         dev,
@@ -282,6 +326,7 @@ def predictivity_pass(
         progress=progress,
         desc=_desc("pass 2 (dev)", label),
         confusion=confusion,
+        out_device=out_device,
     ):
         for k in kinds:
             stats[k].update(acts[k], labels, index, finite_checked=True)

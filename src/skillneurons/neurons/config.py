@@ -16,6 +16,7 @@ AGGREGATIONS = ("mean", "min")
 PRECISIONS = ("auto", "fp32", "bf16")
 #: how one neuron's thresholded activation is scored on a binary subtask (``FindConfig.score``)
 SCORES = ("accuracy", "balanced")
+STATS_DEVICES = ("auto", "cpu", "model")
 
 
 def check_fraction(rho: Any, plural: bool = False) -> None:
@@ -57,6 +58,23 @@ class FindConfig:
     batch_size: int = option(64, "batch size of the forward passes")
     precision: str = option(
         "auto", "autocast precision (auto: bf16 on CUDA, fp32 elsewhere)", choices=PRECISIONS
+    )
+    stats_device: str = option(
+        "auto",
+        "where the running statistics live: model (the model's device), cpu (the activations are "
+        "copied there per batch, so a large model keeps its GPU memory), auto (model; cpu on MPS)",
+        choices=STATS_DEVICES,
+    )
+    position_chunk: int | None = option(
+        None,
+        "compare at most this many prompt positions at a time (bounds the per-batch comparison "
+        "tensors; the same results; default: all)",
+        metavar="POSITIONS",
+    )
+    stats_memory_gb: float = option(
+        16.0,
+        "refuse a find whose statistics (baseline, counts, folds, null, AUROC bins, a batch's "
+        "activations and temporaries, one prompt's reductions) would need more memory than this (GB)",
     )
     top: int = option(10, "neurons listed in the summary")
     rho: float = option(0.01, "fraction for the per-layer distribution and seed stability")
@@ -114,6 +132,15 @@ class FindConfig:
         bs = self.baseline_stop
         if bs is not None and not 0.0 < bs < 1.0:
             raise ConfigError(f"--baseline-stop {bs} is invalid: pass a fraction in (0, 1), e.g. 0.02")
+        pc = self.position_chunk
+        if pc is not None and (isinstance(pc, bool) or not isinstance(pc, int) or pc < 1):
+            raise ConfigError(f"--position-chunk {pc} is invalid: pass a positive number of positions")
+        if self.stats_device not in STATS_DEVICES:
+            raise ConfigError(
+                f"--stats-device {self.stats_device!r} is unknown: use one of {', '.join(STATS_DEVICES)}"
+            )
+        if not self.stats_memory_gb > 0:
+            raise ConfigError(f"--stats-memory-gb {self.stats_memory_gb} is invalid: pass a positive size")
         if not self.null_memory_gb > 0:
             raise ConfigError(f"--null-memory-gb {self.null_memory_gb} is invalid: pass a positive size")
         if self.top < 0 or self.batch_size < 1:

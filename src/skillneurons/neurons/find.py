@@ -53,7 +53,7 @@ from skillneurons.neurons.results import (
     SubtaskFigures,
     TopNeuron,
 )
-from skillneurons.neurons.stats import FoldPlan, PredictivityStats, null_counts_bytes
+from skillneurons.neurons.stats import FoldPlan, PredictivityStats, find_stats_bytes, null_counts_bytes
 from skillneurons.options import configure
 from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
 from skillneurons.rundir import RunDir, open_together
@@ -188,6 +188,8 @@ def score_prompt(
     baseline_examples: int | None = None,
     baseline_stop: float | None = None,
     seed: int = 0,
+    stats_device: str = "auto",
+    position_chunk: int | None = None,
 ) -> dict[str, Tensor]:
     """Both passes for one prompt: ``pred.<subtask>`` [L, T, N] at the prompt positions (and
     ``auroc.<subtask>`` with ``hist_bins``), ``baseline`` [L, T, N], ``token_mean`` [L, N],
@@ -198,7 +200,9 @@ def score_prompt(
     of ``dev``), also the cross-fitting reductions (:class:`~skillneurons.neurons.crossfit.PromptFolds`)
     under ``cf.*`` (and ``pooled.cf0.*``, ``pooled.cf1.*``), null included. ``baseline_examples`` /
     ``baseline_stop``: pass 1 on a seeded stratified sample / stopped adaptively (``FindConfig``);
-    ``baseline_count`` says how many train examples it saw."""
+    ``baseline_count`` says how many train examples it saw. ``stats_device`` (``auto``, ``cpu``,
+    ``model``) and ``position_chunk`` say where the statistics live and how many positions are
+    compared at a time; neither changes a bit of the result."""
     check_disjoint(train, dev, "prompt's training", "ranking (dev)")
     kinds: tuple[Positions, ...] = ("prompt", "pooled") if pooled else ("prompt",)
     base, token_mean = baseline_pass(
@@ -210,6 +214,8 @@ def score_prompt(
         progress=progress,
         label=label,
         stop_fraction=baseline_stop,
+        stats_on=stats_device,
+        position_chunk=position_chunk,
     )
     device = model.backbone.device
     classes = max(dev.num_classes, model.num_classes)
@@ -229,6 +235,7 @@ def score_prompt(
         confusion=confusion,
         plan=plan,
         heldout_null=heldout_null,
+        position_chunk=position_chunk,
     )
     out = score_stats(stats["prompt"], subtasks, auroc=hist_bins is not None)
     if pooled:
@@ -384,6 +391,7 @@ def _score_one(
     pooled = cfg.controls and i == 0
     plan = _plan(cfg, splits.part("dev"))
     _check_null_memory(cfg, model, plan, n, len(subtasks))
+    _check_stats_memory(cfg, model, plan, n, len(subtasks))
     digest = sha256_file(path.with_suffix(".safetensors"))
     cache = out / f"scores_{i}" if out is not None else None
     scores = None
@@ -419,6 +427,8 @@ def _score_one(
             baseline_examples=cfg.baseline_examples,
             baseline_stop=cfg.baseline_stop,
             seed=cfg.seed,
+            stats_device=cfg.stats_device,
+            position_chunk=cfg.position_chunk,
         )
         if cache is not None and is_main():
             save_artifact(
@@ -577,6 +587,8 @@ def _controls(
         baseline_examples=cfg.baseline_examples,
         baseline_stop=cfg.baseline_stop,
         seed=cfg.seed,
+        stats_device=cfg.stats_device,
+        position_chunk=cfg.position_chunk,
     )
     out: dict[str, ControlScore] = {}
     for t, name in enumerate(("text_mean_pooled", "text_max_pooled")):
@@ -659,6 +671,58 @@ def _check_null_memory(
             f"{L} layers x {N} neurons x {model.prompt.length + 1} positions) > --null-memory-gb "
             f"{cfg.null_memory_gb:g}: use {hint}, --no-heldout-null or a larger --null-memory-gb"
         )
+
+
+def find_memory_bytes(
+    cfg: FindConfig, n_layers: int, n_positions: int, d_ff: int, plan: FoldPlan, prompts: int, subtasks: int
+) -> tuple[int, dict[str, int]]:
+    """``(peak bytes, its breakdown)`` of a whole find: the first prompt's passes (with the pooled
+    controls: :func:`~skillneurons.neurons.stats.find_stats_bytes`), or a later prompt's or a
+    control's passes on top of the reductions kept from the prompts before it, whichever is more."""
+    kw: dict[str, Any] = dict(
+        hist_bins=cfg.auroc_bins,
+        folds=plan.folds,
+        permutations=cfg.permutations,
+        heldout_null=cfg.heldout_null,
+        batch_size=cfg.batch_size,
+        subtasks=subtasks,
+        position_chunk=cfg.position_chunk,
+    )
+    geometry = (n_layers, n_positions, d_ff, plan.num_classes, plan.size)
+    first = find_stats_bytes(*geometry, pooled=cfg.controls, **kw)
+    later = find_stats_bytes(*geometry, **kw)
+    kept = first["reductions"] + later["reductions"] * (prompts - 1 if cfg.controls else prompts - 2)
+    if not cfg.controls and prompts < 2:
+        return first["total"], first
+    need = max(first["total"], kept + later["total"])
+    return need, first if need == first["total"] else {**later, "kept": kept, "total": need}
+
+
+def _check_stats_memory(
+    cfg: FindConfig, model: PromptModel, plan: FoldPlan, prompts: int, subtasks: int
+) -> None:
+    """ConfigError naming the largest parts and their fixes when the find's statistics would need
+    more than ``--stats-memory-gb``."""
+    L, N, T = model.backbone.num_layers, max(model.backbone.d_ff), model.prompt.length + 1
+    need, parts = find_memory_bytes(cfg, L, T, N, plan, prompts, subtasks)
+    cap = cfg.stats_memory_gb * 1e9
+    if need <= cap:
+        return
+    fixes = {
+        "null": "--permutations or --no-heldout-null",
+        "reductions": "--permutations",
+        "kept": "fewer prompts per find",
+        "batch": "a smaller --batch-size",
+        "histograms": "fewer --auroc-bins",
+    }
+    big = sorted((k for k in parts if k != "total"), key=lambda k: -parts[k])[:3]
+    raise ConfigError(
+        f"find's statistics need {need / 1e9:.2f} GB at their peak ("
+        + ", ".join(f"{k} {parts[k] / 1e9:.2f}" for k in big)
+        + f"; {L} layers x {N} neurons x {T} positions) > --stats-memory-gb {cfg.stats_memory_gb:g}: "
+        f"use {'; '.join(dict.fromkeys(fixes[k] for k in big if k in fixes)) or 'fewer positions'}, "
+        "or a larger --stats-memory-gb"
+    )
 
 
 def _null(observed: float, null: Any) -> NullFigures | None:

@@ -59,10 +59,12 @@ __all__ = [
     "FoldPlan",
     "PredictivityStats",
     "baseline_stats_bytes",
+    "chunk_elements",
     "find_stats_bytes",
     "histogram_bytes",
     "null_counts_bytes",
     "predictivity_stats_bytes",
+    "reduction_bytes",
     "threshold_accuracy",
 ]
 
@@ -118,44 +120,129 @@ def find_stats_bytes(
     folds: int = 5,
     permutations: int = 100,
     heldout_null: bool = True,
+    batch_size: int = 64,
+    pooled: bool = False,
+    subtasks: int = 1,
+    position_chunk: int | None = None,
 ) -> dict[str, int]:
-    """Bytes of every statistic one prompt's two passes hold at once, by name (``total`` their sum),
-    for a ranking split of ``dev_size`` examples dealt into ``folds`` folds: ``baseline`` (pass 1,
-    float64 sums), ``counts`` (pass 2: its float64 baseline copy and int64 per-class counts),
-    ``histograms`` (AUROC bins), ``fold_counts`` ([F, C, LTN], int16 while a fold holds at most
-    32,767 examples), ``null`` (:func:`null_counts_bytes`) and ``buffer`` (the indicators buffered
-    before they are counted: ``CROSSFIT_BUFFER`` bytes and one chunk). Transient buffers come on
-    top: per batch about ``17 * MAX_CHUNK_ELEMENTS`` bytes, per count step a fold's share of the
-    buffer as float32 and a 64 MiB product.
+    """Bytes of everything one prompt's two passes hold at once, by name (``total`` their sum), for a
+    ranking split of ``dev_size`` examples dealt into ``folds`` folds; with ``pooled`` (find's
+    controls, the first prompt) the 2 pooled text positions' statistics come on top of each entry.
+
+    On the statistics' device (``--stats-device``):
+
+    * ``baseline``: pass 1's float64 sums (kept through pass 2);
+    * ``counts``: pass 2's float64 baseline, its float32 copy and the int64 per-class counts;
+    * ``histograms``: the AUROC bins (prompt positions only) and their float64 ranges;
+    * ``fold_counts``: ``[F, C, LTN]`` (int16 while a fold holds at most 32,767 examples) and the
+      per-fold class counts;
+    * ``null``: :func:`null_counts_bytes`;
+    * ``plan``: the fold plan's labels, folds and ``[R, n]`` permuted labels (int64);
+    * ``batch``: one batch's gathered float32 activations ``[B, L, T, N]``; ``buffer``: the
+      indicators buffered before they are counted (``CROSSFIT_BUFFER`` and a chunk);
+    * ``transients`` (a bound): one update chunk's conversions and comparisons
+      (:func:`chunk_elements` x 17 bytes, x 33 with histograms; ``position_chunk`` bounds it), and a
+      flush's concatenated buffer and 64 MiB float32 product.
+
+    On the CPU, after pass 2 and while its statistics are still held: ``reductions``, what the
+    prompt's scores keep until the summary (:func:`reduction_bytes`), and ``reduce`` (a bound), the
+    int16 copies of the fold counts they make (3 x ``fold_counts``; from a GPU, the null's too).
+
+    ``total`` is the peak: the statistics held (``baseline`` to ``plan``) plus the larger of pass 2's
+    working set (``batch + buffer + transients``) and the reductions' (``reductions + reduce``). The
+    exact entries (all but ``buffer``, ``transients`` and ``reduce``) are tested against the tensors
+    allocated. A find over several prompts keeps each earlier prompt's ``reductions`` on top.
 
     Example, a 7B geometry (32 layers x 11,008 neurons x 21 positions, 2 classes, 1,000 dev
-    examples, no AUROC): baseline 0.12 GB, counts 0.18 GB, fold counts 0.15 GB, buffer 0.28 GB;
-    the held-out null at R = 100 is 7.4 GB, over find's default ``--null-memory-gb 4`` (refused,
-    naming R = 54; R = 50 needs 3.7 GB; the in-sample null only, ``--no-heldout-null``: 1.5 GB).
+    examples, find's defaults: batch 64, R = 100, 5 folds, the pooled controls, no AUROC): 14.4 GB
+    at the peak (the reductions'), of which the held-out null's counts are 8.1 GB and their
+    reductions 4.2 GB; one batch's activations are 2.1 GB. At R = 54 (what the default
+    ``--null-memory-gb 4`` allows) 8.3 GB. ``--stats-device cpu`` keeps all of it off the GPU.
     """
-    ltn = n_layers * n_positions * d_ff
+    kinds = [n_positions] + ([2] if pooled else [])
     largest = -(-dev_size // folds) if folds else dev_size
-    out = {
-        "baseline": baseline_stats_bytes(n_layers, n_positions, d_ff),
-        "counts": 12 * ltn + 8 * num_classes * ltn + 8 * num_classes,
-        "histograms": 0
-        if hist_bins is None
-        else histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn,
-        "fold_counts": folds * num_classes * ltn * (2 if largest <= _INT16_MAX else 4),
-        "null": null_counts_bytes(
+    fold_b = 2 if largest <= _INT16_MAX else 4
+    out = dict.fromkeys(
+        ("baseline", "counts", "histograms", "fold_counts", "null", "plan", "batch", "buffer", "transients"),
+        0,
+    )
+    for t in kinds:
+        ltn = n_layers * t * d_ff
+        out["baseline"] += baseline_stats_bytes(n_layers, t, d_ff)
+        out["counts"] += 12 * ltn + 8 * num_classes * ltn + 8 * num_classes
+        out["fold_counts"] += folds * num_classes * (ltn * fold_b + 8)
+        out["null"] += null_counts_bytes(
             permutations,
             folds,
             num_classes,
             n_layers,
-            n_positions,
+            t,
             d_ff,
             largest if heldout_null else dev_size,
             heldout_null,
-        ),
-        "buffer": min(CROSSFIT_BUFFER + max(MAX_CHUNK_ELEMENTS, n_positions * d_ff), dev_size * ltn),
-    }
-    out["total"] = sum(out.values())
+        )
+        out["batch"] += 4 * batch_size * ltn
+        chunk = chunk_elements(batch_size, (n_layers, t, d_ff), position_chunk)
+        out["buffer"] += min(CROSSFIT_BUFFER + chunk, dev_size * ltn)
+        out["transients"] = max(out["transients"], chunk * (33 if hist_bins is not None else 17))
+    if hist_bins is not None:
+        ltn = n_layers * n_positions * d_ff
+        out["histograms"] = histogram_bytes(num_classes, n_layers, n_positions, d_ff, hist_bins) + 16 * ltn
+    out["plan"] = 8 * dev_size * (2 + permutations)
+    out["transients"] += (
+        min(CROSSFIT_BUFFER, dev_size * n_layers * n_positions * d_ff) + 4 * _PRODUCT_ELEMENTS
+    )
+    out["reductions"] = reduction_bytes(
+        n_layers,
+        n_positions,
+        d_ff,
+        num_classes,
+        subtasks=subtasks,
+        folds=folds,
+        permutations=permutations,
+        heldout_null=heldout_null,
+        hist_bins=hist_bins,
+        pooled=pooled,
+    )
+    out["reduce"] = 3 * max(folds * num_classes * n_layers * t * d_ff * fold_b for t in kinds)
+    held = sum(out[k] for k in ("baseline", "counts", "histograms", "fold_counts", "null", "plan"))
+    working = out["batch"] + out["buffer"] + out["transients"]
+    out["total"] = held + max(working, out["reductions"] + out["reduce"])
     return out
+
+
+def reduction_bytes(
+    n_layers: int,
+    n_positions: int,
+    d_ff: int,
+    num_classes: int,
+    *,
+    subtasks: int = 1,
+    folds: int = 5,
+    permutations: int = 100,
+    heldout_null: bool = True,
+    hist_bins: int | None = None,
+    pooled: bool = False,
+) -> int:
+    """Bytes of one prompt's scores (``score_prompt``'s tensors, kept on the CPU until the summary):
+    float64 predictivity ``[S, L, T, N]`` (and AUROC), the baseline ``[L, T, N]``, the token means,
+    the held-out figures ``2 x [F, S, L, N]`` float64 with their null (``[R, S, L, N]`` float64 and,
+    held-out, ``2 x [R, F, S, L, N]`` float32), for the prompt positions and, with ``pooled``, the
+    pooled control (2 positions, its mean and max each with fold figures of their own)."""
+    L, T, N, C, S, F, R = n_layers, n_positions, d_ff, num_classes, subtasks, folds, permutations
+    sln = S * L * N
+
+    def folds_bytes() -> int:
+        b = 2 * F * sln * 8 + F * 8 + sln * 8
+        if R > 0:
+            b += R * sln * 8 + (2 * R * F * sln * 4 if heldout_null else 0)
+        return b
+
+    total = S * L * T * N * 8 * (2 if hist_bins is not None else 1) + L * T * N * 8 + L * N * 8
+    total += folds_bytes() + 8 * C + 8 * C * C + 8  # class counts, confusion, baseline count
+    if pooled:
+        total += S * L * 2 * N * 8 + 2 * folds_bytes()
+    return total
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -234,6 +321,52 @@ def _chunks(batch: int, n_layers: int, per_layer: int, max_elements: int) -> Ite
             yield slice(b, b + 1), slice(layer, min(layer + lstep, n_layers))
 
 
+def _update_chunks(
+    batch: int, shape: tuple[int, int, int], position_chunk: int | None
+) -> Iterator[tuple[slice, slice, slice]]:
+    """The chunks of an ``update``: ``(batch, layer, position)`` slices. The batch and layer slices
+    are :func:`_chunks`' whatever ``position_chunk``, so every float sum runs in the same order (the
+    results are bit-identical); each is cut into runs of at most ``position_chunk`` positions, so no
+    comparison tensor holds more than ``position_chunk`` positions."""
+    L, T, N = shape
+    step = T if position_chunk is None else max(1, min(position_chunk, T))
+    for bs, ls in _chunks(batch, L, T * N, MAX_CHUNK_ELEMENTS):
+        for t in range(0, T, step):
+            yield bs, ls, slice(t, min(t + step, T))
+
+
+def chunk_elements(batch: int, shape: tuple[int, int, int], position_chunk: int | None = None) -> int:
+    """The most activations one chunk of an ``update`` holds (:func:`_update_chunks`): at most
+    ``MAX_CHUNK_ELEMENTS``, or one layer of one example's positions when that is more."""
+    L, T, N = shape
+    per_example = L * T * N
+    if per_example <= MAX_CHUNK_ELEMENTS:
+        b, layers = min(batch, MAX_CHUNK_ELEMENTS // per_example), L
+    else:
+        b, layers = min(batch, 1), min(L, max(1, MAX_CHUNK_ELEMENTS // (T * N)))
+    tc = T if position_chunk is None else max(1, min(position_chunk, T))
+    return b * layers * tc * N
+
+
+def _tree_sum(x: Tensor) -> Tensor:
+    """``x.sum(0)`` by a fixed binary tree of elementwise additions: the same bits on every device (a
+    reduction kernel's order differs between the CPU and CUDA; IEEE additions do not)."""
+    while x.shape[0] > 1:
+        h = x.shape[0] // 2
+        y = x[:h] + x[h : 2 * h]
+        if x.shape[0] % 2:
+            y[-1] += x[-1]
+        x = y
+    return x[0]
+
+
+def _check_position_chunk(position_chunk: int | None) -> int | None:
+    pc = position_chunk
+    if pc is not None and (isinstance(pc, bool) or not isinstance(pc, int) or pc < 1):
+        raise ConfigError(f"position_chunk={pc!r} is invalid: pass a positive number of positions or None")
+    return pc
+
+
 def _require(state: Mapping[str, Tensor], keys: Sequence[str], what: str) -> None:
     missing = [k for k in keys if k not in state]
     if missing:
@@ -263,6 +396,7 @@ class BaselineStats:
         d_ff: N, neurons per layer (input width of the FFN down projection).
         device: where the float64 accumulators live (the activations are moved there). Use ``"cpu"``
             on backends without float64 (MPS).
+        position_chunk: update at most this many positions at a time (None: all); the same bits.
 
     Attributes:
         sum: [L, T, N] float64, sum of activations.
@@ -275,10 +409,16 @@ class BaselineStats:
     """
 
     def __init__(
-        self, n_layers: int, n_positions: int, d_ff: int, device: str | torch.device = "cpu"
+        self,
+        n_layers: int,
+        n_positions: int,
+        d_ff: int,
+        device: str | torch.device = "cpu",
+        position_chunk: int | None = None,
     ) -> None:
         self.shape = _check_geometry(n_layers, n_positions, d_ff)
         self.device = torch.device(device)
+        self.position_chunk = _check_position_chunk(position_chunk)
         self.sum = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
         self.sum_sq = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
         self.count = 0
@@ -309,11 +449,10 @@ class BaselineStats:
         caller has checked that: ``finite_checked``, as the collection does once per batch).
         """
         acts = _check_acts(acts, self.shape, not finite_checked).to(self.device)
-        L, T, N = self.shape
-        for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
-            x = acts[bs, ls].to(torch.float64)
-            self.sum[ls] += x.sum(0)
-            self.sum_sq[ls] += x.square_().sum(0)
+        for bs, ls, ts in _update_chunks(acts.shape[0], self.shape, self.position_chunk):
+            x = acts[bs, ls, ts].to(torch.float64)
+            self.sum[ls, ts] += _tree_sum(x)
+            self.sum_sq[ls, ts] += _tree_sum(x.square_())
         self.count += int(acts.shape[0])
 
     def _require_data(self, minimum: int = 1) -> None:
@@ -328,7 +467,7 @@ class BaselineStats:
         self._require_data()
         return self.sum / self._scalar(self.count)
 
-    def _scalar(self, value: int) -> Tensor:
+    def _scalar(self, value: float) -> Tensor:
         # a 0-d tensor, not a Python number: CUDA divides by a Python scalar through its reciprocal,
         # which differs from the CPU's true division in the last bit; tensor / tensor is exact on both
         return torch.tensor(float(value), dtype=torch.float64, device=self.sum.device)
@@ -348,7 +487,7 @@ class BaselineStats:
         acts = _check_acts(acts, self.shape, finite=False).to(self.device)
         self._require_data(2)
         mean = self.mean()
-        se = self.std().div_(math.sqrt(self.count))
+        se = self.std().div_(self._scalar(math.sqrt(self.count)))
         L, T, N = self.shape
         inside = 0
         for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
@@ -634,17 +773,19 @@ class CrossFitCounts:
             fp = F if heldout_null else 1
             ndt = self.dtype if heldout_null else _count_dtype(plan.size)
             self._null = torch.zeros((R, fp, C - 1, *shape), dtype=ndt, device=self.device)
-        self._pending: list[tuple[Tensor, Tensor, slice]] = []
+        self._pending: list[tuple[Tensor, Tensor, slice, slice]] = []
         self._pending_elements = 0
         self._fold = plan.fold.to(self.device)
         self._perm = plan.perm_labels.to(self.device)
         self._labels = plan.labels.to(self.device)
 
     @torch.no_grad()
-    def add(self, gt: Tensor, index: Tensor, ls: slice, count_examples: bool) -> None:
-        """Add ``gt`` [b, l, T, N] (bool: above the baseline) of the examples ``index`` [b] (their
-        positions in the split), layers ``ls``; ``count_examples``: also count them in class_counts
-        (once per example: on its first layer chunk).
+    def add(
+        self, gt: Tensor, index: Tensor, ls: slice, count_examples: bool, ts: slice | None = None
+    ) -> None:
+        """Add ``gt`` [b, l, t, N] (bool: above the baseline) of the examples ``index`` [b] (their
+        positions in the split), layers ``ls`` and positions ``ts`` (None: all); ``count_examples``:
+        also count them in class_counts (once per example: on its first chunk).
 
         The indicators are buffered (at most :data:`CROSSFIT_BUFFER` of them, as bool) and counted
         by a few large matrix products at :meth:`flush` (called when the buffer is full and by every
@@ -656,7 +797,8 @@ class CrossFitCounts:
             self._class_counts += torch.bincount(key, minlength=F * C).view(F, C)
         if gt.numel() == 0:
             return
-        self._pending.append((gt.to(device=self.device, dtype=torch.bool), index, ls))
+        ts = slice(0, self.shape[1]) if ts is None else slice(ts.start or 0, ts.stop)
+        self._pending.append((gt.to(device=self.device, dtype=torch.bool), index, ls, ts))
         self._pending_elements += gt.numel()
         if self._pending_elements >= CROSSFIT_BUFFER:
             self.flush()
@@ -665,22 +807,22 @@ class CrossFitCounts:
     def flush(self) -> None:
         """Count the buffered indicators (see :meth:`add`)."""
         pending, self._pending, self._pending_elements = self._pending, [], 0
-        groups: dict[tuple[int, int], list[tuple[Tensor, Tensor]]] = {}
-        for gt, index, ls in pending:
-            groups.setdefault((ls.start or 0, ls.stop), []).append((gt, index))
-        for (start, stop), items in groups.items():
+        groups: dict[tuple[int, int, int, int], list[tuple[Tensor, Tensor]]] = {}
+        for gt, index, ls, ts in pending:
+            groups.setdefault((ls.start or 0, ls.stop, ts.start, ts.stop), []).append((gt, index))
+        for (start, stop, t0, t1), items in groups.items():
             gt = torch.cat([g for g, _ in items])
             index = torch.cat([i for _, i in items])
-            self._count(gt, index, slice(start, stop))
+            self._count(gt, index, slice(start, stop), slice(t0, t1))
 
-    def _count(self, gt: Tensor, index: Tensor, ls: slice) -> None:
+    def _count(self, gt: Tensor, index: Tensor, ls: slice, ts: slice) -> None:
         F, C = self.plan.folds, self.plan.num_classes
         b = gt.shape[0]
         fold, lab = self._fold[index], self._labels[index]
         key = fold * C + lab
         for g in key.unique().tolist():  # the real counts: one sum per (fold, class)
             x = gt[key == g].sum(0, dtype=torch.int32)
-            self._counts[g // C, g % C, ls] += x.to(self.dtype)
+            self._counts[g // C, g % C, ls, ts] += x.to(self.dtype)
         if self._null is None:
             return
         R = self.plan.permutations
@@ -693,12 +835,22 @@ class CrossFitCounts:
             y = torch.zeros((sel.numel(), R, C), dtype=torch.float32, device=self.device)
             y.scatter_(2, perm[:, sel].T.unsqueeze(-1), 1.0)
             y = y[:, :, 1:].reshape(sel.numel(), R * (C - 1))
-            flat = gt[sel].reshape(sel.numel(), -1)
-            dest = self._null[:, 0 if f is None else f, :, ls].view(R, C - 1, -1)  # a view: += counts
+            null = self._null[:, 0 if f is None else f]
+            if ts.stop - ts.start == self.shape[1]:  # all positions: the layers' counts are one view
+                blocks = [(null[:, :, ls], gt[sel])]
+            else:  # a run of positions is contiguous within a layer only
+                part = gt[sel]
+                blocks = [
+                    (null[:, :, layer, ts], part[:, k])
+                    for k, layer in enumerate(range(ls.start or 0, ls.stop))
+                ]
             step = max(1, _PRODUCT_ELEMENTS // (R * (C - 1)))  # bounds the float32 product
-            for j in range(0, flat.shape[1], step):
-                x = flat[:, j : j + step].to(torch.float32)  # 0/1: exact sums below 2^24
-                dest[:, :, j : j + step] += (y.T @ x).view(R, C - 1, -1).to(dest.dtype)
+            for counts, indicators in blocks:
+                dest = counts.view(R, C - 1, -1)  # a view: += counts
+                flat = indicators.reshape(sel.numel(), -1)
+                for j in range(0, flat.shape[1], step):
+                    x = flat[:, j : j + step].to(torch.float32)  # 0/1: exact sums below 2^24
+                    dest[:, :, j : j + step] += (y.T @ x).view(R, C - 1, -1).to(dest.dtype)
 
     @property
     def counts(self) -> Tensor:
@@ -794,6 +946,7 @@ class PredictivityStats:
             neuron constant on the train split) the range is widened to ``[lo, lo + 1)``.
         hist_k: standard deviations on each side of the mean for the default ``hist_range``.
         device: where the accumulators live (default: the baseline's device).
+        position_chunk: compare at most this many positions at a time (None: all); the same counts.
         plan: a :class:`FoldPlan` of the split: also keep the per-fold counts and the permutation
             null's (:class:`CrossFitCounts`, attribute ``crossfit``); :meth:`update` then needs every
             example's index in the split. ``heldout_null``: the null's counts per fold too.
@@ -816,7 +969,9 @@ class PredictivityStats:
         device: str | torch.device | None = None,
         plan: FoldPlan | None = None,
         heldout_null: bool = True,
+        position_chunk: int | None = None,
     ) -> None:
+        self.position_chunk = _check_position_chunk(position_chunk)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ConfigError(f"num_classes={num_classes!r} is invalid: a task needs at least 2 classes")
         if isinstance(baseline, BaselineStats):
@@ -896,9 +1051,10 @@ class PredictivityStats:
             f"hist_bins={self.hist_bins}, class_counts={self.class_counts.tolist()})"
         )
 
-    def _bin_width(self, ls: slice) -> Tensor:
+    def _bin_width(self, ls: slice | tuple[slice, slice]) -> Tensor:
         assert self.hist_lo is not None and self.hist_hi is not None and self.hist_bins is not None
-        width = (self.hist_hi[ls] - self.hist_lo[ls]) / self.hist_bins
+        bins = torch.tensor(float(self.hist_bins), dtype=torch.float64, device=self.device)
+        width = (self.hist_hi[ls] - self.hist_lo[ls]) / bins  # tensor / tensor: the same bits on CUDA
         return torch.where(width > 0, width, torch.full_like(width, 1.0 / self.hist_bins))
 
     @torch.no_grad()
@@ -939,28 +1095,26 @@ class PredictivityStats:
                 "merge fewer shards or drop hist_bins"
             )
         present = [c for c, n in enumerate(batch_counts.tolist()) if n > 0]
-        L, T, N = self.shape
         per_elem_bins = self.hist_bins + 2 if self.hist_bins is not None else 0
         fast = acts.dtype == torch.float32 and self.hist is None
-        for bs, ls in _chunks(acts.shape[0], L, T * N, MAX_CHUNK_ELEMENTS):
+        for bs, ls, ts in _update_chunks(acts.shape[0], self.shape, self.position_chunk):
             yb = y[bs]
             if fast:  # exact: a float32 a exceeds b iff it exceeds b rounded down to float32
-                gt = acts[bs, ls] > self._baseline32[ls]
+                gt = acts[bs, ls, ts] > self._baseline32[ls, ts]
             else:
-                x = acts[bs, ls].to(torch.float64)
-                gt = x > self.baseline[ls]
+                x = acts[bs, ls, ts].to(torch.float64)
+                gt = x > self.baseline[ls, ts]
             if self.hist is not None:
                 assert self.hist_lo is not None
-                idx = ((x - self.hist_lo[ls]) / self._bin_width(ls)).floor_().clamp_(-1, per_elem_bins - 2)
-                start, stop = (ls.start or 0) * T * N, ls.stop * T * N
-                offsets = (torch.arange(start, stop, device=self.device) * per_elem_bins).view(-1, T, N)
-                flat = idx.to(torch.int64).add_(1).add_(offsets)
+                lt = (ls, ts)
+                idx = ((x - self.hist_lo[lt]) / self._bin_width(lt)).floor_().clamp_(-1, per_elem_bins - 2)
+                flat = idx.to(torch.int64).add_(1).add_(self._hist_offsets(ls, ts, per_elem_bins))
                 hist_flat = self.hist.view(self.num_classes, -1)
             for c in present:
                 sel = yb == c
                 if not bool(sel.any()):
                     continue
-                self.above[c, ls] += gt[sel].sum(0)
+                self.above[c, ls, ts] += gt[sel].sum(0)
                 if self.hist is not None:
                     f = flat[sel].reshape(-1)
                     hist_flat[c].index_add_(
@@ -968,8 +1122,18 @@ class PredictivityStats:
                     )
             if self.crossfit is not None:
                 assert ix is not None
-                self.crossfit.add(gt, ix[bs], ls, count_examples=(ls.start or 0) == 0)
+                first = (ls.start or 0) == 0 and (ts.start or 0) == 0
+                self.crossfit.add(gt, ix[bs], ls, count_examples=first, ts=ts)
         self.class_counts += batch_counts
+
+    def _hist_offsets(self, ls: slice, ts: slice, per_elem_bins: int) -> Tensor:
+        """[l, t, N] int64: the first histogram bin of each (layer, position, neuron) of the chunk in
+        the flat histograms."""
+        _, T, N = self.shape
+        dev = self.device
+        lt = torch.arange(ls.start or 0, ls.stop, device=dev).view(-1, 1, 1) * T
+        lt = lt + torch.arange(ts.start or 0, ts.stop, device=dev).view(1, -1, 1)
+        return (lt * N + torch.arange(N, device=dev)) * per_elem_bins
 
     def _check_index(self, index: Tensor | Sequence[int] | None, y: Tensor) -> Tensor | None:
         if self.crossfit is None:
