@@ -325,7 +325,7 @@ def test_cli_commands(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no
     prompt = save_prompt(tmp_path / "run" / "prompt", _pm("bert", bb=bb), **man)
     neurons = _neurons().save(tmp_path / "neurons" / "skill_neurons")
     monkeypatch.setattr(BackboneOptions, "load", lambda self, name: bb)
-    monkeypatch.setattr(rundir, "load_task", lambda name: task)
+    monkeypatch.setattr(rundir.data, "load_task", lambda name: task)
     from skillneurons.cli import build_parser
 
     def run(*argv: str) -> None:
