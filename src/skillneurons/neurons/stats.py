@@ -31,7 +31,8 @@ Memory (bytes), with ``LTN = n_layers * n_positions * d_ff`` and C classes:
 ``BaselineStats``: ``16 * LTN``; ``PredictivityStats``: ``8 * LTN * (C + 1) + 4 * LTN`` plus, with histograms,
 ``4 * C * LTN * (hist_bins + 2) + 16 * LTN`` (see :func:`predictivity_stats_bytes`). ``update`` also
 allocates transient buffers of at most about ``17 * MAX_CHUNK_ELEMENTS`` bytes (about 140 MB), or
-``33 *`` that with histograms, whatever the batch size.
+``33 *`` that with histograms, whatever the batch size; pass 1 keeps its float64 chunk buffer
+(``8 * MAX_CHUNK_ELEMENTS`` bytes at most) from one batch to the next.
 """
 
 from __future__ import annotations
