@@ -83,9 +83,13 @@ class _Gather:
         self.index: Tensor | None = None
         self.mask: Tensor | None = None
         self.full_mask: Tensor | None = None
+        self.lead = 0
+        self.token_weight: Tensor | None = None
+        self.product: Tensor | None = None
 
     def start(self, batch: Batch) -> None:
         self.index = self.model.prompt_positions(batch)  # [B, P+1]
+        self.lead = _leading_positions(self.index)
         self.mask = self.model.text_mask(batch)  # [B, S]
         self.out = {}
         self.full_mask = torch.cat(
@@ -97,6 +101,8 @@ class _Gather:
             ],
             1,
         )
+        self.token_weight = self.full_mask.unsqueeze(-1).float()
+        self.product = None  # the token sums' [B, S, N] product, reused across layers
 
     def reduce(self, kind: Positions, acts: Tensor) -> Tensor:
         assert self.index is not None and self.mask is not None
@@ -114,19 +120,47 @@ class _Gather:
 
     def __call__(self, layer: int, acts: Tensor) -> None:
         for kind in self.kinds:
-            red = self.reduce(kind, acts)
             if kind not in self.out:
-                shape = (acts.shape[0], self.model.backbone.num_layers, red.shape[1], acts.shape[-1])
+                T = self.index.shape[1] if kind == "prompt" else 2  # type: ignore[union-attr]
+                shape = (acts.shape[0], self.model.backbone.num_layers, T, acts.shape[-1])
                 dev = self.device or acts.device
                 pin = dev.type == "cpu" and acts.device.type == "cuda"
                 self.out[kind] = torch.empty(shape, dtype=torch.float32, device=dev, pin_memory=pin)
-            self.out[kind][:, layer].copy_(red.float(), non_blocking=True)
+            dest = self.out[kind][:, layer]
+            if dest.device != acts.device:  # statistics on another device: reduce here, copy async
+                dest.copy_(self.reduce(kind, acts).float(), non_blocking=True)
+            elif kind == "prompt" and self.lead:  # leading positions 0..lead-1: a slice, not a gather
+                dest[:, : self.lead] = acts[:, : self.lead]
+                if self.lead < dest.shape[1]:
+                    assert self.index is not None
+                    rest = self.index[:, self.lead :].unsqueeze(-1).expand(-1, -1, acts.shape[-1])
+                    dest[:, self.lead :] = torch.gather(acts, 1, rest)
+            else:
+                dest[:] = self.reduce(kind, acts)
         if self.token_sums is not None:
-            assert self.full_mask is not None
-            fm = self.full_mask.unsqueeze(-1).float()
-            self.token_sums[layer] += (
-                (acts.float() * fm).sum((0, 1)).to(self.token_sums.device, torch.float64)
-            )
+            self.token_sums[layer] += self._token_sum(acts).to(self.token_sums.device, torch.float64)
+
+    def _token_sum(self, acts: Tensor) -> Tensor:
+        """[N] float32: the sum over the batch's real tokens (the same product and sum every layer, into
+        one buffer: a fresh [B, S, N] tensor per layer costs more than the product itself on a CPU)."""
+        assert self.token_weight is not None
+        if acts.dtype != torch.float32:
+            return (acts.float() * self.token_weight).sum((0, 1))
+        if self.product is None or self.product.shape != acts.shape:
+            self.product = torch.empty_like(acts)
+        return torch.mul(acts, self.token_weight, out=self.product).sum((0, 1))
+
+
+def _leading_positions(index: Tensor) -> int:
+    """How many of the [B, T] ``index``'s first columns are 0, 1, 2, ... in every row (read by a slice)."""
+    same = (index.cpu() == torch.arange(index.shape[1])).all(0).tolist()
+    return same.index(False) if False in same else len(same)
+
+
+def _all_finite(acts: Tensor) -> bool:
+    """Whether every activation is finite: a finite sum says so (NaN and inf propagate); only a sum that
+    is not (an overflow, or a NaN or inf) is checked element by element."""
+    return bool(torch.isfinite(acts.sum())) or bool(torch.isfinite(acts).all())
 
 
 def _kinds(positions: Positions | tuple[Positions, ...]) -> tuple[Positions, ...]:
@@ -183,7 +217,7 @@ def activation_batches(
             gather.ready(device)
             out = gather.out
             for acts in out.values():
-                if not all(bool(torch.isfinite(acts[:, i]).all()) for i in range(acts.shape[1])):
+                if not _all_finite(acts):
                     raise DataError(
                         f"NaN or inf neuron activations in task '{task.name}' (batch starting at example "
                         f"{idx[0]}): "

@@ -32,7 +32,8 @@ Memory (bytes), with ``LTN = n_layers * n_positions * d_ff`` and C classes:
 ``BaselineStats``: ``16 * LTN``; ``PredictivityStats``: ``8 * LTN * (C + 1) + 4 * LTN`` plus, with histograms,
 ``4 * C * LTN * (hist_bins + 2) + 16 * LTN`` (see :func:`predictivity_stats_bytes`). ``update`` also
 allocates transient buffers of at most about ``17 * MAX_CHUNK_ELEMENTS`` bytes (about 140 MB), or
-``33 *`` that with histograms, whatever the batch size.
+``33 *`` that with histograms, whatever the batch size; pass 1 keeps its float64 chunk buffer
+(``8 * MAX_CHUNK_ELEMENTS`` bytes at most) from one batch to the next.
 """
 
 from __future__ import annotations
@@ -422,6 +423,7 @@ class BaselineStats:
         self.sum = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
         self.sum_sq = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
         self.count = 0
+        self._buffer: Tensor | None = None
 
     @property
     def n_layers(self) -> int:
@@ -450,10 +452,19 @@ class BaselineStats:
         """
         acts = _check_acts(acts, self.shape, not finite_checked).to(self.device)
         for bs, ls, ts in _update_chunks(acts.shape[0], self.shape, self.position_chunk):
-            x = acts[bs, ls, ts].to(torch.float64)
+            x = self._float64(acts[bs, ls, ts])
             self.sum[ls, ts] += _tree_sum(x)
             self.sum_sq[ls, ts] += _tree_sum(x.square_())
         self.count += int(acts.shape[0])
+
+    def _float64(self, chunk: Tensor) -> Tensor:
+        """``chunk`` as float64, in a buffer kept from one batch to the next (at most
+        :data:`MAX_CHUNK_ELEMENTS`, 64 MiB, or one layer of one example): on a CPU a fresh 64 MiB
+        tensor per chunk costs more than the conversion."""
+        n = chunk.numel()
+        if self._buffer is None or self._buffer.numel() < n:
+            self._buffer = torch.empty(n, dtype=torch.float64, device=self.device)
+        return self._buffer[:n].view(chunk.shape).copy_(chunk)
 
     def _require_data(self, minimum: int = 1) -> None:
         if self.count < minimum:
@@ -608,6 +619,15 @@ def _count_dtype(largest: int) -> torch.dtype:
     return torch.int16 if largest <= _INT16_MAX else torch.int32
 
 
+def _count_true(gt: Tensor) -> Tensor:
+    """``gt.sum(0)`` of a bool tensor in the narrowest exact integer type (uint8 up to 255 rows, int16 up
+    to 32,767, else int32): the sum to int64 costs several times the comparisons on a CPU."""
+    rows = gt.shape[0]
+    if rows <= 255:
+        return gt.view(torch.uint8).sum(0, dtype=torch.uint8)
+    return gt.view(torch.uint8).sum(0, dtype=torch.int16 if rows <= _INT16_MAX else torch.int32)
+
+
 def null_counts_bytes(
     permutations: int,
     folds: int,
@@ -738,6 +758,14 @@ def _all_reduce_narrow(t: Tensor) -> Tensor:
     return wide.to(t.dtype)
 
 
+def _class_count(gt: Tensor, labels: Sequence[int], c: int) -> Tensor:
+    """``gt[labels == c].sum(0)`` (counts of the rows of class c) for host ``labels``, narrow-typed."""
+    sel = [j for j, y in enumerate(labels) if y == c]
+    if len(sel) == len(labels):
+        return _count_true(gt)
+    return _count_true(gt.index_select(0, torch.tensor(sel, dtype=torch.int64, device=gt.device)))
+
+
 class CrossFitCounts:
     """Pass-2 counts per fold and under the null's label permutations (filled by
     :meth:`PredictivityStats.update` from the same comparisons, or by :meth:`add`).
@@ -821,8 +849,7 @@ class CrossFitCounts:
         fold, lab = self._fold[index], self._labels[index]
         key = fold * C + lab
         for g in key.unique().tolist():  # the real counts: one sum per (fold, class)
-            x = gt[key == g].sum(0, dtype=torch.int32)
-            self._counts[g // C, g % C, ls, ts] += x.to(self.dtype)
+            self._counts[g // C, g % C, ls, ts] += _count_true(gt[key == g]).to(self.dtype)
         if self._null is None:
             return
         R = self.plan.permutations
@@ -1097,6 +1124,7 @@ class PredictivityStats:
         present = [c for c, n in enumerate(batch_counts.tolist()) if n > 0]
         per_elem_bins = self.hist_bins + 2 if self.hist_bins is not None else 0
         fast = acts.dtype == torch.float32 and self.hist is None
+        rows = y.tolist()
         for bs, ls, ts in _update_chunks(acts.shape[0], self.shape, self.position_chunk):
             yb = y[bs]
             if fast:  # exact: a float32 a exceeds b iff it exceeds b rounded down to float32
@@ -1111,6 +1139,9 @@ class PredictivityStats:
                 flat = idx.to(torch.int64).add_(1).add_(self._hist_offsets(ls, ts, per_elem_bins))
                 hist_flat = self.hist.view(self.num_classes, -1)
             for c in present:
+                if self.hist is None:  # no host sync per chunk: the rows of class c, from the host labels
+                    self.above[c, ls, ts] += _class_count(gt, rows[bs], c)
+                    continue
                 sel = yb == c
                 if not bool(sel.any()):
                     continue
