@@ -194,3 +194,12 @@ def test_study_runs_resumes_and_reuses(tmp_path: Path, monkeypatch: pytest.Monke
         with pytest.raises(ConfigError, match="find/a holds the step 'find a' made with other options"):
             study_run.run_study(changed, out=out, backbone=bb, tasks=_tasks(), report=False, progress=False)
     json.loads((out / "spec.json").read_text())
+
+
+def test_find_placement_options_are_not_part_of_a_find_steps_identity() -> None:
+    from skillneurons.neurons.config import FindConfig
+
+    base = study_run.find_identity(FindConfig())
+    placed = FindConfig(stats_device="cpu", position_chunk=3, stats_memory_gb=2)
+    assert study_run.find_identity(placed) == base
+    assert study_run.find_identity(FindConfig(folds=3)) != base

@@ -82,13 +82,20 @@ def _is_dc(o: Any) -> bool:
 #: FindConfig options added after studies were recorded, with the value those studies ran with: left
 #: out of a find step's identity at that value, so a study recorded before them resumes
 _FIND_ADDED = {"score": "accuracy"}
+#: FindConfig options that decide where and in what pieces the statistics are computed, never their
+#: values (bit-identical: tests/test_large_models.py): not part of a find step's identity
+_FIND_PLACEMENT = ("stats_device", "position_chunk", "stats_memory_gb")
 
 
 def find_identity(cfg: FindConfig) -> dict[str, Any]:
-    """A find step's options as recorded in its identity (:data:`_FIND_ADDED` at their old value
-    left out)."""
+    """A find step's options as recorded in its identity (:data:`_FIND_ADDED` at their old value and
+    the placement options :data:`_FIND_PLACEMENT` left out)."""
     out = dataclasses.asdict(cfg)
-    return {k: v for k, v in out.items() if not (k in _FIND_ADDED and v == _FIND_ADDED[k])}
+    return {
+        k: v
+        for k, v in out.items()
+        if k not in _FIND_PLACEMENT and not (k in _FIND_ADDED and v == _FIND_ADDED[k])
+    }
 
 
 def _digest(path: Path) -> str:
