@@ -64,3 +64,12 @@ def separable_task(n: int = 48, seed: int = 0, pair: bool = False):  # type: ign
 
 
 __all__ = ["ALL_FAMILIES", "LM_FAMILIES", "separable_task", "tiny_model"]
+
+
+def tiny_reader_config(**kw):  # type: ignore[no-untyped-def]
+    """A DynSAN ``ReaderConfig`` of test size (D 16, 2 heads, K 8, one block, 3 passages of <= 12
+    word pieces), with ``kw`` overriding any field."""
+    from skillneurons.reading.config import ReaderConfig
+
+    base = {"dim": 16, "heads": 2, "top_k": 8, "blocks": 1, "passages": 3, "max_passage_tokens": 12}
+    return ReaderConfig(**{**base, **kw})

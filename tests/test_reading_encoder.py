@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from conftest import tiny_reader_config
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.reading.config import ReaderConfig, ReadTrainConfig
 from skillneurons.reading.contextual import BATCH_SIZE, ContextEncoder
@@ -52,16 +53,7 @@ def encoder() -> ContextEncoder:
 
 
 def _config(**kw: Any) -> ReaderConfig:
-    base: dict[str, Any] = {
-        "dim": 16,
-        "heads": 2,
-        "top_k": 8,
-        "blocks": 1,
-        "passages": 3,
-        "max_passage_tokens": 12,
-        "embeddings_kind": "encoder",
-    }
-    return ReaderConfig(**{**base, **kw})
+    return tiny_reader_config(**{"embeddings_kind": "encoder", **kw})  # type: ignore[no-any-return]
 
 
 def _split(enc: ContextEncoder, n: int, seed: int, c: ReaderConfig | None = None) -> EncodedSplit:

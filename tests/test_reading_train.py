@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from conftest import tiny_reader_config
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.reading.config import ReaderConfig, ReadTrainConfig
 from skillneurons.reading.encode import collate, encode_examples, span_text
@@ -59,15 +60,7 @@ def tok() -> Any:
 
 
 def _config(**kw: Any) -> ReaderConfig:
-    base: dict[str, Any] = {
-        "dim": 16,
-        "heads": 2,
-        "top_k": 8,
-        "blocks": 1,
-        "passages": 3,
-        "max_passage_tokens": 12,
-    }
-    return ReaderConfig(**{**base, **kw})
+    return tiny_reader_config(**kw)  # type: ignore[no-any-return]
 
 
 def _model(c: ReaderConfig) -> Reader:
