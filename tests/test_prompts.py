@@ -76,6 +76,40 @@ def test_text_truncated_never_prompt() -> None:
     assert b.input_ids.shape[1] + m.prefix_length == m.max_length
 
 
+@pytest.mark.parametrize("family", ["llama", "gpt2", "bert"])
+def test_template_never_truncated(family: str) -> None:
+    """A long text is cut before it is filled into the template, so the template's end (where a
+    causal LM reads) survives; a text that fits is encoded exactly as the filled template is."""
+    bb = tiny_model(family)
+    torch.manual_seed(0)
+    prompt = SoftPrompt.create(bb, 4, "normal", std=0.5)
+    template = "{text} movie it was"
+    m = PromptModel(bb, prompt, build_head("auto", bb, [["bad"], ["good"]]), max_length=24, template=template)
+    tok = bb.tokenizer
+    tail = tok(" movie it was", add_special_tokens=False)["input_ids"]
+    for pair in (False, True):
+        long_b = [" ".join(["bad"] * 50)] if pair else None
+        b = m.encode([" ".join(["good"] * 50)], long_b)
+        assert (
+            b.input_ids.shape[1]
+            + m.prefix_length
+            + (1 if m.layout == "prompt_first" and m.slot_id is not None else 0)
+            <= m.max_length
+        )
+        ids = b.input_ids[0].tolist()
+        text = tok.decode(ids)
+        assert "good movie it was" in text, text
+        if not pair and bb.is_causal:
+            read = int(b.read_index[0]) - m.prefix_length
+            assert ids[read - len(tail) + 1 : read + 1] == tail
+    short = m.encode(["good movie"])
+    plain = tok(["good movie movie it was"], return_tensors="pt")["input_ids"]
+    if m.layout == "slot_first" or m.slot_id is None:
+        assert short.input_ids.tolist() == plain.tolist()
+    with pytest.raises(ConfigError, match="template"):
+        PromptModel(bb, prompt, m.head, max_length=10, template="{text} " + "it was " * 3)
+
+
 def test_huge_line_is_cut_by_characters_before_tokenising(monkeypatch: pytest.MonkeyPatch) -> None:
     """#17 item 15: a huge line (a 25 MB review made two steps take 89 s) is cut to CHARS_PER_TOKEN
     characters per token of room before the tokenizer sees it; the tokens kept are the same."""

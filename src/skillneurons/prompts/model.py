@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from skillneurons.backbones import Backbone
-from skillneurons.backbones.text import clip_chars
+from skillneurons.backbones.text import clip_chars, truncate_tokens
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.prompts.heads import Head
 from skillneurons.prompts.soft_prompt import SoftPrompt
@@ -123,6 +123,15 @@ class PromptModel(nn.Module):
                 f"max_length {self.max_length} leaves no room for text after the {self.prefix_length}-token "
                 "prefix: raise --max-length"
             )
+        #: tokens of the template filled with an empty text (special tokens included)
+        self.template_overhead = (
+            len(backbone.tokenizer(template.format(text=""))["input_ids"]) if template is not None else 0
+        )
+        if template is not None and self._text_room(pair=False) < 4:
+            raise ConfigError(
+                f"max_length {self.max_length} leaves no room for text after the {self.prefix_length}-token "
+                f"prefix and the {self.template_overhead}-token template: raise --max-length"
+            )
         self.to(backbone.device)  # prompt and head live where the backbone's embeddings are
 
     # ---- structure -------------------------------------------------------------------------
@@ -168,11 +177,14 @@ class PromptModel(nn.Module):
         insert_slot = self.layout == "prompt_first" and self.slot_id is not None
         room = self.max_length - self.prefix_length - (1 if insert_slot else 0)
         texts = clip_chars(texts, room)  # a huge line costs what a normal one does (backbones.text)
-        texts = [self.template.format(text=t) for t in texts] if self.template else texts
+        if self.template:
+            texts = [
+                self.template.format(text=t) for t in self._fit_template(texts, pair=texts_b is not None)
+            ]
         enc = tok(
             texts,
             clip_chars(texts_b, room) if texts_b is not None else None,
-            truncation=True,
+            truncation="only_second" if self.template and texts_b is not None else True,
             max_length=room,
             padding=True,
             return_tensors="pt",
@@ -196,6 +208,31 @@ class PromptModel(nn.Module):
             read = torch.zeros_like(lengths)
         lab = torch.as_tensor(list(labels), dtype=torch.long) if labels is not None else None
         return Batch(ids, mask, tt, read, lab)
+
+    def _text_room(self, *, pair: bool) -> int:
+        room = (
+            self.max_length
+            - self.prefix_length
+            - (1 if self.layout == "prompt_first" and self.slot_id is not None else 0)
+        )
+        return (room // 2 if pair else room) - self.template_overhead
+
+    def _fit_template(self, texts: Sequence[str], *, pair: bool) -> list[str]:
+        """Texts cut so that the filled template fits: truncation shortens the text, never the template
+        (whose end is where a causal LM reads). A text that fits is unchanged; one that does not is cut
+        to the room left by the template, less 2 tokens of slack for merges at its boundaries (and, in
+        a pair task, to half the room, the second text taking the rest)."""
+        budget = self._text_room(pair=pair)
+        tok = self.backbone.tokenizer
+        counts = [len(ids) for ids in tok(list(texts), add_special_tokens=False)["input_ids"]]
+        long = [i for i, n in enumerate(counts) if n > budget]
+        if not long:
+            return list(texts)
+        cut = truncate_tokens(tok, [texts[i] for i in long], budget - 2)
+        out = list(texts)
+        for i, c in zip(long, cut, strict=True):
+            out[i] = c
+        return out
 
     # ---- running ---------------------------------------------------------------------------
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from skillneurons.artifacts import atomic_write_json
 from skillneurons.backbones import Backbone, load_backbone
-from skillneurons.backbones.text import clip_chars
+from skillneurons.backbones.text import clip_chars, truncate_tokens
 from skillneurons.data import Task, load_task, stratified_sample
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.prompts.model import PromptModel
@@ -107,25 +107,6 @@ class TemplateReader:
     def _fill(self, text: str, text_b: str | None) -> str:
         return self.template.format(text=text, text_b=text_b or "", mask=self.mask_token)
 
-    def _truncate(self, texts: Sequence[str], room: int) -> list[str]:
-        tok = self.backbone.tokenizer
-        if tok.is_fast:
-            enc = tok(
-                list(texts),
-                add_special_tokens=False,
-                truncation=True,
-                max_length=room,
-                return_offsets_mapping=True,
-            )
-            out = []
-            for t, ids, offs in zip(texts, enc["input_ids"], enc["offset_mapping"], strict=True):
-                out.append(t if len(ids) < room or not offs else t[: offs[-1][1]])
-            return out
-        enc = tok(list(texts), add_special_tokens=False)["input_ids"]
-        return [
-            t if len(ids) <= room else str(tok.decode(ids[:room])) for t, ids in zip(texts, enc, strict=True)
-        ]
-
     def encode(
         self, texts: Sequence[str], texts_b: Sequence[str] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -143,8 +124,10 @@ class TemplateReader:
             )
         tok = self.backbone.tokenizer
         room = self.room // 2 if texts_b is not None else self.room
-        a = self._truncate(clip_chars(texts, room), room)  # by characters first: skillneurons.backbones.text
-        b = self._truncate(clip_chars(texts_b, room), room) if texts_b is not None else [None] * len(a)
+        a = truncate_tokens(
+            tok, clip_chars(texts, room), room
+        )  # by characters first: skillneurons.backbones.text
+        b = truncate_tokens(tok, clip_chars(texts_b, room), room) if texts_b is not None else [None] * len(a)
         filled = [self._fill(x, y) for x, y in zip(a, b, strict=True)]
         enc = tok(filled, padding=True, return_tensors="pt")
         ids, mask = enc["input_ids"], enc["attention_mask"]
