@@ -19,9 +19,6 @@ memory (fp16: 768 bytes a word piece, up to about 6.7 GB for the whole training 
 from __future__ import annotations
 
 import argparse
-import math
-import random
-import statistics
 import sys
 import time
 from dataclasses import asdict, replace
@@ -31,6 +28,7 @@ from typing import Any
 import torch
 
 from common import cpu_model, write_json
+from skillneurons.evidence import mean_over_seeds, paired_difference
 from skillneurons.reading.config import ReaderConfig, ReadTrainConfig
 from skillneurons.reading.contextual import load_encoder
 from skillneurons.reading.data import load_reading_task
@@ -53,17 +51,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "frozen_encoder": {"embeddings_kind": "encoder"},
 }
 
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95% t quantiles by d.o.f.
-
 
 def seed_interval(values: list[float]) -> dict[str, Any]:
-    """Mean over seeds with a 95% t interval (None with one seed)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return {"mean": mean, "low": None, "high": None, "n": n}
-    half = T95.get(n - 1, 1.96) * statistics.stdev(values) / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+    """Mean over seeds with a 95% t interval (None with one seed): :func:`evidence.mean_over_seeds`."""
+    e = mean_over_seeds(values)
+    return {"mean": e.value, "low": e.lo, "high": e.hi, "n": e.n}
 
 
 def run_one(args: argparse.Namespace, name: str, seed: int, data: dict[str, Any]) -> dict[str, Any]:
@@ -129,24 +121,18 @@ def run_one(args: argparse.Namespace, name: str, seed: int, data: dict[str, Any]
 
 
 def paired_vs_gate(rows: list[dict[str, Any]], name: str, resamples: int = 2000) -> dict[str, Any] | None:
-    """Per-example EM difference (variant - gate) on the same test questions and seeds: the mean and a
-    paired bootstrap 95% interval (resampling questions, the seeds' differences averaged per question)."""
+    """Per-example EM difference (variant - gate) on the same test questions and seeds: the mean, a
+    paired bootstrap 95% interval and its p (:func:`evidence.paired_difference`, resampling questions;
+    each question's EM averaged over the seeds both variants ran)."""
     gate = {r["seed"]: r["test_em_per_example"] for r in rows if r["variant"] == "gate"}
     mine = {r["seed"]: r["test_em_per_example"] for r in rows if r["variant"] == name and r["seed"] in gate}
     if name == "gate" or not mine:
         return None
-    per_q = [
-        sum(mine[s][i] - gate[s][i] for s in mine) / len(mine) for i in range(len(gate[next(iter(mine))]))
-    ]
-    rng = random.Random(0)
-    n = len(per_q)
-    means = sorted(sum(per_q[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {
-        "em_minus_gate": sum(per_q) / n,
-        "low": means[int(0.025 * (resamples - 1))],
-        "high": means[round(0.975 * (resamples - 1))],
-        "seeds": sorted(mine),
-    }
+    seeds = sorted(mine)
+    a = [sum(mine[s][i] for s in seeds) / len(seeds) for i in range(len(gate[seeds[0]]))]
+    b = [sum(gate[s][i] for s in seeds) / len(seeds) for i in range(len(gate[seeds[0]]))]
+    d = paired_difference(a, b, draws=resamples)
+    return {"em_minus_gate": d.value, "low": d.lo, "high": d.hi, "p": d.p, "n": d.n, "seeds": seeds}
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
