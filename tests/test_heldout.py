@@ -346,3 +346,23 @@ def test_balanced_selection_is_the_exact_fraction(per_class: tuple[int, int]) ->
             assert float(test[f, 0, 0, i]) == pytest.approx(
                 float(held if accs[t] >= 0.5 else 1 - held), abs=1e-15
             )
+
+
+def test_balanced_interval_rests_on_the_effective_number_of_examples() -> None:
+    """A balanced figure (mean of two sides' rates) varies like a plain accuracy on
+    4 n_pos n_neg / (n_pos + n_neg) examples: its Wilson interval uses that n, not the split size."""
+    from skillneurons.neurons.find import interval_examples
+    from skillneurons.neurons.results import PromptInfo
+
+    def info(counts: list[int]) -> PromptInfo:
+        return PromptInfo("p", 0, 0, 0.7, sum(counts), len(counts), 0.7, None, counts)
+
+    five = decompose(5)  # one class against the rest, balanced for 3+ classes
+    assert all(s.balanced for s in five)
+    assert interval_examples(info([80] * 5), five) == 256
+    assert interval_examples(info([200, 200]), decompose(2)) == 400  # plain accuracy: the split
+    assert interval_examples(info([100, 300]), decompose(2)) == 400
+    assert interval_examples(info([100, 300]), decompose(2, score="balanced")) == 300
+    assert interval_examples(info([200, 200]), decompose(2, score="balanced")) == 400
+    old = PromptInfo("p", 0, 0, 0.7, 400, 5, 0.7)  # a summary written before class counts
+    assert interval_examples(old, five) == 400

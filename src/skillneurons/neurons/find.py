@@ -355,13 +355,13 @@ def find_skill_neurons(
     first_model, first_split = scored[0][2]
     neurons = _aggregate(backbone, task, subtasks, per_prompt_scores, infos, first_model, cfg)
     summary = _summarize(backbone, task, neurons, subtasks, per_prompt_scores, infos, first_model, cfg)
-    ev = _evidence([PromptFolds.from_tensors(sc, "cf.") for sc in per_prompt_scores], cfg, infos)
+    ev = _evidence([PromptFolds.from_tensors(sc, "cf.") for sc in per_prompt_scores], cfg, infos, subtasks)
     summary.evidence = ev
     summary.top1_predictivity, summary.top1pct_mean_predictivity = ev.top1.heldout, ev.top1pct.heldout
     if cfg.controls:
         # the controls are scored on the first prompt's split: compare them with that prompt alone
         summary.first_prompt = _control_score(
-            [PromptFolds.from_tensors(per_prompt_scores[0], "cf.")], cfg, infos[:1]
+            [PromptFolds.from_tensors(per_prompt_scores[0], "cf.")], cfg, infos[:1], subtasks
         )
         summary.controls = _controls(
             first_model, first_split, task, subtasks, per_prompt_scores[0], cfg, infos[0], progress
@@ -458,6 +458,7 @@ def _score_one(
         task.num_classes,
         balanced_accuracy(conf),
         {s.name: a for s in subtasks if (a := prediction_accuracy(conf, s)) is not None},
+        [int(c) for c in conf.sum(1).tolist()],
     )
     return scores, info, (model, splits)
 
@@ -592,7 +593,7 @@ def _controls(
     )
     out: dict[str, ControlScore] = {}
     for t, name in enumerate(("text_mean_pooled", "text_max_pooled")):
-        out[name] = _control_score([PromptFolds.from_tensors(first, f"pooled.cf{t}.")], cfg, [info])
+        out[name] = _control_score([PromptFolds.from_tensors(first, f"pooled.cf{t}.")], cfg, [info], subtasks)
     bb = model.backbone
     gen = torch.Generator().manual_seed(1234)
     text = cfg.hand_written or (f"Classify this text as {' or '.join(w[0] for w in task.label_words)}.")
@@ -605,7 +606,7 @@ def _controls(
         )
         label = f"control: {name.replace('_', ' ')}"
         sc = score_prompt(other, train, dev, subtasks, **kw, label=label)
-        out[name] = _control_score([PromptFolds.from_tensors(sc, "cf.")], cfg, [info])
+        out[name] = _control_score([PromptFolds.from_tensors(sc, "cf.")], cfg, [info], subtasks)
     return out
 
 
@@ -742,10 +743,31 @@ def _stat(heldout: float, in_sample: float, null_ho: Any, null_in: Any, n: int) 
     )
 
 
-def _evidence(folds: Sequence[PromptFolds], cfg: FindConfig, infos: Sequence[PromptInfo]) -> SetEvidence:
-    """Held-out (Wilson interval over the fewest ranking examples of the prompts) and in-sample
-    figures of a set of prompts, each against its permutation null."""
-    n = min(i.dev_size for i in infos)
+def interval_examples(info: PromptInfo, subtasks: Sequence[Subtask]) -> int:
+    """The number of examples a predictivity's Wilson interval rests on: the ranking split's size for
+    plain accuracy; for a balanced subtask (the mean of its two sides' rates, ``n_pos`` and ``n_neg``
+    examples) the ``n`` of a plain accuracy with the same variance at a common rate,
+    ``4 n_pos n_neg / (n_pos + n_neg)`` (the size itself when the sides are equal, fewer when they are
+    not: 256 of 400 for one class of five against the rest); the smallest over the subtasks."""
+    counts = info.class_counts
+    n = info.dev_size
+    if not counts:
+        return n
+    for s in subtasks:
+        if s.balanced:
+            pos, neg = sum(counts[c] for c in s.positive), sum(counts[c] for c in s.negative)
+            if pos and neg:
+                n = min(n, int(4 * pos * neg // (pos + neg)))
+    return max(n, 1)
+
+
+def _evidence(
+    folds: Sequence[PromptFolds], cfg: FindConfig, infos: Sequence[PromptInfo], subtasks: Sequence[Subtask]
+) -> SetEvidence:
+    """Held-out (Wilson interval over the fewest ranking examples of the prompts,
+    :func:`interval_examples`) and in-sample figures of a set of prompts, each against its permutation
+    null."""
+    n = min(interval_examples(i, subtasks) for i in infos)
     f: SetFigures = set_figures(folds, cfg.aggregate, cfg.rho)
     return SetEvidence(
         int(folds[0].train.shape[0]),
@@ -755,9 +777,9 @@ def _evidence(folds: Sequence[PromptFolds], cfg: FindConfig, infos: Sequence[Pro
 
 
 def _control_score(
-    folds: Sequence[PromptFolds], cfg: FindConfig, infos: Sequence[PromptInfo]
+    folds: Sequence[PromptFolds], cfg: FindConfig, infos: Sequence[PromptInfo], subtasks: Sequence[Subtask]
 ) -> ControlScore:
-    ev = _evidence(folds, cfg, infos)
+    ev = _evidence(folds, cfg, infos, subtasks)
     return ControlScore(ev.top1.heldout, ev.top1pct.heldout, ev)
 
 

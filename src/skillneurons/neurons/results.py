@@ -113,7 +113,7 @@ class SetEvidence:
 class PromptInfo:
     """One trained prompt that was scored; ``balanced_accuracy`` (the mean recall over the classes)
     and ``subtask_accuracy`` (``{subtask: accuracy}``, weighted as the subtask's predictivity is) are
-    the prompt's own predictions on the ranking (dev) split."""
+    the prompt's own predictions on the ranking (dev) split; ``class_counts`` its examples per class."""
 
     prompt: str
     seed: int | None
@@ -123,6 +123,8 @@ class PromptInfo:
     num_classes: int | None = None
     balanced_accuracy: float | None = None
     subtask_accuracy: dict[str, float] | None = None
+    #: examples of each class in the ranking split (summaries written before it: None)
+    class_counts: list[int] | None = None
 
 
 @dataclass

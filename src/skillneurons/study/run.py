@@ -433,9 +433,9 @@ def plan(study: Study) -> dict[str, list[Step]]:
         stages["transfer"] += [study.indicators_step(matrix, w) for w in spec.transfer.windows]
     if spec.delta is not None:
         by_name = {t.name: t for t in active}
-        for name in spec.delta.tasks:
-            for method in spec.delta.methods:
-                for seed in spec.delta.seeds:
+        for name in spec.delta.tasks:  # seed by seed: a study stopped early has every method's first seeds
+            for seed in spec.delta.seeds:
+                for method in spec.delta.methods:
                     stages["delta"].append(study.tune_step(by_name[name], seed, method))
                     stages["delta"].append(study.delta_perturb_step(by_name[name], method, seed))
     return stages
