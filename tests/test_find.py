@@ -327,12 +327,15 @@ def test_find_progress_bars_name_what_they_score(tmp_path: Path, monkeypatch: py
     assert names == [
         "pass 1 (train), prompt 1/2 + text-token controls",
         "pass 2 (dev), prompt 1/2 + text-token controls",
+        "pass 3 (dev, paired), prompt 1/2 + text-token controls",
         "pass 1 (train), prompt 2/2",
         "pass 2 (dev), prompt 2/2",
         "pass 1 (train), control: random prompt",
         "pass 2 (dev), control: random prompt",
+        "pass 3 (dev, paired), control: random prompt",
         "pass 1 (train), control: hand written prompt",
         "pass 2 (dev), control: hand written prompt",
+        "pass 3 (dev, paired), control: hand written prompt",
     ]
 
 

@@ -366,3 +366,68 @@ def test_balanced_interval_rests_on_the_effective_number_of_examples() -> None:
     assert interval_examples(info([200, 200]), decompose(2, score="balanced")) == 400
     old = PromptInfo("p", 0, 0, 0.7, 400, 5, 0.7)  # a summary written before class counts
     assert interval_examples(old, five) == 400
+
+
+def naive_examples(
+    gt: np.ndarray, y: np.ndarray, fo: np.ndarray, subtasks: list[Subtask], rho: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each example's part in the held-out top-1 / top-rho figure of one prompt, from 0/1 indicators:
+    the neurons selected on the other folds (as naive_heldout), right or wrong on the example, weighted
+    so that a fold's mean is its plain or balanced accuracy."""
+    F = int(fo.max()) + 1
+    e1, ek = np.zeros(len(y)), np.zeros(len(y))
+    for f in range(F):
+        agg, best, sign = naive_select(gt[fo != f], y[fo != f], subtasks)
+        comb, sub = agg.max(0).reshape(-1), agg.argmax(0).reshape(-1)
+        order = np.argsort(-comb, kind="stable")
+        k = max(1, round(rho * comb.size))
+        N = gt.shape[3]
+        idx = np.flatnonzero(fo == f)
+        parts = np.zeros((len(idx), k))
+        for j, flat in enumerate(order[:k]):
+            s, layer, i = int(sub[flat]), int(flat // N), int(flat % N)
+            st = subtasks[s]
+            says_pos = gt[idx, layer, best[s, layer, i], i] == (sign[s, layer, i] > 0)
+            yy = y[idx]
+            is_pos, is_neg = np.isin(yy, st.positive), np.isin(yy, st.negative)
+            right = (is_pos & says_pos) | (is_neg & ~says_pos)
+            n_pos, n_neg = is_pos.sum(), is_neg.sum()
+            if st.balanced:
+                w = np.where(is_pos, len(idx) / (2 * n_pos), np.where(is_neg, len(idx) / (2 * n_neg), 0.0))
+            else:
+                w = np.where(is_pos | is_neg, len(idx) / (n_pos + n_neg), 0.0)
+            parts[:, j] = right * w
+        e1[idx], ek[idx] = parts[:, 0], parts.mean(1)
+    return e1, ek
+
+
+@pytest.mark.parametrize(
+    ("classes", "score", "rho"), [(2, "accuracy", 0.01), (3, "accuracy", 0.02), (2, "balanced", 0.05)]
+)
+def test_paired_pass_gives_each_examples_part_in_the_heldout_figure(
+    classes: int, score: str, rho: float
+) -> None:
+    """The third pass's per-example parts equal a naive fold-by-fold reference example by example,
+    and their means are the held-out figures of the counts (the basis of the paired comparisons)."""
+    make = separable_task if classes == 2 else three_class
+    train, dev = make(30, seed=1), (make(40, seed=2) if score == "accuracy" else imbalanced(60, seed=2))
+    subtasks = decompose(classes, score=score)  # type: ignore[arg-type]
+    plan = FoldPlan.make(dev.labels, classes, 5, 0, seed=3)
+    pm = _pm(0, classes)
+    sc = score_prompt(pm, train, dev, subtasks, batch_size=7, plan=plan, pooled=True, paired_rho=rho)
+    cf = PromptFolds.from_tensors(sc, "cf.")
+    assert cf.examples_top1 is not None and cf.examples_topk is not None
+    y, fo = np.asarray(dev.labels), plan.fold.numpy()
+    gt = indicators(pm, train, dev)
+    want1, wantk = naive_examples(gt, y, fo, subtasks, rho)
+    np.testing.assert_allclose(cf.examples_top1.numpy(), want1, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(cf.examples_topk.numpy(), wantk, rtol=0, atol=1e-12)
+    ho1, hok = naive_heldout([gt], [y], [fo], subtasks, "mean", rho)
+    assert float(cf.examples_top1.mean()) == pytest.approx(ho1, abs=1e-12)
+    assert float(cf.examples_topk.mean()) == pytest.approx(hok, abs=1e-12)
+    for t in range(2):  # the pooled controls, from the same pass
+        pc = PromptFolds.from_tensors(sc, f"pooled.cf{t}.")
+        got = set_figures([pc], "mean", rho)
+        assert pc.examples_top1 is not None and pc.examples_topk is not None
+        assert float(pc.examples_top1.mean()) == pytest.approx(got.ho_top1, abs=1e-12)
+        assert float(pc.examples_topk.mean()) == pytest.approx(got.ho_topk, abs=1e-12)

@@ -189,8 +189,12 @@ def test_the_memory_formula_matches_a_tiny_model_of_a_7b_width() -> None:
     acts = next(activation_batches(pm, dev, positions=kinds, batch_size=B))[0]
     assert want["batch"] == sum(_nbytes(a) for a in acts.values())
     # one prompt's scores, kept until the summary
-    scores = score_prompt(pm, train, dev, decompose(2), pooled=True, hist_bins=bins, plan=plan, batch_size=B)
-    red = reduction_bytes(layers, T, N, 2, folds=F, permutations=R, hist_bins=bins, pooled=True)
+    scores = score_prompt(
+        pm, train, dev, decompose(2), pooled=True, hist_bins=bins, plan=plan, batch_size=B, paired_rho=0.01
+    )
+    red = reduction_bytes(
+        layers, T, N, 2, folds=F, permutations=R, hist_bins=bins, pooled=True, paired_examples=len(dev)
+    )
     assert want["reductions"] == red == sum(_nbytes(v) for v in scores.values())
     held = sum(want[k] for k in ("baseline", "counts", "histograms", "fold_counts", "null", "plan"))
     working = want["batch"] + want["buffer"] + want["transients"]

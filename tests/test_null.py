@@ -117,6 +117,17 @@ def test_find_reports_null_p_and_z_and_flags_a_top1_not_above_it(tmp_path: Path)
     )
     saved = FindSummary.load(tmp_path / "n" / "summary.json")
     assert saved == res.summary and saved.evidence is not None
+    # each control against the first prompt, paired over the same ranking examples: the difference of
+    # the two held-out figures, with a bootstrap interval and p
+    first = res.summary.first_prompt
+    assert first is not None
+    for name, c in res.summary.controls.items():
+        assert c.versus_top1 is not None and c.versus_top1pct is not None, name
+        assert c.versus_top1.value == pytest.approx(first.top1 - c.top1, abs=1e-12)
+        assert c.versus_top1pct.value == pytest.approx(first.top1pct_mean - c.top1pct_mean, abs=1e-12)
+        assert c.versus_top1.n == len(res.summary.prompts) * res.summary.prompts[0].dev_size
+        assert c.versus_top1.lo <= c.versus_top1.value <= c.versus_top1.hi and c.versus_top1.p is not None
+    assert "first prompt minus it, paired over the examples: top-1" in res.text
     # the p-value and z are evidence's
     null = np.array([0.5, 0.6, 0.7, 0.55])
     nf = NullFigures(

@@ -38,10 +38,12 @@ from skillneurons.neurons.ranking import Subtask
 from skillneurons.neurons.stats import CrossFitCounts, threshold_accuracy
 
 __all__ = [
+    "FoldSelection",
     "PromptFolds",
     "SetFigures",
     "fold_reduce",
     "heldout_figures",
+    "heldout_selection",
     "in_sample_figures",
     "prompt_folds",
     "set_figures",
@@ -118,7 +120,11 @@ def _select(c: Tensor, n: Tensor, s: Subtask, shape: tuple[int, int, int]) -> tu
 
 
 def fold_reduce(
-    counts: Tensor, n: Tensor, subtasks: Sequence[Subtask], shape: tuple[int, int, int]
+    counts: Tensor,
+    n: Tensor,
+    subtasks: Sequence[Subtask],
+    shape: tuple[int, int, int],
+    selection: list[tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One prompt's per-fold selection scores and held-out accuracies.
 
@@ -133,6 +139,9 @@ def fold_reduce(
         accuracy on fold f at that position in the direction chosen on the other folds;
         ``in_sample`` [S, L, N] float64, the predictivity on all folds (max over positions:
         ``per_prompt`` of the usual scores, the same arithmetic).
+
+    ``selection``, when given (a list), receives per subtask ``(position [F, L, N] int64, positive
+    [F, L, N] bool)``: where and in which direction each neuron was selected on the other folds.
     """
     L, T, N = shape
     F, C = counts.shape[:2]
@@ -144,6 +153,8 @@ def fold_reduce(
     for s in subtasks:
         score, best, positive = _select(c, n, s, shape)
         trains.append(score)
+        if selection is not None:
+            selection.append((best.squeeze(2), positive))
         at = c5.gather(3, best.unsqueeze(1).expand(F, C, L, 1, N)).reshape(F, C, L * N)
         a_te = subtask_accuracy(at, n, s).view(F, L, N)
         tests.append(torch.where(positive, a_te, 1.0 - a_te))
@@ -172,6 +183,12 @@ class PromptFolds:
         in_sample: [S, L, N] float64.
         null_in_sample: [R, S, L, N] float64 or None.
         null_train, null_test: [R, F, S, L, N] float32 or None (the held-out null).
+        position, positive: [F, S, L, N] int64 / bool or None: where (prompt position) and in which
+            direction each neuron was selected on the other folds (:func:`fold_reduce`), for the
+            per-example pass of :mod:`~skillneurons.neurons.paired`.
+        examples_top1, examples_topk: [n] float64 or None: each ranking example's contribution to
+            the held-out top-1 and top-``rho`` figures (their means are those figures:
+            :func:`~skillneurons.neurons.paired.heldout_examples`), for paired comparisons.
     """
 
     train: Tensor
@@ -181,6 +198,10 @@ class PromptFolds:
     null_in_sample: Tensor | None = None
     null_train: Tensor | None = None
     null_test: Tensor | None = None
+    position: Tensor | None = None
+    positive: Tensor | None = None
+    examples_top1: Tensor | None = None
+    examples_topk: Tensor | None = None
 
     def tensors(self, prefix: str) -> dict[str, Tensor]:
         out = {f"{prefix}{k}": v for k, v in vars(self).items() if v is not None}
@@ -188,7 +209,19 @@ class PromptFolds:
 
     @classmethod
     def from_tensors(cls, scores: Mapping[str, Tensor], prefix: str) -> PromptFolds:
-        keys = ("train", "test", "weight", "in_sample", "null_in_sample", "null_train", "null_test")
+        keys = (
+            "train",
+            "test",
+            "weight",
+            "in_sample",
+            "null_in_sample",
+            "null_train",
+            "null_test",
+            "position",
+            "positive",
+            "examples_top1",
+            "examples_topk",
+        )
         return cls(**{k: scores.get(f"{prefix}{k}") for k in keys})  # type: ignore[arg-type]
 
 
@@ -205,8 +238,11 @@ def prompt_folds(
     F, C = counts.shape[:2]
     shape = tuple(int(x) for x in counts.shape[2:])
     n = cf.class_counts.cpu()
-    train, test, ins = fold_reduce(counts.reshape(F, C, -1), n, subtasks, shape)  # type: ignore[arg-type]
+    sel: list[tuple[Tensor, Tensor]] = []
+    train, test, ins = fold_reduce(counts.reshape(F, C, -1), n, subtasks, shape, sel)  # type: ignore[arg-type]
     out = PromptFolds(train, test, n.sum(1).to(torch.float64), ins)
+    out.position = torch.stack([pos for pos, _ in sel], 1).to(torch.int16)  # positions: a prompt's length
+    out.positive = torch.stack([d for _, d in sel], 1)
     if null is None:
         return out
     dt = torch.int16 if int(n.sum()) <= 2**15 - 1 else torch.int32
@@ -293,6 +329,50 @@ def heldout_figures(
     per_prompt1 = (top1 * w).sum(1) / w.sum(1)
     per_promptk = (topk * w).sum(1) / w.sum(1)
     return float(per_prompt1.mean()), float(per_promptk.mean())
+
+
+@dataclass
+class FoldSelection:
+    """What cross-fitting selected for ONE prompt, per fold f (on the other folds), as
+    :func:`heldout_figures` selects it: column 0 the top-1 neuron, columns 1..k the top ``rho``.
+
+    Attributes:
+        subtask, layer, position, neuron: [F, 1 + k] int64 (``position``: in the prompt's positions,
+            or in a pooled control's slice).
+        positive: [F, 1 + k] bool: above the baseline predicts the subtask's positive side.
+    """
+
+    subtask: Tensor
+    layer: Tensor
+    position: Tensor
+    neuron: Tensor
+    positive: Tensor
+
+    @property
+    def k(self) -> int:
+        return int(self.subtask.shape[1]) - 1
+
+
+def heldout_selection(folds: PromptFolds, rho: float) -> FoldSelection:
+    """The neurons :func:`heldout_figures` measures on each fold for the single prompt ``folds``
+    (which must hold ``position`` and ``positive``: :func:`prompt_folds` keeps them)."""
+    if folds.position is None or folds.positive is None:
+        raise ConfigError("these fold reductions have no selection positions: score the prompt again")
+    F, _, L, N = (int(x) for x in folds.train.shape)
+    k = top_count(L * N, rho)
+    cols = []
+    for f in range(F):
+        best, which = _best_subtask(folds.train[f])
+        first, chosen = _top(best, k)
+        addr = torch.cat([torch.tensor([first], dtype=torch.int64), chosen.to(torch.int64)])
+        cols.append((which[addr], addr))
+    sub = torch.stack([w for w, _ in cols])
+    addr = torch.stack([a for _, a in cols])
+    layer, neuron = addr // N, addr % N
+    fidx = torch.arange(F).unsqueeze(1).expand_as(sub)
+    pos = folds.position[fidx, sub, layer, neuron].to(torch.int64)
+    positive = folds.positive[fidx, sub, layer, neuron]
+    return FoldSelection(sub, layer, pos, neuron, positive)
 
 
 @dataclass

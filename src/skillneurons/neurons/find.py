@@ -26,10 +26,17 @@ from skillneurons.backbones import Backbone
 from skillneurons.data import Task, TaskSplits, check_disjoint, stratified_sample
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError
-from skillneurons.evidence import permutation_p, wilson, z_score
+from skillneurons.evidence import paired_difference, permutation_p, wilson, z_score
 from skillneurons.neurons.collect import Positions, baseline_pass, predictivity_pass
 from skillneurons.neurons.config import FindConfig
-from skillneurons.neurons.crossfit import PromptFolds, SetFigures, prompt_folds, set_figures
+from skillneurons.neurons.crossfit import (
+    PromptFolds,
+    SetFigures,
+    heldout_selection,
+    prompt_folds,
+    set_figures,
+)
+from skillneurons.neurons.paired import Scorer, check_examples, heldout_examples
 from skillneurons.neurons.ranking import (
     SkillRanking,
     Subtask,
@@ -190,6 +197,7 @@ def score_prompt(
     seed: int = 0,
     stats_device: str = "auto",
     position_chunk: int | None = None,
+    paired_rho: float | None = None,
 ) -> dict[str, Tensor]:
     """Both passes for one prompt: ``pred.<subtask>`` [L, T, N] at the prompt positions (and
     ``auroc.<subtask>`` with ``hist_bins``), ``baseline`` [L, T, N], ``token_mean`` [L, N],
@@ -202,7 +210,10 @@ def score_prompt(
     ``baseline_stop``: pass 1 on a seeded stratified sample / stopped adaptively (``FindConfig``);
     ``baseline_count`` says how many train examples it saw. ``stats_device`` (``auto``, ``cpu``,
     ``model``) and ``position_chunk`` say where the statistics live and how many positions are
-    compared at a time; neither changes a bit of the result."""
+    compared at a time; neither changes a bit of the result. ``paired_rho`` (with a ``plan``): a
+    third pass over ``dev`` gives each example's part in the held-out top-1 and top-``paired_rho``
+    figures, ``cf.examples_top1`` / ``cf.examples_topk`` [n] float64 (and ``pooled.cf{t}.*``), for
+    paired comparisons with other scorers of the same examples (:mod:`~skillneurons.neurons.paired`)."""
     check_disjoint(train, dev, "prompt's training", "ranking (dev)")
     kinds: tuple[Positions, ...] = ("prompt", "pooled") if pooled else ("prompt",)
     base, token_mean = baseline_pass(
@@ -241,11 +252,19 @@ def score_prompt(
     if pooled:
         out.update({f"pooled.{k}": v for k, v in score_stats(stats["pooled"], subtasks).items()})
     if plan is not None:
-        out.update(prompt_folds(stats["prompt"].crossfit, subtasks).tensors("cf."))
+        folds: dict[str, tuple[PromptFolds, Positions, int]] = {
+            "cf.": (prompt_folds(stats["prompt"].crossfit, subtasks), "prompt", 0)
+        }
         if pooled:
             for t in range(2):
                 cf = prompt_folds(stats["pooled"].crossfit, subtasks, slice(t, t + 1))
-                out.update(cf.tensors(f"pooled.cf{t}."))
+                folds[f"pooled.cf{t}."] = (cf, "pooled", t)
+        if paired_rho is not None:
+            _paired_pass(
+                model, dev, plan, subtasks, folds, base, paired_rho, batch_size, precision, progress, label
+            )
+        for prefix, (cf, _, _) in folds.items():
+            out.update(cf.tensors(prefix))
     prompt_stats = stats["prompt"]
     out.update(
         baseline=base["prompt"].mean().cpu(),
@@ -255,6 +274,41 @@ def score_prompt(
         confusion=confusion.cpu(),
     )
     return out
+
+
+def _paired_pass(
+    model: PromptModel,
+    dev: Task,
+    plan: FoldPlan,
+    subtasks: Sequence[Subtask],
+    folds: Mapping[str, tuple[PromptFolds, Positions, int]],
+    base: Mapping[str, Any],
+    rho: float,
+    batch_size: int,
+    precision: str,
+    progress: bool,
+    label: str,
+) -> None:
+    """Fill every fold reduction's ``examples_top1`` / ``examples_topk`` from one more pass over ``dev``
+    (checked against the counts: :func:`~skillneurons.neurons.paired.check_examples`)."""
+    scorers = [
+        Scorer(kind, t, heldout_selection(cf, rho), base[kind].mean().cpu().to(torch.float64))
+        for cf, kind, t in folds.values()
+    ]
+    res = heldout_examples(
+        model,
+        dev,
+        plan,
+        scorers,
+        subtasks,
+        batch_size=batch_size,
+        precision=precision,
+        progress=progress,
+        desc="pass 3 (dev, paired)" + (f", {label}" if label else ""),
+    )
+    for (prefix, (cf, _, _)), sc, (e1, ek) in zip(folds.items(), scorers, res, strict=True):
+        check_examples(cf, sc.selection, e1, ek, f"{label or 'prompt'} {prefix.rstrip('.')}")
+        cf.examples_top1, cf.examples_topk = e1, ek
 
 
 def _baseline_examples(train: Task, limit: int | None, stop: float | None, seed: int) -> Task:
@@ -405,6 +459,7 @@ def _score_one(
             and (cman.get("pooled", False) or not pooled)
             and cman.get("crossfit") == _crossfit_key(cfg)
             and "confusion" in tensors
+            and (not pooled or "cf.examples_top1" in tensors)
         ):
             scores = tensors
             log.info("reusing the scores of %s from %s", path, cache)
@@ -429,6 +484,7 @@ def _score_one(
             seed=cfg.seed,
             stats_device=cfg.stats_device,
             position_chunk=cfg.position_chunk,
+            paired_rho=cfg.rho if pooled else None,
         )
         if cache is not None and is_main():
             save_artifact(
@@ -590,10 +646,13 @@ def _controls(
         seed=cfg.seed,
         stats_device=cfg.stats_device,
         position_chunk=cfg.position_chunk,
+        paired_rho=cfg.rho,
     )
     out: dict[str, ControlScore] = {}
+    ref = PromptFolds.from_tensors(first, "cf.")
     for t, name in enumerate(("text_mean_pooled", "text_max_pooled")):
-        out[name] = _control_score([PromptFolds.from_tensors(first, f"pooled.cf{t}.")], cfg, [info], subtasks)
+        cf = PromptFolds.from_tensors(first, f"pooled.cf{t}.")
+        out[name] = _control_score([cf], cfg, [info], subtasks, ref)
     bb = model.backbone
     gen = torch.Generator().manual_seed(1234)
     text = cfg.hand_written or (f"Classify this text as {' or '.join(w[0] for w in task.label_words)}.")
@@ -606,7 +665,7 @@ def _controls(
         )
         label = f"control: {name.replace('_', ' ')}"
         sc = score_prompt(other, train, dev, subtasks, **kw, label=label)
-        out[name] = _control_score([PromptFolds.from_tensors(sc, "cf.")], cfg, [info], subtasks)
+        out[name] = _control_score([PromptFolds.from_tensors(sc, "cf.")], cfg, [info], subtasks, ref)
     return out
 
 
@@ -777,10 +836,23 @@ def _evidence(
 
 
 def _control_score(
-    folds: Sequence[PromptFolds], cfg: FindConfig, infos: Sequence[PromptInfo], subtasks: Sequence[Subtask]
+    folds: Sequence[PromptFolds],
+    cfg: FindConfig,
+    infos: Sequence[PromptInfo],
+    subtasks: Sequence[Subtask],
+    reference: PromptFolds | None = None,
 ) -> ControlScore:
+    """A control's figures; with the ``reference`` (the first prompt's folds), the prompt minus the
+    control, paired over the ranking examples, where both hold per-example parts."""
     ev = _evidence(folds, cfg, infos, subtasks)
-    return ControlScore(ev.top1.heldout, ev.top1pct.heldout, ev)
+    out = ControlScore(ev.top1.heldout, ev.top1pct.heldout, ev)
+    mine = folds[0] if len(folds) == 1 else None
+    if reference is not None and mine is not None:
+        for attr, field in (("examples_top1", "versus_top1"), ("examples_topk", "versus_top1pct")):
+            a, b = getattr(reference, attr), getattr(mine, attr)
+            if a is not None and b is not None:
+                setattr(out, field, paired_difference(a.numpy(), b.numpy(), seed=cfg.seed))
+    return out
 
 
 def format_summary(summary: FindSummary) -> str:
@@ -878,10 +950,16 @@ def _control_line(name: str, c: ControlScore) -> str:
         return f"  {name:34s} top-1 {c.top1:.4f}, top 1% {c.top1pct_mean:.4f}"
     judged = ev.top1.decisive_null()
     p = f", top-1 p={judged[1].p:.4f} ({judged[0]} null)" if judged is not None else ""
-    return (
+    line = (
         f"  {name:34s} top-1 {ev.top1.interval()}, top 1% {ev.top1pct.interval()}"
         f"  (in-sample {ev.top1.in_sample:.3f}, {ev.top1pct.in_sample:.3f}){p}"
     )
+    if c.versus_top1 is not None and c.versus_top1pct is not None:
+        line += (
+            f"\n      first prompt minus it, paired over the examples: top-1 "
+            f"{c.versus_top1.format(3, p=True)}, top 1% {c.versus_top1pct.format(3, p=True)}"
+        )
+    return line
 
 
 def _prompt_lines(s: FindSummary) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from skillneurons.evidence import Estimate
 from skillneurons.results import Result
 
 __all__ = [
@@ -171,11 +172,16 @@ class SeedStability:
 @dataclass
 class ControlScore:
     """Top-1 and mean of the top 1% of a control's [L, N] score: held-out figures when ``evidence``
-    is present (version 2), in-sample ones in files of version 1."""
+    is present (version 2), in-sample ones in files of version 1. ``versus_top1`` /
+    ``versus_top1pct``: the first trained prompt's held-out figure minus the control's, paired over
+    the ranking examples (:mod:`~skillneurons.neurons.paired`; a bootstrap interval and p), where
+    both were measured example by example."""
 
     top1: float
     top1pct_mean: float
     evidence: SetEvidence | None = None
+    versus_top1: Estimate | None = None
+    versus_top1pct: Estimate | None = None
 
 
 @dataclass

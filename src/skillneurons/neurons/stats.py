@@ -204,6 +204,7 @@ def find_stats_bytes(
         heldout_null=heldout_null,
         hist_bins=hist_bins,
         pooled=pooled,
+        paired_examples=dev_size if pooled else 0,
     )
     out["reduce"] = 3 * max(folds * num_classes * n_layers * t * d_ff * fold_b for t in kinds)
     held = sum(out[k] for k in ("baseline", "counts", "histograms", "fold_counts", "null", "plan"))
@@ -224,17 +225,21 @@ def reduction_bytes(
     heldout_null: bool = True,
     hist_bins: int | None = None,
     pooled: bool = False,
+    paired_examples: int = 0,
 ) -> int:
     """Bytes of one prompt's scores (``score_prompt``'s tensors, kept on the CPU until the summary):
     float64 predictivity ``[S, L, T, N]`` (and AUROC), the baseline ``[L, T, N]``, the token means,
     the held-out figures ``2 x [F, S, L, N]`` float64 with their null (``[R, S, L, N]`` float64 and,
     held-out, ``2 x [R, F, S, L, N]`` float32), for the prompt positions and, with ``pooled``, the
-    pooled control (2 positions, its mean and max each with fold figures of their own)."""
+    pooled control (2 positions, its mean and max each with fold figures of their own). Every fold
+    reduction also keeps where and in which direction each neuron was selected (``[F, S, L, N]``
+    int16 and bool) and, with ``paired_examples`` (the ranking split's size, for find's paired pass),
+    two float64 ``[n]`` per-example parts."""
     L, T, N, C, S, F, R = n_layers, n_positions, d_ff, num_classes, subtasks, folds, permutations
     sln = S * L * N
 
     def folds_bytes() -> int:
-        b = 2 * F * sln * 8 + F * 8 + sln * 8
+        b = 2 * F * sln * 8 + F * 8 + sln * 8 + F * sln * 3 + 16 * paired_examples
         if R > 0:
             b += R * sln * 8 + (2 * R * F * sln * 4 if heldout_null else 0)
         return b

@@ -223,11 +223,19 @@ class Control:
 
     top1: Any = None
     top1pct_mean: Any = None
+    #: the first prompt minus this control, paired over the ranking examples (newer summaries)
+    versus_top1: Estimate | None = None
+    versus_top1pct: Estimate | None = None
 
     @classmethod
     def read(cls, obj: Any) -> Control:
         d = _dict(obj)
-        return cls(d.get("top1"), d.get("top1pct_mean"))
+        return cls(
+            d.get("top1"),
+            d.get("top1pct_mean"),
+            estimate(d.get("versus_top1")),
+            estimate(d.get("versus_top1pct")),
+        )
 
 
 @dataclass

@@ -8,11 +8,21 @@ from typing import Any
 
 import numpy as np
 
+from skillneurons.evidence import Estimate
 from skillneurons.report.config import ReportConfig
 from skillneurons.report.discover import ReportData, ResultFile
-from skillneurons.report.html import Raw, para, rel
+from skillneurons.report.html import Cell, Raw, num, para, rel
 
-__all__ = ["Context", "TopNeuron", "label_names", "scores", "source", "subtask_names", "top_neurons"]
+__all__ = [
+    "Context",
+    "TopNeuron",
+    "est_cell",
+    "label_names",
+    "scores",
+    "source",
+    "subtask_names",
+    "top_neurons",
+]
 
 
 @dataclass
@@ -95,3 +105,14 @@ def top_neurons(data: ReportData, k: int) -> list[TopNeuron]:
 def source(r: ResultFile) -> Raw:
     """The line that names a result's file."""
     return para(f"from {rel(r.path)}", "src")
+
+
+def est_cell(e: Estimate | None, fallback: object = None, digits: int = 3, signed: bool = False) -> Cell:
+    """An estimate as ``0.680 [0.655, 0.704]`` (sorting by its value; ``signed``: ``+`` before a
+    difference >= 0); without one, the bare ``fallback`` figure of an older file, or –."""
+    if e is None:
+        return num(fallback)
+    text = e.format(digits)
+    if signed and e.value >= 0:
+        text = "+" + text
+    return Cell(text, e.value, "num")

@@ -10,7 +10,7 @@ import torch
 
 from skillneurons.report import plots
 from skillneurons.report.discover import ReportData
-from skillneurons.report.html import Raw, Section, figure, fnum, fpct, num, para, table
+from skillneurons.report.html import Cell, Raw, Section, figure, fnum, fpct, num, para, table
 from skillneurons.report.sections.common import Context, scores, subtask_names, top_neurons
 from skillneurons.report.views import FindSummaryView
 
@@ -45,22 +45,45 @@ def section_summary(data: ReportData, ctx: Context) -> Section | None:
         rows.append(
             ["first trained prompt alone", num(s.first_prompt.top1), num(s.first_prompt.top1pct_mean)]
         )
-    for name, c in (s.controls if s is not None else {}).items():
-        rows.append([f"control: {name.replace('_', ' ')}", num(c.top1), num(c.top1pct_mean)])
+    controls = s.controls if s is not None else {}
+    paired = any(c.versus_top1 is not None for c in controls.values())
+    for row in rows:
+        row += ["", ""] if paired else []
+    for name, c in controls.items():
+        row = [f"control: {name.replace('_', ' ')}", num(c.top1), num(c.top1pct_mean)]
+        if paired:
+            row += [_versus(c.versus_top1), _versus(c.versus_top1pct)]
+        rows.append(row)
     if rows:
         body.append(Raw("<h3>Trained prompts vs the paper's controls</h3>"))
-        body.append(
-            table(
-                ["scored on", ("top-1 predictivity", "num"), ("mean of the top 1%", "num")],
-                rows,
-                cls="compact",
+        head: list[Any] = ["scored on", ("top-1 predictivity", "num"), ("mean of the top 1%", "num")]
+        if paired:
+            head += [
+                ("first prompt − control, top-1 [paired 95%], p", "num"),
+                ("… top 1% [paired 95%], p", "num"),
+            ]
+        body.append(table(head, rows, cls="compact"))
+        if paired:
+            body.append(
+                para(
+                    "The paired columns compare the first trained prompt with each control on the same "
+                    "ranking examples and folds, example by example (a paired bootstrap over the examples): "
+                    "an interval above 0 means the prompt's held-out neurons beat the control's.",
+                    "small",
+                )
             )
-        )
     body += _subtask_table(s)
     body += [para(x, "small") for x in _summary_notes(data)]
     if s is not None:
         body += [para(f"Warning: {f}", "flag") for f in s.flags]
     return Section("skill-neurons", "Skill neurons", "".join(body), "Skill neurons")
+
+
+def _versus(e: Any) -> Cell:
+    if e is None:
+        return num(None)
+    p = f", p={e.p:.2g}" if e.p is not None else ""
+    return Cell(("+" if e.value >= 0 else "") + e.format(3) + p, e.value, "num")
 
 
 def _subtask_table(s: FindSummaryView | None) -> list[Raw]:

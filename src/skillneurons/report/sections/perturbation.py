@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from skillneurons.evidence import Estimate
 from skillneurons.report import plots
 from skillneurons.report.discover import ResultFile
 from skillneurons.report.html import Cell, Raw, Section, esc, figure, fnum, fpct, num, para, table
-from skillneurons.report.sections.common import source
+from skillneurons.report.sections.common import est_cell, source
 from skillneurons.report.views import PerturbCrossView, PerturbSweepView, SweepPoint
 
 __all__ = ["render_perturb_cross", "render_perturb_sweep"]
@@ -24,16 +23,9 @@ _SWEEP_HEADERS: list[str | tuple[str, str]] = [
 ]
 
 
-def _est(e: Estimate | None, fallback: object = None) -> Cell:
-    """``0.680 [0.655, 0.704]`` (sorting by the value), or the bare figure of an older file."""
-    if e is None:
-        return num(fallback)
-    return Cell(e.format(3), e.value, "num")
-
-
 def _random_cell(p: SweepPoint) -> Cell:
     if p.random_ci is not None:
-        return _est(p.random_ci)
+        return est_cell(p.random_ci)
     lo, hi = p.random.ci95
     band = f" [{fnum(lo)}, {fnum(hi)}]" if lo is not None else ""
     return Cell(f"{fnum(p.random.mean)}{band}", p.random.mean, "num")
@@ -43,7 +35,7 @@ def _paired_cells(p: SweepPoint) -> list[Cell]:
     if p.paired is None:  # an older file: the unpaired gap only
         return [num(None if p.gap is None else -p.gap), Cell("–", cls="num")]
     pv = p.paired.p
-    return [_est(p.paired), Cell(f"{pv:.2g}" if pv is not None else "–", pv, "num")]
+    return [est_cell(p.paired), Cell(f"{pv:.2g}" if pv is not None else "–", pv, "num")]
 
 
 def _sweep_title(d: PerturbSweepView) -> str:
@@ -78,7 +70,7 @@ def render_perturb_sweep(files: Sequence[ResultFile]) -> Section:
                 [
                     Cell(fpct(p.rho), p.rho, "num"),
                     num(p.neurons, 0),
-                    _est(p.skill_ci, p.skill),
+                    est_cell(p.skill_ci, p.skill),
                     _random_cell(p),
                     *_paired_cells(p),
                 ]
@@ -143,8 +135,8 @@ def _cross_table(d: PerturbCrossView) -> Raw:
                 [
                     src,
                     dst,
-                    _est(d.drop_ci[a][b], d.drop[a][b]),
-                    _est(vr),
+                    est_cell(d.drop_ci[a][b], d.drop[a][b]),
+                    est_cell(vr),
                     Cell(f"{pv:.2g}" if pv is not None else "–", pv, "num"),
                 ]
             )

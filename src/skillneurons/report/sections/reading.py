@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skillneurons.evidence import Estimate
 from skillneurons.report import plots
 from skillneurons.report.discover import ResultFile, read_json_quietly
 from skillneurons.report.html import Cell, Raw, Section, cards, esc, figure, fnum, num, para, rel, table
-from skillneurons.report.sections.common import source
+from skillneurons.report.sections.common import est_cell, source
 from skillneurons.report.views import (
     DynsanAblationView,
     DynsanCostView,
@@ -23,16 +22,6 @@ from skillneurons.report.views import (
 )
 
 __all__ = ["render_dynsan_ablation", "render_dynsan_cost", "render_reading"]
-
-
-def _est(e: Estimate | None, digits: int = 3, signed: bool = False) -> Cell:
-    """An estimate as ``0.680 [0.655, 0.704]`` (sorted by its value); – when absent."""
-    if e is None:
-        return Cell("–", "", "num")
-    text = e.format(digits)
-    if signed and e.value >= 0:
-        text = "+" + text
-    return Cell(text, e.value, "num")
 
 
 def _mean(xs: Sequence[float]) -> float | None:
@@ -87,8 +76,8 @@ def _eval_row(r: ResultFile, v: ReadEvalView) -> list[Any]:
     return [
         str(res.split),
         num(res.n, 0),
-        _est(v.em),
-        _est(v.f1),
+        est_cell(v.em),
+        est_cell(v.f1),
         num(res.loss, 3),
         num(res.unanswerable, 0),
         num(res.truncated, 0),
@@ -124,9 +113,9 @@ def _run_cards(train: ReadTrainView | None, evals: list[tuple[ResultFile, ReadEv
         )
     for _, v in evals:
         if v.result.split == "test" and v.em is not None:
-            items.append(("test EM", f"{v.em.value:.3f}", f"{_est(v.em).text} on {v.result.n} questions"))
+            items.append(("test EM", f"{v.em.value:.3f}", f"{est_cell(v.em).text} on {v.result.n} questions"))
             if v.f1 is not None:
-                items.append(("test F1", f"{v.f1.value:.3f}", f"{_est(v.f1).text}"))
+                items.append(("test F1", f"{v.f1.value:.3f}", f"{est_cell(v.f1).text}"))
             break
     if train is not None:
         t = train.result
@@ -298,14 +287,14 @@ def _ablation_table(v: DynsanAblationView) -> Raw:
         [
             r.variant,
             num(r.em.n if r.em is not None else None, 0),
-            _est(r.em),
-            _est(r.f1),
-            _est(r.paired, signed=True),
+            est_cell(r.em),
+            est_cell(r.f1),
+            est_cell(r.paired, signed=True),
             ", ".join(str(s) for s in r.steps) or "–",
         ]
         for r in v.rows
     ]
-    rows += [[_baseline_name(b.name), "–", _est(b.em), _est(b.f1), "", "–"] for b in v.baselines]
+    rows += [[_baseline_name(b.name), "–", est_cell(b.em), est_cell(b.f1), "", "–"] for b in v.baselines]
     return table(_ABLATION_HEADERS, rows, sortable=True)
 
 
