@@ -72,8 +72,9 @@ def find(res: StudyResult) -> list[str]:
         out.append(f"| {t.name} | {accs} | {subs} | {_stat(ev.get('top1'))} | {_stat(ev.get('top1pct'))} |")
     out += [
         "",
-        "| task | prompt / control (on the first prompt's split) | top-1 held-out | top 1% mean held-out |",
-        "|---|---|---|---|",
+        "| task | prompt / control (on the first prompt's split) | top-1 held-out | top 1% mean held-out "
+        "| first prompt - control, top-1 [paired over examples] | ... top 1% [paired] |",
+        "|---|---|---|---|---|---|",
     ]
     for t in res.tasks:
         if t.find is None:
@@ -82,7 +83,31 @@ def find(res: StudyResult) -> list[str]:
         rows = [("first trained prompt", first), *(t.find.get("controls") or {}).items()]
         for name, c in rows:
             ev = c.get("evidence") or {}
-            out.append(f"| {t.name} | {name} | {_stat(ev.get('top1'))} | {_stat(ev.get('top1pct'))} |")
+            vs = (
+                f"{fmt(c.get('versus_top1'))} | {fmt(c.get('versus_top1pct'))}"
+                if c.get("versus_top1")
+                else "| "
+            )
+            out.append(f"| {t.name} | {name} | {_stat(ev.get('top1'))} | {_stat(ev.get('top1pct'))} | {vs} |")
+    return out
+
+
+def delta(res: StudyResult) -> list[str]:
+    """Claim 5: per task/method, the tuned models' accuracy and the prompt-found skill neurons vs
+    random neurons perturbed in them, paired over the test examples with the seeds pooled."""
+    out = [
+        "| task/method | unperturbed test accuracy, mean over seeds [t] | rho | neurons | "
+        "skill drop [paired, seeds pooled] | skill - random accuracy [paired over examples and draws] | "
+        "skill drop - random drop [t over seeds] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, figs in res.delta_sweeps.items():
+        acc = res.delta_accuracy.get(key)
+        for f in figs:
+            out.append(
+                f"| {key} | {fmt(acc)} | {f.rho:g} | {f.neurons} | {fmt(f.skill_drop_pooled)} | "
+                f"{fmt(f.paired_pooled)} | {fmt(f.difference)} |"
+            )
     return out
 
 
@@ -183,6 +208,7 @@ def main(path: str) -> None:
         ("Claim 2: perturbation, skill vs random", sweeps),
         ("Claim 3: similar tasks share skill neurons", similarity),
         ("Claim 4: indicators vs transfer", transfer),
+        ("Claim 5: prompt-found skill neurons in delta-tuned models", delta),
     ):
         print(f"## {title}\n")
         print("\n".join(part(res)))

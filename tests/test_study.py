@@ -203,3 +203,33 @@ def test_find_placement_options_are_not_part_of_a_find_steps_identity() -> None:
     placed = FindConfig(stats_device="cpu", position_chunk=3, stats_memory_gb=2)
     assert study_run.find_identity(placed) == base
     assert study_run.find_identity(FindConfig(folds=3)) != base
+
+
+def test_delta_methods_are_tuned_seed_by_seed_and_pooled_over_seeds(tmp_path: Path) -> None:
+    """Claim 5: each delta method tuned on a task with several seeds, its models perturbed with the
+    prompt-found skill neurons, and the sweeps pooled per method over the seeds (paired over examples)."""
+    text = (
+        SPEC.replace("[perturb]\n", "[perturb]\nenabled = false\n")
+        .replace("[cross]\n", "[cross]\nenabled = false\n")
+        .replace("[transfer]\n", "[transfer]\nenabled = false\n")
+        + '\n[delta]\ntasks = ["a"]\nmethods = ["bitfit", "lora"]\nseeds = [0, 1]\nlr = 0.01\nmax_steps = 2\n'
+        + "\n[delta.perturb]\nrhos = [0.0, 0.1]\ndraws = 2\n"
+    )
+    spec = _spec(tmp_path, text)
+    stages = study_run.plan(study_run.Study(spec, tmp_path / "s", tasks=_tasks()))
+    assert [st.name for st in stages["delta"] if st.kind != "delta"] == [
+        "tune bitfit a seed 0",
+        "tune lora a seed 0",
+        "tune bitfit a seed 1",
+        "tune lora a seed 1",
+    ]
+    res = study_run.run_study(
+        spec, out=tmp_path / "s", backbone=tiny_model("bert"), tasks=_tasks(), report=False, progress=False
+    )
+    assert isinstance(res, StudyResult) and res.delta is not None and len(res.delta) == 4
+    assert set(res.delta_sweeps) == {"a/bitfit", "a/lora"} == set(res.delta_accuracy)
+    for key, figs in res.delta_sweeps.items():
+        assert [f.rho for f in figs] == [0.1], key
+        assert figs[0].paired_pooled is not None and figs[0].paired_pooled.n == 12
+        assert figs[0].skill_drop.n == 2 and res.delta_accuracy[key].n == 2
+    assert StudyResult.load(tmp_path / "s" / "study.json") == res

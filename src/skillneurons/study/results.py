@@ -133,6 +133,11 @@ class StudyResult(Result):
     indicator_spearman: dict[str, Estimate | None] = field(default_factory=dict)
     indicator_windows: dict[str, dict[str, Estimate | None]] = field(default_factory=dict)
     delta: dict[str, Any] | None = None
+    #: claim 5, per ``task/method``: the prompt-found skill neurons perturbed in the method's tuned
+    #: models, skill vs random paired over the test examples with the seeds pooled (as a task's sweep)
+    delta_sweeps: dict[str, list[SweepFigures]] = field(default_factory=dict)
+    #: per ``task/method``: the tuned models' unperturbed test accuracy, mean over seeds [t]
+    delta_accuracy: dict[str, Estimate] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)
     seconds: float = 0.0
     reports: list[str] = field(default_factory=list)

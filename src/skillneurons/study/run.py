@@ -618,6 +618,14 @@ def assemble(study: Study, stages: Mapping[str, list[Step]], seconds: float) -> 
         )
     if stages["delta"]:
         res.delta = {st.name: st.result for st in stages["delta"] if st.kind == "delta" and st.result}
+        by: dict[str, list[dict[str, Any]]] = {}
+        for r in res.delta.values():
+            for m in r.get("models") or []:
+                by.setdefault(f"{r.get('task')}/{m['method']}", []).append(m)
+        for key, models in by.items():
+            mode = str(models[0]["settings"].get("mode", "zero"))
+            res.delta_sweeps[key] = sweep_figures(mode, [m["sweep"] for m in models])
+            res.delta_accuracy[key] = mean_over_seeds([float(m["sweep"]["unperturbed"]) for m in models])
     return res
 
 
