@@ -51,7 +51,8 @@ class FindConfig:
     )
     controls: bool = option(
         True,
-        "also score the paper's controls on the first prompt (pooled text, random and hand-written prompts)",
+        "also score the paper's controls on the first prompt (pooled text, random and hand-written prompts), "
+        "each compared with that prompt paired over the ranking examples (one more pass over them)",
         flag="--no-controls",
     )
     hand_written: str | None = option(None, "text of the hand-written control prompt")
