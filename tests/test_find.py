@@ -241,9 +241,9 @@ def test_find_config_validates_in_one_line() -> None:
         assert "\n" not in str(e.value)
 
 
-def _saved_prompts(tmp_path: Path, task: Task, n: int = 2) -> tuple[object, list[Path]]:
+def _saved_prompts(tmp_path: Path, task: Task, n: int = 2, family: str = "bert") -> tuple[object, list[Path]]:
     splits = task.split(0)
-    bb = tiny_model("bert")
+    bb = tiny_model(family)
     prompts = []
     for seed in range(n):
         run = tmp_path / f"seed{seed}"
@@ -374,3 +374,33 @@ def test_find_score_balanced_is_recorded_and_keys_the_cached_scores(tmp_path: Pa
     assert FindSummary.from_json(old).score == "accuracy"
     with pytest.raises(ConfigError, match="score 'f1' is unknown"):
         FindConfig(score="f1")
+
+
+def test_a_causal_lm_with_the_prompt_first_is_flagged(tmp_path: Path) -> None:
+    """In a causal LM the soft prompt precedes the text, so its positions never see the input: every
+    example has the same activations there, no neuron there predicts anything, and the summary says
+    that only the read position can hold skill neurons."""
+    task = separable_task(60)
+    bb, prompts = _saved_prompts(tmp_path, task, n=1, family="llama")
+    res = find_skill_neurons(
+        bb, prompts, task, None, FindConfig(controls=False, permutations=0), progress=False
+    )
+    s = res.summary
+    assert s.text_blind_positions == 3
+    assert any(f.startswith("3 prompt positions precede the text in this causal LM") for f in s.flags or [])
+    assert {t.position for t in s.top} == {"read"}
+    name = res.neurons.subtasks[0].name
+    pos, score = res.neurons.best_position[name], res.neurons.rankings[name].scores
+    blind = score[pos != 3]  # a neuron best at a prompt position: a constant there, scoring the majority rate
+    assert blind.numel() and bool((blind == blind[0]).all()) and float(blind[0]) <= float(score.max())
+    bert_task = separable_task(60)
+    _, bert_prompts = _saved_prompts(tmp_path / "bert", bert_task, n=1)
+    bert = find_skill_neurons(
+        tiny_model("bert"),
+        bert_prompts,
+        bert_task,
+        None,
+        FindConfig(controls=False, permutations=0),
+        progress=False,
+    )
+    assert bert.summary.text_blind_positions is None

@@ -582,6 +582,9 @@ def _summarize(
         ],
         layer_distribution=LayerDistribution(rho, neurons.mask(rho, per_layer=False).sum(1).tolist()),
         subtasks=[_subtask_figures(s, neurons, infos, rho) for s in subtasks],
+        text_blind_positions=first_model.prompt.length
+        if backbone.is_causal and first_model.layout == "prompt_first"
+        else None,
     )
     if cfg.auroc_bins is not None:
         auc = torch.stack(

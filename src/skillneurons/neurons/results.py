@@ -203,6 +203,7 @@ class FindSummary(LegacyKeys, Result):
         "controls",
         "subtasks",
         "flags",
+        "text_blind_positions",
     )
 
     task: str
@@ -225,6 +226,9 @@ class FindSummary(LegacyKeys, Result):
     subtasks: list[SubtaskFigures] | None = None
     flags: list[str] | None = None
     evidence: SetEvidence | None = None
+    #: prompt positions that precede the text in a causal LM (the soft prompt first): they cannot
+    #: see the input, so their activations are the same for every example (None: not recorded)
+    text_blind_positions: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = drop_none(super().to_json(), self.OPTIONAL)
@@ -259,6 +263,12 @@ class FindSummary(LegacyKeys, Result):
                 f"top-1 not above the null (p >= {NULL_ALPHA}): {kind} p={null.p:.4f} over "
                 f"{null.permutations} label permutations; the best neuron is no better than the best "
                 "neuron under shuffled labels"
+            )
+        if self.text_blind_positions:
+            out.append(
+                f"{self.text_blind_positions} prompt positions precede the text in this causal LM and cannot "
+                "see it (their activations are the same for every example): only the read position can "
+                "hold skill neurons, unlike the paper's encoders"
             )
         first = self.first_prompt
         for name, c in (self.controls or {}).items() if first is not None else ():
