@@ -49,13 +49,18 @@ CHILD = textwrap.dedent(
     evaluate(pm, separable_task(37, seed=2), 8, correct=correct)
     std = neuron_std(pm, separable_task(45, seed=1), batch_size=8)
     cfg = TrainConfig(max_steps=6, batch_size=8, lr=0.05, eval_every=3, seed=0)
+    from skillneurons.neurons import decompose
+    from skillneurons.neurons.find import score_prompt
+    sc = score_prompt(pm, separable_task(45, seed=1), dev, decompose(2), pooled=True, plan=plan, batch_size=8,
+                      paired_rho=0.05)
     Trainer(pm, separable_task(40), separable_task(12, seed=3), cfg, progress=False).fit()
     if is_main():
         save_file({{"sum": base.sum, "count": torch.tensor(base.count), "token_mean": token_mean,
                    "above": stats.above, "hist": stats.hist, "counts": stats.class_counts,
                    "cf": stats.crossfit.counts, "cf_n": stats.crossfit.class_counts,
                    "cf_null": stats.crossfit.null,
-                   "correct": correct, "std": std,
+                   "correct": correct, "std": std, "e1": sc["cf.examples_top1"], "ek": sc["cf.examples_topk"],
+                   "pe1": sc["pooled.cf1.examples_top1"],
                    "prompt": pm.prompt.weight.detach(), "head": pm.head.linear.weight.detach()}}, out)
     """
 )
@@ -106,6 +111,26 @@ def test_two_gloo_processes_match_single_process(tmp_path: Path) -> None:
     assert torch.equal(dp["above"], stats.above) and torch.equal(dp["counts"], stats.class_counts)
     assert stats.hist is not None and torch.equal(dp["hist"], stats.hist)
     torch.testing.assert_close(dp["token_mean"], token_mean, rtol=1e-6, atol=1e-7)
+    # each example's part in the held-out figures (find's paired pass): summed across the ranks
+    from skillneurons.neurons import decompose
+    from skillneurons.neurons.find import score_prompt
+
+    sc = score_prompt(
+        pm,
+        separable_task(45, seed=1),
+        dev,
+        decompose(2),
+        pooled=True,
+        plan=plan,
+        batch_size=8,
+        paired_rho=0.05,
+    )
+    for key, name in (
+        ("e1", "cf.examples_top1"),
+        ("ek", "cf.examples_topk"),
+        ("pe1", "pooled.cf1.examples_top1"),
+    ):
+        torch.testing.assert_close(dp[key], sc[name], rtol=0, atol=1e-12)
     # per-example correctness (paired comparisons) and the per-neuron std: gathered across the ranks
     from skillneurons.perturb.scale import neuron_std
     from skillneurons.training import evaluate

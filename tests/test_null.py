@@ -128,6 +128,16 @@ def test_find_reports_null_p_and_z_and_flags_a_top1_not_above_it(tmp_path: Path)
         assert c.versus_top1.n == len(res.summary.prompts) * res.summary.prompts[0].dev_size
         assert c.versus_top1.lo <= c.versus_top1.value <= c.versus_top1.hi and c.versus_top1.p is not None
     assert "first prompt minus it, paired over the examples: top-1" in res.text
+    # a rerun at another rho into the same folder does not reuse parts made for the old top-k
+    other = find_skill_neurons(
+        bb, prompts, task, tmp_path / "n", FindConfig(permutations=20, rho=0.05), progress=False
+    ).summary
+    assert other.first_prompt is not None and other.controls
+    for c in other.controls.values():
+        assert c.versus_top1pct is not None
+        assert c.versus_top1pct.value == pytest.approx(
+            other.first_prompt.top1pct_mean - c.top1pct_mean, abs=1e-12
+        )
     # the p-value and z are evidence's
     null = np.array([0.5, 0.6, 0.7, 0.55])
     nf = NullFigures(

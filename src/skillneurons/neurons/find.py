@@ -27,7 +27,7 @@ from skillneurons.data import Task, TaskSplits, check_disjoint, stratified_sampl
 from skillneurons.distributed import is_main
 from skillneurons.errors import ArtifactError, ConfigError
 from skillneurons.evidence import paired_difference, permutation_p, wilson, z_score
-from skillneurons.neurons.collect import Positions, baseline_pass, predictivity_pass
+from skillneurons.neurons.collect import Positions, baseline_pass, predictivity_pass, stats_device
 from skillneurons.neurons.config import FindConfig
 from skillneurons.neurons.crossfit import (
     PromptFolds,
@@ -261,7 +261,17 @@ def score_prompt(
                 folds[f"pooled.cf{t}."] = (cf, "pooled", t)
         if paired_rho is not None:
             _paired_pass(
-                model, dev, plan, subtasks, folds, base, paired_rho, batch_size, precision, progress, label
+                model,
+                dev,
+                plan,
+                subtasks,
+                folds,
+                base,
+                paired_rho,
+                dict(
+                    batch_size=batch_size, precision=precision, progress=progress, stats_device=stats_device
+                ),
+                label,
             )
         for prefix, (cf, _, _) in folds.items():
             out.update(cf.tensors(prefix))
@@ -284,13 +294,13 @@ def _paired_pass(
     folds: Mapping[str, tuple[PromptFolds, Positions, int]],
     base: Mapping[str, Any],
     rho: float,
-    batch_size: int,
-    precision: str,
-    progress: bool,
+    options: Mapping[str, Any],
     label: str,
 ) -> None:
     """Fill every fold reduction's ``examples_top1`` / ``examples_topk`` from one more pass over ``dev``
-    (checked against the counts: :func:`~skillneurons.neurons.paired.check_examples`)."""
+    (``options``: batch_size, precision, progress, stats_device). Parts that disagree with the counts
+    (:func:`~skillneurons.neurons.paired.check_examples`) are withheld with a warning: the paired
+    comparisons are then absent, never wrong."""
     scorers = [
         Scorer(kind, t, heldout_selection(cf, rho), base[kind].mean().cpu().to(torch.float64))
         for cf, kind, t in folds.values()
@@ -301,13 +311,18 @@ def _paired_pass(
         plan,
         scorers,
         subtasks,
-        batch_size=batch_size,
-        precision=precision,
-        progress=progress,
+        batch_size=options["batch_size"],
+        precision=options["precision"],
+        progress=options["progress"],
         desc="pass 3 (dev, paired)" + (f", {label}" if label else ""),
+        out_device=stats_device(model, options["stats_device"]),
     )
     for (prefix, (cf, _, _)), sc, (e1, ek) in zip(folds.items(), scorers, res, strict=True):
-        check_examples(cf, sc.selection, e1, ek, f"{label or 'prompt'} {prefix.rstrip('.')}")
+        try:
+            check_examples(cf, sc.selection, e1, ek, f"{label or 'prompt'} {prefix.rstrip('.')}")
+        except RuntimeError as err:
+            log.warning("%s", err)
+            continue
         cf.examples_top1, cf.examples_topk = e1, ek
 
 
@@ -459,7 +474,7 @@ def _score_one(
             and (cman.get("pooled", False) or not pooled)
             and cman.get("crossfit") == _crossfit_key(cfg)
             and "confusion" in tensors
-            and (not pooled or "cf.examples_top1" in tensors)
+            and (not pooled or ("cf.examples_top1" in tensors and cman.get("paired_rho") == cfg.rho))
         ):
             scores = tensors
             log.info("reusing the scores of %s from %s", path, cache)
@@ -499,6 +514,7 @@ def _score_one(
                     "auroc_bins": cfg.auroc_bins,
                     "pooled": pooled,
                     "crossfit": _crossfit_key(cfg),
+                    "paired_rho": cfg.rho if pooled else None,
                     "task": task.name,
                     "split_seed": splits.seed,
                     "backbone": backbone.identity(),
@@ -838,6 +854,21 @@ def _evidence(
     )
 
 
+def _parts_agree(folds: PromptFolds, rho: float) -> bool:
+    """Whether ``folds``' per-example parts (cached, perhaps) are those of its held-out figures at
+    ``rho``: absent parts, or parts of another selection, give no paired comparison (a warning)."""
+    if folds.examples_top1 is None or folds.examples_topk is None or folds.position is None:
+        return False
+    try:
+        check_examples(
+            folds, heldout_selection(folds, rho), folds.examples_top1, folds.examples_topk, "cached"
+        )
+    except RuntimeError as err:
+        log.warning("%s", err)
+        return False
+    return True
+
+
 def _control_score(
     folds: Sequence[PromptFolds],
     cfg: FindConfig,
@@ -850,7 +881,12 @@ def _control_score(
     ev = _evidence(folds, cfg, infos, subtasks)
     out = ControlScore(ev.top1.heldout, ev.top1pct.heldout, ev)
     mine = folds[0] if len(folds) == 1 else None
-    if reference is not None and mine is not None:
+    if (
+        reference is not None
+        and mine is not None
+        and _parts_agree(reference, cfg.rho)
+        and _parts_agree(mine, cfg.rho)
+    ):
         for attr, field in (("examples_top1", "versus_top1"), ("examples_topk", "versus_top1pct")):
             a, b = getattr(reference, attr), getattr(mine, attr)
             if a is not None and b is not None:

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from skillneurons.data import Task
-from skillneurons.distributed import all_reduce_sum
+from skillneurons.distributed import all_reduce_sum, world_size
 from skillneurons.neurons.collect import Positions, activation_batches
 from skillneurons.neurons.crossfit import FoldSelection, PromptFolds
 from skillneurons.neurons.ranking import Subtask
@@ -105,10 +105,12 @@ def heldout_examples(
     precision: str = "auto",
     progress: bool = False,
     desc: str = "pass 3 (dev, paired)",
+    out_device: torch.device | None = None,
 ) -> list[tuple[Tensor, Tensor]]:
     """One pass over ``dev``: per scorer, ``(e_top1 [n], e_topk [n])`` float64 (the module's ``e_x``;
-    their means are the scorer's held-out top-1 and top-``rho`` figures). Data parallel: each rank
-    fills its examples and the arrays are summed."""
+    their means are the scorer's held-out top-1 and top-``rho`` figures). ``out_device``: where the
+    activations are gathered (find's statistics device). Data parallel: each rank fills its examples
+    and the arrays are summed on the model's device (NCCL reduces no CPU tensors)."""
     if plan.size != len(dev):
         raise ValueError(f"the fold plan covers {plan.size} examples, the dev split has {len(dev)}")
     labels = plan.labels.to(torch.int64)
@@ -120,7 +122,14 @@ def heldout_examples(
         for _ in scorers
     ]
     for acts, _, _, index in activation_batches(
-        model, dev, positions=kinds, batch_size=batch_size, precision=precision, progress=progress, desc=desc
+        model,
+        dev,
+        positions=kinds,
+        batch_size=batch_size,
+        precision=precision,
+        progress=progress,
+        desc=desc,
+        out_device=out_device,
     ):
         f = plan.fold[index]  # [B]
         y = labels[index].unsqueeze(1)  # [B, 1]
@@ -139,8 +148,10 @@ def heldout_examples(
             e = correct.to(torch.float64) * w[f.unsqueeze(1), sub, y]
             e1[index] = e[:, 0]
             ek[index] = e[:, 1:].mean(1)
-    for e1, ek in out:
-        all_reduce_sum(e1, ek)
+    if world_size() > 1:
+        both = torch.stack([torch.stack(pair) for pair in out]).to(model.backbone.device)  # [P, 2, n]
+        all_reduce_sum(both)  # disjoint shards: an exact sum
+        out = [(row[0].cpu(), row[1].cpu()) for row in both]
     return out
 
 

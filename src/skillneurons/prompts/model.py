@@ -178,9 +178,7 @@ class PromptModel(nn.Module):
         room = self.max_length - self.prefix_length - (1 if insert_slot else 0)
         texts = clip_chars(texts, room)  # a huge line costs what a normal one does (backbones.text)
         if self.template:
-            texts = [
-                self.template.format(text=t) for t in self._fit_template(texts, pair=texts_b is not None)
-            ]
+            texts = self._fill_template(texts, pair=texts_b is not None)
         enc = tok(
             texts,
             clip_chars(texts_b, room) if texts_b is not None else None,
@@ -217,22 +215,44 @@ class PromptModel(nn.Module):
         )
         return (room // 2 if pair else room) - self.template_overhead
 
-    def _fit_template(self, texts: Sequence[str], *, pair: bool) -> list[str]:
-        """Texts cut so that the filled template fits: truncation shortens the text, never the template
-        (whose end is where a causal LM reads). A text that fits is unchanged; one that does not is cut
-        to the room left by the template, less 2 tokens of slack for merges at its boundaries (and, in
-        a pair task, to half the room, the second text taking the rest)."""
+    def _fill_template(self, texts: Sequence[str], *, pair: bool) -> list[str]:
+        """The texts filled into the template, each cut first so that the filled string fits:
+        truncation shortens the text, never the template (whose end is where a causal LM reads). A
+        text that fits is unchanged; one that does not is cut to the room the template leaves, less 2
+        tokens of slack for merges at its boundaries, and cut again by any tokens the filled string
+        still has too many (in a pair task each first text gets half the room, the second the rest)."""
         budget = self._text_room(pair=pair)
+        if budget < 4:
+            raise ConfigError(
+                f"max_length {self.max_length} leaves {max(budget, 0)} tokens for a text after the "
+                f"{self.prefix_length}-token prefix and the {self.template_overhead}-token template"
+                f"{' (half the room, a pair task)' if pair else ''}: raise --max-length"
+            )
+        assert self.template is not None
         tok = self.backbone.tokenizer
+        limit = budget + self.template_overhead  # tokens of a filled text, special tokens included
         counts = [len(ids) for ids in tok(list(texts), add_special_tokens=False)["input_ids"]]
-        long = [i for i, n in enumerate(counts) if n > budget]
-        if not long:
-            return list(texts)
-        cut = truncate_tokens(tok, [texts[i] for i in long], budget - 2)
-        out = list(texts)
-        for i, c in zip(long, cut, strict=True):
-            out[i] = c
-        return out
+        keep = {i: budget - 2 for i, n in enumerate(counts) if n > budget}
+        cut = list(texts)
+        for _attempt in range(4):
+            for i, n in keep.items():
+                cut[i] = truncate_tokens(tok, [texts[i]], n)[0]
+            filled = [self.template.format(text=t) for t in cut]
+            lengths = [len(ids) for ids in tok(filled)["input_ids"]]
+            over = {i: n - limit for i, n in enumerate(lengths) if n > limit}
+            if not over:
+                return filled
+            for i, extra in over.items():
+                keep[i] = min(keep.get(i, counts[i]), counts[i]) - extra
+                if keep[i] < 1:
+                    raise DataError(
+                        f"a text cannot be cut to fit the template {self.template!r} in {limit} tokens: "
+                        "raise --max-length"
+                    )
+        raise DataError(
+            f"a text could not be cut to fit the template {self.template!r} in {limit} tokens (its "
+            "tokens change when cut): raise --max-length"
+        )
 
     # ---- running ---------------------------------------------------------------------------
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
