@@ -213,7 +213,7 @@ def test_delta_methods_are_tuned_seed_by_seed_and_pooled_over_seeds(tmp_path: Pa
         .replace("[cross]\n", "[cross]\nenabled = false\n")
         .replace("[transfer]\n", "[transfer]\nenabled = false\n")
         + '\n[delta]\ntasks = ["a"]\nmethods = ["bitfit", "lora"]\nseeds = [0, 1]\nlr = 0.01\nmax_steps = 2\n'
-        + "\n[delta.perturb]\nrhos = [0.0, 0.1]\ndraws = 2\n"
+        + "\n[delta.perturb]\nrho = [0.0, 0.1]\ndraws = 2\n"  # [perturb]'s spelling
     )
     spec = _spec(tmp_path, text)
     stages = study_run.plan(study_run.Study(spec, tmp_path / "s", tasks=_tasks()))

@@ -382,7 +382,12 @@ def _delta(raw: Any, tasks: list[str], train: Mapping[str, Any]) -> DeltaSpec | 
     unknown = [x for x in on if x not in tasks]
     if not on or unknown:
         raise ConfigError(f"study spec [delta]: tasks = {on!r}: name tasks of the study ({', '.join(tasks)})")
-    perturb = build(DeltaPerturbConfig, t.pop("perturb", {}), "delta.perturb")
+    raw_perturb = t.pop("perturb", {})
+    if isinstance(raw_perturb, Mapping) and "rho" in raw_perturb:  # [perturb]'s spelling, accepted here too
+        if "rhos" in raw_perturb:
+            raise ConfigError("study spec [delta.perturb]: give rho or rhos, not both")
+        raw_perturb = {("rhos" if k == "rho" else k): v for k, v in raw_perturb.items()}
+    perturb = build(DeltaPerturbConfig, raw_perturb, "delta.perturb")
     lr = _pop(t, "lr", (float, int), "delta", 3e-3)
     delta_train = build(TrainConfig, {**train, "lr": lr, **t}, "delta")
     return DeltaSpec(tuple(methods), tuple(seeds), tuple(on), delta_train, perturb)
