@@ -80,6 +80,8 @@ def find(res: StudyResult) -> list[str]:
         if t.find is None:
             continue
         first = t.find.get("first_prompt") or {}
+        if not first:  # found without the controls
+            continue
         rows = [("first trained prompt", first), *(t.find.get("controls") or {}).items()]
         for name, c in rows:
             ev = c.get("evidence") or {}
