@@ -200,7 +200,7 @@ def test_find_placement_options_are_not_part_of_a_find_steps_identity() -> None:
     from skillneurons.neurons.config import FindConfig
 
     base = study_run.find_identity(FindConfig())
-    placed = FindConfig(stats_device="cpu", position_chunk=3, stats_memory_gb=2)
+    placed = FindConfig(stats_device="cpu", position_chunk=3, stats_memory_gb=2, null_memory_gb=12)
     assert study_run.find_identity(placed) == base
     assert study_run.find_identity(FindConfig(folds=3)) != base
 

@@ -84,7 +84,7 @@ def _is_dc(o: Any) -> bool:
 _FIND_ADDED = {"score": "accuracy"}
 #: FindConfig options that decide where and in what pieces the statistics are computed, never their
 #: values (bit-identical: tests/test_large_models.py): not part of a find step's identity
-_FIND_PLACEMENT = ("stats_device", "position_chunk", "stats_memory_gb")
+_FIND_PLACEMENT = ("stats_device", "position_chunk", "stats_memory_gb", "null_memory_gb")
 
 
 def find_identity(cfg: FindConfig) -> dict[str, Any]:
