@@ -155,6 +155,9 @@ class Study:
         rec = read_json(path, "study step record")
         want = _plain(step.identity())
         have = rec.get("identity") if isinstance(rec, dict) else None
+        if step.kind == "find" and isinstance(have, dict) and isinstance(have.get("find"), dict):
+            # a placement option recorded by an older version (before it left the identity)
+            have = {**have, "find": {k: v for k, v in have["find"].items() if k not in _FIND_PLACEMENT}}
         if have != want:
             keys = sorted(k for k in set(have or {}) | set(want) if (have or {}).get(k) != want.get(k))
             raise ConfigError(
