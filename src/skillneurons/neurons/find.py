@@ -249,32 +249,11 @@ def score_prompt(
         position_chunk=position_chunk,
     )
     out = score_stats(stats["prompt"], subtasks, auroc=hist_bins is not None)
+    opts = dict(batch_size=batch_size, precision=precision, progress=progress, stats_device=stats_device)
     if pooled:
         out.update({f"pooled.{k}": v for k, v in score_stats(stats["pooled"], subtasks).items()})
     if plan is not None:
-        folds: dict[str, tuple[PromptFolds, Positions, int]] = {
-            "cf.": (prompt_folds(stats["prompt"].crossfit, subtasks), "prompt", 0)
-        }
-        if pooled:
-            for t in range(2):
-                cf = prompt_folds(stats["pooled"].crossfit, subtasks, slice(t, t + 1))
-                folds[f"pooled.cf{t}."] = (cf, "pooled", t)
-        if paired_rho is not None:
-            _paired_pass(
-                model,
-                dev,
-                plan,
-                subtasks,
-                folds,
-                base,
-                paired_rho,
-                dict(
-                    batch_size=batch_size, precision=precision, progress=progress, stats_device=stats_device
-                ),
-                label,
-            )
-        for prefix, (cf, _, _) in folds.items():
-            out.update(cf.tensors(prefix))
+        out.update(_fold_tensors(model, dev, plan, subtasks, stats, base, pooled, paired_rho, label, opts))
     prompt_stats = stats["prompt"]
     out.update(
         baseline=base["prompt"].mean().cpu(),
@@ -283,6 +262,35 @@ def score_prompt(
         baseline_count=torch.tensor(base["prompt"].count, dtype=torch.int64),
         confusion=confusion.cpu(),
     )
+    return out
+
+
+def _fold_tensors(
+    model: PromptModel,
+    dev: Task,
+    plan: FoldPlan,
+    subtasks: Sequence[Subtask],
+    stats: Mapping[str, Any],
+    base: Mapping[str, Any],
+    pooled: bool,
+    paired_rho: float | None,
+    label: str,
+    opts: Mapping[str, Any],
+) -> dict[str, Tensor]:
+    """The cross-fitting reductions ``cf.*`` (and ``pooled.cf{t}.*``), with the paired pass's
+    per-example parts when ``paired_rho`` is given."""
+    folds: dict[str, tuple[PromptFolds, Positions, int]] = {
+        "cf.": (prompt_folds(stats["prompt"].crossfit, subtasks), "prompt", 0)
+    }
+    if pooled:
+        for t in range(2):
+            cf = prompt_folds(stats["pooled"].crossfit, subtasks, slice(t, t + 1))
+            folds[f"pooled.cf{t}."] = (cf, "pooled", t)
+    if paired_rho is not None:
+        _paired_pass(model, dev, plan, subtasks, folds, base, paired_rho, opts, label)
+    out: dict[str, Tensor] = {}
+    for prefix, (cf, _, _) in folds.items():
+        out.update(cf.tensors(prefix))
     return out
 
 

@@ -131,14 +131,13 @@ def find_stats_bytes(
     controls, the first prompt) the 2 pooled text positions' statistics come on top of each entry.
 
     On the statistics' device (``--stats-device``):
-
     * ``baseline``: pass 1's float64 sums (kept through pass 2);
     * ``counts``: pass 2's float64 baseline, its float32 copy and the int64 per-class counts;
     * ``histograms``: the AUROC bins (prompt positions only) and their float64 ranges;
     * ``fold_counts``: ``[F, C, LTN]`` (int16 while a fold holds at most 32,767 examples) and the
       per-fold class counts;
-    * ``null``: :func:`null_counts_bytes`;
-    * ``plan``: the fold plan's labels, folds and ``[R, n]`` permuted labels (int64);
+    * ``null``: :func:`null_counts_bytes`; ``plan``: the fold plan's labels, folds and ``[R, n]``
+      permuted labels (int64);
     * ``batch``: one batch's gathered float32 activations ``[B, L, T, N]``; ``buffer``: the
       indicators buffered before they are counted (``CROSSFIT_BUFFER`` and a chunk);
     * ``transients`` (a bound): one update chunk's conversions and comparisons
@@ -158,8 +157,7 @@ def find_stats_bytes(
     examples, find's defaults: batch 64, R = 100, 5 folds, the pooled controls, no AUROC): 14.4 GB
     at the peak (the reductions'), of which the held-out null's counts are 8.1 GB and their
     reductions 4.2 GB; one batch's activations are 2.1 GB. At R = 54 (what the default
-    ``--null-memory-gb 4`` allows) 8.3 GB. ``--stats-device cpu`` keeps all of it off the GPU.
-    """
+    ``--null-memory-gb 4`` allows) 8.3 GB. ``--stats-device cpu`` keeps all of it off the GPU."""
     kinds = [n_positions] + ([2] if pooled else [])
     largest = -(-dev_size // folds) if folds else dev_size
     fold_b = 2 if largest <= _INT16_MAX else 4
@@ -208,8 +206,9 @@ def find_stats_bytes(
     )
     out["reduce"] = 3 * max(folds * num_classes * n_layers * t * d_ff * fold_b for t in kinds)
     held = sum(out[k] for k in ("baseline", "counts", "histograms", "fold_counts", "null", "plan"))
-    working = out["batch"] + out["buffer"] + out["transients"]
-    out["total"] = held + max(working, out["reductions"] + out["reduce"])
+    out["total"] = held + max(
+        out["batch"] + out["buffer"] + out["transients"], out["reductions"] + out["reduce"]
+    )
     return out
 
 
