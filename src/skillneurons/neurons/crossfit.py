@@ -348,10 +348,6 @@ class FoldSelection:
     neuron: Tensor
     positive: Tensor
 
-    @property
-    def k(self) -> int:
-        return int(self.subtask.shape[1]) - 1
-
 
 def heldout_selection(folds: PromptFolds, rho: float) -> FoldSelection:
     """The neurons :func:`heldout_figures` measures on each fold for the single prompt ``folds``

@@ -676,7 +676,8 @@ def _controls(
         paired_rho=cfg.rho,
     )
     out: dict[str, ControlScore] = {}
-    ref = PromptFolds.from_tensors(first, "cf.")
+    first_folds = PromptFolds.from_tensors(first, "cf.")
+    ref = first_folds if _parts_agree(first_folds, cfg.rho) else None  # checked once for all controls
     for t, name in enumerate(("text_mean_pooled", "text_max_pooled")):
         cf = PromptFolds.from_tensors(first, f"pooled.cf{t}.")
         out[name] = _control_score([cf], cfg, [info], subtasks, ref)
@@ -884,21 +885,15 @@ def _control_score(
     subtasks: Sequence[Subtask],
     reference: PromptFolds | None = None,
 ) -> ControlScore:
-    """A control's figures; with the ``reference`` (the first prompt's folds), the prompt minus the
-    control, paired over the ranking examples, where both hold per-example parts."""
+    """A control's figures; with the ``reference`` (the first prompt's folds, already checked by
+    :func:`_parts_agree`), the prompt minus the control, paired over the ranking examples, where the
+    control's per-example parts agree with its figures too."""
     ev = _evidence(folds, cfg, infos, subtasks)
     out = ControlScore(ev.top1.heldout, ev.top1pct.heldout, ev)
-    mine = folds[0] if len(folds) == 1 else None
-    if (
-        reference is not None
-        and mine is not None
-        and _parts_agree(reference, cfg.rho)
-        and _parts_agree(mine, cfg.rho)
-    ):
+    if reference is not None and len(folds) == 1 and _parts_agree(folds[0], cfg.rho):
         for attr, field in (("examples_top1", "versus_top1"), ("examples_topk", "versus_top1pct")):
-            a, b = getattr(reference, attr), getattr(mine, attr)
-            if a is not None and b is not None:
-                setattr(out, field, paired_difference(a.numpy(), b.numpy(), seed=cfg.seed))
+            a, b = getattr(reference, attr), getattr(folds[0], attr)
+            setattr(out, field, paired_difference(a.numpy(), b.numpy(), seed=cfg.seed))
     return out
 
 

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from skillneurons.data import Task
 from skillneurons.distributed import all_reduce_sum, world_size
+from skillneurons.errors import ConfigError
 from skillneurons.neurons.collect import Positions, activation_batches
 from skillneurons.neurons.crossfit import FoldSelection, PromptFolds
 from skillneurons.neurons.ranking import Subtask
@@ -112,7 +113,9 @@ def heldout_examples(
     activations are gathered (find's statistics device). Data parallel: each rank fills its examples
     and the arrays are summed on the model's device (NCCL reduces no CPU tensors)."""
     if plan.size != len(dev):
-        raise ValueError(f"the fold plan covers {plan.size} examples, the dev split has {len(dev)}")
+        raise ConfigError(
+            f"the fold plan covers {plan.size} examples, the dev split has {len(dev)}: make it from dev"
+        )
     labels = plan.labels.to(torch.int64)
     w = example_weights(plan, labels, subtasks, dev.num_classes)
     side = _sides(subtasks, dev.num_classes)

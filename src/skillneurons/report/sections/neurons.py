@@ -11,7 +11,7 @@ import torch
 from skillneurons.report import plots
 from skillneurons.report.discover import ReportData
 from skillneurons.report.html import Cell, Raw, Section, figure, fnum, fpct, num, para, table
-from skillneurons.report.sections.common import Context, scores, subtask_names, top_neurons
+from skillneurons.report.sections.common import Context, est_cell, scores, subtask_names, top_neurons
 from skillneurons.report.views import FindSummaryView
 
 __all__ = ["section_layers", "section_map", "section_positions", "section_summary"]
@@ -80,10 +80,9 @@ def section_summary(data: ReportData, ctx: Context) -> Section | None:
 
 
 def _versus(e: Any) -> Cell:
-    if e is None:
-        return num(None)
-    p = f", p={e.p:.2g}" if e.p is not None else ""
-    return Cell(("+" if e.value >= 0 else "") + e.format(3) + p, e.value, "num")
+    """A signed paired difference with its interval (:func:`est_cell`) and its p."""
+    cell = est_cell(e, signed=True)
+    return Cell(f"{cell.text}, p={e.p:.2g}", e.value, "num") if e is not None and e.p is not None else cell
 
 
 def _subtask_table(s: FindSummaryView | None) -> list[Raw]:
