@@ -119,3 +119,14 @@ def test_t5_has_no_lm_head() -> None:
     assert bb.kind == "encoder" and not bb.has_lm_head
     with pytest.raises(ModelError, match="linear or similarity"):
         bb.lm_logits(torch.randn(1, bb.hidden_size))
+
+
+def test_geometry_is_read_without_the_weights(family: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``backbone_geometry`` (a model built on the meta device from its config) gives the layers and
+    neurons per layer that the loaded backbone has, for every family."""
+    from skillneurons.backbones import backbone_geometry
+
+    bb = tiny_model(family, d_ff=24, layers=3)
+    bb.model.save_pretrained(tmp_path)
+    bb.tokenizer.save_pretrained(tmp_path)
+    assert backbone_geometry(str(tmp_path)) == (bb.num_layers, bb.d_ff) == (3, [24, 24, 24])

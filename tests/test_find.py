@@ -64,6 +64,7 @@ def _naive_predictivity(
         ("roberta", "prompt_first"),
         ("llama", "auto"),
         ("gpt2", "auto"),
+        ("llama", "prompt_last"),
         ("t5", "auto"),
     ],
 )
@@ -241,7 +242,9 @@ def test_find_config_validates_in_one_line() -> None:
         assert "\n" not in str(e.value)
 
 
-def _saved_prompts(tmp_path: Path, task: Task, n: int = 2, family: str = "bert") -> tuple[object, list[Path]]:
+def _saved_prompts(
+    tmp_path: Path, task: Task, n: int = 2, family: str = "bert", layout: str = "auto"
+) -> tuple[object, list[Path]]:
     splits = task.split(0)
     bb = tiny_model(family)
     prompts = []
@@ -254,6 +257,7 @@ def _saved_prompts(tmp_path: Path, task: Task, n: int = 2, family: str = "bert")
             SoftPrompt.create(bb, 3, "normal", std=0.5),
             build_head("auto", bb, task.label_words),
             max_length=24,
+            layout=layout,
         )
         manifest = {
             "task": {"name": task.name, "fingerprint": task.fingerprint()},
@@ -393,6 +397,19 @@ def test_a_causal_lm_with_the_prompt_first_is_flagged(tmp_path: Path) -> None:
     pos, score = res.neurons.best_position[name], res.neurons.rankings[name].scores
     blind = score[pos != 3]  # a neuron best at a prompt position: a constant there, scoring the majority rate
     assert blind.numel() and bool((blind == blind[0]).all()) and float(blind[0]) <= float(score.max())
+    # with the prompt after the text (prompt_last) every analysed position sees the text: no flag
+    _, last = _saved_prompts(tmp_path / "last", task, n=1, family="llama", layout="prompt_last")
+    after = find_skill_neurons(
+        bb, last, task, None, FindConfig(controls=False, permutations=0), progress=False
+    )
+    assert after.summary.text_blind_positions is None and not any(
+        "precede" in f for f in after.summary.flags or []
+    )
+    a_pos = after.neurons.best_position[name]
+    assert len(set(a_pos.reshape(-1).tolist())) > 1, (
+        "neurons are best at several positions, not only the read"
+    )
+    assert {t.position for t in after.summary.top} <= {"end", "p1", "p2", "read"}
     bert_task = separable_task(60)
     _, bert_prompts = _saved_prompts(tmp_path / "bert", bert_task, n=1)
     bert = find_skill_neurons(

@@ -70,6 +70,53 @@ def test_causal_model_rejects_slot_first() -> None:
         _model("gpt2", layout="slot_first")
 
 
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_prompt_last_puts_each_rows_prompt_after_its_own_text(family: str) -> None:
+    """prompt_last: [text][p_1 .. p_P] per row (padding behind the prompt), read at p_P; a padded
+    batch gives each example the logits it gets alone; every soft token sees the text (prompt_first's
+    soft tokens do not: identical activations for all examples)."""
+    from skillneurons.backbones import record_neurons
+    from skillneurons.prompts.model import position_names, soft_columns
+
+    m = _model(family, layout="suffix")
+    texts = ["good movie it was", "bad"]
+    b = m.encode(texts)
+    n = b.attention_mask.sum(1)
+    P = m.prompt.length
+    assert m.layout == "prompt_last" and b.read_index.tolist() == (n + P - 1).tolist()
+    x, mask, _ = m.embed(b)
+    text = m.backbone.input_embeddings(b.input_ids)
+    for i, k in enumerate(n.tolist()):
+        torch.testing.assert_close(x[i, :k], text[i, :k])
+        torch.testing.assert_close(x[i, k : k + P], m.prompt().detach())
+        assert mask[i].tolist() == [1] * (k + P) + [0] * (x.shape[1] - k - P)
+    assert m.sequence_mask(b).long().tolist() == mask.tolist()
+    assert (m.text_mask(b).sum(1) == n).all() and not (m.text_mask(b) & ~m.sequence_mask(b)).any()
+    pos = m.prompt_positions(b)
+    assert pos.tolist() == [[k - 1 + t for t in range(P + 1)] for k in n.tolist()]
+    assert (pos[:, -1] == b.read_index).all() and (pos[:, soft_columns(m.layout, P)] >= n[:, None]).all()
+    assert position_names(m.layout, P) == ["end", "p1", "p2", "p3", "read"]
+    with torch.no_grad():
+        together = m(b)
+        alone = torch.cat([m(m.encode([t])) for t in texts])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
+    m(b).sum().backward()
+    assert m.prompt.weight.grad is not None and m.prompt.weight.grad.abs().sum() > 0
+    for layout, blind in (("prompt_last", False), ("prompt_first", True)):
+        mm = _model(family, layout=layout)
+        bb = mm.encode(texts)
+        with record_neurons(mm.backbone, [0]) as acts, torch.no_grad():
+            mm.hidden_states(bb)
+        soft = mm.prompt_positions(bb)[:, soft_columns(layout, P)]
+        a = torch.gather(acts[0], 1, soft.unsqueeze(-1).expand(-1, -1, acts[0].shape[-1]))
+        assert torch.allclose(a[0], a[1], atol=1e-6) is blind, layout
+
+
+def test_prompt_last_is_for_causal_lms() -> None:
+    with pytest.raises(ConfigError, match=r"prompt_last reads at the last soft token.*encoder"):
+        _model("bert", layout="prompt_last")
+
+
 def test_text_truncated_never_prompt() -> None:
     m = _model("roberta")
     b = m.encode([" ".join(["good"] * 100)])

@@ -187,6 +187,15 @@ def test_study_runs_resumes_and_reuses(tmp_path: Path, monkeypatch: pytest.Monke
         s.computed
         for s in study_run.run_study(same, out=out, backbone=bb, tasks=_tasks(), report=False).steps
     )
+    # a find step recorded by a version that kept a placement option in its identity is reused
+    rec_path = out / "find" / "a" / study_run.STEP_FILE
+    rec = json.loads(rec_path.read_text())
+    rec["identity"]["find"]["null_memory_gb"] = 4.0
+    rec_path.write_text(json.dumps(rec))
+    assert not any(
+        s.computed
+        for s in study_run.run_study(spec, out=out, backbone=bb, tasks=_tasks(), report=False).steps
+    )
     for extra in ("top = 3", 'score = "balanced"'):
         changed = _spec(
             tmp_path, SPEC.replace("[find]\ncontrols = false", f"[find]\ncontrols = false\n{extra}")
@@ -194,6 +203,27 @@ def test_study_runs_resumes_and_reuses(tmp_path: Path, monkeypatch: pytest.Monke
         with pytest.raises(ConfigError, match="find/a holds the step 'find a' made with other options"):
             study_run.run_study(changed, out=out, backbone=bb, tasks=_tasks(), report=False, progress=False)
     json.loads((out / "spec.json").read_text())
+
+
+def test_a_find_that_does_not_fit_is_refused_before_any_tuning(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each find step's memory (null, statistics) is checked from the geometry at the start and in the
+    dry run, not found out after its prompts are tuned; the geometry is read without the weights."""
+    text = SPEC.replace("[find]\n", "[find]\npermutations = 50\nnull_memory_gb = 0.00001\n").replace(
+        'model = "tiny-bert"', f'model = "{model_dir}"'
+    )
+    spec = _spec(tmp_path, text)
+    out = tmp_path / "s"
+    monkeypatch.setattr(study_run, "load_backbone", lambda *a, **k: pytest.fail("weights loaded"))
+    msg = r"study step 'find a' would be refused: the permutation null needs .* use --permutations"
+    with pytest.raises(ConfigError, match=msg):
+        study_run.run_study(spec, out=out, tasks=_tasks(), dry_run=True)
+    with pytest.raises(ConfigError, match=msg) as e:
+        study_run.run_study(spec, out=out, tasks=_tasks(), report=False, progress=False)
+    assert "\n" not in str(e.value) and not (out / "tune").exists() and not (out / "spec.json").exists()
+    fits = _spec(tmp_path, text.replace("null_memory_gb = 0.00001", "null_memory_gb = 4"))
+    assert "estimated time" in str(study_run.run_study(fits, out=out, tasks=_tasks(), dry_run=True))
 
 
 def test_find_placement_options_are_not_part_of_a_find_steps_identity() -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from skillneurons.backbones.config import BackboneOptions
     from skillneurons.backbones.loading import (
         Backbone,
+        backbone_geometry,
         default_device,
         home,
         load_backbone,
@@ -34,6 +35,7 @@ __all__ = [
     "BackboneOptions",
     "FFNSpec",
     "SiteFn",
+    "backbone_geometry",
     "default_device",
     "has_hooks",
     "home",
@@ -54,6 +56,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "Backbone": ".loading",
         "BackboneOptions": ".config",
+        "backbone_geometry": ".loading",
         "FFNSpec": ".architectures",
         "SiteFn": ".sites",
         "default_device": ".loading",

@@ -85,6 +85,13 @@ def _get(module: nn.Module, path: str) -> nn.Module:
         ) from None
 
 
+def _neurons(down: nn.Module, spec: FFNSpec) -> int:
+    """The neurons of one FFN: the input channels of its down projection ``down``."""
+    w = down.weight
+    assert isinstance(w, torch.Tensor)
+    return int(w.shape[0] if spec.linear_kind == "conv1d" else w.shape[1])
+
+
 @dataclass
 class Backbone:
     """A frozen pre-trained model with everything the package needs to know about it.
@@ -130,9 +137,7 @@ class Backbone:
         return [self.neuron_count(i) for i in range(self.num_layers)]
 
     def neuron_count(self, layer: int) -> int:
-        w = self.down_proj(layer).weight
-        assert isinstance(w, torch.Tensor)
-        return int(w.shape[0] if self.spec.linear_kind == "conv1d" else w.shape[1])
+        return _neurons(self.down_proj(layer), self.spec)
 
     @property
     def num_neurons(self) -> int:
@@ -313,6 +318,34 @@ def load_backbone(
         model.to(dev)  # type: ignore[arg-type]
     bb = Backbone(model=model, tokenizer=prepared, name=name_or_path, kind=kind, spec=spec)
     return bb.freeze()
+
+
+def backbone_geometry(
+    name_or_path: str, *, gguf_file: str | None = None, revision: str | None = None
+) -> tuple[int, list[int]]:
+    """``(layers, neurons per layer)`` of the model :func:`load_backbone` would load, read without its
+    weights: the model is built from its config on the ``meta`` device (no memory, no file but the
+    config), so a plan can be checked before any model loads. A folder written by skillneurons itself
+    (a pruned model) is loaded, its layers may differ."""
+    if any((Path(name_or_path) / marker).is_file() for marker in FOLDER_LOADERS.names()):
+        bb = load_backbone(name_or_path, device="cpu")
+        return bb.num_layers, bb.d_ff
+    path, gguf, _alias = _resolve(name_or_path, gguf_file)
+    cache = _gguf_cache(path, gguf) if gguf else None
+    if cache is not None and (cache / "config.json").is_file():
+        path, gguf = str(cache), None
+    config, _tok = _config_and_tokenizer(name_or_path, path, gguf, cache, {"revision": revision})
+    spec = spec_for(config)
+    if config.model_type in _T5_TYPES:
+        from transformers import T5EncoderModel  # imported on use: it loads the T5 modelling code
+
+        auto_cls: Any = T5EncoderModel
+    else:
+        auto_cls = AutoModel
+    with torch.device("meta"):
+        model = auto_cls.from_config(config)
+    _, layers = _find_layers(model, spec.layers)
+    return len(layers), [_neurons(_get(b, spec.down), spec) for b in layers]
 
 
 _DTYPES = {

@@ -143,8 +143,7 @@ def activation_magnitudes(
     with neuron_hooks(bb, reduce):
         for idx in iterate_batches(task, batch_size):
             batch = encode_examples(model, task, idx).to(bb.device)
-            ones = torch.ones(len(idx), model.prefix_length, dtype=torch.bool, device=bb.device)
-            full = torch.cat([ones, batch.attention_mask.bool()], 1)
+            full = model.sequence_mask(batch)
             mask = full.unsqueeze(-1).float()
             tokens += int(full.sum())
             with autocast_context(bb.device, precision):

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from skillneurons.neurons.find import (
         FindResult,
         SkillNeurons,
+        check_find_memory,
         find_skill_neurons,
         format_summary,
         score_prompt,
@@ -86,6 +87,7 @@ __getattr__, __dir__ = lazy_exports(
         "TopNeuron": ".results",
         "FindResult": ".find",
         "SkillNeurons": ".find",
+        "check_find_memory": ".find",
         "find_skill_neurons": ".find",
         "format_summary": ".find",
         "score_prompt": ".find",
@@ -134,6 +136,7 @@ __all__ = [
     "TopNeuron",
     "aggregate",
     "baseline_stats_bytes",
+    "check_find_memory",
     "decompose",
     "find_skill_neurons",
     "format_summary",

@@ -92,15 +92,7 @@ class _Gather:
         self.lead = _leading_positions(self.index)
         self.mask = self.model.text_mask(batch)  # [B, S]
         self.out = {}
-        self.full_mask = torch.cat(
-            [
-                torch.ones(
-                    len(batch), self.model.prefix_length, dtype=torch.bool, device=batch.input_ids.device
-                ),
-                batch.attention_mask.bool(),
-            ],
-            1,
-        )
+        self.full_mask = self.model.sequence_mask(batch)
         self.token_weight = self.full_mask.unsqueeze(-1).float()
         self.product = None  # the token sums' [B, S, N] product, reused across layers
 

@@ -63,6 +63,7 @@ from skillneurons.neurons.results import (
 from skillneurons.neurons.stats import FoldPlan, PredictivityStats, find_stats_bytes, null_counts_bytes
 from skillneurons.options import configure
 from skillneurons.prompts import PromptModel, SoftPrompt, load_prompt
+from skillneurons.prompts.model import position_names
 from skillneurons.rundir import RunDir, open_together
 
 log = logging.getLogger(__name__)
@@ -357,9 +358,7 @@ def prompt_splits(prompt_path: Path, manifest: Mapping[str, Any], task: Task) ->
 
 
 def _position_name(model: PromptModel, t: int) -> str:
-    if model.layout == "slot_first":
-        return "slot" if t == 0 else f"p{t}"
-    return "read" if t == model.prompt.length else f"p{t + 1}"
+    return position_names(model.layout, model.prompt.length)[t]
 
 
 def _top_fraction_mean(score: Tensor, rho: float = 0.01) -> float:
@@ -466,9 +465,11 @@ def _score_one(
     split))``."""
     model, man = load_prompt(path, backbone)
     pooled = cfg.controls and i == 0
-    plan = _plan(cfg, splits.part("dev"))
-    _check_null_memory(cfg, model, plan, n, len(subtasks))
-    _check_stats_memory(cfg, model, plan, n, len(subtasks))
+    dev = splits.part("dev")
+    plan = _plan(cfg, dev.labels, dev.num_classes)
+    geometry = (model.backbone.num_layers, model.prompt.length + 1, max(model.backbone.d_ff))
+    _check_null_memory(cfg, geometry, plan, n, len(subtasks))
+    _check_stats_memory(cfg, geometry, plan, n, len(subtasks))
     digest = sha256_file(path.with_suffix(".safetensors"))
     cache = out / f"scores_{i}" if out is not None else None
     scores = None
@@ -666,7 +667,7 @@ def _controls(
         batch_size=cfg.batch_size,
         precision=cfg.precision,
         progress=progress,
-        plan=_plan(cfg, dev),
+        plan=_plan(cfg, dev.labels, dev.num_classes),
         heldout_null=cfg.heldout_null,
         baseline_examples=cfg.baseline_examples,
         baseline_stop=cfg.baseline_stop,
@@ -714,16 +715,17 @@ def _crossfit_key(cfg: FindConfig) -> dict[str, Any]:
     }
 
 
-def _plan(cfg: FindConfig, dev: Task) -> FoldPlan:
-    """The folds and permutations of a ranking split: ``cfg.folds`` folds, or as many as its smallest
-    class has examples (every fold holds every class; the summary records the folds used)."""
-    smallest = min(dev.class_counts())
+def _plan(cfg: FindConfig, labels: Sequence[int], num_classes: int) -> FoldPlan:
+    """The folds and permutations of a ranking split (its ``labels``): ``cfg.folds`` folds, or as many
+    as its smallest class has examples (every fold holds every class; the summary records the folds
+    used)."""
+    smallest = min(np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist())
     folds = min(cfg.folds, smallest) if smallest >= 2 else cfg.folds  # < 2: FoldPlan.make refuses
     if folds < cfg.folds:
         log.warning(
             "cross-fitting with %d folds: the smallest class has %d ranking examples", folds, smallest
         )
-    return FoldPlan.make(dev.labels, dev.num_classes, folds, cfg.permutations, cfg.seed)
+    return FoldPlan.make(list(labels), num_classes, folds, cfg.permutations, cfg.seed)
 
 
 def null_memory_bytes(
@@ -742,21 +744,46 @@ def null_memory_bytes(
     return counts + per_prompt * (prompts + (3 if cfg.controls else 0))
 
 
+#: ``(layers, positions, neurons)``: the geometry the memory checks need (neurons: the widest layer's)
+Geometry = tuple[int, int, int]
+
+
+def check_find_memory(
+    cfg: FindConfig,
+    n_layers: int,
+    d_ff: Sequence[int],
+    prompt_length: int,
+    dev_labels: Sequence[int],
+    num_classes: int,
+    prompts: int,
+) -> None:
+    """The memory checks :func:`find_skill_neurons` makes before its first pass, made from the
+    geometry alone (the backbone's ``n_layers`` and per-layer ``d_ff``, the prompt's length, the
+    ranking split's labels, the number of prompts), e.g. by a study before it tunes the prompts:
+    a ConfigError naming the fix when the permutation null would exceed ``--null-memory-gb`` or the
+    statistics ``--stats-memory-gb``."""
+    plan = _plan(cfg, dev_labels, num_classes)
+    subtasks = len(decompose(num_classes, cfg.scheme, cfg.score))  # type: ignore[arg-type]
+    geometry = (n_layers, prompt_length + 1, max(d_ff))
+    _check_null_memory(cfg, geometry, plan, prompts, subtasks)
+    _check_stats_memory(cfg, geometry, plan, prompts, subtasks)
+
+
 def _check_null_memory(
-    cfg: FindConfig, model: PromptModel, plan: FoldPlan, prompts: int, subtasks: int
+    cfg: FindConfig, geometry: Geometry, plan: FoldPlan, prompts: int, subtasks: int
 ) -> None:
     """ConfigError naming a smaller ``--permutations`` when the null would exceed ``--null-memory-gb``."""
     if cfg.permutations == 0:
         return
-    L, N = model.backbone.num_layers, max(model.backbone.d_ff)
-    need = null_memory_bytes(cfg, L, model.prompt.length + 1, N, plan, prompts, subtasks)
+    L, T, N = geometry
+    need = null_memory_bytes(cfg, L, T, N, plan, prompts, subtasks)
     cap = cfg.null_memory_gb * 1e9
     if need > cap:
         fits = int(cfg.permutations * cap / need)
         hint = f"--permutations {fits}" if fits >= 1 else "--permutations 0"
         raise ConfigError(
             f"the permutation null needs {need / 1e9:.2f} GB (R={cfg.permutations}, {cfg.folds} folds, "
-            f"{L} layers x {N} neurons x {model.prompt.length + 1} positions) > --null-memory-gb "
+            f"{L} layers x {N} neurons x {T} positions) > --null-memory-gb "
             f"{cfg.null_memory_gb:g}: use {hint}, --no-heldout-null or a larger --null-memory-gb"
         )
 
@@ -787,11 +814,11 @@ def find_memory_bytes(
 
 
 def _check_stats_memory(
-    cfg: FindConfig, model: PromptModel, plan: FoldPlan, prompts: int, subtasks: int
+    cfg: FindConfig, geometry: Geometry, plan: FoldPlan, prompts: int, subtasks: int
 ) -> None:
     """ConfigError naming the largest parts and their fixes when the find's statistics would need
     more than ``--stats-memory-gb``."""
-    L, N, T = model.backbone.num_layers, max(model.backbone.d_ff), model.prompt.length + 1
+    L, T, N = geometry
     need, parts = find_memory_bytes(cfg, L, T, N, plan, prompts, subtasks)
     cap = cfg.stats_memory_gb * 1e9
     if need <= cap:

@@ -268,7 +268,8 @@ class FindSummary(LegacyKeys, Result):
             out.append(
                 f"{self.text_blind_positions} prompt positions precede the text in this causal LM and cannot "
                 "see it (their activations are the same for every example): only the read position can "
-                "hold skill neurons, unlike the paper's encoders"
+                "hold skill neurons, unlike the paper's encoders; tune with --layout prompt_last to put the "
+                "prompt after the text"
             )
         first = self.first_prompt
         for name, c in (self.controls or {}).items() if first is not None else ():

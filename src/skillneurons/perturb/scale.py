@@ -58,8 +58,7 @@ class NeuronMoments:
             where = torch.zeros(idx.shape[0], seq_len, dtype=torch.bool, device=idx.device)
             self.where = where.scatter_(1, idx, True)
         else:
-            ones = torch.ones(len(batch), m.prefix_length, dtype=torch.bool, device=batch.input_ids.device)
-            self.where = torch.cat([ones, batch.attention_mask.bool()], 1)
+            self.where = m.sequence_mask(batch)
 
     def __call__(self, layer: int, acts: Tensor) -> None:
         assert self.where is not None

@@ -12,7 +12,7 @@ __all__ = ["HEAD_CHOICES", "INIT_CHOICES", "LAYOUT_CHOICES", "PromptConfig"]
 
 INIT_CHOICES = ("normal", "vocab", "text")
 HEAD_CHOICES = ("auto", "label_words", "linear", "similarity")
-LAYOUT_CHOICES = ("auto", "slot_first", "prompt_first", "paper", "peft")
+LAYOUT_CHOICES = ("auto", "slot_first", "prompt_first", "prompt_last", "paper", "peft", "suffix")
 
 
 @dataclass
@@ -30,7 +30,8 @@ class PromptConfig:
     )
     layout: str = option(
         "auto",
-        "input layout (auto: slot_first = paper for encoders, prompt_first for causal LMs)",
+        "input layout (auto: slot_first = paper for encoders, prompt_first = peft for causal LMs; "
+        "prompt_last = suffix puts a causal LM's prompt after the text, where it sees it)",
         choices=LAYOUT_CHOICES,
     )
     template: str | None = option(
@@ -47,7 +48,8 @@ class PromptConfig:
             )
         if self.layout not in LAYOUT_CHOICES:
             raise ConfigError(
-                f"unknown layout '{self.layout}': use slot_first (paper), prompt_first (peft) or auto"
+                f"unknown layout '{self.layout}': use slot_first (paper), prompt_first (peft), prompt_last "
+                "(causal LMs) or auto"
             )
         if self.template is not None and "{text}" not in self.template:
             raise ConfigError(

@@ -7,7 +7,13 @@ Layouts (REFERENCE.md sections 0-1):
   bidirectional attention, so it is for encoders / masked LMs only.
 * ``prompt_first`` (PEFT's layout): ``[p_1 .. p_P][text tokens]``. Encoders get a ``<mask>`` slot
   inserted at the end of the text (before its closing special token) and read there; causal LMs
-  read at the last text token.
+  read at the last text token. In a causal LM the soft tokens then come before the text and cannot
+  see it: their activations are the same for every example, so only the read position can hold
+  skill neurons.
+* ``prompt_last`` (causal LMs): ``[text tokens][p_1 .. p_P]``, read at ``p_P``. The soft tokens come
+  after the text (each example's own length: the prompt follows its last real token, padding comes
+  after the prompt), so every soft token sees the text, as in ``slot_first`` for encoders. Its P+1
+  analysed positions are the last text token and the P soft tokens.
 
 The text is truncated, never the prompt or the slot (first by characters, ``CHARS_PER_TOKEN`` per
 token of room, so a huge line is not tokenised whole). Pairs are encoded by the tokenizer as real
@@ -29,13 +35,33 @@ from skillneurons.errors import ConfigError, DataError
 from skillneurons.prompts.heads import Head
 from skillneurons.prompts.soft_prompt import SoftPrompt
 
-Layout = Literal["slot_first", "prompt_first"]
+Layout = Literal["slot_first", "prompt_first", "prompt_last"]
 LAYOUT_ALIASES = {
     "paper": "slot_first",
     "peft": "prompt_first",
+    "suffix": "prompt_last",
     "slot_first": "slot_first",
     "prompt_first": "prompt_first",
+    "prompt_last": "prompt_last",
 }
+
+
+def position_names(layout: str | None, prompt_length: int) -> list[str]:
+    """Names of the P+1 analysed positions of a layout (:meth:`PromptModel.prompt_positions`), as
+    ``find`` prints them: ``slot, p1 .. pP`` (slot_first), ``p1 .. pP, read`` (prompt_first: read is
+    the last text token or the inserted slot), ``end, p1 .. p(P-1), read`` (prompt_last: ``end`` is
+    the last text token, ``read`` the last soft token)."""
+    P = prompt_length
+    if layout == "prompt_first":
+        return [f"p{t + 1}" for t in range(P)] + ["read"]
+    if layout == "prompt_last":
+        return ["end"] + [f"p{t}" for t in range(1, P)] + ["read"]
+    return ["slot"] + [f"p{t}" for t in range(1, P + 1)]
+
+
+def soft_columns(layout: str | None, prompt_length: int) -> slice:
+    """Which of the P+1 analysed positions are the P soft tokens."""
+    return slice(0, prompt_length) if layout == "prompt_first" else slice(1, prompt_length + 1)
 
 
 @dataclass
@@ -100,13 +126,19 @@ class PromptModel(nn.Module):
             layout = "prompt_first" if backbone.is_causal else "slot_first"
         if layout not in LAYOUT_ALIASES:
             raise ConfigError(
-                f"unknown layout '{layout}': use slot_first (paper), prompt_first (peft) or auto"
+                f"unknown layout '{layout}': use slot_first (paper), prompt_first (peft), prompt_last "
+                "(causal LMs) or auto"
             )
         self.layout: Layout = LAYOUT_ALIASES[layout]  # type: ignore[assignment]
         if self.layout == "slot_first" and backbone.is_causal:
             raise ConfigError(
                 "layout slot_first reads at position 0, which a causal LM cannot condition on: use --layout "
-                "prompt_first"
+                "prompt_last or prompt_first"
+            )
+        if self.layout == "prompt_last" and not backbone.is_causal:
+            raise ConfigError(
+                "layout prompt_last reads at the last soft token, which only a causal LM predicts from: use "
+                "--layout slot_first or prompt_first for an encoder"
             )
         if template is not None and "{text}" not in template:
             raise ConfigError(
@@ -141,7 +173,8 @@ class PromptModel(nn.Module):
 
     @property
     def prefix_length(self) -> int:
-        """Positions before the text: slot + prompt (slot_first) or prompt (prompt_first)."""
+        """Positions the layout adds to the text: slot + prompt (slot_first) or the prompt (before the
+        text in prompt_first, after it in prompt_last)."""
         return self.prompt.length + (1 if self.layout == "slot_first" else 0)
 
     @property
@@ -202,6 +235,8 @@ class PromptModel(nn.Module):
             read = slot_pos + self.prefix_length
         elif self.layout == "prompt_first":
             read = lengths - 1 + self.prefix_length
+        elif self.layout == "prompt_last":
+            read = lengths + self.prompt.length - 1
         else:
             read = torch.zeros_like(lengths)
         lab = torch.as_tensor(list(labels), dtype=torch.long) if labels is not None else None
@@ -261,6 +296,8 @@ class PromptModel(nn.Module):
         emb = bb.input_embeddings
         text = emb(batch.input_ids)
         b = text.shape[0]
+        if self.layout == "prompt_last":
+            return self._embed_after(batch, text)
         parts = []
         if self.layout == "slot_first":
             assert self.slot_id is not None
@@ -275,6 +312,37 @@ class PromptModel(nn.Module):
         if batch.token_type_ids is not None:
             extra["token_type_ids"] = torch.cat([torch.zeros_like(ones), batch.token_type_ids], dim=1)
         return x, mask, extra
+
+    def _embed_after(
+        self, batch: Batch, text: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """prompt_last: each row's prompt placed right after its own last text token, by one gather
+        from ``[text, prompt]`` (the padding moves behind the prompt)."""
+        b, S, H = text.shape
+        P = self.prompt.length
+        prompt = self.prompt().to(text.dtype).unsqueeze(0).expand(b, -1, -1)
+        n = batch.attention_mask.sum(1, keepdim=True)  # [B, 1] real text tokens
+        j = torch.arange(S + P, device=text.device).unsqueeze(0)  # [1, S+P]
+        index = torch.where(j < n, j, torch.where(j < n + P, S + j - n, j - P))  # [B, S+P]
+        x = torch.gather(torch.cat([text, prompt], 1), 1, index.unsqueeze(-1).expand(-1, -1, H))
+        mask = (j < n + P).to(batch.attention_mask.dtype)
+        extra: dict[str, Any] = {}
+        if batch.token_type_ids is not None:
+            tt = torch.cat(
+                [batch.token_type_ids, torch.zeros_like(batch.token_type_ids[:, :1]).expand(-1, P)], 1
+            )
+            extra["token_type_ids"] = torch.gather(tt, 1, index)
+        return x, mask, extra
+
+    def sequence_mask(self, batch: Batch) -> torch.Tensor:
+        """``[batch, prefix+seq]`` bool: True at every real position (slot, prompt and text; not
+        padding)."""
+        ones = torch.ones(len(batch), self.prefix_length, dtype=torch.bool, device=batch.input_ids.device)
+        if self.layout == "prompt_last":
+            n = batch.attention_mask.sum(1, keepdim=True)
+            j = torch.arange(batch.input_ids.shape[1] + self.prefix_length, device=ones.device)
+            return j.unsqueeze(0) < n + self.prefix_length
+        return torch.cat([ones, batch.attention_mask.bool()], 1)
 
     def hidden_states(self, batch: Batch) -> torch.Tensor:
         """Last hidden states ``[batch, prefix+seq, hidden]``."""
@@ -293,18 +361,26 @@ class PromptModel(nn.Module):
     # ---- positions for neuron analysis -----------------------------------------------------
     def prompt_positions(self, batch: Batch) -> torch.Tensor:
         """``[batch, P+1]`` sequence positions analysed as "prompt positions": the read slot and
-        the P prompt tokens (slot_first: 0..P; prompt_first: 0..P-1 and the read index)."""
+        the P prompt tokens (slot_first: 0..P; prompt_first: 0..P-1 and the read index; prompt_last:
+        the last text token and the P prompt tokens after it, the last of them the read index); named
+        by :func:`position_names`."""
         b = len(batch)
         p = self.prompt.length
         dev = batch.input_ids.device
         if self.layout == "slot_first":
             return torch.arange(p + 1, device=dev).unsqueeze(0).expand(b, -1)
+        if self.layout == "prompt_last":
+            n = batch.attention_mask.sum(1, keepdim=True)
+            return n - 1 + torch.arange(p + 1, device=dev).unsqueeze(0)
         return torch.cat(
             [torch.arange(p, device=dev).unsqueeze(0).expand(b, -1), batch.read_index.unsqueeze(1)], 1
         )
 
     def text_mask(self, batch: Batch) -> torch.Tensor:
         """``[batch, prefix+seq]`` bool: True at real text tokens (not prompt, slot, or padding)."""
+        if self.layout == "prompt_last":
+            pad = torch.zeros(len(batch), self.prefix_length, dtype=torch.bool, device=batch.input_ids.device)
+            return torch.cat([batch.attention_mask.bool(), pad], 1)
         m = torch.cat(
             [
                 torch.zeros(len(batch), self.prefix_length, dtype=torch.bool, device=batch.input_ids.device),

@@ -43,6 +43,7 @@ from skillneurons.artifacts import load_artifact, load_manifest
 from skillneurons.errors import ConfigError, SkillNeuronsError
 from skillneurons.neurons.find import SkillNeurons
 from skillneurons.neurons.ranking import per_prompt
+from skillneurons.prompts.model import position_names
 from skillneurons.report.views import (
     TRANSFER_MATRIX_KEYS,
     ArtifactInfo,
@@ -296,13 +297,6 @@ def load_tune_run(path: Path) -> TuneRun:
 
 # ----------------------------------------------------------------------------------------------------
 # core: skill neurons (a `find` output)
-
-
-def position_names(layout: str | None, prompt_length: int) -> list[str]:
-    """Names of the P+1 prompt positions, as ``skillneurons find`` prints them."""
-    if layout == "prompt_first":
-        return [f"p{t + 1}" for t in range(prompt_length)] + ["read"]
-    return ["slot"] + [f"p{t}" for t in range(1, prompt_length + 1)]
 
 
 @dataclass

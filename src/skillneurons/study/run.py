@@ -28,18 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from skillneurons.artifacts import sha256_file
-from skillneurons.backbones import Backbone, load_backbone
-from skillneurons.data import Task, load_task
+from skillneurons.backbones import Backbone, backbone_geometry, load_backbone
+from skillneurons.data import Task, TaskSplits, load_task
 from skillneurons.delta import delta_perturbation
 from skillneurons.errors import ConfigError, SkillNeuronsError
 from skillneurons.evidence import mean_over_seeds
 from skillneurons.files import atomic_write_json, read_json
+from skillneurons.neurons import check_find_memory
 from skillneurons.neurons.config import FindConfig
 from skillneurons.perturb import run_cross, run_similarity, run_sweep
 from skillneurons.perturb.results import CrossResult, SimilarityResult
 from skillneurons.report import write_report
 from skillneurons.report.config import ReportConfig
-from skillneurons.rundir import RunDir
+from skillneurons.rundir import RunDir, make_splits
 from skillneurons.runs import find_skill_neurons, tune_prompt
 from skillneurons.study.config import StudySpec, TaskSpec
 from skillneurons.study.figures import group_comparisons, indicator_spearman, prompt_figures, sweep_figures
@@ -60,7 +61,9 @@ STEP_FILE = "step.json"
 
 @dataclass
 class Step:
-    """One unit of work: its name, kind, folder, estimated forward tokens, and how to compute it."""
+    """One unit of work: its name, kind, folder, estimated forward tokens, and how to compute it;
+    ``check`` (when set) refuses, before the study starts, a step that could not run (e.g. a find
+    whose statistics would not fit in memory), so it is never found out after hours of tuning."""
 
     name: str
     kind: str
@@ -69,6 +72,7 @@ class Step:
     identity: Callable[[], dict[str, Any]]
     compute: Callable[[], dict[str, Any]]
     result: dict[str, Any] | None = None
+    check: Callable[[], None] | None = None
 
 
 def _plain(obj: Any) -> Any:
@@ -113,6 +117,7 @@ class Study:
     tasks: dict[str, Task] = field(default_factory=dict)
     progress: bool = True
     records: list[StepRecord] = field(default_factory=list)
+    _geometry: tuple[int, list[int]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for t in self.spec.active_tasks:  # the data, checked before any model loads
@@ -130,6 +135,29 @@ class Study:
         if self.backbone is None:
             self.backbone = load_backbone(self.spec.model)
         return self.backbone
+
+    def geometry(self) -> tuple[int, list[int]]:
+        """``(layers, neurons per layer)`` of the backbone, read without loading its weights."""
+        if self.backbone is not None:
+            return self.backbone.num_layers, self.backbone.d_ff
+        if self._geometry is None:
+            self._geometry = backbone_geometry(self.spec.model)
+        return self._geometry
+
+    def split(self, t: TaskSpec, seed: int) -> TaskSplits:
+        """The split the (task, seed) prompt is (or will be) tuned on: its run's ``split.json`` when
+        tuned, else drawn as the tuning will draw it."""
+        task = self.tasks[t.name]
+        seed_of_split = seed if self.spec.split_seed is None else self.spec.split_seed
+        done = self.tune_dir(t.name, seed)
+        fractions = t.run.fractions(len(task))
+        return make_splits(
+            task,
+            seed_of_split,
+            done if (done / "split.json").is_file() else None,
+            t.run.max_examples,
+            fractions,
+        )
 
     @property
     def model_name(self) -> str:
@@ -245,9 +273,15 @@ class Study:
             )
             return found.summary.to_json()
 
+        def check() -> None:  # the memory its statistics and null need, from the geometry alone
+            layers, d_ff = self.geometry()
+            dev = self.split(t, (t.seeds or self.spec.seeds)[0]).part("dev")
+            n_classes = self.tasks[t.name].num_classes
+            check_find_memory(cfg, layers, d_ff, t.prompt.prompt_length, dev.labels, n_classes, len(prompts))
+
         sizes, n = self.sizes(t), len(prompts) + (2 if cfg.controls else 0)
         tokens = n * (sizes["train"] + sizes["dev"]) * self.length(t)
-        return Step(f"find {t.name}", "find", folder, tokens, identity, compute)
+        return Step(f"find {t.name}", "find", folder, tokens, identity, compute, check=check)
 
     def perturb_step(self, t: TaskSpec, seed: int, mode: str) -> Step:
         prompt, neurons = self.prompt(t.name, seed), self.neurons(t.name)
@@ -469,9 +503,23 @@ def _rate(steps: list[Step], default: float) -> tuple[float, str]:
     return default / 1000, "the spec's [cost] seconds_per_1k_tokens (no step of this study is finished yet)"
 
 
+def check_plan(stages: Mapping[str, list[Step]]) -> None:
+    """Every unfinished step's :attr:`Step.check`, before anything runs: the first refusal is a
+    one-line error naming the step."""
+    for st in (s for ss in stages.values() for s in ss):
+        if st.check is None or (st.folder / STEP_FILE).is_file():
+            continue
+        try:
+            st.check()
+        except SkillNeuronsError as e:
+            raise type(e)(f"study step '{st.name}' would be refused: {e}") from None
+
+
 def describe_plan(study: Study) -> str:
-    """The dry run: every step, whether it is finished, and the estimated minutes of those to do."""
+    """The dry run: every step, whether it is finished, and the estimated minutes of those to do
+    (a step that would be refused, e.g. a find that does not fit in memory, is an error here too)."""
     stages = plan(study)
+    check_plan(stages)
     steps = [s for ss in stages.values() for s in ss]
     rate, how = _rate(steps, study.spec.cost.seconds_per_1k_tokens)
     lines = [f"study '{study.spec.name}' on {study.spec.model} -> {study.out}"]
@@ -531,8 +579,9 @@ def run_study(
         result.save(study.out / "study.partial.json")
         return result
     with RunDir(study.out).lock():
-        atomic_write_json(study.out / "spec.json", _plain(spec))
         stages = plan(study)
+        check_plan(stages)
+        atomic_write_json(study.out / "spec.json", _plain(spec))
         for st in run_order(study, stages):
             study.run(st)
         result = assemble(study, stages, time.perf_counter() - start)

@@ -44,6 +44,7 @@ from skillneurons.neurons.find import SkillNeurons
 from skillneurons.neurons.ranking import overlap
 from skillneurons.prompts import PromptModel, load_prompt
 from skillneurons.prompts.io import read_prompt_tensors
+from skillneurons.prompts.model import soft_columns
 from skillneurons.results import Result
 from skillneurons.rundir import RunDir
 from skillneurons.training.trainer import autocast_context
@@ -148,7 +149,7 @@ def activated_neurons(model: PromptModel, options: OnOptions | None = None) -> T
             a = acts[rows, batch.read_index].unsqueeze(1)  # [B, 1, d_ff]
         else:
             pos = model.prompt_positions(batch)
-            pos = pos[:, 1:] if model.layout == "slot_first" else pos[:, :-1]  # the P soft tokens
+            pos = pos[:, soft_columns(model.layout, model.prompt.length)]  # the P soft tokens
             a = torch.gather(acts, 1, pos.unsqueeze(-1).expand(-1, -1, acts.shape[-1]))  # [B, P, d_ff]
             if o.position == "prompt_mean":
                 a = a.mean(1, keepdim=True)
