@@ -210,7 +210,7 @@ def test_report_sections_print_the_paired_intervals(tmp_path) -> None:  # type: 
     from pathlib import Path
 
     from skillneurons.perturb import task_similarity
-    from skillneurons.report.discover import ResultFile
+    from skillneurons.report.discovery import ResultFile
     from skillneurons.report.sections.perturbation import render_perturb_cross, render_perturb_sweep
     from skillneurons.report.sections.similarity import render_similarity
 

@@ -18,7 +18,7 @@ from skillneurons.backbones import record_neurons
 from skillneurons.data import Task
 from skillneurons.errors import ConfigError, SkillNeuronsError
 from skillneurons.report import ReportConfig, discover, write_report
-from skillneurons.report.discover import classify
+from skillneurons.report.discovery import classify
 from skillneurons.report.examples import top_activating
 from skillneurons.runs import find_skill_neurons, tune_prompt
 from skillneurons.testing import tiny_model
@@ -433,7 +433,7 @@ def test_runs_are_labelled_by_what_differs(
     import shutil
 
     from skillneurons.report import plots
-    from skillneurons.report.discover import TuneRun, run_labels
+    from skillneurons.report.discovery import TuneRun, run_labels
 
     def tune(name: str, **res: Any) -> TuneRun:
         return TuneRun(Path("runs") / name, results={"best_dev_accuracy": 0.5, **res})
@@ -478,3 +478,18 @@ def test_a_result_folder_is_reported_directly(run: dict[str, Any], tmp_path: Pat
     (tmp_path / "empty" / "notes.json").write_text("{}")
     with pytest.raises(ConfigError, match="no result this report shows"):
         write_report(tmp_path / "empty")
+
+
+def test_the_discover_function_is_not_shadowed_by_a_submodule() -> None:
+    """``from skillneurons.report import discover`` is the function whatever was imported before it
+    (the module holding it was also named ``discover``: once imported, the package attribute was the
+    module, so the result depended on the import order)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import skillneurons.report.render, skillneurons.report.discovery\n"
+        "from skillneurons.report import discover\n"
+        "assert callable(discover) and discover.__module__ == 'skillneurons.report.discovery', discover\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -14,7 +14,7 @@ import pytest
 
 from skillneurons.errors import ConfigError
 from skillneurons.report import ReportConfig, discover, write_report
-from skillneurons.report.discover import classify
+from skillneurons.report.discovery import classify
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 BENCH = Path(__file__).resolve().parent.parent / "bench"

@@ -23,7 +23,7 @@ from skillneurons.distributed import all_reduce_sum, is_main, my_share
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.neurons.stats import BaselineStats, FoldPlan, PredictivityStats
 from skillneurons.prompts.model import Batch, PromptModel
-from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
+from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches, length_order
 
 Positions = Literal["prompt", "pooled"]
 
@@ -176,6 +176,7 @@ def activation_batches(
     desc: str = "activations",
     confusion: Tensor | None = None,
     out_device: torch.device | None = None,
+    order: Literal["length", "given"] = "length",
 ) -> Generator[tuple[dict[str, Tensor], Tensor, int, Tensor], None, None]:
     """Yield ``({kind: acts [B, L, T, N] float32}, labels [B], real_tokens, index [B])`` batch by
     batch (``index``: the examples' positions in ``task``).
@@ -186,13 +187,17 @@ def activation_batches(
     ``confusion`` ([C, C] float64, true x predicted), when given, counts the prompt model's own
     predictions, read from the same forward passes (the head at the read position). ``out_device``:
     where the activations are gathered (default: the model's device; the statistics' device).
+    ``order``: ``length`` batches examples of similar token length (:func:`length_order`: little
+    padding; for sums and counts, which do not depend on the order), ``given`` keeps the task's order
+    (a pass that may stop early, e.g. the adaptive baseline over a random order).
     """
     if len(task) == 0:
         raise DataError(f"task '{task.name}' has no examples in this split: use a larger split")
     uniform_width(model)
     device = model.backbone.device
     gather = _Gather(model, _kinds(positions), token_sums, out_device)
-    batches = my_share(iterate_batches(task, batch_size))  # data parallel: whole batches per rank
+    sequence = length_order(model, task) if order == "length" else None
+    batches = my_share(iterate_batches(task, batch_size, sequence))  # data parallel: whole batches per rank
     bar = tqdm(
         total=sum(map(len, batches)), desc=desc, disable=not progress or not is_main(), leave=False, unit="ex"
     )
@@ -281,6 +286,7 @@ def baseline_pass(
         progress=progress,
         desc=_desc("pass 1 (train)", label),
         out_device=acc_device,
+        order="given" if stop_fraction is not None else "length",  # an early stop needs the random order
     )
     for acts, _, real, _ in batches:
         for k in kinds:

@@ -22,7 +22,7 @@ from skillneurons.data import Task
 from skillneurons.distributed import all_reduce_sum, is_main, my_share
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.prompts.model import Batch, PromptModel
-from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
+from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches, length_order
 
 __all__ = ["NeuronMoments", "neuron_std"]
 
@@ -96,7 +96,7 @@ def neuron_std(
     device = model.backbone.device
     moments = NeuronMoments(model, positions, device if device.type != "mps" else torch.device("cpu"))
     hidden_states = model.hidden_states
-    batches = my_share(iterate_batches(train, batch_size))
+    batches = my_share(iterate_batches(train, batch_size, length_order(model, train)))
     bar = tqdm(total=sum(map(len, batches)), desc="neuron std (train)", disable=not progress or not is_main())
     with neuron_hooks(model.backbone, moments):
         for idx in batches:

@@ -1,7 +1,7 @@
 """Self-contained HTML reports of runs: ``skillneurons report RUN_DIR``.
 
 * :mod:`~skillneurons.report.config`: :class:`ReportConfig`, the report's options (no torch);
-* :mod:`~skillneurons.report.discover`: what a run folder is, and the readers of its core artifacts
+* :mod:`~skillneurons.report.discovery`: what a run folder is, and the readers of its core artifacts
   (tuning runs, skill neurons) and of the result JSON of other experiments (recognised by content);
 * :mod:`~skillneurons.report.views`: the loading layer, one reader per result type;
 * :mod:`~skillneurons.report.sections`: one section builder per result type;
@@ -20,7 +20,7 @@ from skillneurons._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from skillneurons.report.config import ReportConfig
-    from skillneurons.report.discover import ReportData, discover
+    from skillneurons.report.discovery import ReportData, discover
     from skillneurons.report.render import write_report
 
 __all__ = ["ReportConfig", "ReportData", "discover", "write_report"]
@@ -29,8 +29,8 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "ReportConfig": ".config",
-        "ReportData": ".discover",
-        "discover": ".discover",
+        "ReportData": ".discovery",
+        "discover": ".discovery",
         "write_report": ".render",
     },
 )

@@ -8,7 +8,7 @@ Every text that comes from data (example texts, task, label and file names) is H
 Sections appear only when their data exists. The core sections (:data:`CORE`) are built from the run
 folder's own artifacts; the sections of other experiments (perturbation, similarity, pruning,
 transfer, reading) are looked up in :data:`RENDERERS` by the result kind that
-:mod:`skillneurons.report.discover` recognised, and read their files through
+:mod:`skillneurons.report.discovery` recognised, and read their files through
 :mod:`skillneurons.report.views`.
 """
 
@@ -24,7 +24,7 @@ from skillneurons.backbones.config import BackboneOptions
 from skillneurons.errors import ConfigError
 from skillneurons.files import atomic_write_bytes
 from skillneurons.report.config import ReportConfig, default_out
-from skillneurons.report.discover import ReportData, ResultFile, discover
+from skillneurons.report.discovery import ReportData, ResultFile, discover
 from skillneurons.report.html import Section, esc, page, rel
 from skillneurons.report.sections.common import Context
 from skillneurons.report.sections.neurons import (
@@ -135,7 +135,7 @@ def write_report(
     backbone_options: BackboneOptions | None = None,
     progress: bool = False,
 ) -> Path:
-    """Write the HTML report of ``config.run_dir`` (see :mod:`skillneurons.report.discover` for what a
+    """Write the HTML report of ``config.run_dir`` (see :mod:`skillneurons.report.discovery` for what a
     run folder is) to ``config.out`` (default ``run_dir/report.html``); returns its path. A path
     instead of a config reports that folder with the default options.
 

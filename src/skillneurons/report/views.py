@@ -921,7 +921,7 @@ class DynsanAblationView:
         )
 
 
-#: result kind (see :data:`skillneurons.report.discover.RESULT_KINDS`) -> its reader
+#: result kind (see :data:`skillneurons.report.discovery.RESULT_KINDS`) -> its reader
 LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "perturb_sweep": PerturbSweepView.read,
     "perturb_cross": PerturbCrossView.read,

@@ -52,6 +52,7 @@ __all__ = [
     "evaluate",
     "example_lengths",
     "iterate_batches",
+    "length_order",
     "lr_factor",
 ]
 
@@ -139,6 +140,15 @@ def example_lengths(model: Any, task: Task) -> list[int]:
     return out
 
 
+def length_order(model: Any, task: Task) -> list[int]:
+    """The task's indices sorted by token length (:func:`example_lengths`; stable, so equal lengths keep
+    the task's order): batches cut from it hold texts of similar length, so little of each batch is
+    padding. For the passes whose result does not depend on the order of the examples (evaluation,
+    find's sums and counts, which address each example by its index)."""
+    lengths = example_lengths(model, task)
+    return sorted(range(len(task)), key=lengths.__getitem__)
+
+
 def encode_examples(model: PromptModel, task: Task, indices: list[int]) -> Any:
     texts = [task.texts[i] for i in indices]
     texts_b = [task.texts_b[i] for i in indices] if task.texts_b is not None else None
@@ -168,7 +178,8 @@ def evaluate(
     device = model.backbone.device
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, n
     hits = None if correct is None else torch.zeros(len(task), dtype=torch.float64, device=device)
-    batches = my_share(iterate_batches(task, batch_size))  # data parallel: whole batches per rank
+    # batches of similar lengths (little padding); data parallel: whole batches per rank
+    batches = my_share(iterate_batches(task, batch_size, length_order(model, task)))
     bar = tqdm(
         total=sum(map(len, batches)), desc=desc, disable=not progress or not is_main(), leave=False, unit="ex"
     )

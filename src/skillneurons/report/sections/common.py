@@ -10,7 +10,7 @@ import numpy as np
 
 from skillneurons.evidence import Estimate
 from skillneurons.report.config import ReportConfig
-from skillneurons.report.discover import ReportData, ResultFile
+from skillneurons.report.discovery import ReportData, ResultFile
 from skillneurons.report.html import Cell, Raw, num, para, rel
 
 __all__ = [

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from skillneurons.report import plots
-from skillneurons.report.discover import ReportData
+from skillneurons.report.discovery import ReportData
 from skillneurons.report.html import Cell, Raw, Section, figure, fnum, fpct, num, para, table
 from skillneurons.report.sections.common import Context, est_cell, scores, subtask_names, top_neurons
 from skillneurons.report.views import FindSummaryView

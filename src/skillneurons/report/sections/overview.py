@@ -9,7 +9,7 @@ from typing import Any
 
 from skillneurons import __version__
 from skillneurons.evidence import accuracy_estimate, mean_over_seeds
-from skillneurons.report.discover import ReportData, TuneRun
+from skillneurons.report.discovery import ReportData, TuneRun
 from skillneurons.report.html import Cell, Raw, Section, cards, fnum, num, para, rel, table
 from skillneurons.report.sections.common import Context, label_names
 from skillneurons.report.views import PerturbSweepView, as_number

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from skillneurons.report import plots
-from skillneurons.report.discover import ResultFile
+from skillneurons.report.discovery import ResultFile
 from skillneurons.report.html import Cell, Raw, Section, esc, figure, fnum, fpct, num, para, table
 from skillneurons.report.sections.common import est_cell, source
 from skillneurons.report.views import PerturbCrossView, PerturbSweepView, SweepPoint

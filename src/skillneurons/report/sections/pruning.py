@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from skillneurons.report import plots
-from skillneurons.report.discover import ResultFile
+from skillneurons.report.discovery import ResultFile
 from skillneurons.report.html import Cell, Raw, Section, esc, figure, fnum, fpct, num, para, table
 from skillneurons.report.sections.common import source
 from skillneurons.report.views import PruneBenchView, PruneEntry, PruneRunView

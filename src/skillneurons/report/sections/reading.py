@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from skillneurons.report import plots
-from skillneurons.report.discover import ResultFile, read_json_quietly
+from skillneurons.report.discovery import ResultFile, read_json_quietly
 from skillneurons.report.html import Cell, Raw, Section, cards, esc, figure, fnum, num, para, rel, table
 from skillneurons.report.sections.common import est_cell, source
 from skillneurons.report.views import (

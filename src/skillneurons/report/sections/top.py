@@ -11,7 +11,7 @@ from typing import Any
 from skillneurons.data import Task
 from skillneurons.errors import SkillNeuronsError
 from skillneurons.prompts import load_prompt
-from skillneurons.report.discover import ReportData, resolve_recorded
+from skillneurons.report.discovery import ReportData, resolve_recorded
 from skillneurons.report.examples import NeuronExamples, sample_indices, top_activating
 from skillneurons.report.html import Cell, Raw, Section, esc, num, para, rel, table
 from skillneurons.report.sections.common import Context, TopNeuron, label_names, subtask_names, top_neurons

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from skillneurons.report import plots
-from skillneurons.report.discover import ReportData, run_labels
+from skillneurons.report.discovery import ReportData, run_labels
 from skillneurons.report.html import Section, figure, para
 from skillneurons.report.sections.common import Context
 from skillneurons.report.views import HistoryPoint
