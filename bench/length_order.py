@@ -110,10 +110,19 @@ def main() -> None:
         elif name.startswith("pass 1"):
             agree = {"baseline_mean_max_abs_diff": float((g.mean() - s.mean()).abs().max())}
         else:
+            pg, ps = g.predictivity().flatten(), s.predictivity().flatten()
+            k = max(1, round(0.01 * pg.numel()))
+            top_g, top_s = set(pg.topk(k).indices.tolist()), set(ps.topk(k).indices.tolist())
+            top = torch.tensor(sorted(top_g))
             agree = {
                 "above_counts_differing": int((g.above != s.above).sum()),
                 "values": int(g.above.numel()),
-                "predictivity_max_abs_diff": float((g.predictivity() - s.predictivity()).abs().max()),
+                "predictivity_max_abs_diff": float((pg - ps).abs().max()),
+                "predictivity_values_differing": int((pg != ps).sum()),
+                "top1pct_jaccard": len(top_g & top_s) / len(top_g | top_s),
+                "top1pct_max_abs_diff": float((pg[top] - ps[top]).abs().max()),
+                "top1": [float(pg.max()), float(ps.max())],
+                "top1pct_mean": [float(pg.topk(k).values.mean()), float(ps.topk(k).values.mean())],
             }
         pos = {
             "given": positions(model, split, bs, None),
