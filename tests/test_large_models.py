@@ -219,8 +219,9 @@ def test_find_refuses_statistics_over_the_memory_cap_in_one_line() -> None:
     pm = _pm(d_ff=11008, hidden=64, layers=2, length=20)
     dev = separable_task(40, seed=2)
     plan = FoldPlan.make(dev.labels, 2, 5, 100, seed=0)
-    _check_stats_memory(FindConfig(), pm, plan, 1, 1)  # 2 layers: well under 16 GB
+    geometry = (pm.backbone.num_layers, pm.prompt.length + 1, max(pm.backbone.d_ff))
+    _check_stats_memory(FindConfig(), geometry, plan, 1, 1)  # 2 layers: well under 16 GB
     with pytest.raises(ConfigError) as e:
-        _check_stats_memory(FindConfig(stats_memory_gb=0.5), pm, plan, 1, 1)
+        _check_stats_memory(FindConfig(stats_memory_gb=0.5), geometry, plan, 1, 1)
     msg = str(e.value)
     assert "\n" not in msg and "> --stats-memory-gb 0.5" in msg and "--permutations" in msg, msg

@@ -336,14 +336,13 @@ def backbone_geometry(
         path, gguf = str(cache), None
     config, _tok = _config_and_tokenizer(name_or_path, path, gguf, cache, {"revision": revision})
     spec = spec_for(config)
-    if config.model_type in _T5_TYPES:
-        from transformers import T5EncoderModel  # imported on use: it loads the T5 modelling code
-
-        auto_cls: Any = T5EncoderModel
-    else:
-        auto_cls = AutoModel
     with torch.device("meta"):
-        model = auto_cls.from_config(config)
+        if config.model_type in _T5_TYPES:
+            from transformers import T5EncoderModel  # imported on use: it loads the T5 modelling code
+
+            model = T5EncoderModel(config)
+        else:
+            model = AutoModel.from_config(config)
     _, layers = _find_layers(model, spec.layers)
     return len(layers), [_neurons(_get(b, spec.down), spec) for b in layers]
 
