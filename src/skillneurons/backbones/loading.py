@@ -340,7 +340,7 @@ def backbone_geometry(
         if config.model_type in _T5_TYPES:
             from transformers import T5EncoderModel  # imported on use: it loads the T5 modelling code
 
-            model = T5EncoderModel(config)
+            model = T5EncoderModel(config)  # type: ignore[arg-type]
         else:
             model = AutoModel.from_config(config)
     _, layers = _find_layers(model, spec.layers)
