@@ -19,7 +19,10 @@ from safetensors.torch import load_file
 # the killed one, the resumed one and the reference - sees identical data and weights.
 CHILD = textwrap.dedent(
     """
-    import sys, time, torch
+    import signal, sys, time, torch
+    # Ctrl-C as in a terminal: a process started in the background of a non-interactive shell (a CI
+    # runner, `cmd &`) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {tests!r})
     from conftest import separable_task
     from skillneurons.testing import tiny_model
