@@ -259,6 +259,18 @@ def _gguf_cache(path: str, gguf_file: str) -> Path:
     return home() / "models" / f"{src.stem}-f32-{st.st_size}"
 
 
+def _located(name_or_path: str, gguf_file: str | None) -> tuple[str, str | None, Path | None]:
+    """``(path, gguf file, its float32 cache)``: a GGUF model whose float32 conversion is cached is
+    read from the cache (then no gguf file)."""
+    path, gguf, _alias = _resolve(name_or_path, gguf_file)
+    cache: Path | None = None
+    if gguf:
+        cache = _gguf_cache(path, gguf)
+        if (cache / "config.json").is_file():
+            path, gguf = str(cache), None
+    return path, gguf, cache
+
+
 #: folders written by skillneurons itself, by the file that marks them: ``loader(path, device)``
 #: (the pruning plugin registers ``pruning.json``)
 FOLDER_LOADERS: Registry[Callable[[str, Any], Backbone]] = Registry("backbone folder loader")
@@ -292,14 +304,9 @@ def load_backbone(
     for marker, loader in FOLDER_LOADERS.items():  # e.g. a model pruned by skillneurons.pruning
         if (Path(name_or_path) / marker).is_file():
             return loader(name_or_path, device)
-    path, gguf, _alias = _resolve(name_or_path, gguf_file)
+    path, gguf, cache = _located(name_or_path, gguf_file)
     torch_dtype = _dtype(dtype)
     common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-    cache: Path | None = None
-    if gguf:
-        cache = _gguf_cache(path, gguf)
-        if (cache / "config.json").is_file():
-            path, gguf = str(cache), None
     config, tokenizer = _config_and_tokenizer(name_or_path, path, gguf, cache, common)
     spec = spec_for(config)
     if kind == "auto":
@@ -330,10 +337,7 @@ def backbone_geometry(
     if any((Path(name_or_path) / marker).is_file() for marker in FOLDER_LOADERS.names()):
         bb = load_backbone(name_or_path, device="cpu")
         return bb.num_layers, bb.d_ff
-    path, gguf, _alias = _resolve(name_or_path, gguf_file)
-    cache = _gguf_cache(path, gguf) if gguf else None
-    if cache is not None and (cache / "config.json").is_file():
-        path, gguf = str(cache), None
+    path, gguf, cache = _located(name_or_path, gguf_file)
     config, _tok = _config_and_tokenizer(name_or_path, path, gguf, cache, {"revision": revision})
     spec = spec_for(config)
     with torch.device("meta"):

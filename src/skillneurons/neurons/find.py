@@ -468,8 +468,7 @@ def _score_one(
     dev = splits.part("dev")
     plan = _plan(cfg, dev.labels, dev.num_classes)
     geometry = (model.backbone.num_layers, model.prompt.length + 1, max(model.backbone.d_ff))
-    _check_null_memory(cfg, geometry, plan, n, len(subtasks))
-    _check_stats_memory(cfg, geometry, plan, n, len(subtasks))
+    _check_memory(cfg, geometry, plan, n, len(subtasks))
     digest = sha256_file(path.with_suffix(".safetensors"))
     cache = out / f"scores_{i}" if out is not None else None
     scores = None
@@ -764,7 +763,11 @@ def check_find_memory(
     statistics ``--stats-memory-gb``."""
     plan = _plan(cfg, dev_labels, num_classes)
     subtasks = len(decompose(num_classes, cfg.scheme, cfg.score))  # type: ignore[arg-type]
-    geometry = (n_layers, prompt_length + 1, max(d_ff))
+    _check_memory(cfg, (n_layers, prompt_length + 1, max(d_ff)), plan, prompts, subtasks)
+
+
+def _check_memory(cfg: FindConfig, geometry: Geometry, plan: FoldPlan, prompts: int, subtasks: int) -> None:
+    """The permutation null's cap, then the whole statistics' cap (each a ConfigError naming its fix)."""
     _check_null_memory(cfg, geometry, plan, prompts, subtasks)
     _check_stats_memory(cfg, geometry, plan, prompts, subtasks)
 

@@ -306,11 +306,11 @@ class PromptModel(nn.Module):
         parts.append(self.prompt().to(text.dtype).unsqueeze(0).expand(b, -1, -1))
         parts.append(text)
         x = torch.cat(parts, dim=1)
-        ones = torch.ones(b, self.prefix_length, dtype=batch.attention_mask.dtype, device=text.device)
-        mask = torch.cat([ones, batch.attention_mask], dim=1)
+        mask = self.sequence_mask(batch).to(batch.attention_mask.dtype)
         extra: dict[str, Any] = {}
         if batch.token_type_ids is not None:
-            extra["token_type_ids"] = torch.cat([torch.zeros_like(ones), batch.token_type_ids], dim=1)
+            zeros = batch.token_type_ids.new_zeros(b, self.prefix_length)
+            extra["token_type_ids"] = torch.cat([zeros, batch.token_type_ids], dim=1)
         return x, mask, extra
 
     def _embed_after(
@@ -325,7 +325,7 @@ class PromptModel(nn.Module):
         j = torch.arange(S + P, device=text.device).unsqueeze(0)  # [1, S+P]
         index = torch.where(j < n, j, torch.where(j < n + P, S + j - n, j - P))  # [B, S+P]
         x = torch.gather(torch.cat([text, prompt], 1), 1, index.unsqueeze(-1).expand(-1, -1, H))
-        mask = (j < n + P).to(batch.attention_mask.dtype)
+        mask = self.sequence_mask(batch).to(batch.attention_mask.dtype)
         extra: dict[str, Any] = {}
         if batch.token_type_ids is not None:
             tt = torch.cat(
@@ -337,11 +337,11 @@ class PromptModel(nn.Module):
     def sequence_mask(self, batch: Batch) -> torch.Tensor:
         """``[batch, prefix+seq]`` bool: True at every real position (slot, prompt and text; not
         padding)."""
-        ones = torch.ones(len(batch), self.prefix_length, dtype=torch.bool, device=batch.input_ids.device)
-        if self.layout == "prompt_last":
+        if self.layout == "prompt_last":  # each row's text, then its prompt, then the padding
             n = batch.attention_mask.sum(1, keepdim=True)
-            j = torch.arange(batch.input_ids.shape[1] + self.prefix_length, device=ones.device)
+            j = torch.arange(batch.input_ids.shape[1] + self.prefix_length, device=n.device)
             return j.unsqueeze(0) < n + self.prefix_length
+        ones = torch.ones(len(batch), self.prefix_length, dtype=torch.bool, device=batch.input_ids.device)
         return torch.cat([ones, batch.attention_mask.bool()], 1)
 
     def hidden_states(self, batch: Batch) -> torch.Tensor:
