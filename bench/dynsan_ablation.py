@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -52,6 +52,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def head_of(args: argparse.Namespace) -> Literal["span", "choice"]:
+    """The answer head: multiple choice over the entity candidates, else extractive spans."""
+    return "choice" if args.candidates == "entities" else "span"
+
+
 def seed_interval(values: list[float]) -> dict[str, Any]:
     """Mean over seeds with a 95% t interval (None with one seed): :func:`evidence.mean_over_seeds`."""
     e = mean_over_seeds(values)
@@ -66,6 +71,7 @@ def run_one(args: argparse.Namespace, name: str, seed: int, data: dict[str, Any]
         blocks=args.blocks,
         passages=args.passages,
         max_passage_tokens=args.max_passage_tokens,
+        head=head_of(args),
     )
     rc = replace(base, **VARIANTS[name])
     tc = ReadTrainConfig(
@@ -89,7 +95,7 @@ def run_one(args: argparse.Namespace, name: str, seed: int, data: dict[str, Any]
     seconds = time.perf_counter() - t0
     best, _ = load_reader(out / "reader", data["table"])
     scored = evaluate_reader(best, data["test"].examples, 64, seed=seed)
-    test = evaluation_of("test", "span", scored, data["test"])
+    test = evaluation_of("test", rc.head, scored, data["test"])
     row: dict[str, Any] = {
         "variant": name,
         "seed": seed,
@@ -164,6 +170,12 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=64)
     ap.add_argument("--blocks", type=int, default=2)
     ap.add_argument("--passages", type=int, default=5)
+    ap.add_argument(
+        "--candidates",
+        default="none",
+        choices=("none", "entities"),
+        help="entities: multiple choice over the passages' entities (read data --candidates), choice head",
+    )
     ap.add_argument("--max-passage-tokens", type=int, default=200)
     ap.add_argument("--dev-limit", type=int, default=400, help="dev questions used for model selection")
     ap.add_argument("--train-limit", type=int, default=None, help="first N training questions (default all)")
@@ -173,9 +185,11 @@ def main() -> None:
     ap.add_argument("--runs", default="/tmp/dynsan_ablation_runs", help="run folders (checkpoints)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/dynsan_ablation.json"))
     args = ap.parse_args()
-    splits = load_reading_task("bbc_cloze", ReadDataConfig())
+    splits = load_reading_task("bbc_cloze", ReadDataConfig(candidates=args.candidates))
     tokenizer, table = load_embeddings("minilm")
-    enc_cfg = ReaderConfig(passages=args.passages, max_passage_tokens=args.max_passage_tokens)
+    enc_cfg = ReaderConfig(
+        passages=args.passages, max_passage_tokens=args.max_passage_tokens, head=head_of(args)
+    )
     questions = {
         "train": splits.train[: args.train_limit],
         "dev": splits.dev[: args.dev_limit],

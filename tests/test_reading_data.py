@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,13 @@ from skillneurons.reading.cloze import (
     PLACEHOLDER,
     build_bbc_cloze,
     build_cloze,
+    entity_candidates,
     entity_spans,
     load_bbc_cloze,
     name_stats,
     shares_ngram,
     split_sentences,
+    with_entity_candidates,
 )
 from skillneurons.reading.data import check_examples, examples_from_rows, hub_splits, load_reading_task
 from skillneurons.reading.data_config import ReadDataConfig
@@ -34,6 +37,7 @@ from skillneurons.reading.examples import (
     tokenize,
     write_jsonl,
 )
+from skillneurons.reading.run import most_frequent_entity
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reading"
 
@@ -258,6 +262,33 @@ def test_split_sentences_and_entities() -> None:
     assert spans[0] == ["Tony Blair", "British Airways", "Paris"]
     assert spans[1] == ["Blair", "Bank of England", "Paris", "British Airways"]
     assert spans[2] == ["Blair"]
+
+
+def test_entity_candidates_most_frequent_first_without_the_question_words() -> None:
+    ex = ReadingExample(
+        "a",
+        "Blair said @placeholder agreed.",
+        (
+            "Later, Blair and the Bank of England met in Paris and British Airways agreed.",
+            "The minister joined Blair in Paris. Paris was calm.",
+        ),
+        ("Paris",),
+    )
+    (cands,) = entity_candidates([ex])
+    assert cands[0] == "Paris" and "Blair" not in cands  # 3 mentions; a question word is no candidate
+    assert set(cands) == {"Paris", "Bank of England", "British Airways"}
+    assert cands.index("Bank of England") < cands.index("British Airways")  # a tie: first seen first
+    (mc,) = with_entity_candidates([ex])
+    assert mc.kind() == "choice" and mc.candidates == cands and mc.answers == ex.answers
+    base = most_frequent_entity([ex, replace(ex, id="b", answers=("British Airways",))])
+    assert base["n"] == 2 and base["em"] == 0.5  # the baseline guesses the first candidate
+
+
+def test_candidates_option_is_the_cloze_tasks() -> None:
+    with pytest.raises(ConfigError, match="--candidates entities is the cloze task's entity rule"):
+        ReadDataConfig(task="jsonl:x.jsonl", candidates="entities")
+    with pytest.raises(ConfigError, match="--candidates"):
+        ReadDataConfig(candidates="words")
 
 
 def test_shares_ngram() -> None:

@@ -4,6 +4,7 @@ saved reader, gate statistics."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,24 @@ def test_encoding_finds_every_occurrence_and_counts_what_it_skips(tok: Any) -> N
     assert span_text(split.examples[0], 4, 4, batch.passages.shape[2]) == "Paris"
 
 
+def test_the_passage_index_finds_what_find_answer_spans_finds() -> None:
+    from skillneurons.reading.encode import _Words
+    from skillneurons.reading.examples import find_answer_spans, tokenize
+
+    rng = random.Random(0)
+    pool = ["Paris", "paris", "the", "The", "New", "York", ",", "U.S", "Blair's", "an", "old", "York."]
+    for _ in range(200):
+        text = " ".join(rng.choice(pool) for _ in range(rng.randint(0, 14)))
+        answer = " ".join(rng.choice(pool) for _ in range(rng.randint(1, 3)))
+        words, starts, pos = tokenize(text), [], 0
+        for w in words:
+            pos = text.index(w, pos)
+            starts.append(pos)
+            pos += len(w)
+        want = [(starts[s], starts[e] + len(words[e])) for s, e in find_answer_spans(words, tokenize(answer))]
+        assert _Words(text).char_spans(answer) == want, (text, answer)
+
+
 def test_length_cap_truncates_or_skips(tok: Any) -> None:
     ex = ReadingExample("a", "where", ("city " * 20 + "Paris", "Paris is old"), ("Paris",))
     cut = encode_examples([ex], tok, _config(max_passage_tokens=5))
@@ -165,6 +184,55 @@ def test_gate_auroc_from_the_streaming_statistics_matches_the_exact_one(tok: Any
     assert abs(res["cross0"].auroc[0] - exact_auroc(scores, labels)) <= rec.error_bound() + 1e-9
     assert res["cross0"].answer_share == pytest.approx(float(labels.float().mean()))
     assert set(res) == {"encoder", "modeler", "cross0"}
+
+
+def _choice(examples: list[ReadingExample]) -> list[ReadingExample]:
+    """Multiple choice over every name (the answer among them), as ``--candidates entities`` gives."""
+    return [replace(e, candidates=tuple(NAMES)) for e in examples]
+
+
+def test_choice_evaluation_keeps_unanswerable_questions_and_scores_them_zero(tok: Any) -> None:
+    c = _config(head="choice")
+    good = ReadingExample("a", "which city", ("Paris is old", "in London"), ("Paris",), ("Paris", "London"))
+    missing = replace(good, id="b", candidates=("London", "Rome"))  # the answer is no candidate
+    unmentioned = replace(good, id="c", passages=("in London", "old Rome"), candidates=("Paris", "Rome"))
+    exs = [good, missing, unmentioned]
+    train = encode_examples(exs, tok, c)
+    assert [e.id for e in train.examples] == ["a"] and train.skipped == {
+        "answer candidate never mentioned in the (truncated) passages": 1,
+        "answer not among the candidates": 1,
+    }
+    split = encode_examples(exs, tok, c, keep_unanswerable=True)
+    assert [e.label for e in split.examples] == [0, -1, -1] and split.unanswerable == 2
+    model = _model(c).eval()
+    scored = evaluate_reader(model, split.examples, 3)
+    alone = evaluate_reader(model, split.examples[:1], 3)
+    assert scored.em[1:] == [0.0, 0.0] and scored.em[0] == alone.em[0]
+    assert scored.loss == pytest.approx(alone.loss)  # the mean over the answerable question only
+
+
+def test_choice_reader_trains_and_its_gates_score_the_answer_mentions(tok: Any) -> None:
+    c = _config(head="choice", blocks=1)
+    train = encode_examples(_choice(_examples(24, 0)), tok, c)
+    dev = encode_examples(_choice(_examples(8, 1)), tok, c, keep_unanswerable=True)
+    tc = ReadTrainConfig(steps=30, batch_size=4, eval_batch_size=8, warmup_steps=2, eval_every=10, ema=0.9)
+    trainer = ReaderTrainer(_model(c), train, dev, tc, None, progress=False)
+    state = trainer.fit()
+    assert state.history[-1]["train_loss"] < state.history[0]["train_loss"]
+    model = trainer.model.eval()
+    rec = GateRecorder(model)
+    labels: list[torch.Tensor] = []
+
+    def both(batch: Any, out: Any, exs: Any) -> None:
+        rec(batch, out, exs)
+        gold = torch.stack([batch.mentions[i, k] for i, k in enumerate(batch.label.tolist())])
+        labels.append(gold[out.mask])
+
+    evaluate_reader(model, dev.examples, 4, on_batch=both)
+    rec.close()
+    res = {r.block: r for r in rec.result()}
+    assert res["cross0"].answer_share == pytest.approx(float(torch.cat(labels).float().mean()))
+    assert 0 < res["cross0"].answer_share < 1
 
 
 def test_empty_training_data_is_a_one_line_error(tok: Any) -> None:

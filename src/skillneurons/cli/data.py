@@ -118,7 +118,11 @@ def _run_peft(args: argparse.Namespace) -> int:
 @dataclass
 class DemoOptions:
     out: str = option("runs/demo", "output folder")
-    budget_minutes: float = option(6.0, "time budget for tuning on CPU (the first seed always runs)")
+    budget_minutes: float = option(
+        6.0,
+        "time budget of the whole demo in minutes: another seed is tuned only while tuning stays within "
+        "half of it (the first seed always runs)",
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +61,13 @@ __all__ = [
     "build_bbc_cloze",
     "build_cloze",
     "cloze_dir",
+    "entity_candidates",
     "entity_spans",
     "load_bbc_cloze",
     "name_stats",
     "shares_ngram",
     "split_sentences",
+    "with_entity_candidates",
 ]
 
 #: bump when the construction changes: a cached task of another version is rebuilt
@@ -398,6 +400,34 @@ def build_cloze(
     return {"train": train, "dev": dev, "test": test}, stats
 
 
+def entity_candidates(examples: Sequence[ReadingExample]) -> list[tuple[str, ...]]:
+    """Each example's entity candidates: the entities of its passages by the construction's own rule
+    (:func:`entity_spans`, its name statistics taken from these examples' passages), minus those
+    that are a word of the question (lower-cased), most frequent first (ties: first occurrence). The
+    candidate set of the most-frequent-candidate baseline, and of ``--candidates entities`` (the
+    multiple-choice setting of CNN/Daily Mail readers: the answer is one of the passages' entities)."""
+    sentences = [[tokenize(s) for p in ex.passages for s in split_sentences(p)] for ex in examples]
+    stats = name_stats([s for ss in sentences for s in ss])
+    out = []
+    for ex, sents in zip(examples, sentences):
+        asked = {w.lower() for w in tokenize(ex.question)}
+        counts: Counter[str] = Counter()
+        for toks in sents:
+            for i, j in entity_spans(toks, stats):
+                name = " ".join(toks[i:j])
+                if name.lower() not in asked:
+                    counts[name] += 1
+        out.append(tuple(name for name, _ in counts.most_common()))
+    return out
+
+
+def with_entity_candidates(examples: Sequence[ReadingExample]) -> tuple[ReadingExample, ...]:
+    """``examples`` as multiple choice over their :func:`entity_candidates` (answers unchanged: a
+    question whose answer the rule does not find among the candidates stays, and no reader of these
+    candidates can answer it: training skips it, evaluation scores it 0)."""
+    return tuple(replace(ex, candidates=cands) for ex, cands in zip(examples, entity_candidates(examples)))
+
+
 # ----------------------------------------------------------------------------------------------
 # the cached built-in task
 # ----------------------------------------------------------------------------------------------
@@ -497,6 +527,8 @@ def load_bbc_cloze(cfg: ReadDataConfig | None = None, *, folder: Path | None = N
             )
         exs = read_jsonl(path)
         parts[name] = tuple(exs[: cfg.limit] if cfg.limit else exs)
+        if cfg.candidates == "entities":
+            parts[name] = with_entity_candidates(parts[name])
     return ReadingSplits(
         CLOZE_TASK,
         f"builtin:{CLOZE_TASK} v{CLOZE_VERSION} ({out})",

@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from skillneurons.options import check_range, option, require
+from skillneurons.options import check_choice, check_range, option, require
 
-__all__ = ["CLOZE_TASK", "ReadDataConfig"]
+__all__ = ["CANDIDATES", "CLOZE_TASK", "ReadDataConfig"]
 
 #: the name of the built-in offline task
 CLOZE_TASK = "bbc_cloze"
+#: what ``--candidates`` can give the cloze questions
+CANDIDATES = ("none", "entities")
 
 
 @dataclass
@@ -32,6 +34,13 @@ class ReadDataConfig:
     )
     min_words: int = option(8, "cloze: shortest question sentence, in words")
     max_words: int = option(60, "cloze: longest question sentence, in words")
+    candidates: str = option(
+        "none",
+        "bbc_cloze: none (extractive: the answer span anywhere in the passages), or entities (multiple "
+        "choice over the passages' entities by the construction's rule, minus the question's words: the "
+        "CNN/Daily Mail reader setting; a question whose answer the rule misses scores 0)",
+        choices=CANDIDATES,
+    )
     limit: int = option(0, "read at most this many examples per split (0: all)")
     encoding: str = option("utf-8", "text encoding of a jsonl: file")
 
@@ -52,6 +61,12 @@ class ReadDataConfig:
             f"--max-words {self.max_words} is below --min-words {self.min_words}: raise it",
         )
         check_range("--limit", self.limit, low=0)
+        check_choice("--candidates", self.candidates, CANDIDATES)
+        require(
+            self.candidates == "none" or self.task.strip() == CLOZE_TASK,
+            f"--candidates {self.candidates} is the cloze task's entity rule: use it with --task "
+            f"{CLOZE_TASK}, or give a jsonl: task its own candidates",
+        )
 
     def cloze_options(self) -> dict[str, Any]:
         """The options that decide the built cloze task (recorded in its manifest)."""

@@ -23,8 +23,8 @@ import skillneurons.backbones as backbones  # lazy: loads the model library only
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.reading.config import ReaderConfig
 from skillneurons.reading.contextual import ContextEncoder, Vectors
-from skillneurons.reading.examples import ReadingExample, find_answer_spans, tokenize
-from skillneurons.reading.metrics import normalize_answer
+from skillneurons.reading.examples import ReadingExample, tokenize
+from skillneurons.reading.metrics import normalize_answer, normalize_token
 from skillneurons.reading.network import ReadBatch
 
 __all__ = ["EncodedExample", "EncodedSplit", "collate", "encode_examples", "load_embeddings", "span_text"]
@@ -43,8 +43,13 @@ class EncodedExample:
     spans: list[Span] = field(default_factory=list)  # span head: every answer occurrence
     candidates: tuple[str, ...] = ()
     mentions: list[list[Span]] = field(default_factory=list)  # choice head: per candidate
-    label: int = -1  # choice head: the index of the answer among the candidates
+    label: int = -1  # choice head: the index of the answer among the candidates (-1: none is)
     vectors: Vectors | None = None  # encoder embeddings: the cached encoder vectors
+
+    def answerable(self, head: str) -> bool:
+        """Whether a reader of these (read, truncated) passages can answer: an answer occurrence
+        (span head), or the answer among the candidates and mentioned (choice head)."""
+        return bool(self.spans) if head == "span" else self.label >= 0
 
     @property
     def length(self) -> int:
@@ -69,15 +74,37 @@ def load_embeddings(name: str) -> tuple[Any, Tensor]:
     return bb.tokenizer, bb.input_embeddings.weight.detach().float().clone()
 
 
-def _word_char_spans(text: str, answer: str) -> list[tuple[int, int]]:
-    """Character spans ``[start, end)`` of every word-aligned occurrence of ``answer`` in ``text``."""
-    words = tokenize(text)
-    starts, pos = [], 0
-    for w in words:
-        pos = text.index(w, pos)
-        starts.append(pos)
-        pos += len(w)
-    return [(starts[s], starts[e] + len(words[e])) for s, e in find_answer_spans(words, tokenize(answer))]
+class _Words:
+    """One passage's words, their character starts and their SQuAD-normalised forms (the empty ones,
+    punctuation and articles, left out), indexed by first word: built once per passage, searched for
+    every answer alias and candidate (the search of
+    :func:`~skillneurons.reading.examples.find_answer_spans`)."""
+
+    def __init__(self, text: str) -> None:
+        self.words = tokenize(text)
+        self.starts, pos = [], 0
+        for w in self.words:
+            pos = text.index(w, pos)
+            self.starts.append(pos)
+            pos += len(w)
+        kept = [(i, n) for i, n in ((i, normalize_token(t)) for i, t in enumerate(self.words)) if n]
+        self.kept = [i for i, _ in kept]
+        self.norm = [n for _, n in kept]
+        self.first: dict[str, list[int]] = {}
+        for j, n in enumerate(self.norm):
+            self.first.setdefault(n, []).append(j)
+
+    def char_spans(self, answer: str) -> list[tuple[int, int]]:
+        """Character spans ``[start, end)`` of every word-aligned occurrence of ``answer``."""
+        target = [t for t in (normalize_token(a) for a in tokenize(answer)) if t]
+        if not target:
+            return []
+        m, out = len(target), []
+        for j in self.first.get(target[0], ()):
+            if self.norm[j : j + m] == target:
+                s, e = self.kept[j], self.kept[j + m - 1]
+                out.append((self.starts[s], self.starts[e] + len(self.words[e])))
+        return out
 
 
 def _to_pieces(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
@@ -85,12 +112,12 @@ def _to_pieces(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[in
     return (inside[0], inside[-1]) if inside else None
 
 
-def _find(passages: Sequence[str], offsets: list[list[tuple[int, int]]], texts: Sequence[str]) -> list[Span]:
+def _find(words: Sequence[_Words], offsets: list[list[tuple[int, int]]], texts: Sequence[str]) -> list[Span]:
     """Word-piece spans of every occurrence of any of ``texts`` in the (truncated) passages."""
     found: set[Span] = set()
-    for p, (text, offs) in enumerate(zip(passages, offsets)):
+    for p, (pw, offs) in enumerate(zip(words, offsets)):
         for t in texts:
-            for cs, ce in _word_char_spans(text, t):
+            for cs, ce in pw.char_spans(t):
                 pieces = _to_pieces(offs, cs, ce)
                 if pieces is not None and offs[-1][1] >= ce:  # not cut off by the truncation
                     found.add((p, *pieces))
@@ -134,22 +161,30 @@ def _encode_one(
     if len(passages) < len(out.passages):
         return "a passage with no word pieces"
     if c.head == "span":
-        out.spans = [s for s in _find(texts, out.offsets, ex.answers) if s[2] - s[1] < c.max_answer_tokens]
+        words = [_Words(t) for t in texts]
+        out.spans = [s for s in _find(words, out.offsets, ex.answers) if s[2] - s[1] < c.max_answer_tokens]
         if not out.spans and not keep_unanswerable:
             return "answer not in the (truncated) passages"
         return out, cut
-    if not ex.candidates:
-        return "no candidates (choice head)"
     out.candidates = ex.candidates
-    out.mentions = [_find(texts, out.offsets, [cand]) for cand in ex.candidates]
+    words = [_Words(t) for t in texts]
+    out.mentions = [_find(words, out.offsets, [cand]) for cand in ex.candidates]
     gold = normalize_answer(ex.answers[0])
     hits = [i for i, cand in enumerate(ex.candidates) if normalize_answer(cand) == gold]
-    if not hits:
-        return "answer not among the candidates"
-    out.label = hits[0]
-    if not out.mentions[out.label]:
-        return "answer candidate never mentioned in the (truncated) passages"
-    return out, cut
+    problem = (
+        "no candidates (choice head)"
+        if not ex.candidates
+        else "answer not among the candidates"
+        if not hits
+        else "answer candidate never mentioned in the (truncated) passages"
+        if not out.mentions[hits[0]]
+        else None
+    )
+    if problem is None:
+        out.label = hits[0]
+    elif not keep_unanswerable:
+        return problem
+    return out, cut  # label -1 when kept unanswerable: it scores 0
 
 
 def encode_examples(
@@ -162,8 +197,10 @@ def encode_examples(
 ) -> EncodedSplit:
     """Encode ``examples``; the unreadable ones are skipped and counted by reason. With
     ``keep_unanswerable`` (evaluation), an extractive example whose answer is not in the passages the
-    reader reads (fewer passages than the task's, truncation) is kept with no span: it scores 0, as it
-    would for any reader of those passages, and is counted in ``EncodedSplit.unanswerable``. With
+    reader reads (fewer passages than the task's, truncation) is kept with no span, and a multiple-choice
+    example whose answer is not among its candidates or not mentioned in those passages is kept with
+    label -1: it scores 0, as it would for any reader of those passages, and is counted in
+    ``EncodedSplit.unanswerable``. With
     ``config.embeddings_kind == "encoder"``, ``encoder`` (whose tokenizer ``tokenizer`` must be)
     encodes every kept question and passage once, in batches, into ``EncodedExample.vectors``."""
     if config.embeddings_kind == "encoder":
@@ -183,7 +220,7 @@ def encode_examples(
         vectors = encoder.vectors([e.question for e in kept], [e.passages for e in kept], encoder.key(config))
         for e, v in zip(kept, vectors):
             e.vectors = v
-    unanswerable = sum(1 for e in kept if config.head == "span" and not e.spans)
+    unanswerable = sum(1 for e in kept if not e.answerable(config.head))
     return EncodedSplit(kept, dict(sorted(skipped.items())), truncated, unanswerable)
 
 
@@ -249,7 +286,7 @@ def collate(batch: Sequence[EncodedExample], head: str) -> ReadBatch:
                 spans[i, k] = torch.tensor([pi * lp + s, pi * lp + t])
         out.spans = spans
     else:
-        c_max = max(len(e.candidates) for e in batch)
+        c_max = max(1, max(len(e.candidates) for e in batch))
         mentions = torch.zeros(b, c_max, np_ * lp, dtype=torch.bool)
         for i, e in enumerate(batch):
             for k, ms in enumerate(e.mentions):

@@ -1,5 +1,6 @@
 """The gates as token-level neurons (issue #19 item 5): how well each head's gate value predicts "this
-token is inside a gold answer", with the project's streaming statistics.
+token is inside a gold answer" (an answer occurrence; for the choice head, a mention of the answer
+candidate), with the project's streaming statistics.
 
 Every real passage token of the evaluated questions is one example of a two-class task (in an answer
 occurrence or not); the activations are the gate values ``[blocks, 1, heads]`` of the blocks that see
@@ -61,11 +62,16 @@ class GateRecorder:
         b, p, lp = batch.passages.shape
         mask = out.mask.cpu()  # [B, T]
         label = torch.zeros_like(mask)
-        assert batch.spans is not None, "gate statistics need the span head"
-        for i, row in enumerate(batch.spans.cpu()):
-            for s, e in row.tolist():
-                if s >= 0:
-                    label[i, s : e + 1] = True
+        if batch.spans is not None:  # span head: every answer occurrence
+            for i, row in enumerate(batch.spans.cpu()):
+                for s, e in row.tolist():
+                    if s >= 0:
+                        label[i, s : e + 1] = True
+        else:  # choice head: the mentions of the answer candidate
+            assert batch.mentions is not None and batch.label is not None
+            for i, k in enumerate(batch.label.tolist()):
+                if k >= 0:
+                    label[i] = batch.mentions[i, k].cpu()
         gates, picked = [], []
         pmask = batch.passage_mask.reshape(b * p, lp).cpu()
         for j, blk in enumerate(self.blocks):

@@ -4,7 +4,6 @@ word-piece table or the frozen encoder, train or evaluate a DynSAN reader, write
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from skillneurons.reading.contextual import ContextEncoder, fingerprint, load_en
 from skillneurons.reading.data import load_reading_task
 from skillneurons.reading.data_config import ReadDataConfig
 from skillneurons.reading.encode import EncodedSplit, encode_examples, load_embeddings
-from skillneurons.reading.examples import ReadingExample, tokenize
+from skillneurons.reading.examples import ReadingExample
 from skillneurons.reading.gates import GATE_STATISTIC, GateRecorder
 from skillneurons.reading.network import Reader
 from skillneurons.reading.results import ReadEvaluation, ReadTrainResult
@@ -94,6 +93,7 @@ def train_reader(
     manifest = {
         "task": data.task,
         "data": data.cloze_options(),
+        "candidates": data.candidates,
         "embeddings": reader.embeddings,
         "embeddings_kind": reader.embeddings_kind,
         "embeddings_key": key,
@@ -138,7 +138,8 @@ def evaluate_saved_reader(
     device: str | torch.device | None = None,
 ) -> ReadEvaluation:
     """EM / F1 (or accuracy) of the reader saved at ``path`` on ``split`` of ``data``'s task; with
-    ``gates``, each head's gate AUROC for answer tokens (span head only)."""
+    ``gates``, each head's gate AUROC for answer tokens (the answer occurrences, or the answer
+    candidate's mentions)."""
     man = load_manifest(path, kind="reader")
     name = man.get("embeddings") or man.get("reader", {}).get("embeddings")
     if not name:
@@ -164,8 +165,6 @@ def evaluate_saved_reader(
         raise ConfigError(
             f"the reader has a {model.config.head} head but task '{data.task}' is {splits.kind()}"
         )
-    if gates and model.config.head != "span":
-        raise ConfigError("--gates needs an extractive task (the gate AUROC is for answer tokens)")
     encoded = encode_examples(
         splits.split(split), tokenizer, model.config, keep_unanswerable=True, encoder=encoder
     )
@@ -187,25 +186,14 @@ def evaluate_saved_reader(
 
 def most_frequent_entity(examples: Sequence[ReadingExample], seed: int = 0) -> dict[str, Any]:
     """The most-frequent-candidate baseline of a cloze task: the candidates are the passages' entities
-    by the cloze construction's own rule (:func:`~skillneurons.reading.cloze.entity_spans`, its name
-    statistics taken from these passages), minus those in the question; the answer is the most frequent
-    one. EM / F1 with 95% bootstrap intervals."""
+    by the cloze construction's own rule (:func:`~skillneurons.reading.cloze.entity_candidates`, its
+    name statistics taken from these passages), minus those in the question; the answer is the most
+    frequent one. EM / F1 with 95% bootstrap intervals."""
     if not examples:
         raise DataError("no examples for the baseline")
-    sentences = {
-        id(ex): [tokenize(s) for p in ex.passages for s in cloze.split_sentences(p)] for ex in examples
-    }
-    stats = cloze.name_stats([s for ss in sentences.values() for s in ss])
     em, f1 = [], []
-    for ex in examples:
-        asked = {w.lower() for w in tokenize(ex.question)}
-        counts: Counter[str] = Counter()
-        for toks in sentences[id(ex)]:
-            for i, j in cloze.entity_spans(toks, stats):
-                name = " ".join(toks[i:j])
-                if name.lower() not in asked:
-                    counts[name] += 1
-        guess = counts.most_common(1)[0][0] if counts else ""
+    for ex, cands in zip(examples, cloze.entity_candidates(examples)):
+        guess = cands[0] if cands else ""
         em.append(metrics.exact_match(guess, ex.answers))
         f1.append(metrics.f1(guess, ex.answers))
     return {

@@ -87,7 +87,11 @@ def reader_loss(out: ReaderOutput, batch: Any, beta: float) -> torch.Tensor:
 def _answerable_loss(out: ReaderOutput, batch: Any) -> float:
     """The summed loss of the examples that have an answer occurrence (an unanswerable one has none)."""
     if out.start is None:
-        return float(reader_loss(out, batch, 0.0)) * batch.question.shape[0]
+        assert out.choice is not None and batch.label is not None
+        keep = batch.label >= 0
+        if not bool(keep.any()):
+            return 0.0
+        return float(-out.choice[keep].gather(1, batch.label[keep][:, None]).sum())
     assert out.end is not None and batch.spans is not None
     keep = (batch.spans[..., 0] >= 0).any(1)
     if not bool(keep.any()):
@@ -152,8 +156,10 @@ def evaluate_reader(
             f1 += [metrics.f1(p, e.answers) for p, e in zip(texts, exs)]
         else:
             assert out.choice is not None
-            texts = [e.candidates[int(c)] for e, c in zip(exs, out.choice.argmax(-1))]
-            acc = metrics.accuracy(texts, [e.candidates[e.label] for e in exs])
+            picks = out.choice.argmax(-1).tolist()
+            texts = [e.candidates[c] if c < len(e.candidates) else "" for e, c in zip(exs, picks)]
+            gold = [e.candidates[e.label] if e.label >= 0 else "" for e in exs]  # -1: none can win
+            acc = [a if e.label >= 0 else 0.0 for a, e in zip(metrics.accuracy(texts, gold), exs)]
             em += acc
             f1 += acc
         preds += texts
@@ -162,7 +168,7 @@ def evaluate_reader(
         bar.update(len(exs))
     bar.close()
     model.train(was_training)
-    answerable = sum(1 for e in examples if e.spans or head != "span")
+    answerable = sum(1 for e in examples if e.answerable(head))
     loss = loss_sum / max(1, answerable)
     if not math.isfinite(loss):
         raise NonFiniteError(f"the evaluation loss is {loss}: the reader's weights hold NaN or inf")
