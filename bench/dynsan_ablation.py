@@ -36,7 +36,7 @@ from skillneurons.reading.data_config import ReadDataConfig
 from skillneurons.reading.encode import encode_examples, load_embeddings
 from skillneurons.reading.gates import GATE_STATISTIC, GateRecorder
 from skillneurons.reading.network import Reader
-from skillneurons.reading.run import evaluation_of, most_frequent_entity
+from skillneurons.reading.run import evaluation_of, most_frequent_entity, window_overlap_entity
 from skillneurons.reading.train import ReaderTrainer, evaluate_reader, load_reader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,6 +228,12 @@ def main() -> None:
             "test_read_passages": most_frequent_entity(
                 [replace(e, passages=e.passages[: args.passages]) for e in questions["test"]]
             ),
+        },
+        "baseline_window_overlap": {
+            f"test_read_passages_window{w}": window_overlap_entity(
+                [replace(e, passages=e.passages[: args.passages]) for e in questions["test"]], window=w
+            )
+            for w in (5, 10)
         },
         "rows": [],
     }

@@ -37,7 +37,7 @@ from skillneurons.reading.examples import (
     tokenize,
     write_jsonl,
 )
-from skillneurons.reading.run import most_frequent_entity
+from skillneurons.reading.run import most_frequent_entity, window_overlap_entity
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reading"
 
@@ -282,6 +282,22 @@ def test_entity_candidates_most_frequent_first_without_the_question_words() -> N
     assert mc.kind() == "choice" and mc.candidates == cands and mc.answers == ex.answers
     base = most_frequent_entity([ex, replace(ex, id="b", answers=("British Airways",))])
     assert base["n"] == 2 and base["em"] == 0.5  # the baseline guesses the first candidate
+
+
+def test_window_overlap_baseline_prefers_the_candidate_near_the_question_words() -> None:
+    ex = ReadingExample(
+        "a",
+        "@placeholder opened a new factory in Leeds making electric buses.",
+        (
+            "It rained in Paris. We saw Paris. They love Paris.",  # the most frequent, far from the question
+            "The firm Volvo opened its factory for electric buses.",
+        ),
+        ("Volvo",),
+    )
+    assert most_frequent_entity([ex])["em"] == 0.0  # frequency says Paris
+    assert window_overlap_entity([ex], window=5)["em"] == 1.0  # opened, factory, electric, buses
+    with pytest.raises(ConfigError, match="window 0"):
+        window_overlap_entity([ex], window=0)
 
 
 def test_candidates_option_is_the_cloze_tasks() -> None:

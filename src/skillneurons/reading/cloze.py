@@ -57,6 +57,7 @@ __all__ = [
     "CLOZE_VERSION",
     "DEMONYMS",
     "PLACEHOLDER",
+    "STOP_WORDS",
     "NameStats",
     "build_bbc_cloze",
     "build_cloze",
@@ -103,6 +104,8 @@ _STOP = frozenset(
     however meanwhile but yet after before during while since although though because according
     mr mrs ms dr""".split()
 )
+#: the stop-words of the entity rule (lower case), also left out of the word-distance baseline
+STOP_WORDS = _STOP
 _CONNECTORS = ("of",)
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'’”]))\s+(?=[\"'‘“(]?[A-Z0-9])")
 _OPENERS = frozenset({'"', "'", "‘", "“", "(", "-", ":"})

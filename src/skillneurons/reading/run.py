@@ -20,13 +20,19 @@ from skillneurons.reading.contextual import ContextEncoder, fingerprint, load_en
 from skillneurons.reading.data import load_reading_task
 from skillneurons.reading.data_config import ReadDataConfig
 from skillneurons.reading.encode import EncodedSplit, encode_examples, load_embeddings
-from skillneurons.reading.examples import ReadingExample
+from skillneurons.reading.examples import ReadingExample, tokenize
 from skillneurons.reading.gates import GATE_STATISTIC, GateRecorder
 from skillneurons.reading.network import Reader
 from skillneurons.reading.results import ReadEvaluation, ReadTrainResult
 from skillneurons.reading.train import ReaderTrainer, Scored, evaluate_reader, load_reader
 
-__all__ = ["evaluate_saved_reader", "evaluation_of", "most_frequent_entity", "train_reader"]
+__all__ = [
+    "evaluate_saved_reader",
+    "evaluation_of",
+    "most_frequent_entity",
+    "train_reader",
+    "window_overlap_entity",
+]
 
 
 def _head_for(kind: str) -> Literal["span", "choice"]:
@@ -191,11 +197,49 @@ def most_frequent_entity(examples: Sequence[ReadingExample], seed: int = 0) -> d
     frequent one. EM / F1 with 95% bootstrap intervals."""
     if not examples:
         raise DataError("no examples for the baseline")
-    em, f1 = [], []
+    guesses = [cands[0] if cands else "" for cands in cloze.entity_candidates(examples)]
+    return _scored_guesses(examples, guesses, seed)
+
+
+def window_overlap_entity(
+    examples: Sequence[ReadingExample], window: int = 10, seed: int = 0
+) -> dict[str, Any]:
+    """A word-distance baseline (after Hermann et al. 2015): each of the passages' entity candidates
+    (:func:`~skillneurons.reading.cloze.entity_candidates`) scores, over its mentions, 1 plus the number
+    of distinct question words (SQuAD-normalised; stop-words and the placeholder left out) within
+    ``window`` words either side of the mention; the best-scoring candidate is the guess (ties: the
+    more frequent). What lexical context alone gives beyond frequency. EM / F1 with 95% intervals."""
+    if not examples:
+        raise DataError("no examples for the baseline")
+    if window < 1:
+        raise ConfigError(f"window {window} must be >= 1")
+    guesses = []
     for ex, cands in zip(examples, cloze.entity_candidates(examples)):
-        guess = cands[0] if cands else ""
-        em.append(metrics.exact_match(guess, ex.answers))
-        f1.append(metrics.f1(guess, ex.answers))
+        asked = {t for t in _norm(ex.question) if t not in cloze.STOP_WORDS and t != "placeholder"}
+        texts = [_norm(p) for p in ex.passages]
+        best, best_score = "", 0
+        for cand in cands:  # most frequent first: a later one must score strictly more
+            target, score = _norm(cand), 0
+            m = len(target)
+            for toks in texts:
+                for j in range(len(toks) - m + 1):
+                    if m and toks[j : j + m] == target:
+                        near = set(toks[max(0, j - window) : j]) | set(toks[j + m : j + m + window])
+                        score += 1 + len(near & asked)
+            if score > best_score:
+                best, best_score = cand, score
+        guesses.append(best)
+    return _scored_guesses(examples, guesses, seed)
+
+
+def _norm(text: str) -> list[str]:
+    """The SQuAD-normalised words of ``text``, the empty ones (punctuation, articles) left out."""
+    return [w for w in (metrics.normalize_token(t) for t in tokenize(text)) if w]
+
+
+def _scored_guesses(examples: Sequence[ReadingExample], guesses: Sequence[str], seed: int) -> dict[str, Any]:
+    em = [metrics.exact_match(g, ex.answers) for g, ex in zip(guesses, examples)]
+    f1 = [metrics.f1(g, ex.answers) for g, ex in zip(guesses, examples)]
     return {
         "n": len(em),
         "em": sum(em) / len(em),

@@ -39,8 +39,9 @@ DynsanCostView     setting, machine, rows[{level, L, K, seconds_step, seconds_st
                    analytic_reference_flops}], ratios[{level, L, K, speedup,
                    counted_flops_ratio, saved_bytes_ratio, attention_bytes_ratio,
                    peak_bytes_ratio}], break_even_L{<level>_K<k>} (``bench/dynsan_cost.py``)
-DynsanAblationView setting, task{name, encoded}, baseline_most_frequent_entity{<name>: {n, em,
-                   em_ci, f1, f1_ci}}, table{<variant>: {em, f1: {mean, low, high, n}, steps,
+DynsanAblationView setting, task{name, encoded}, baseline_most_frequent_entity and
+                   baseline_window_overlap{<name>: {n, em, em_ci, f1, f1_ci}},
+                   table{<variant>: {em, f1: {mean, low, high, n}, steps,
                    paired_vs_gate{em_minus_gate, low, high, seeds}}}, rows[{variant, seed,
                    gates_dev[{block, auroc, selected_answer_share, answer_share, tokens}],
                    gate_statistic}] (``bench/dynsan_ablation.py``)
@@ -902,8 +903,13 @@ class DynsanAblationView:
                 )
             )
         baselines = [
-            Baseline(str(k), _ci_estimate(_dict(v), "em"), _ci_estimate(_dict(v), "f1"))
-            for k, v in _dict(obj.get("baseline_most_frequent_entity")).items()
+            Baseline(
+                str(k) if kind == "most_frequent_entity" else f"{kind}: {k}",
+                _ci_estimate(_dict(v), "em"),
+                _ci_estimate(_dict(v), "f1"),
+            )
+            for kind in ("most_frequent_entity", "window_overlap")
+            for k, v in _dict(obj.get(f"baseline_{kind}")).items()
             if isinstance(v, dict)
         ]
         runs = [r for r in obj.get("rows") or [] if isinstance(r, dict)]

@@ -311,8 +311,20 @@ def render_dynsan_ablation(files: Sequence[ResultFile]) -> Section:
     for r in files:
         v = DynsanAblationView.read(r.data)
         s = v.setting
-        keys = ("minutes", "steps", "batch", "dim", "heads", "top_k", "blocks", "passages")
+        keys = (
+            "minutes",
+            "steps",
+            "batch",
+            "dim",
+            "heads",
+            "top_k",
+            "blocks",
+            "passages",
+            "max_passage_tokens",
+        )
         setting = ", ".join(f"{k} {s[k]}" for k in keys if k in s)
+        if s.get("candidates") == "entities":
+            setting += "; multiple choice over the passages' entities (EM = accuracy)"
         n = f", {v.n_test} test questions" if v.n_test is not None else ""
         body.append(para(f"Task {v.task}{n}; {v.runs} run(s). Setting: {setting}.", "small"))
         body.append(_ablation_table(v))
