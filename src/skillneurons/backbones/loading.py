@@ -341,12 +341,8 @@ def backbone_geometry(
     config, _tok = _config_and_tokenizer(name_or_path, path, gguf, cache, {"revision": revision})
     spec = spec_for(config)
     with torch.device("meta"):
-        if config.model_type in _T5_TYPES:
-            from transformers import T5EncoderModel  # imported on use: it loads the T5 modelling code
-
-            model = T5EncoderModel(config)  # type: ignore[arg-type]
-        else:
-            model = AutoModel.from_config(config)
+        cls = _model_class(config, "encoder")  # the bare model: its blocks are the ones loaded
+        model = cls(config) if config.model_type in _T5_TYPES else cls.from_config(config)
     _, layers = _find_layers(model, spec.layers)
     return len(layers), [_neurons(_get(b, spec.down), spec) for b in layers]
 
@@ -412,6 +408,16 @@ def _auto_kind(config: PretrainedConfig, gguf: str | None) -> BackboneKind:
 _T5_TYPES = ("t5", "mt5", "umt5")
 
 
+def _model_class(config: PretrainedConfig, kind: BackboneKind) -> Any:
+    """The class that loads a model of ``kind``: T5's encoder alone for the T5 family (its decoder is
+    never used), else the Auto class of the head."""
+    if config.model_type in _T5_TYPES:
+        from transformers import T5EncoderModel  # imported on use: it loads the T5 modelling code
+
+        return T5EncoderModel
+    return {"masked_lm": AutoModelForMaskedLM, "causal_lm": AutoModelForCausalLM, "encoder": AutoModel}[kind]
+
+
 def _load_model(
     name_or_path: str,
     path: str,
@@ -422,18 +428,7 @@ def _load_model(
 ) -> tuple[PreTrainedModel, BackboneKind]:
     """The model with the head of ``kind``; a masked LM whose head weights are missing is loaded as the
     bare encoder (transformers would only warn and random-initialise the head)."""
-    auto_cls: Any
-    if config.model_type in _T5_TYPES:
-        from transformers import T5EncoderModel  # imported on use: it loads the T5 modelling code
-
-        auto_cls = T5EncoderModel
-    else:
-        auto_cls = {
-            "masked_lm": AutoModelForMaskedLM,
-            "causal_lm": AutoModelForCausalLM,
-            "encoder": AutoModel,
-        }[kind]
-    model, info = auto_cls.from_pretrained(path, output_loading_info=True, **load_kw)
+    model, info = _model_class(config, kind).from_pretrained(path, output_loading_info=True, **load_kw)
     missing = set(info.get("missing_keys", ()))
     head_roots = {h.split(".")[0] + "." for h in spec.lm_head}
     head_missing = sorted(k for k in missing if k.startswith(tuple(head_roots)))
