@@ -27,6 +27,10 @@ class RunOptions:
         check_range("--dev-size", self.dev_size, low=1)
         check_range("--test-size", self.test_size, low=1)
 
+    def split_seed_for(self, train_seed: int) -> int:
+        """The seed of the train/dev/test split of a run trained with ``train_seed``: the one rule."""
+        return train_seed if self.split_seed is None else self.split_seed
+
     def fractions(self, n: int) -> tuple[float, float, float] | None:
         """The train/dev/test fractions of ``n`` examples that give the requested part sizes (None: the
         default 80/10/10); a request that leaves fewer than one training example is a one-line error."""

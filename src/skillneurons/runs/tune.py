@@ -56,7 +56,7 @@ class TuneSpec:
 
     @property
     def split_seed(self) -> int:
-        return self.train.seed if self.run.split_seed is None else self.run.split_seed
+        return self.run.split_seed_for(self.train.seed)
 
     def identity(self, backbone: Backbone, task: Task) -> dict[str, Any]:
         """Every option that changes the run's result (``overwrite`` and progress bars do not)."""

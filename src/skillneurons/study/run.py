@@ -42,6 +42,7 @@ from skillneurons.report import write_report
 from skillneurons.report.config import ReportConfig
 from skillneurons.rundir import RunDir, make_splits
 from skillneurons.runs import find_skill_neurons, tune_prompt
+from skillneurons.runs.config import RunOptions
 from skillneurons.study.config import StudySpec, TaskSpec
 from skillneurons.study.figures import group_comparisons, indicator_spearman, prompt_figures, sweep_figures
 from skillneurons.study.results import (
@@ -148,16 +149,20 @@ class Study:
         """The split the (task, seed) prompt is (or will be) tuned on: its run's ``split.json`` when
         tuned, else drawn as the tuning will draw it."""
         task = self.tasks[t.name]
-        seed_of_split = seed if self.spec.split_seed is None else self.spec.split_seed
+        run = self._run_options(t)
         done = self.tune_dir(t.name, seed)
-        fractions = t.run.fractions(len(task))
+        fractions = run.fractions(len(task))
         return make_splits(
             task,
-            seed_of_split,
+            run.split_seed_for(seed),
             done if (done / "split.json").is_file() else None,
             t.run.max_examples,
             fractions,
         )
+
+    def _run_options(self, t: TaskSpec) -> RunOptions:
+        """A task's run options with the study's split seed (one split per task, shared by its seeds)."""
+        return dataclasses.replace(t.run, split_seed=self.spec.split_seed)
 
     @property
     def model_name(self) -> str:
@@ -230,7 +235,7 @@ class Study:
         delta = method != "prompt"
         train = self.spec.delta.train if delta and self.spec.delta else t.train
         cfg = dataclasses.replace(train, seed=seed)
-        run = dataclasses.replace(t.run, split_seed=self.spec.split_seed)
+        run = self._run_options(t)
         folder = self.out / "delta" / t.name / f"{method}-s{seed}" if delta else self.tune_dir(t.name, seed)
 
         def identity() -> dict[str, Any]:
