@@ -44,7 +44,7 @@ from skillneurons.data import Task
 from skillneurons.errors import ConfigError
 from skillneurons.prompts.model import PromptModel
 from skillneurons.pruning.prune import prune_backbone
-from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
+from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches, length_order
 
 __all__ = [
     "DepthRule",
@@ -141,7 +141,7 @@ def activation_magnitudes(
 
     bar = tqdm(total=len(task), desc="neuron magnitudes", disable=not progress, leave=False, unit="ex")
     with neuron_hooks(bb, reduce):
-        for idx in iterate_batches(task, batch_size):
+        for idx in iterate_batches(task, batch_size, length_order(model, task)):  # sums: any order
             batch = encode_examples(model, task, idx).to(bb.device)
             full = model.sequence_mask(batch)
             mask = full.unsqueeze(-1).float()

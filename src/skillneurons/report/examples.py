@@ -18,7 +18,7 @@ from skillneurons.backbones.sites import neuron_hooks
 from skillneurons.data import Task
 from skillneurons.errors import ConfigError
 from skillneurons.prompts.model import Batch, PromptModel
-from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches
+from skillneurons.training.trainer import autocast_context, encode_examples, iterate_batches, length_order
 
 __all__ = ["NeuronExamples", "sample_indices", "top_activating"]
 
@@ -93,7 +93,7 @@ def top_activating(
         state["buf"][:, rows] = acts[b, seq, idx.unsqueeze(0)].float()
 
     with neuron_hooks(bb, hook, layers=list(by_layer)):
-        for ids in iterate_batches(task, batch_size):
+        for ids in iterate_batches(task, batch_size, length_order(model, task)):
             batch: Batch = encode_examples(model, task, ids).to(device)
             state["positions"] = model.prompt_positions(batch)
             state["buf"] = torch.full((len(ids), M), float("nan"), device=device)
