@@ -267,3 +267,8 @@ def test_read_train_then_evaluate_on_the_command_line(tmp_path: Path, model_dir:
     assert [g.block for g in result.gates] == ["encoder", "modeler", "cross0"]
     assert main([*args, "--out", str(out)]) == 0  # the finished run resumes at its end: nothing to do
     assert ReadTrainResult.load(out / "train_result.json").resumed_from == 4
+    from skillneurons.reading.data_config import ReadDataConfig
+    from skillneurons.reading.run import evaluate_saved_reader
+
+    with pytest.raises(ConfigError, match="trained with --candidates none: evaluate it on bbc_cloze"):
+        evaluate_saved_reader(out / "reader.safetensors", ReadDataConfig(candidates="entities"))

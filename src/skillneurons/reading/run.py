@@ -18,7 +18,7 @@ from skillneurons.reading import cloze, metrics
 from skillneurons.reading.config import ReaderConfig, ReadTrainConfig
 from skillneurons.reading.contextual import ContextEncoder, fingerprint, load_encoder
 from skillneurons.reading.data import load_reading_task
-from skillneurons.reading.data_config import ReadDataConfig
+from skillneurons.reading.data_config import CLOZE_TASK, ReadDataConfig
 from skillneurons.reading.encode import EncodedSplit, encode_examples, load_embeddings
 from skillneurons.reading.examples import ReadingExample, tokenize
 from skillneurons.reading.gates import GATE_STATISTIC, GateRecorder
@@ -147,6 +147,12 @@ def evaluate_saved_reader(
     ``gates``, each head's gate AUROC for answer tokens (the answer occurrences, or the answer
     candidate's mentions)."""
     man = load_manifest(path, kind="reader")
+    trained_with = man.get("candidates")
+    if data.task.strip() == CLOZE_TASK and trained_with is not None and trained_with != data.candidates:
+        raise ConfigError(
+            f"{path} was trained with --candidates {trained_with}: evaluate it on {CLOZE_TASK} with "
+            f"--candidates {trained_with}"
+        )
     name = man.get("embeddings") or man.get("reader", {}).get("embeddings")
     if not name:
         raise DataError(f"{path} does not name its embeddings: re-create it with `read train`")
