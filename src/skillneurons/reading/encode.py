@@ -23,8 +23,8 @@ import skillneurons.backbones as backbones  # lazy: loads the model library only
 from skillneurons.errors import ConfigError, DataError
 from skillneurons.reading.config import ReaderConfig
 from skillneurons.reading.contextual import ContextEncoder, Vectors
-from skillneurons.reading.examples import ReadingExample, tokenize
-from skillneurons.reading.metrics import normalize_answer, normalize_token
+from skillneurons.reading.examples import ReadingExample, WordIndex, tokenize
+from skillneurons.reading.metrics import normalize_answer
 from skillneurons.reading.network import ReadBatch
 
 __all__ = ["EncodedExample", "EncodedSplit", "collate", "encode_examples", "load_embeddings", "span_text"]
@@ -75,10 +75,8 @@ def load_embeddings(name: str) -> tuple[Any, Tensor]:
 
 
 class _Words:
-    """One passage's words, their character starts and their SQuAD-normalised forms (the empty ones,
-    punctuation and articles, left out), indexed by first word: built once per passage, searched for
-    every answer alias and candidate (the search of
-    :func:`~skillneurons.reading.examples.find_answer_spans`)."""
+    """One passage's words, their character starts and their :class:`WordIndex`: built once per
+    passage, searched for every answer alias and candidate."""
 
     def __init__(self, text: str) -> None:
         self.words = tokenize(text)
@@ -87,24 +85,14 @@ class _Words:
             pos = text.index(w, pos)
             self.starts.append(pos)
             pos += len(w)
-        kept = [(i, n) for i, n in ((i, normalize_token(t)) for i, t in enumerate(self.words)) if n]
-        self.kept = [i for i, _ in kept]
-        self.norm = [n for _, n in kept]
-        self.first: dict[str, list[int]] = {}
-        for j, n in enumerate(self.norm):
-            self.first.setdefault(n, []).append(j)
+        self.index = WordIndex(self.words)
 
     def char_spans(self, answer: str) -> list[tuple[int, int]]:
         """Character spans ``[start, end)`` of every word-aligned occurrence of ``answer``."""
-        target = [t for t in (normalize_token(a) for a in tokenize(answer)) if t]
-        if not target:
-            return []
-        m, out = len(target), []
-        for j in self.first.get(target[0], ()):
-            if self.norm[j : j + m] == target:
-                s, e = self.kept[j], self.kept[j + m - 1]
-                out.append((self.starts[s], self.starts[e] + len(self.words[e])))
-        return out
+        return [
+            (self.starts[s], self.starts[e] + len(self.words[e]))
+            for s, e in self.index.spans(tokenize(answer))
+        ]
 
 
 def _to_pieces(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
@@ -160,14 +148,13 @@ def _encode_one(
     passages = [p for p in out.passages if p]
     if len(passages) < len(out.passages):
         return "a passage with no word pieces"
+    words = [_Words(t) for t in texts]
     if c.head == "span":
-        words = [_Words(t) for t in texts]
         out.spans = [s for s in _find(words, out.offsets, ex.answers) if s[2] - s[1] < c.max_answer_tokens]
         if not out.spans and not keep_unanswerable:
             return "answer not in the (truncated) passages"
         return out, cut
     out.candidates = ex.candidates
-    words = [_Words(t) for t in texts]
     out.mentions = [_find(words, out.offsets, [cand]) for cand in ex.candidates]
     gold = normalize_answer(ex.answers[0])
     hits = [i for i, cand in enumerate(ex.candidates) if normalize_answer(cand) == gold]

@@ -31,6 +31,7 @@ __all__ = [
     "Passage",
     "ReadingExample",
     "ReadingSplits",
+    "WordIndex",
     "answer_in_passages",
     "count_occurrences",
     "find_answer_spans",
@@ -133,21 +134,40 @@ class ReadingExample:
         }
 
 
+class WordIndex:
+    """A text's tokens under SQuAD normalisation (case, punctuation and articles ignored; a token that
+    normalises to nothing, a comma or "the", is left out), indexed by word: built once per passage,
+    searched for every answer alias or candidate (:func:`find_answer_spans` is one search)."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        kept = [(i, n) for i, n in ((i, normalize_token(t)) for i, t in enumerate(tokens)) if n]
+        self.kept = [i for i, _ in kept]  # the token index of each normalised word
+        self.norm = [n for _, n in kept]  # the normalised words
+        self._first: dict[str, list[int]] = {}
+        for k, n in enumerate(self.norm):
+            self._first.setdefault(n, []).append(k)
+
+    def positions(self, answer_tokens: Sequence[str]) -> tuple[list[int], int]:
+        """``(starts, m)``: where the answer's ``m`` normalised words occur in :attr:`norm`, in order
+        (none when the answer normalises to nothing)."""
+        target = [t for t in (normalize_token(a) for a in answer_tokens) if t]
+        if not target:
+            return [], 0
+        m = len(target)
+        return [k for k in self._first.get(target[0], ()) if self.norm[k : k + m] == target], m
+
+    def spans(self, answer_tokens: Sequence[str]) -> list[tuple[int, int]]:
+        """Inclusive ``(start, end)`` token spans of every occurrence of the answer: they start and end
+        on a content word."""
+        starts, m = self.positions(answer_tokens)
+        return [(self.kept[k], self.kept[k + m - 1]) for k in starts]
+
+
 def find_answer_spans(passage_tokens: Sequence[str], answer_tokens: Sequence[str]) -> list[tuple[int, int]]:
     """Inclusive ``(start, end)`` token spans of every occurrence of the answer in the passage, compared
     after SQuAD normalisation (case, punctuation and articles ignored): a passage token that normalises
     to nothing (a comma, "the") is skipped, so the span starts and ends on a content word."""
-    target = [t for t in (normalize_token(a) for a in answer_tokens) if t]
-    if not target:
-        return []
-    kept = [(i, n) for i, n in ((i, normalize_token(t)) for i, t in enumerate(passage_tokens)) if n]
-    words = [n for _, n in kept]
-    m = len(target)
-    spans = []
-    for j in range(len(words) - m + 1):
-        if words[j : j + m] == target:
-            spans.append((kept[j][0], kept[j + m - 1][0]))
-    return spans
+    return WordIndex(passage_tokens).spans(answer_tokens)
 
 
 def answer_in_passages(answers: Iterable[str], passages: Iterable[str]) -> bool:

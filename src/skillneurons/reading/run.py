@@ -20,7 +20,7 @@ from skillneurons.reading.contextual import ContextEncoder, fingerprint, load_en
 from skillneurons.reading.data import load_reading_task
 from skillneurons.reading.data_config import CLOZE_TASK, ReadDataConfig
 from skillneurons.reading.encode import EncodedSplit, encode_examples, load_embeddings
-from skillneurons.reading.examples import ReadingExample, tokenize
+from skillneurons.reading.examples import ReadingExample, WordIndex, tokenize
 from skillneurons.reading.gates import GATE_STATISTIC, GateRecorder
 from skillneurons.reading.network import Reader
 from skillneurons.reading.results import ReadEvaluation, ReadTrainResult
@@ -222,16 +222,15 @@ def window_overlap_entity(
     guesses = []
     for ex, cands in zip(examples, cloze.entity_candidates(examples)):
         asked = {t for t in _norm(ex.question) if t not in cloze.STOP_WORDS and t != "placeholder"}
-        texts = [_norm(p) for p in ex.passages]
+        indexes = [WordIndex(tokenize(p)) for p in ex.passages]
         best, best_score = "", 0
         for cand in cands:  # most frequent first: a later one must score strictly more
-            target, score = _norm(cand), 0
-            m = len(target)
-            for toks in texts:
-                for j in range(len(toks) - m + 1):
-                    if m and toks[j : j + m] == target:
-                        near = set(toks[max(0, j - window) : j]) | set(toks[j + m : j + m + window])
-                        score += 1 + len(near & asked)
+            score = 0
+            for idx in indexes:
+                starts, m = idx.positions(tokenize(cand))
+                for j in starts:
+                    near = set(idx.norm[max(0, j - window) : j]) | set(idx.norm[j + m : j + m + window])
+                    score += 1 + len(near & asked)
             if score > best_score:
                 best, best_score = cand, score
         guesses.append(best)
